@@ -1,0 +1,39 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from sqlalchemy import text
+from starlette.responses import JSONResponse
+
+from gateway.db.migrate import head_revision
+from gateway.deps import ServicesDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="The database is reachable, the config loaded, records flowing")
+async def readyz(services: ServicesDep) -> JSONResponse:
+    checks: dict[str, Any] = {"config": {"ok": True, "models": services.router.aliases}}
+    try:
+        async with services.sessions() as session:
+            version = await session.scalar(text("SELECT version_num FROM alembic_version"))
+        expected = head_revision()
+        checks["database"] = {"ok": version == expected, "schema": version, "expected": expected}
+    except Exception as exc:  # any driver error means "not ready", and says which
+        checks["database"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    recorder = services.recorder
+    checks["recorder"] = {
+        "ok": recorder.healthy, "pending": recorder.pending, "written": recorder.stats.written,
+        "spilled": recorder.stats.spilled, "last_error": recorder.stats.last_error,
+    }
+    ready = all(check["ok"] for check in checks.values())
+    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
+                        status_code=200 if ready else 503)

@@ -1,0 +1,144 @@
+"""The app factory. The lifespan is the only place resources are built and closed."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.api import admin, health, openai
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.keys import KeyService
+from gateway.config import GatewayConfig
+from gateway.db.session import create_engine, create_sessions
+from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
+from gateway.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from gateway.pipeline.request import param_path
+from gateway.pipeline.run import Pipeline
+from gateway.records.recorder import ExchangeRecorder
+from gateway.records.repository import ExchangeRepository
+from gateway.services import Services
+from gateway.upstream.client import UpstreamClient, create_http_client
+from gateway.upstream.router import ModelRouter
+from gateway.version import __version__
+
+log = logging.getLogger("gateway")
+
+DEMO_PREFIX = "/_demo"
+
+
+def create_app(config: GatewayConfig, *, demo_base_url: str | None = None) -> FastAPI:
+    """Build the gateway. ``demo_base_url`` is where this server's own demo backend answers."""
+    base_urls = _base_urls(config, demo_base_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(config.database_url)
+        sessions = create_sessions(engine)
+        http = create_http_client(config.upstream)
+        router = ModelRouter(config, base_urls)
+        recorder = ExchangeRecorder(sessions, config.recording)
+        keys = KeyService(sessions)
+        services = Services(
+            config=config, sessions=sessions, keys=keys,
+            authenticator=Authenticator(keys, config.auth.cache_seconds), router=router,
+            upstream=UpstreamClient(http, router.secrets()), recorder=recorder,
+            exchanges=ExchangeRepository(sessions), admin_token=config.admin_token(),
+            started_at=int(time.time()),
+        )
+        app.state.services = services
+        app.state.pipeline = Pipeline(services)
+        recorder.start()
+        try:
+            yield
+        finally:
+            await recorder.stop()
+            await http.aclose()
+            await engine.dispose()
+
+    app = FastAPI(title="Situate gateway", version=__version__, lifespan=lifespan)
+    for module in (openai, admin, health):
+        app.include_router(module.router)
+    _add_error_handlers(app)
+    if any(b.kind == "demo" for b in config.backends.values()):
+        from gateway.mock import MockUpstream, Script
+
+        app.mount(DEMO_PREFIX, StripPrefix(MockUpstream(Script(token_delay=0.02)), DEMO_PREFIX))
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def _base_urls(config: GatewayConfig, demo_base_url: str | None) -> dict[str, str]:
+    urls = {}
+    for name, backend in config.backends.items():
+        if backend.kind == "demo":
+            if demo_base_url is None:
+                raise ValueError(f"backend {name!r} is the built-in demo: a demo URL is needed")
+            urls[name] = demo_base_url
+        else:
+            assert backend.base_url is not None
+            urls[name] = backend.base_url
+    return urls
+
+
+class StripPrefix:
+    """Serve a mounted ASGI app as if it were at the root."""
+
+    def __init__(self, app: ASGIApp, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if path.startswith(self.prefix):
+            scope = {**scope, "path": path[len(self.prefix):] or "/", "root_path": ""}
+        await self.app(scope, receive, send)
+
+
+def _render(exc: GatewayError) -> Response:
+    return Response(exc.body_bytes(), status_code=exc.status, headers=exc.headers(),
+                    media_type="application/json")
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def gateway_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        return _render(exc)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        where = f"{request.method} {request.url.path}"
+        if exc.status_code == 404:
+            return _render(NotFound(f"Unknown request URL: {where}.", code="unknown_url"))
+        if exc.status_code == 405:
+            return _render(MethodNotAllowed(f"Method not allowed: {where}."))
+        error = GatewayError(str(exc.detail), code=f"http_{exc.status_code}")
+        error.status = exc.status_code
+        return _render(error)
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        first: Mapping[str, object] = exc.errors()[0]
+        loc = tuple(p for p in first.get("loc", ()) if p not in ("body", "query", "path"))  # type: ignore[attr-defined]
+        param = param_path(loc) or None
+        return _render(InvalidRequest(f"Invalid value for '{param}': {first.get('msg')}.",
+                                      param=param))
+
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", exc_info=exc)
+        return _render(GatewayError("The gateway failed unexpectedly; this was logged.",
+                                    code="internal_error"))
+
+    app.add_exception_handler(GatewayError, gateway_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected)

@@ -1,0 +1,1 @@
+"""Callers: API keys bound to deployment contexts."""

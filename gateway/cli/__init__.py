@@ -1,0 +1,25 @@
+"""The ``gateway`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from gateway.cli import db, exchanges, keys, serve
+
+app = typer.Typer(
+    name="gateway",
+    help="Situate: a policy-governed, OpenAI-compatible model gateway.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("serve")(serve.serve)
+app.command("mock-upstream")(serve.mock_upstream)
+app.command("version")(serve.version)
+app.add_typer(db.app, name="db")
+app.add_typer(keys.app, name="keys")
+app.add_typer(exchanges.app, name="exchanges")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,59 @@
+"""What the commands share: the --config option, loading it, a database session factory."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.db.migrate import current_revision, head_revision
+from gateway.db.session import Sessions, create_engine, create_sessions
+
+T = TypeVar("T")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", envvar="GATEWAY_CONFIG", help="The gateway config file (YAML).",
+                 exists=True, dir_okay=False),
+]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def config_or_exit(path: Path | None) -> GatewayConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise fail(str(exc), 2) from exc
+
+
+@asynccontextmanager
+async def database(config: GatewayConfig) -> AsyncIterator[Sessions]:
+    """Sessions on a database whose schema is current, or a clear error saying what to run."""
+    engine = create_engine(config.database_url)
+    try:
+        revision = await current_revision(engine)
+        if revision != head_revision():
+            raise fail(
+                f"the database schema is at {revision or 'nothing'}, not {head_revision()}: "
+                "run `gateway db upgrade`"
+            )
+        yield create_sessions(engine)
+    finally:
+        await engine.dispose()
+
+
+def run_with_db(config: GatewayConfig, work: Callable[[Sessions], Awaitable[T]]) -> T:
+    async def runner() -> T:
+        async with database(config) as sessions:
+            return await work(sessions)
+
+    return asyncio.run(runner())

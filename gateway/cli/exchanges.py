@@ -1,0 +1,79 @@
+"""``gateway exchanges``: what went through the gateway."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import typer
+
+from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
+from gateway.records.log import Status
+from gateway.records.recorder import spill_rows
+from gateway.records.repository import ExchangeFilter, ExchangeRepository, full, summary
+
+app = typer.Typer(help="Exchange records.", no_args_is_help=True)
+
+_RELATIVE = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_since(value: str) -> datetime:
+    """An ISO 8601 time (UTC when no zone is given) or a span back from now: 30m, 2h, 7d."""
+    match = _RELATIVE.match(value.strip())
+    if match:
+        amount, unit = match.groups()
+        return datetime.now(UTC) - timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter("use an ISO 8601 time or a span such as 30m, 2h, 7d") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@app.command("list")
+def list_(
+    config: ConfigOption = None,
+    context: str | None = typer.Option(None, help="Only this deployment context."),
+    status: Status | None = typer.Option(None, help="Only exchanges with this status."),
+    since: str | None = typer.Option(None, help="ISO time, or a span back from now: 30m, 2h, 7d."),
+    limit: int = typer.Option(50, min=1, max=10_000),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
+    """List exchanges, newest first."""
+    settings = config_or_exit(config)
+    flt = ExchangeFilter(context=context, status=status.value if status else None,
+                         since=parse_since(since) if since else None, limit=limit)
+    rows, _ = run_with_db(settings, lambda s: ExchangeRepository(s).list(flt))
+    for row in rows:
+        item = summary(row)
+        if as_json:
+            typer.echo(json.dumps(item))
+            continue
+        typer.echo(
+            f"{item['id']}  {item['received_at'][:23]}  {item['status']:<19}  "
+            f"{item['http_status']}  {item['context'] or '-'}  {item['requested_model'] or '-'}"
+            f"{'  stream' if item['stream'] else ''}"
+        )
+
+
+@app.command()
+def show(exchange_id: str, config: ConfigOption = None) -> None:
+    """Show one exchange in full, as JSON."""
+    settings = config_or_exit(config)
+    row = run_with_db(settings, lambda s: ExchangeRepository(s).get(exchange_id))
+    if row is None:
+        raise fail(f"no exchange {exchange_id!r}")
+    typer.echo(json.dumps(full(row), indent=2, ensure_ascii=False))
+
+
+@app.command("import-spill")
+def import_spill(path: Path = typer.Argument(..., exists=True, dir_okay=False),
+                 config: ConfigOption = None) -> None:
+    """Load records that were spilled to disk while the database was unavailable."""
+    settings = config_or_exit(config)
+    rows = spill_rows(path)
+    run_with_db(settings, lambda s: ExchangeRepository(s).insert_rows(rows))
+    typer.echo(f"imported {len(rows)} records from {path}", err=True)

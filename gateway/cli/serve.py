@@ -1,0 +1,52 @@
+"""``gateway serve`` and ``gateway mock-upstream``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+import uvicorn
+
+from gateway.app import DEMO_PREFIX, create_app
+from gateway.cli.common import ConfigOption, config_or_exit
+from gateway.db import migrate
+from gateway.db.session import is_sqlite
+from gateway.version import __version__
+
+
+def serve(
+    config: ConfigOption = None,
+    host: str = typer.Option("127.0.0.1", help="The address to listen on."),
+    port: int = typer.Option(8080, help="The port to listen on."),
+    access_log: bool = typer.Option(False, help="Log every request line."),
+) -> None:
+    """Run the gateway. On the embedded SQLite database, migrations are applied first."""
+    settings = config_or_exit(config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
+    if is_sqlite(settings.database_url):
+        migrate.upgrade(settings.database_url)
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+    app = create_app(settings, demo_base_url=f"http://{local}:{port}{DEMO_PREFIX}/v1")
+    uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools",
+                access_log=access_log, log_level="info", timeout_graceful_shutdown=30)
+
+
+def mock_upstream(
+    host: str = typer.Option("127.0.0.1", help="The address to listen on."),
+    port: int = typer.Option(9090, help="The port to listen on."),
+    script: Path | None = typer.Option(None, exists=True, dir_okay=False,
+                                        help="Scripted replies and faults (YAML or JSON)."),
+    token_delay: float | None = typer.Option(None, min=0.0,
+                                             help="Seconds between streamed chunks."),
+) -> None:
+    """Run a scripted OpenAI-compatible backend: the demo, test and benchmark upstream."""
+    from gateway.mock import serve_mock
+
+    serve_mock(host, port, script, token_delay)
+
+
+def version() -> None:
+    """Print the gateway's version."""
+    typer.echo(__version__)

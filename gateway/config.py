@@ -1,0 +1,152 @@
+"""The gateway's configuration: environment settings and the YAML config file.
+
+The environment (``GATEWAY_*``) says where the config file is and may override the database
+URL and the admin token; the file says which backends exist and which model aliases clients
+may call. Everything is validated strictly: an unknown key is an error, reported with the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/situate.db"
+DEMO_BACKEND = "demo"
+
+
+class ConfigError(Exception):
+    """The config file is missing, unreadable or invalid; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(_Strict):
+    """Upstream timeouts in seconds. Streams get a first-byte and an idle timeout, never a total."""
+
+    connect: float = Field(5.0, gt=0)
+    response: float = Field(300.0, gt=0, description="non-streaming: the wait for the answer")
+    first_byte: float = Field(60.0, gt=0, description="streaming: the wait for the first chunk")
+    idle: float = Field(60.0, gt=0, description="streaming: the longest gap between chunks")
+    write: float = Field(30.0, gt=0)
+    pool: float = Field(10.0, gt=0)
+
+
+class BackendConfig(_Strict):
+    """An OpenAI-compatible upstream. ``kind: demo`` is the built-in scripted backend."""
+
+    kind: Literal["openai", "demo"] = "openai"
+    base_url: str | None = None
+    api_key_env: str | None = Field(None, description="env var holding the upstream API key")
+    timeouts: Timeouts = Timeouts()
+    stream_usage: bool = Field(True, description="ask for usage on every stream")
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> BackendConfig:
+        if self.kind == "openai" and not self.base_url:
+            raise ValueError("an 'openai' backend needs a base_url")
+        return self
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class ModelAlias(_Strict):
+    backend: str
+    model: str = Field(min_length=1, description="the backend's own model id")
+
+
+class RecordingConfig(_Strict):
+    batch_size: int = Field(500, ge=1)
+    max_queue: int = Field(100_000, ge=1, description="beyond this, records spill to disk")
+    retries: int = Field(3, ge=0)
+    spill_dir: Path = Path("data/spill")
+
+
+class AuthConfig(_Strict):
+    cache_seconds: float = Field(5.0, ge=0, description="how long a key lookup is trusted")
+
+
+class UpstreamConfig(_Strict):
+    transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    max_connections: int = Field(512, ge=1)
+
+
+class GatewayConfig(_Strict):
+    database_url: str = DEFAULT_DATABASE_URL
+    admin_token_env: str = "GATEWAY_ADMIN_TOKEN"
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    backends: dict[str, BackendConfig]
+    models: dict[str, ModelAlias]
+    upstream: UpstreamConfig = UpstreamConfig()
+    recording: RecordingConfig = RecordingConfig()
+    auth: AuthConfig = AuthConfig()
+
+    @model_validator(mode="after")
+    def _aliases_name_backends(self) -> GatewayConfig:
+        for alias, target in self.models.items():
+            if target.backend not in self.backends:
+                known = ", ".join(sorted(self.backends)) or "none"
+                raise ValueError(
+                    f"model alias {alias!r} names backend {target.backend!r}; known: {known}"
+                )
+        return self
+
+    def admin_token(self) -> SecretStr | None:
+        value = os.environ.get(self.admin_token_env)
+        return SecretStr(value) if value else None
+
+
+class EnvSettings(BaseSettings):
+    """What the environment says; it wins over the file."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    config: Path | None = None
+    database_url: str | None = None
+
+
+def default_config() -> GatewayConfig:
+    """The embedded default: the built-in demo backend, no API key, no network."""
+    return GatewayConfig(
+        backends={DEMO_BACKEND: BackendConfig(kind="demo")},
+        models={
+            "demo-small": ModelAlias(backend=DEMO_BACKEND, model="mock-small"),
+            "demo-large": ModelAlias(backend=DEMO_BACKEND, model="mock-large"),
+        },
+    )
+
+
+def _read_file(path: Path) -> GatewayConfig:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config file must be a mapping")
+    try:
+        return GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from exc
+
+
+def load_config(path: Path | None = None) -> GatewayConfig:
+    """Read the config file (argument, else ``GATEWAY_CONFIG``), then apply env overrides."""
+    env = EnvSettings()
+    source = path or env.config
+    config = _read_file(source) if source else default_config()
+    if env.database_url:
+        config = config.model_copy(update={"database_url": env.database_url})
+    return config

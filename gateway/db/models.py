@@ -1,0 +1,62 @@
+"""All tables. Typed with ``Mapped[]``; relationships, where any, are ``lazy="raise"``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gateway.db.base import Base, JSONDocument, UTCDateTime
+
+
+class ApiKey(Base):
+    """A caller's key, stored only as a SHA-256 digest, bound to one deployment context."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    display: Mapped[str] = mapped_column(String(40))
+    context: Mapped[str] = mapped_column(String(128), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Exchange(Base):
+    """One row per request to a model endpoint, whatever happened to it."""
+
+    __tablename__ = "exchanges"
+    __table_args__ = (
+        Index("ix_exchanges_context_received_at", "context", "received_at"),
+        Index("ix_exchanges_status_received_at", "status", "received_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(40))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    upstream_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    first_byte_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    key_id: Mapped[str | None] = mapped_column(
+        String(40), ForeignKey("api_keys.id", ondelete="SET NULL")
+    )
+    context: Mapped[str | None] = mapped_column(String(128))
+    requested_model: Mapped[str | None] = mapped_column(String(200))
+    backend: Mapped[str | None] = mapped_column(String(128))
+    upstream_model: Mapped[str | None] = mapped_column(String(200))
+    response_model: Mapped[str | None] = mapped_column(String(200))
+    stream: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(24))
+    http_status: Mapped[int] = mapped_column(Integer)
+    error_type: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    total_tokens: Mapped[int | None] = mapped_column(Integer)
+    request_body: Mapped[Any] = mapped_column(JSONDocument, nullable=True)
+    response_body: Mapped[Any] = mapped_column(JSONDocument, nullable=True)
+    gateway_version: Mapped[str] = mapped_column(String(32))

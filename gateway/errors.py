@@ -1,0 +1,142 @@
+"""One error type, rendered in OpenAI's error shape.
+
+    GatewayError (status, type, code, param)
+     ├── InvalidRequest          400 invalid_request_error
+     ├── AuthenticationFailed    401 invalid_api_key
+     ├── PermissionDenied        403
+     ├── NotFound                404 (model_not_found, not_found)
+     ├── UpstreamError           502 upstream failures the client can retry
+     ├── UpstreamTimeout         504
+     ├── UpstreamPassthrough     the upstream's own 4xx, body passed through
+     └── ServiceUnavailable      503
+
+Every error says whether retrying can help: the OpenAI SDKs retry 408/409/429/5xx unless
+``x-should-retry: false`` is present, so a 4xx that will never succeed says so explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class GatewayError(Exception):
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+    retryable: bool = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.param = param
+        self.extra_headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def body_bytes(self) -> bytes:
+        return json.dumps(self.body()).encode()
+
+    def headers(self) -> dict[str, str]:
+        headers = dict(self.extra_headers)
+        if not self.retryable:
+            headers["x-should-retry"] = "false"
+        return headers
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    retryable = False
+
+
+class PayloadTooLarge(InvalidRequest):
+    status = 413
+    code = "request_too_large"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+    retryable = False
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "invalid_request_error"
+    code = "permission_denied"
+    retryable = False
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+    retryable = False
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+    retryable = False
+
+
+class UpstreamError(GatewayError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class ServiceUnavailable(GatewayError):
+    status = 503
+    type = "server_error"
+    code = "service_unavailable"
+
+
+class UpstreamPassthrough(GatewayError):
+    """An upstream 4xx: the client sent something the backend refused; its body goes back."""
+
+    type = "upstream_error"
+
+    def __init__(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        super().__init__(f"upstream answered {status}", code="upstream_client_error")
+        self.status = status
+        self.raw = body
+        self.retryable = status in (408, 409, 429)
+        self.extra_headers = headers
+
+    def body(self) -> dict[str, Any]:
+        try:
+            parsed = json.loads(self.raw)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+            return parsed
+        return super().body()
+
+    def body_bytes(self) -> bytes:
+        return json.dumps(self.body()).encode()

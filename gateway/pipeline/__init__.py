@@ -1,0 +1,1 @@
+"""The request path: authenticate, read, route, forward, record."""

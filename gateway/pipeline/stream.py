@@ -1,0 +1,192 @@
+"""The streaming path: a pass-through SSE response that always finishes its record.
+
+Everything that can fail before the first byte reaches the client (connect, upstream status,
+the first chunk) fails as a normal HTTP error. After that, failures are in-band: one error
+frame, no ``[DONE]``. A client that goes away cancels the pump; the upstream response is
+closed (so generation stops) and the record is written with what was sent so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
+from gateway.pipeline.assemble import StreamAssembler
+from gateway.records.log import ExchangeLog, Status, now
+from gateway.services import Services
+from gateway.upstream.client import mapped_errors
+from gateway.upstream.router import Route
+from gateway.upstream.sse import Event, events
+
+_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_DONE = b"data: [DONE]\n\n"
+
+
+def error_frame(exc: GatewayError) -> bytes:
+    return b"data: " + exc.body_bytes() + b"\n\n"
+
+
+async def open_stream(services: Services, route: Route, log: ExchangeLog, body: dict[str, Any],
+                      *, inject_usage: bool) -> ProxyStream:
+    upstream_body = {**body, "model": route.upstream_model}
+    inject = inject_usage and route.backend.stream_usage
+    if inject:
+        upstream_body["stream_options"] = {**(body.get("stream_options") or {}),
+                                           "include_usage": True}
+    log.upstream_started_at = now()
+    response = await services.upstream.open(
+        route, "/chat/completions", json.dumps(upstream_body).encode(), log.id, stream=True
+    )
+    frames = events(response.aiter_bytes())
+    try:
+        first = await _first_event(route, frames)
+    except BaseException:
+        await response.aclose()
+        raise
+    return ProxyStream(services, route, log, response, frames, first, strip_usage=inject)
+
+
+async def _first_event(route: Route, frames: AsyncIterator[Event]) -> Event:
+    timeout = route.backend.timeouts.first_byte
+    try:
+        with mapped_errors(route):
+            async with asyncio.timeout(timeout):
+                first = await anext(frames)
+    except TimeoutError as exc:
+        raise UpstreamTimeout(
+            f"Backend '{route.backend_name}' sent nothing within {timeout:g} s."
+        ) from exc
+    except StopAsyncIteration as exc:
+        raise UpstreamError(f"Backend '{route.backend_name}' ended the stream at once.") from exc
+    error = _error_in(first)
+    if error is not None:
+        raise UpstreamError(f"Backend '{route.backend_name}' failed: {error}")
+    return first
+
+
+def _error_in(event: Event) -> str | None:
+    if event.event == "error" or (event.data and event.data.startswith('{"error"')):
+        return (event.data or "error event")[:500]
+    return None
+
+
+class ProxyStream(Response):
+    """An ASGI response that pumps upstream frames to the client and watches for disconnect."""
+
+    def __init__(self, services: Services, route: Route, log: ExchangeLog,
+                 response: httpx.Response, frames: AsyncIterator[Event], first: Event,
+                 *, strip_usage: bool) -> None:
+        self.status_code = 200
+        self.background = None
+        self._s = services
+        self._route = route
+        self._log = log
+        self._response = response
+        self._frames = frames
+        self._first = first
+        self._strip_usage = strip_usage
+        self._assembler = StreamAssembler()
+        self._outcome: tuple[Status, str | None, str | None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._watch, receive, group.cancel_scope)
+                await self._pump(send)
+                group.cancel_scope.cancel()
+        except (OSError, ClientDisconnect):
+            self._end(Status.CLIENT_DISCONNECTED, "client_disconnected", "client went away")
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._response.aclose()
+                self._finish()
+
+    async def _watch(self, receive: Receive, scope: anyio.CancelScope) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self._end(Status.CLIENT_DISCONNECTED, "client_disconnected", "client went away")
+        scope.cancel()
+
+    async def _pump(self, send: Send) -> None:
+        event: Event | None = self._first
+        while event is not None:
+            frame = self._frame(event)
+            if frame:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+                if self._log.first_byte_at is None:
+                    self._log.first_byte_at = now()
+            if self._outcome is not None:
+                break
+            event = await self._next()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _next(self) -> Event | None:
+        try:
+            with mapped_errors(self._route):
+                return await anext(self._frames)
+        except StopAsyncIteration:
+            if self._outcome is None and not self._assembler.finished:
+                self._end(Status.INCOMPLETE, "upstream_ended", "the backend ended the stream early")
+            return None
+        except GatewayError as exc:
+            status = Status.INCOMPLETE
+            self._end(status, exc.code or exc.type, exc.message)
+            return Event(raw=error_frame(exc), data=None)
+
+    def _frame(self, event: Event) -> bytes:
+        """The bytes to forward for one upstream event (possibly none)."""
+        if event.done:
+            self._end(Status.OK, None, None)
+            return event.raw
+        if event.data is None:
+            return event.raw
+        try:
+            chunk = json.loads(event.data)
+        except ValueError:
+            exc = UpstreamError("The backend sent a malformed chunk.", code="upstream_malformed_chunk")
+            self._end(Status.UPSTREAM_ERROR, exc.code, f"malformed chunk: {event.data[:200]}")
+            return error_frame(exc)
+        if not isinstance(chunk, dict) or "error" in chunk or event.event == "error":
+            self._end(Status.UPSTREAM_ERROR, "upstream_stream_error", event.data[:2000])
+            return event.raw
+        self._assembler.add(chunk)
+        return self._strip(chunk, event.raw) if self._strip_usage else event.raw
+
+    def _strip(self, chunk: dict[str, Any], raw: bytes) -> bytes:
+        """Usage the gateway asked for on the client's behalf does not reach the client."""
+        if "usage" not in chunk:
+            return raw
+        if not chunk.get("choices"):
+            return b""
+        del chunk["usage"]
+        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+    def _end(self, status: Status, error_type: str | None, message: str | None) -> None:
+        if self._outcome is None:
+            self._outcome = (status, error_type, message)
+
+    def _finish(self) -> None:
+        log = self._log
+        status, error_type, message = self._outcome or (
+            Status.CLIENT_DISCONNECTED, "client_disconnected", "the stream was cut short"
+        )
+        log.status, log.error_type, log.error_message = status, error_type, message
+        log.response_body = self._assembler.body()
+        log.response_model = self._assembler.head.get("model")
+        log.take_usage(self._assembler.usage)
+        log.ended_at = now()
+        self._s.recorder.submit(log)

@@ -1,0 +1,73 @@
+"""The record of one exchange, filled in as the request moves through the pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from gateway.version import __version__
+
+
+class Status(StrEnum):
+    OK = "ok"
+    REJECTED = "rejected"
+    UPSTREAM_ERROR = "upstream_error"
+    INCOMPLETE = "incomplete"
+    CLIENT_DISCONNECTED = "client_disconnected"
+    GATEWAY_ERROR = "gateway_error"  # a fault of the gateway itself, answered with a 500
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class ExchangeLog:
+    id: str
+    endpoint: str
+    received_at: datetime = field(default_factory=now)
+    upstream_started_at: datetime | None = None
+    first_byte_at: datetime | None = None
+    ended_at: datetime | None = None
+    key_id: str | None = None
+    context: str | None = None
+    requested_model: str | None = None
+    backend: str | None = None
+    upstream_model: str | None = None
+    response_model: str | None = None
+    stream: bool = False
+    status: Status = Status.OK
+    http_status: int = 200
+    error_type: str | None = None
+    error_message: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    request_body: Any = None
+    response_body: Any = None
+    gateway_version: str = __version__
+
+    def fail(self, status: Status, http_status: int, error_type: str, message: str) -> None:
+        self.status = status
+        self.http_status = http_status
+        self.error_type = error_type
+        self.error_message = message
+
+    def take_usage(self, usage: Any) -> None:
+        if not isinstance(usage, dict):
+            return
+        self.prompt_tokens = _int_or_none(usage.get("prompt_tokens"))
+        self.completion_tokens = _int_or_none(usage.get("completion_tokens"))
+        self.total_tokens = _int_or_none(usage.get("total_tokens"))
+
+    def row(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["status"] = str(self.status)
+        values["ended_at"] = self.ended_at or now()
+        return values
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

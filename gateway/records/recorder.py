@@ -1,0 +1,140 @@
+"""The batched writer: requests hand over records without waiting; one task writes them.
+
+Batches form naturally: while one insert runs, the next records queue up and go in the next
+insert. A failed batch is retried with backoff, then spilled to a JSON-lines file so nothing is
+lost when the database is down or full; ``gateway exchanges import-spill`` loads it back.
+Shutdown drains the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert
+
+from gateway.config import RecordingConfig
+from gateway.db.models import Exchange
+from gateway.db.session import Sessions
+from gateway.records.log import ExchangeLog
+
+log = logging.getLogger("gateway.recorder")
+
+_STOP = None
+_BACKOFF = (0.05, 0.25, 1.0, 2.0)
+
+
+@dataclass(slots=True)
+class RecorderStats:
+    written: int = 0
+    spilled: int = 0
+    failed_batches: int = 0
+    failing: bool = False
+    last_error: str | None = None
+
+
+class ExchangeRecorder:
+    def __init__(self, sessions: Sessions, config: RecordingConfig) -> None:
+        self._sessions = sessions
+        self._config = config
+        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.stats = RecorderStats()
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def healthy(self) -> bool:
+        return not self.stats.failing and self.pending < self._config.max_queue
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="exchange-recorder")
+
+    def submit(self, record: ExchangeLog) -> None:
+        """Hand a finished record over. Never blocks; beyond the queue limit it spills."""
+        row = record.row()
+        if self._queue.qsize() >= self._config.max_queue:
+            self._spill([row], "queue full")
+            return
+        self._queue.put_nowait(row)
+
+    async def stop(self) -> None:
+        """Write everything still queued, then stop."""
+        if self._task is None:
+            return
+        self._queue.put_nowait(_STOP)
+        await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [] if first is _STOP else [first]
+            stopping = first is _STOP
+            while not stopping and len(batch) < self._config.batch_size:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                stopping = item is _STOP
+                if item is not None:
+                    batch.append(item)
+            if batch:
+                await self._write(batch)
+            if stopping:
+                return
+
+    async def _write(self, batch: list[dict[str, Any]]) -> None:
+        for attempt in range(self._config.retries + 1):
+            try:
+                async with self._sessions.begin() as session:
+                    await session.execute(insert(Exchange), batch)
+            except Exception as exc:  # any driver error: retried, then spilled, never lost
+                self.stats.failed_batches += 1
+                self.stats.failing = True
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                log.warning("writing %d exchange records failed: %s", len(batch), exc)
+                if attempt < self._config.retries:
+                    await asyncio.sleep(_BACKOFF[min(attempt, len(_BACKOFF) - 1)])
+                continue
+            self.stats.written += len(batch)
+            self.stats.failing = False
+            return
+        self._spill(batch, self.stats.last_error or "write failed")
+
+    def _spill(self, rows: list[dict[str, Any]], reason: str) -> None:
+        self.stats.spilled += len(rows)
+        path = self._config.spill_dir / f"exchanges-{time.strftime('%Y%m%d')}.jsonl"
+        lines = "".join(json.dumps(row, default=str) + "\n" for row in rows)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(lines)
+        except OSError as exc:
+            # The last resort: the records go to the log, which an operator can replay.
+            log.error("spilling failed (%s); records follow:\n%s", exc, lines)
+            return
+        log.error("spilled %d exchange records to %s (%s)", len(rows), path, reason)
+
+
+def spill_rows(path: Path) -> list[dict[str, Any]]:
+    """Read a spill file back into rows ready to insert."""
+    from datetime import datetime
+
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        for key in ("received_at", "upstream_started_at", "first_byte_at", "ended_at"):
+            if row.get(key):
+                row[key] = datetime.fromisoformat(row[key])
+        rows.append(row)
+    return rows

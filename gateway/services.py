@@ -1,0 +1,30 @@
+"""Everything a request needs, built once in the lifespan and closed there."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.keys import KeyService
+from gateway.config import GatewayConfig
+from gateway.db.session import Sessions
+from gateway.records.recorder import ExchangeRecorder
+from gateway.records.repository import ExchangeRepository
+from gateway.upstream.client import UpstreamClient
+from gateway.upstream.router import ModelRouter
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    config: GatewayConfig
+    sessions: Sessions
+    keys: KeyService
+    authenticator: Authenticator
+    router: ModelRouter
+    upstream: UpstreamClient
+    recorder: ExchangeRecorder
+    exchanges: ExchangeRepository
+    admin_token: SecretStr | None
+    started_at: int

@@ -1,0 +1,1 @@
+"""Talking to backends: routing aliases, one shared HTTP client, SSE framing."""

@@ -1,0 +1,116 @@
+"""The one shared upstream HTTP client, and the mapping of its failures to gateway errors.
+
+Only what the gateway chooses goes upstream: the backend's own key, a content type, our
+request id. The caller's headers (and key) never do. Upstream failures become 502/504; an
+upstream 4xx goes back to the client with its body, except 401/403, which mean the gateway's
+own backend credentials are wrong and so are reported as a 502.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import httpx
+
+from gateway.config import Timeouts, UpstreamConfig
+from gateway.errors import GatewayError, UpstreamError, UpstreamPassthrough, UpstreamTimeout
+from gateway.upstream.router import Route
+
+_PASSED_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry")
+
+
+def create_http_client(config: UpstreamConfig) -> httpx.AsyncClient:
+    limits = httpx.Limits(
+        max_connections=config.max_connections, max_keepalive_connections=config.max_connections
+    )
+    if config.transport == "aiohttp":
+        from httpx_aiohttp import AiohttpTransport
+
+        transport: httpx.AsyncBaseTransport = AiohttpTransport(limits=limits, trust_env=False)
+    else:
+        transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    return httpx.AsyncClient(transport=transport, trust_env=False, follow_redirects=False)
+
+
+def timeout_for(timeouts: Timeouts, *, stream: bool) -> httpx.Timeout:
+    # A stream's read timeout is its idle timeout; the first byte is timed by the caller.
+    read = timeouts.idle if stream else timeouts.response
+    return httpx.Timeout(
+        connect=timeouts.connect, read=read, write=timeouts.write, pool=timeouts.pool
+    )
+
+
+class UpstreamClient:
+    def __init__(self, http: httpx.AsyncClient, secrets: list[str]) -> None:
+        self._http = http
+        self._secrets = [s.encode() for s in secrets]
+
+    async def open(self, route: Route, path: str, body: bytes, request_id: str,
+                   *, stream: bool) -> httpx.Response:
+        """Send the request; return a response whose body is not read yet, status checked."""
+        headers = {"content-type": "application/json", "x-request-id": request_id}
+        if route.api_key:
+            headers["authorization"] = f"Bearer {route.api_key}"
+        request = self._http.build_request(
+            "POST", route.base_url + path, content=body, headers=headers,
+            timeout=timeout_for(route.backend.timeouts, stream=stream),
+        )
+        with mapped_errors(route):
+            response = await self._http.send(request, stream=True)
+        if response.status_code >= 300:
+            await self._raise_for_status(route, response)
+        return response
+
+    async def _raise_for_status(self, route: Route, response: httpx.Response) -> None:
+        try:
+            with mapped_errors(route):
+                body = await response.aread()
+        finally:
+            await response.aclose()
+        status = response.status_code
+        if status in (401, 403):
+            raise UpstreamError(
+                f"Backend '{route.backend_name}' refused the gateway's credentials ({status}). "
+                "The operator must check the backend's API key.",
+                code="upstream_auth_failed",
+            )
+        if 400 <= status < 500:
+            headers = {k: response.headers[k] for k in _PASSED_HEADERS if k in response.headers}
+            raise UpstreamPassthrough(status, self.scrub(body), headers)
+        raise UpstreamError(
+            f"Backend '{route.backend_name}' failed with HTTP {status}: "
+            f"{self.scrub(body)[:300].decode('utf-8', errors='replace')}",
+            code="upstream_error",
+        )
+
+    def scrub(self, body: bytes) -> bytes:
+        for secret in self._secrets:
+            if secret in body:
+                body = body.replace(secret, b"[redacted]")
+        return body
+
+
+@contextlib.contextmanager
+def mapped_errors(route: Route) -> Iterator[None]:
+    """httpx's exceptions, as the gateway's errors."""
+    name = route.backend_name
+    try:
+        yield
+    except GatewayError:
+        raise
+    except httpx.TimeoutException as exc:
+        if isinstance(exc, httpx.ConnectTimeout):
+            raise UpstreamError(
+                f"Backend '{name}' is unreachable: {exc}", code="upstream_unreachable"
+            ) from exc
+        raise UpstreamTimeout(f"Backend '{name}' timed out: {exc or 'no answer'}") from exc
+    except httpx.ConnectError as exc:
+        raise UpstreamError(
+            f"Backend '{name}' is unreachable: {exc}", code="upstream_unreachable"
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(
+            f"Connection to backend '{name}' failed: {type(exc).__name__}: {exc}",
+            code="upstream_connection_error",
+        ) from exc
