@@ -48,10 +48,15 @@ def create_app(config: GatewayConfig, *, demo_base_url: str | None = None) -> Fa
         recorder = ExchangeRecorder(sessions, config.recording)
         keys = KeyService(sessions)
         services = Services(
-            config=config, sessions=sessions, keys=keys,
-            authenticator=Authenticator(keys, config.auth.cache_seconds), router=router,
-            upstream=UpstreamClient(http, router.secrets()), recorder=recorder,
-            exchanges=ExchangeRepository(sessions), admin_token=config.admin_token(),
+            config=config,
+            sessions=sessions,
+            keys=keys,
+            authenticator=Authenticator(keys, config.auth.cache_seconds),
+            router=router,
+            upstream=UpstreamClient(http, router.secrets()),
+            recorder=recorder,
+            exchanges=ExchangeRepository(sessions),
+            admin_token=config.admin_token(),
             started_at=int(time.time()),
         )
         app.state.services = services
@@ -100,13 +105,17 @@ class StripPrefix:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
         if path.startswith(self.prefix):
-            scope = {**scope, "path": path[len(self.prefix):] or "/", "root_path": ""}
+            scope = {**scope, "path": path[len(self.prefix) :] or "/", "root_path": ""}
         await self.app(scope, receive, send)
 
 
 def _render(exc: GatewayError) -> Response:
-    return Response(exc.body_bytes(), status_code=exc.status, headers=exc.headers(),
-                    media_type="application/json")
+    return Response(
+        exc.body_bytes(),
+        status_code=exc.status,
+        headers=exc.headers(),
+        media_type="application/json",
+    )
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -130,13 +139,15 @@ def _add_error_handlers(app: FastAPI) -> None:
         first: Mapping[str, object] = exc.errors()[0]
         loc = tuple(p for p in first.get("loc", ()) if p not in ("body", "query", "path"))  # type: ignore[attr-defined]
         param = param_path(loc) or None
-        return _render(InvalidRequest(f"Invalid value for '{param}': {first.get('msg')}.",
-                                      param=param))
+        return _render(
+            InvalidRequest(f"Invalid value for '{param}': {first.get('msg')}.", param=param)
+        )
 
     async def unexpected(_: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
-        return _render(GatewayError("The gateway failed unexpectedly; this was logged.",
-                                    code="internal_error"))
+        return _render(
+            GatewayError("The gateway failed unexpectedly; this was logged.", code="internal_error")
+        )
 
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -80,7 +80,7 @@ class UpstreamConfig(_Strict):
 
 class GatewayConfig(_Strict):
     database_url: str = DEFAULT_DATABASE_URL
-    admin_token_env: str = "GATEWAY_ADMIN_TOKEN"
+    admin_token_env: str = "GATEWAY_ADMIN_TOKEN"  # noqa: S105 (a variable name, not a secret)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     backends: dict[str, BackendConfig]
     models: dict[str, ModelAlias]

@@ -22,8 +22,10 @@ def _pipeline(request: Request) -> Pipeline:
     return pipeline
 
 
-def _admin(services: Annotated[Services, Depends(_services)],
-           authorization: Annotated[str | None, Header()] = None) -> None:
+def _admin(
+    services: Annotated[Services, Depends(_services)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> None:
     expected = services.admin_token
     if expected is None:
         raise PermissionDenied(

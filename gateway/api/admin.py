@@ -28,16 +28,25 @@ async def list_exchanges(
     before: Annotated[str | None, Query(description="cursor: the last id of the page")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    flt = ExchangeFilter(context=context, status=status.value if status else None, since=since,
-                         until=until, before_id=before, limit=limit)
-    rows, more = await services.exchanges.list(flt)
-    return {"object": "list", "data": [summary(r) for r in rows], "has_more": more,
-            "next_cursor": rows[-1].id if more and rows else None}
+    flt = ExchangeFilter(
+        context=context,
+        status=status.value if status else None,
+        since=since,
+        until=until,
+        before_id=before,
+        limit=limit,
+    )
+    rows, more = await services.exchanges.page(flt)
+    return {
+        "object": "list",
+        "data": [summary(r) for r in rows],
+        "has_more": more,
+        "next_cursor": rows[-1].id if more and rows else None,
+    }
 
 
 @router.get("/exchanges/{exchange_id}", summary="One exchange record in full")
-async def get_exchange(exchange_id: str, services: ServicesDep,
-                       _admin: AdminDep) -> dict[str, Any]:
+async def get_exchange(exchange_id: str, services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
     row = await services.exchanges.get(exchange_id)
     if row is None:
         raise NotFound(f"No exchange '{exchange_id}'.", param="exchange_id")
@@ -51,20 +60,24 @@ class KeyCreate(BaseModel):
     expires_in_days: int | None = Field(None, ge=1, le=3650)
 
 
-@router.post("/keys", summary="Create an API key (the key is shown only in this answer)",
-             status_code=201)
-async def create_key(payload: KeyCreate, services: ServicesDep,
-                     _admin: AdminDep) -> dict[str, Any]:
+@router.post(
+    "/keys", summary="Create an API key (the key is shown only in this answer)", status_code=201
+)
+async def create_key(payload: KeyCreate, services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
     new = await services.keys.create(payload.context, payload.name, payload.expires_in_days)
-    return {"id": new.id, "key": new.secret, "context": new.context, "name": new.name,
-            "expires_at": new.expires_at.isoformat() if new.expires_at else None}
+    return {
+        "id": new.id,
+        "key": new.secret,
+        "context": new.context,
+        "name": new.name,
+        "expires_at": new.expires_at.isoformat() if new.expires_at else None,
+    }
 
 
 @router.get("/keys", summary="API keys (never the keys themselves)")
 async def list_keys(services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
     current = now()
-    return {"object": "list",
-            "data": [key_summary(k, current) for k in await services.keys.list()]}
+    return {"object": "list", "data": [key_summary(k, current) for k in await services.keys.list()]}
 
 
 @router.delete("/keys/{key_id}", summary="Revoke an API key")

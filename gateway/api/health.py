@@ -31,9 +31,14 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         checks["database"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
     recorder = services.recorder
     checks["recorder"] = {
-        "ok": recorder.healthy, "pending": recorder.pending, "written": recorder.stats.written,
-        "spilled": recorder.stats.spilled, "last_error": recorder.stats.last_error,
+        "ok": recorder.healthy,
+        "pending": recorder.pending,
+        "written": recorder.stats.written,
+        "spilled": recorder.stats.spilled,
+        "last_error": recorder.stats.last_error,
     }
     ready = all(check["ok"] for check in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
-                        status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )

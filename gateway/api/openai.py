@@ -25,20 +25,28 @@ async def embeddings(request: Request, pipeline: PipelineDep) -> Response:
 
 def _model(services: Services, alias: str) -> dict[str, Any]:
     route = services.router.resolve(alias)
-    return {"id": alias, "object": "model", "created": services.started_at,
-            "owned_by": route.backend_name}
+    return {
+        "id": alias,
+        "object": "model",
+        "created": services.started_at,
+        "owned_by": route.backend_name,
+    }
 
 
 @router.get("/models", summary="The models this key may call")
-async def list_models(services: ServicesDep,
-                      authorization: str | None = Header(None)) -> dict[str, Any]:
+async def list_models(
+    services: ServicesDep, authorization: str | None = Header(None)
+) -> dict[str, Any]:
     await services.authenticator.authenticate(authorization)
-    return {"object": "list",
-            "data": [_model(services, alias) for alias in services.router.aliases]}
+    return {
+        "object": "list",
+        "data": [_model(services, alias) for alias in services.router.aliases],
+    }
 
 
 @router.get("/models/{model_id:path}", summary="One model this key may call")
-async def get_model(model_id: str, services: ServicesDep,
-                    authorization: str | None = Header(None)) -> dict[str, Any]:
+async def get_model(
+    model_id: str, services: ServicesDep, authorization: str | None = Header(None)
+) -> dict[str, Any]:
     await services.authenticator.authenticate(authorization)
     return _model(services, model_id)

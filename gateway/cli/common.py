@@ -18,8 +18,13 @@ T = TypeVar("T")
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", envvar="GATEWAY_CONFIG", help="The gateway config file (YAML).",
-                 exists=True, dir_okay=False),
+    typer.Option(
+        "--config",
+        envvar="GATEWAY_CONFIG",
+        help="The gateway config file (YAML).",
+        exists=True,
+        dir_okay=False,
+    ),
 ]
 
 

@@ -14,8 +14,10 @@ app = typer.Typer(help="The database schema.", no_args_is_help=True)
 
 
 @app.command()
-def upgrade(config: ConfigOption = None,
-            revision: str = typer.Option("head", help="The revision to upgrade to.")) -> None:
+def upgrade(
+    config: ConfigOption = None,
+    revision: str = typer.Option("head", help="The revision to upgrade to."),
+) -> None:
     """Apply the migrations to the configured database."""
     settings = config_or_exit(config)
     migrate.upgrade(settings.database_url, revision)

@@ -44,9 +44,13 @@ def list_(
 ) -> None:
     """List exchanges, newest first."""
     settings = config_or_exit(config)
-    flt = ExchangeFilter(context=context, status=status.value if status else None,
-                         since=parse_since(since) if since else None, limit=limit)
-    rows, _ = run_with_db(settings, lambda s: ExchangeRepository(s).list(flt))
+    flt = ExchangeFilter(
+        context=context,
+        status=status.value if status else None,
+        since=parse_since(since) if since else None,
+        limit=limit,
+    )
+    rows, _ = run_with_db(settings, lambda s: ExchangeRepository(s).page(flt))
     for row in rows:
         item = summary(row)
         if as_json:
@@ -70,8 +74,9 @@ def show(exchange_id: str, config: ConfigOption = None) -> None:
 
 
 @app.command("import-spill")
-def import_spill(path: Path = typer.Argument(..., exists=True, dir_okay=False),
-                 config: ConfigOption = None) -> None:
+def import_spill(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False), config: ConfigOption = None
+) -> None:
     """Load records that were spilled to disk while the database was unavailable."""
     settings = config_or_exit(config)
     rows = spill_rows(path)

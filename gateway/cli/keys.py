@@ -28,8 +28,10 @@ def create(
 
 
 @app.command("list")
-def list_(config: ConfigOption = None,
-          as_json: bool = typer.Option(False, "--json", help="One JSON object per line.")) -> None:
+def list_(
+    config: ConfigOption = None,
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
     """List keys (never the keys themselves)."""
     settings = config_or_exit(config)
     rows = run_with_db(settings, lambda s: KeyService(s).list())
@@ -39,8 +41,10 @@ def list_(config: ConfigOption = None,
         if as_json:
             typer.echo(json.dumps(item))
         else:
-            typer.echo(f"{item['id']}  {item['display']}  {item['state']:<8}  "
-                       f"{item['context']}  {item['name']}")
+            typer.echo(
+                f"{item['id']}  {item['display']}  {item['state']:<8}  "
+                f"{item['context']}  {item['name']}"
+            )
 
 
 @app.command()

@@ -29,17 +29,27 @@ def serve(
         migrate.upgrade(settings.database_url)
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
     app = create_app(settings, demo_base_url=f"http://{local}:{port}{DEMO_PREFIX}/v1")
-    uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools",
-                access_log=access_log, log_level="info", timeout_graceful_shutdown=30)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=access_log,
+        log_level="info",
+        timeout_graceful_shutdown=30,
+    )
 
 
 def mock_upstream(
     host: str = typer.Option("127.0.0.1", help="The address to listen on."),
     port: int = typer.Option(9090, help="The port to listen on."),
-    script: Path | None = typer.Option(None, exists=True, dir_okay=False,
-                                        help="Scripted replies and faults (YAML or JSON)."),
-    token_delay: float | None = typer.Option(None, min=0.0,
-                                             help="Seconds between streamed chunks."),
+    script: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="Scripted replies and faults (YAML or JSON)."
+    ),
+    token_delay: float | None = typer.Option(
+        None, min=0.0, help="Seconds between streamed chunks."
+    ),
 ) -> None:
     """Run a scripted OpenAI-compatible backend: the demo, test and benchmark upstream."""
     from gateway.mock import serve_mock

@@ -11,8 +11,9 @@ def _merge_tool_calls(target: list[dict[str, Any]], deltas: list[Any]) -> None:
             continue
         index = delta.get("index", len(target))
         while len(target) <= index:
-            target.append({"id": None, "type": "function",
-                           "function": {"name": "", "arguments": ""}})
+            target.append(
+                {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+            )
         call = target[index]
         if delta.get("id"):
             call["id"] = delta["id"]
@@ -43,8 +44,12 @@ class StreamAssembler:
     def _add_choice(self, choice: dict[str, Any]) -> None:
         index = choice.get("index", 0)
         state = self.choices.setdefault(
-            index, {"index": index, "message": {"role": "assistant", "content": None},
-                    "finish_reason": None}
+            index,
+            {
+                "index": index,
+                "message": {"role": "assistant", "content": None},
+                "finish_reason": None,
+            },
         )
         delta = choice.get("delta") or {}
         message = state["message"]

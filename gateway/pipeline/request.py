@@ -10,7 +10,6 @@ from starlette.requests import Request
 
 from gateway.errors import InvalidRequest
 
-
 _M = TypeVar("_M", bound=BaseModel)
 
 

@@ -28,8 +28,10 @@ Handler = Callable[[Request, ExchangeLog, Principal, dict[str, Any]], Awaitable[
 
 
 def outcome_of(exc: GatewayError) -> Status:
-    return Status.UPSTREAM_ERROR if isinstance(exc, UpstreamError | UpstreamPassthrough) else (
-        Status.REJECTED
+    return (
+        Status.UPSTREAM_ERROR
+        if isinstance(exc, UpstreamError | UpstreamPassthrough)
+        else (Status.REJECTED)
     )
 
 
@@ -73,8 +75,9 @@ class Pipeline:
         log.backend, log.upstream_model = route.backend_name, route.upstream_model
         return route
 
-    async def _chat(self, request: Request, log: ExchangeLog, principal: Principal,
-                    body: dict[str, Any]) -> Response:
+    async def _chat(
+        self, request: Request, log: ExchangeLog, principal: Principal, body: dict[str, Any]
+    ) -> Response:
         chat = validate(ChatRequest, body)
         log.stream = bool(chat.stream)
         route = self._route(log, chat.model)
@@ -84,16 +87,18 @@ class Pipeline:
         log.response_body = answer
         return self._answer(log, raw, answer)
 
-    async def _embeddings(self, request: Request, log: ExchangeLog, principal: Principal,
-                          body: dict[str, Any]) -> Response:
+    async def _embeddings(
+        self, request: Request, log: ExchangeLog, principal: Principal, body: dict[str, Any]
+    ) -> Response:
         embeddings = validate(EmbeddingsRequest, body)
         route = self._route(log, embeddings.model)
         raw, answer = await self._forward(route, "/embeddings", log, body)
         log.response_body = _without_vectors(answer)
         return self._answer(log, raw, answer)
 
-    async def _forward(self, route: Route, path: str, log: ExchangeLog,
-                       body: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    async def _forward(
+        self, route: Route, path: str, log: ExchangeLog, body: dict[str, Any]
+    ) -> tuple[bytes, dict[str, Any]]:
         """Send a non-streaming request upstream; return its body, raw and parsed."""
         payload = json.dumps({**body, "model": route.upstream_model}).encode()
         log.upstream_started_at = now()
@@ -131,6 +136,7 @@ def _without_vectors(answer: dict[str, Any]) -> dict[str, Any]:
         if isinstance(item, dict):
             vector = item.get("embedding")
             size = len(vector) if isinstance(vector, list | str) else None
-            data.append({**{k: v for k, v in item.items() if k != "embedding"},
-                         "embedding_omitted": size})
+            data.append(
+                {**{k: v for k, v in item.items() if k != "embedding"}, "embedding_omitted": size}
+            )
     return {**answer, "data": data}

@@ -39,13 +39,16 @@ def error_frame(exc: GatewayError) -> bytes:
     return b"data: " + exc.body_bytes() + b"\n\n"
 
 
-async def open_stream(services: Services, route: Route, log: ExchangeLog, body: dict[str, Any],
-                      *, inject_usage: bool) -> ProxyStream:
+async def open_stream(
+    services: Services, route: Route, log: ExchangeLog, body: dict[str, Any], *, inject_usage: bool
+) -> ProxyStream:
     upstream_body = {**body, "model": route.upstream_model}
     inject = inject_usage and route.backend.stream_usage
     if inject:
-        upstream_body["stream_options"] = {**(body.get("stream_options") or {}),
-                                           "include_usage": True}
+        upstream_body["stream_options"] = {
+            **(body.get("stream_options") or {}),
+            "include_usage": True,
+        }
     log.upstream_started_at = now()
     response = await services.upstream.open(
         route, "/chat/completions", json.dumps(upstream_body).encode(), log.id, stream=True
@@ -86,9 +89,17 @@ def _error_in(event: Event) -> str | None:
 class ProxyStream(Response):
     """An ASGI response that pumps upstream frames to the client and watches for disconnect."""
 
-    def __init__(self, services: Services, route: Route, log: ExchangeLog,
-                 response: httpx.Response, frames: AsyncIterator[Event], first: Event,
-                 *, strip_usage: bool) -> None:
+    def __init__(
+        self,
+        services: Services,
+        route: Route,
+        log: ExchangeLog,
+        response: httpx.Response,
+        frames: AsyncIterator[Event],
+        first: Event,
+        *,
+        strip_usage: bool,
+    ) -> None:
         self.status_code = 200
         self.background = None
         self._s = services
@@ -157,7 +168,9 @@ class ProxyStream(Response):
         try:
             chunk = json.loads(event.data)
         except ValueError:
-            exc = UpstreamError("The backend sent a malformed chunk.", code="upstream_malformed_chunk")
+            exc = UpstreamError(
+                "The backend sent a malformed chunk.", code="upstream_malformed_chunk"
+            )
             self._end(Status.UPSTREAM_ERROR, exc.code, f"malformed chunk: {event.data[:200]}")
             return error_frame(exc)
         if not isinstance(chunk, dict) or "error" in chunk or event.event == "error":
@@ -182,7 +195,9 @@ class ProxyStream(Response):
     def _finish(self) -> None:
         log = self._log
         status, error_type, message = self._outcome or (
-            Status.CLIENT_DISCONNECTED, "client_disconnected", "the stream was cut short"
+            Status.CLIENT_DISCONNECTED,
+            "client_disconnected",
+            "the stream was cut short",
         )
         log.status, log.error_type, log.error_message = status, error_type, message
         log.response_body = self._assembler.body()

@@ -12,8 +12,19 @@ from gateway.db.models import Exchange
 from gateway.db.session import Sessions
 
 SUMMARY_FIELDS = (
-    "id", "endpoint", "received_at", "context", "key_id", "requested_model", "backend",
-    "response_model", "stream", "status", "http_status", "error_type", "total_tokens",
+    "id",
+    "endpoint",
+    "received_at",
+    "context",
+    "key_id",
+    "requested_model",
+    "backend",
+    "response_model",
+    "stream",
+    "status",
+    "http_status",
+    "error_type",
+    "total_tokens",
 )
 
 
@@ -47,14 +58,14 @@ class ExchangeRepository:
         async with self._sessions() as session:
             return await session.get(Exchange, exchange_id)
 
-    async def list(self, flt: ExchangeFilter) -> tuple[list[Exchange], bool]:
+    async def page(self, flt: ExchangeFilter) -> tuple[list[Exchange], bool]:
         """Newest first; returns the page and whether more rows follow it."""
         async with self._sessions() as session:
             query = await self._query(flt)
             rows = list(await session.scalars(query.limit(flt.limit + 1)))
         return rows[: flt.limit], len(rows) > flt.limit
 
-    async def _query(self, flt: ExchangeFilter) -> Select[tuple[Exchange]]:
+    async def _query(self, flt: ExchangeFilter) -> Select[Exchange]:
         query = select(Exchange).order_by(Exchange.received_at.desc(), Exchange.id.desc())
         if flt.context is not None:
             query = query.where(Exchange.context == flt.context)

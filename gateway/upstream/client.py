@@ -46,14 +46,18 @@ class UpstreamClient:
         self._http = http
         self._secrets = [s.encode() for s in secrets]
 
-    async def open(self, route: Route, path: str, body: bytes, request_id: str,
-                   *, stream: bool) -> httpx.Response:
+    async def open(
+        self, route: Route, path: str, body: bytes, request_id: str, *, stream: bool
+    ) -> httpx.Response:
         """Send the request; return a response whose body is not read yet, status checked."""
         headers = {"content-type": "application/json", "x-request-id": request_id}
         if route.api_key:
             headers["authorization"] = f"Bearer {route.api_key}"
         request = self._http.build_request(
-            "POST", route.base_url + path, content=body, headers=headers,
+            "POST",
+            route.base_url + path,
+            content=body,
+            headers=headers,
             timeout=timeout_for(route.backend.timeouts, stream=stream),
         )
         with mapped_errors(route):

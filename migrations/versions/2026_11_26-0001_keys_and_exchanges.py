@@ -62,15 +62,15 @@ def upgrade() -> None:
         sa.Column("response_body", JSONDocument, nullable=True),
         sa.Column("gateway_version", sa.String(32), nullable=False),
         sa.ForeignKeyConstraint(
-            ["key_id"], ["api_keys.id"],
-            name=op.f("fk_exchanges_key_id_api_keys"), ondelete="SET NULL",
+            ["key_id"],
+            ["api_keys.id"],
+            name=op.f("fk_exchanges_key_id_api_keys"),
+            ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_exchanges")),
     )
     op.create_index(op.f("ix_exchanges_received_at"), "exchanges", ["received_at"])
-    op.create_index(
-        "ix_exchanges_context_received_at", "exchanges", ["context", "received_at"]
-    )
+    op.create_index("ix_exchanges_context_received_at", "exchanges", ["context", "received_at"])
     op.create_index("ix_exchanges_status_received_at", "exchanges", ["status", "received_at"])
 
 

@@ -1,0 +1,87 @@
+"""The mock upstream's script: which replies, delays and faults to produce.
+
+A script is a list of rules; the first rule matching a chat request decides its
+reply, pacing and fault. Scripts load from YAML or JSON so demos and tests can
+describe misbehaving upstreams without code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Fault(BaseModel):
+    """A way for the upstream to misbehave on one request.
+
+    At most one of `status`, `drop_after`, `malformed_after` and
+    `error_frame_after` may be set, because they are alternative endings of the
+    same response. The `*_after` counters count content (word) chunks; when the
+    reply has fewer chunks than the counter, the fault fires after the last one
+    so a script never silently does nothing.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: int | None = Field(default=None, ge=200, le=599)
+    body: dict[str, Any] | None = None
+    drop_after: int | None = Field(default=None, ge=0)
+    malformed_after: int | None = Field(default=None, ge=0)
+    error_frame_after: int | None = Field(default=None, ge=0)
+    first_byte_delay: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_ending(self) -> Fault:
+        endings = (self.status, self.drop_after, self.malformed_after, self.error_frame_after)
+        if sum(e is not None for e in endings) > 1:
+            raise ValueError(
+                "set at most one of status, drop_after, malformed_after, error_frame_after"
+            )
+        if self.body is not None and self.status is None:
+            raise ValueError("body only applies together with status")
+        return self
+
+
+class Rule(BaseModel):
+    """Matches a chat request; a rule with neither `contains` nor `model` matches all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    contains: str | None = None
+    model: str | None = None
+    reply: str | None = None
+    fault: Fault | None = None
+    token_delay: float | None = Field(default=None, ge=0)
+
+    def matches(self, model: str, last_user_text: str) -> bool:
+        if self.model is not None and self.model != model:
+            return False
+        return self.contains is None or self.contains in last_user_text
+
+
+class Script(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[Rule] = Field(default_factory=list)
+    token_delay: float = Field(default=0.0, ge=0)
+    models: list[str] = Field(default_factory=lambda: ["mock-small", "mock-large"])
+    embedding_dimensions: int = Field(default=8, ge=1, le=65536)
+
+
+def load_script(path: Path | None) -> Script:
+    """Read a script from YAML (.yaml/.yml) or JSON (.json); None gives the defaults."""
+    if path is None:
+        return Script()
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    elif suffix == ".json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+    else:
+        raise ValueError(f"mock script must be .yaml, .yml or .json, got {path.name!r}")
+    # An empty YAML file parses to None; treat it as "no rules" rather than an error.
+    return Script.model_validate(data if data is not None else {})

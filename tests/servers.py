@@ -1,0 +1,132 @@
+"""Real processes on loopback ports: the mock upstream and the gateway, and how to wait for them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+UPSTREAM_SECRET = "sk-upstream-secret"
+ADMIN_TOKEN = "admin-test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_up(
+    url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited early:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def process(
+    args: list[str], health_url: str, log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+        try:
+            wait_until_up(health_url, proc, log)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+        check=False,
+    )
+
+
+@dataclass
+class Upstream:
+    url: str
+
+    def requests(self) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = httpx.get(f"{self.url}/_mock/requests").json()
+        return entries
+
+    def seen(
+        self, request_id: str, timeout: float = 5.0, outcome: str | None = None
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [e for e in self.requests() if e["request_id"] == request_id]
+            if found and (outcome is None or found[-1]["outcome"] == outcome):
+                return found[-1]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"upstream never saw {request_id} ({outcome}): {found}")
+            time.sleep(0.05)
+
+
+@dataclass
+class Gateway:
+    url: str
+    key: str
+    env: dict[str, str]
+    config: Path
+    backend: str
+
+    @property
+    def v1(self) -> str:
+        return f"{self.url}/v1"
+
+    def admin(self, path: str, **params: Any) -> httpx.Response:
+        return httpx.get(
+            f"{self.url}/admin{path}",
+            params=params,
+            headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+
+    def record(self, request_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The exchange record a request left (the recorder writes off the hot path)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.admin(f"/exchanges/{request_id}")
+            if response.status_code == 200:
+                record: dict[str, Any] = response.json()
+                return record
+            assert response.status_code == 404, response.text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no record for {request_id}")
+            time.sleep(0.05)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return cli([*args, "--config", str(self.config)], self.env)
