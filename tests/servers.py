@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,16 +41,32 @@ def wait_until_up(
     raise RuntimeError(f"{url} did not come up:\n{log.read_text()[-3000:]}")
 
 
+def environment(changes: Mapping[str, str | None] | None) -> dict[str, str]:
+    """This process's environment with ``changes`` applied; None removes a variable."""
+    merged = dict(os.environ)
+    for name, value in (changes or {}).items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    return merged
+
+
 @contextmanager
 def process(
-    args: list[str], health_url: str, log: Path, env: dict[str, str] | None = None
+    args: list[str],
+    health_url: str,
+    log: Path,
+    env: Mapping[str, str | None] | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", *args],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            env=environment(env),
+            cwd=cwd,
         )
         try:
             wait_until_up(health_url, proc, log)
@@ -64,14 +80,17 @@ def process(
                 proc.wait()
 
 
-def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def cli(
+    args: list[str], env: Mapping[str, str | None], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway", *args],
         capture_output=True,
         text=True,
-        env={**os.environ, **env},
+        env=environment(env),
         timeout=60,
         check=False,
+        cwd=cwd,
     )
 
 

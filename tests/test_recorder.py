@@ -1,0 +1,150 @@
+"""The batched writer against real databases: batching, failure, spill, reload, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from gateway.config import RecordingConfig
+from gateway.db import migrate
+from gateway.db.models import Exchange
+from gateway.db.session import create_engine, create_sessions
+from gateway.records.log import ExchangeLog, Status
+from gateway.records.recorder import ExchangeRecorder, spill_rows
+from gateway.records.repository import ExchangeRepository
+from tests.servers import cli
+
+
+def logs(count: int, prefix: str) -> list[ExchangeLog]:
+    return [
+        ExchangeLog(
+            id=f"{prefix}{i}", endpoint="chat.completions", status=Status.OK, request_body={"i": i}
+        )
+        for i in range(count)
+    ]
+
+
+async def count(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        async with create_sessions(engine)() as session:
+            return int(await session.scalar(select(func.count()).select_from(Exchange)) or 0)
+    finally:
+        await engine.dispose()
+
+
+def test_many_records_are_written_in_batches_and_stop_drains(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+    migrate.upgrade(url)
+
+    async def main() -> ExchangeRecorder:
+        engine = create_engine(url)
+        recorder = ExchangeRecorder(
+            create_sessions(engine), RecordingConfig(batch_size=100, spill_dir=tmp_path)
+        )
+        recorder.start()
+        for record in logs(1000, "a"):
+            recorder.submit(record)  # never awaits: the request path does not wait
+        await recorder.stop()
+        await engine.dispose()
+        return recorder
+
+    recorder = asyncio.run(main())
+    assert asyncio.run(count(url)) == 1000
+    assert recorder.stats.written == 1000
+    assert recorder.stats.spilled == 0
+    assert not list(tmp_path.glob("exchanges-*.jsonl"))
+
+
+def test_a_database_that_fails_gets_records_spilled_then_reloaded(tmp_path: Path) -> None:
+    broken = f"sqlite+aiosqlite:///{tmp_path / 'no-schema.db'}"  # no migrations: inserts fail
+    spill = tmp_path / "spill"
+
+    async def main() -> ExchangeRecorder:
+        engine = create_engine(broken)
+        recorder = ExchangeRecorder(
+            create_sessions(engine), RecordingConfig(retries=1, spill_dir=spill)
+        )
+        recorder.start()
+        for record in logs(25, "b"):
+            recorder.submit(record)
+        await recorder.stop()
+        await engine.dispose()
+        return recorder
+
+    recorder = asyncio.run(main())
+    assert recorder.stats.spilled == 25
+    assert not recorder.healthy
+    assert "no such table" in (recorder.stats.last_error or "")
+    (spilled,) = spill.glob("exchanges-*.jsonl")
+    rows = spill_rows(spilled)
+    assert sorted(row["id"] for row in rows) == sorted(f"b{i}" for i in range(25))
+
+    good = f"sqlite+aiosqlite:///{tmp_path / 'good.db'}"
+    env = {"GATEWAY_DATABASE_URL": good}
+    assert cli(["db", "upgrade"], env).returncode == 0
+    imported = cli(["exchanges", "import-spill", str(spilled)], env)
+    assert imported.returncode == 0, imported.stderr
+    assert asyncio.run(count(good)) == 25
+
+    async def one() -> Exchange | None:
+        engine = create_engine(good)
+        try:
+            return await ExchangeRepository(create_sessions(engine)).get("b3")
+        finally:
+            await engine.dispose()
+
+    row = asyncio.run(one())
+    assert row is not None and row.request_body == {"i": 3} and row.received_at.tzinfo
+
+
+def test_a_full_queue_spills_at_once_instead_of_growing(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+    migrate.upgrade(url)
+
+    async def main() -> ExchangeRecorder:
+        engine = create_engine(url)
+        recorder = ExchangeRecorder(
+            create_sessions(engine), RecordingConfig(max_queue=10, spill_dir=tmp_path)
+        )
+        recorder.start()
+        for record in logs(30, "c"):  # all before the writer gets a turn
+            recorder.submit(record)
+        await recorder.stop()
+        await engine.dispose()
+        return recorder
+
+    recorder = asyncio.run(main())
+    assert recorder.stats.written + recorder.stats.spilled == 30
+    assert recorder.stats.spilled == 20
+    (spilled,) = tmp_path.glob("exchanges-*.jsonl")
+    assert len(spilled.read_text().splitlines()) == 20
+
+
+def test_the_cli_refuses_a_database_without_the_schema(tmp_path: Path) -> None:
+    env = {"GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"}
+    result = cli(["keys", "list"], env)
+    assert result.returncode == 1
+    assert "gateway db upgrade" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("backends: [", "not valid YAML"),
+        ("backends: {}\nmodels: {}\nextra: 1", "extra: Extra inputs are not permitted"),
+        ("models: {a: {backend: nope, model: x}}\nbackends: {}", "names backend 'nope'"),
+        ("backends: {b: {kind: openai}}\nmodels: {}", "needs a base_url"),
+    ],
+)
+def test_a_broken_config_file_is_a_clear_error(tmp_path: Path, content: str, says: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    for command in (["keys", "list"], ["serve"]):
+        result = cli([*command, "--config", str(path)], {})
+        assert result.returncode == 2
+        assert str(path) in result.stderr and says in result.stderr
+        assert "Traceback" not in result.stderr
