@@ -143,13 +143,6 @@ def _add_error_handlers(app: FastAPI) -> None:
             InvalidRequest(f"Invalid value for '{param}': {first.get('msg')}.", param=param)
         )
 
-    async def unexpected(_: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", exc_info=exc)
-        return _render(
-            GatewayError("The gateway failed unexpectedly; this was logged.", code="internal_error")
-        )
-
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(Exception, unexpected)

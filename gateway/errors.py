@@ -8,7 +8,8 @@
      ├── UpstreamError           502 upstream failures the client can retry
      ├── UpstreamTimeout         504
      ├── UpstreamPassthrough     the upstream's own 4xx, body passed through
-     └── ServiceUnavailable      503
+     ├── ServiceUnavailable      503 (the gateway's own database is unreachable)
+     └── ClientGone              499, recorded only: the client left before its answer
 
 Every error says whether retrying can help: the OpenAI SDKs retry 408/409/429/5xx unless
 ``x-should-retry: false`` is present, so a 4xx that will never succeed says so explicitly.
@@ -115,6 +116,14 @@ class ServiceUnavailable(GatewayError):
     status = 503
     type = "server_error"
     code = "service_unavailable"
+
+
+class ClientGone(GatewayError):
+    """The client disconnected before its answer was ready (never rendered: nobody listens)."""
+
+    status = 499
+    type = "client_error"
+    code = "client_disconnected"
 
 
 class UpstreamPassthrough(GatewayError):

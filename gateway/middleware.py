@@ -6,7 +6,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import PayloadTooLarge
+from gateway.errors import GatewayError, PayloadTooLarge
 
 
 class RequestIdMiddleware:
@@ -22,13 +22,32 @@ class RequestIdMiddleware:
         request_id = "req_" + uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
+        started = False
 
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            # A bug: answer in OpenAI's shape, with the id, then let the server log it.
+            if not started:
+                error = GatewayError(
+                    "The gateway failed unexpectedly; this was logged.", code="internal_error"
+                )
+                await send_with_id(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [(b"content-type", b"application/json")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": error.body_bytes()})
+            raise
 
 
 class BodySizeLimitMiddleware:

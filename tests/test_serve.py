@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import time
 from pathlib import Path
 
 import httpx
@@ -88,3 +90,42 @@ def test_shutdown_writes_every_queued_record(tmp_path: Path) -> None:
         assert "Application shutdown complete" in (tmp_path / "serve.log").read_text()
     listed = cli(["exchanges", "list", "--limit", "1000", "--json"], env)
     assert len(listed.stdout.splitlines()) == 200
+
+
+def test_a_database_outage_is_a_503_and_the_record_is_spilled_not_lost(tmp_path: Path) -> None:
+    env: dict[str, str | None] = {
+        "GATEWAY_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/gone",
+        "GATEWAY_CONFIG": None,
+    }
+    port = free_port()
+    with process(
+        ["serve", "--port", str(port)],
+        f"http://127.0.0.1:{port}/healthz",
+        tmp_path / "serve.log",
+        env=env,
+        cwd=tmp_path,
+    ):
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["database"]["ok"] is False
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            headers={"authorization": "Bearer sk-gw-" + "x" * 43},
+            json={"model": "demo-small", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "database_unavailable"
+        assert response.headers["retry-after"] == "5"
+        request_id = response.headers["x-request-id"]
+        deadline = time.monotonic() + 20
+        spilled: list[dict[str, object]] = []
+        while not spilled and time.monotonic() < deadline:
+            time.sleep(0.2)
+            spilled = [
+                json.loads(line)
+                for path in (tmp_path / "data" / "spill").glob("*.jsonl")
+                for line in path.read_text().splitlines()
+            ]
+    assert [row["id"] for row in spilled] == [request_id]
+    assert spilled[0]["status"] == "gateway_error"
+    assert spilled[0]["http_status"] == 503

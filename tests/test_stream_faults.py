@@ -78,3 +78,31 @@ def test_client_disconnect_mid_stream_closes_upstream_and_is_recorded(
     content = record["response_body"]["choices"][0]["message"]["content"]
     assert content.startswith("".join(received))
     assert len(content.split()) < 30
+
+
+def test_client_leaving_before_a_non_streaming_answer_cancels_the_upstream_call(
+    gateway: Gateway, upstream: Upstream
+) -> None:
+    body = {"model": "test-small", "messages": [{"role": "user", "content": "SLOW-FIRST"}]}
+    headers = {"authorization": f"Bearer {gateway.key}"}
+    before = {e["request_id"] for e in upstream.requests()}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{gateway.v1}/chat/completions", json=body, headers=headers, timeout=0.5)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rows = gateway.admin("/exchanges", status="client_disconnected", limit=50).json()["data"]
+        fresh = [
+            r
+            for r in rows
+            if r["id"] not in before and r["requested_model"] == "test-small" and not r["stream"]
+        ]
+        if fresh:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("no client_disconnected record")
+    record = gateway.record(fresh[0]["id"])
+    assert record["error_type"] == "client_disconnected"
+    assert record["request_body"] == body
+    seen = upstream.seen(record["id"])
+    assert seen["outcome"] == "client_disconnected"

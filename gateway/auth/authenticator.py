@@ -9,8 +9,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from gateway.auth.keys import KeyService, Principal, digest, looks_like_key
-from gateway.errors import AuthenticationFailed
+from gateway.errors import AuthenticationFailed, ServiceUnavailable
 
 _MAX_CACHED = 10_000
 
@@ -33,7 +35,7 @@ class Authenticator:
         now = time.monotonic()
         entry = self._cache.get(cache_key)
         if entry is None or entry.until <= now:
-            principal = await self._keys.find(secret) if looks_like_key(secret) else None
+            principal = await self._lookup(secret) if looks_like_key(secret) else None
             if len(self._cache) >= _MAX_CACHED:
                 self._cache.clear()
             entry = _Entry(principal, now + self._ttl)
@@ -44,6 +46,16 @@ class Authenticator:
                 "(`gateway keys create`)."
             )
         return entry.principal
+
+    async def _lookup(self, secret: str) -> Principal | None:
+        try:
+            return await self._keys.find(secret)
+        except (SQLAlchemyError, OSError) as exc:
+            raise ServiceUnavailable(
+                "The gateway cannot reach its database to check the API key; try again shortly.",
+                code="database_unavailable",
+                headers={"retry-after": "5"},
+            ) from exc
 
     def forget(self) -> None:
         """Drop every cached lookup (after a revocation in this process)."""

@@ -12,11 +12,12 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.auth.keys import Principal
-from gateway.errors import GatewayError, UpstreamError, UpstreamPassthrough
+from gateway.errors import ClientGone, GatewayError, UpstreamError, UpstreamPassthrough
 from gateway.pipeline.request import ChatRequest, EmbeddingsRequest, read_json, validate
 from gateway.pipeline.stream import open_stream
 from gateway.records.log import ExchangeLog, Status, now
@@ -28,11 +29,36 @@ Handler = Callable[[Request, ExchangeLog, Principal, dict[str, Any]], Awaitable[
 
 
 def outcome_of(exc: GatewayError) -> Status:
-    return (
-        Status.UPSTREAM_ERROR
-        if isinstance(exc, UpstreamError | UpstreamPassthrough)
-        else (Status.REJECTED)
-    )
+    if isinstance(exc, ClientGone):
+        return Status.CLIENT_DISCONNECTED
+    if isinstance(exc, UpstreamError | UpstreamPassthrough):
+        return Status.UPSTREAM_ERROR
+    return Status.GATEWAY_ERROR if exc.status >= 500 else Status.REJECTED
+
+
+async def unless_client_leaves(
+    request: Request, work: Callable[[], Awaitable[Response]]
+) -> Response:
+    """Run ``work``; if the client disconnects first, cancel it (closing any upstream call).
+
+    Only once the body has been read: from then on ``receive`` says nothing but disconnect.
+    """
+    gone = False
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            nonlocal gone
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        response = await work()
+        group.cancel_scope.cancel()
+    if gone:
+        raise ClientGone("The client disconnected before its answer was ready.")
+    return response
 
 
 class Pipeline:
@@ -54,14 +80,16 @@ class Pipeline:
             log.key_id, log.context = principal.key_id, principal.context
             body = await read_json(request)
             log.request_body = body
-            return await handler(request, log, principal, body)
+            return await unless_client_leaves(
+                request, lambda: handler(request, log, principal, body)
+            )
         except GatewayError as exc:
             log.fail(outcome_of(exc), exc.status, exc.code or exc.type, exc.message)
             log.response_body = exc.body()
             self.s.recorder.submit(log)
             raise
         except asyncio.CancelledError:
-            log.fail(Status.CLIENT_DISCONNECTED, 499, "client_disconnected", "client went away")
+            log.fail(Status.CLIENT_DISCONNECTED, 499, "client_disconnected", "cancelled")
             self.s.recorder.submit(log)
             raise
         except Exception as exc:
@@ -108,7 +136,8 @@ class Pipeline:
             with mapped_errors(route):
                 raw = await response.aread()
         finally:
-            await response.aclose()
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
         raw = self.s.upstream.scrub(raw)
         try:
             answer = json.loads(raw)

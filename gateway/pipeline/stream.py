@@ -57,7 +57,8 @@ async def open_stream(
     try:
         first = await _first_event(route, frames)
     except BaseException:
-        await response.aclose()
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
         raise
     return ProxyStream(services, route, log, response, frames, first, strip_usage=inject)
 

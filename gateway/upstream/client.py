@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import anyio
 import httpx
 
 from gateway.config import Timeouts, UpstreamConfig
@@ -71,7 +72,8 @@ class UpstreamClient:
             with mapped_errors(route):
                 body = await response.aread()
         finally:
-            await response.aclose()
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
         status = response.status_code
         if status in (401, 403):
             raise UpstreamError(
