@@ -44,18 +44,22 @@ async def unless_client_leaves(
     Only once the body has been read: from then on ``receive`` says nothing but disconnect.
     """
     gone = False
-    async with anyio.create_task_group() as group:
+    try:
+        async with anyio.create_task_group() as group:
 
-        async def watch() -> None:
-            nonlocal gone
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-            gone = True
+            async def watch() -> None:
+                nonlocal gone
+                while (await request.receive())["type"] != "http.disconnect":
+                    pass
+                gone = True
+                group.cancel_scope.cancel()
+
+            group.start_soon(watch)
+            response = await work()
             group.cancel_scope.cancel()
-
-        group.start_soon(watch)
-        response = await work()
-        group.cancel_scope.cancel()
+    except BaseExceptionGroup as failed:
+        # The watcher never raises, so the group holds just the work's own exception.
+        raise failed.exceptions[0] from None
     if gone:
         raise ClientGone("The client disconnected before its answer was ready.")
     return response
