@@ -50,8 +50,13 @@ def mock_upstream(
     token_delay: float | None = typer.Option(
         None, min=0.0, help="Seconds between streamed chunks."
     ),
+    config: ConfigOption = None,
 ) -> None:
-    """Run a scripted OpenAI-compatible backend: the demo, test and benchmark upstream."""
+    """Run a scripted OpenAI-compatible backend: the demo, test and benchmark upstream.
+
+    It reads no gateway settings; --config is accepted (and checked) as everywhere else.
+    """
+    config_or_exit(config)
     from gateway.mock import serve_mock
 
     serve_mock(host, port, script, token_delay)

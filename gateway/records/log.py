@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -63,7 +63,9 @@ class ExchangeLog:
         self.total_tokens = _int_or_none(usage.get("total_tokens"))
 
     def row(self) -> dict[str, Any]:
-        values = asdict(self)
+        # Shallow on purpose: the bodies are never mutated after this point, and a deep copy
+        # of every request and answer would cost more than the rest of the record.
+        values = {name: getattr(self, name) for name in _FIELDS}
         values["status"] = str(self.status)
         values["ended_at"] = self.ended_at or now()
         return values
@@ -71,3 +73,6 @@ class ExchangeLog:
 
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+_FIELDS = tuple(f.name for f in fields(ExchangeLog))
