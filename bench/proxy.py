@@ -106,9 +106,27 @@ async def load(
     return Result(name, concurrency, len(latencies), seconds, latencies, errors)
 
 
-def start_servers(folder: Path, transport: str) -> tuple[list[object], str, Gateway]:
+BENCH_POLICY = """\
+context: bench
+purpose: Measure the proxy itself.
+owner: bench@situate.invalid
+audience: the benchmark
+models: {allow: [bench]}
+"""
+
+
+def start_servers(
+    folder: Path, transport: str, extra: dict[str, str] | None = None
+) -> tuple[list[object], str, Gateway]:
+    """The mock upstream and a gateway with the ``bench`` context (and ``extra`` policy files,
+    each of which gets a key too)."""
     mock_port, gateway_port = free_port(), free_port()
     mock_url = f"http://127.0.0.1:{mock_port}"
+    policies = folder / "policies"
+    policies.mkdir()
+    (policies / "bench.yaml").write_text(BENCH_POLICY)
+    for name, text in (extra or {}).items():
+        (policies / name).write_text(text)
     config = folder / "gateway.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -117,6 +135,7 @@ def start_servers(folder: Path, transport: str) -> tuple[list[object], str, Gate
                 "models": {"bench": {"backend": "mock", "model": "mock-small"}},
                 "upstream": {"transport": transport},
                 "recording": {"spill_dir": str(folder / "spill")},
+                "policies_dir": str(policies),
             }
         )
     )
@@ -126,10 +145,14 @@ def start_servers(folder: Path, transport: str) -> tuple[list[object], str, Gate
         )
     }
     assert cli(["db", "upgrade", "--config", str(config)], env).returncode == 0
-    made = cli(
-        ["keys", "create", "--context", "bench", "--name", "bench", "--config", str(config)], env
-    )
-    key = made.stdout.strip()
+    keys = {}
+    for context in ["bench", *(Path(name).stem for name in extra or {})]:
+        made = cli(
+            ["keys", "create", "--context", context, "--name", "bench", "--config", str(config)],
+            env,
+        )
+        keys[context] = made.stdout.strip()
+    key = keys["bench"]
     contexts = [
         process(
             ["mock-upstream", "--port", str(mock_port)], f"{mock_url}/healthz", folder / "mock.log"
@@ -141,7 +164,15 @@ def start_servers(folder: Path, transport: str) -> tuple[list[object], str, Gate
             env,
         ),
     ]
-    gateway = Gateway(f"http://127.0.0.1:{gateway_port}", key, env, config, "sqlite")
+    gateway = Gateway(
+        f"http://127.0.0.1:{gateway_port}",
+        key,
+        dict(env),
+        config,
+        "sqlite",
+        {"bench": key},
+        policies,
+    )
     return contexts, mock_url, gateway
 
 

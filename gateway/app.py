@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -23,6 +24,8 @@ from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFo
 from gateway.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from gateway.pipeline.request import param_path
 from gateway.pipeline.run import Pipeline
+from gateway.policy.revisions import RevisionRepository
+from gateway.policy.store import policy_store
 from gateway.records.recorder import ExchangeRecorder
 from gateway.records.repository import ExchangeRepository
 from gateway.services import Services
@@ -47,6 +50,10 @@ def create_app(config: GatewayConfig, *, demo_base_url: str | None = None) -> Fa
         router = ModelRouter(config, base_urls)
         recorder = ExchangeRecorder(sessions, config.recording)
         keys = KeyService(sessions)
+        policies = policy_store(config)
+        revisions = RevisionRepository(sessions)
+        for compiled in policies.refresh():
+            await revisions.save(compiled)
         services = Services(
             config=config,
             sessions=sessions,
@@ -58,13 +65,19 @@ def create_app(config: GatewayConfig, *, demo_base_url: str | None = None) -> Fa
             exchanges=ExchangeRepository(sessions),
             admin_token=config.admin_token(),
             started_at=int(time.time()),
+            policies=policies,
+            revisions=revisions,
         )
         app.state.services = services
         app.state.pipeline = Pipeline(services)
         recorder.start()
+        watcher = asyncio.create_task(
+            policies.watch(config.policy_reload_seconds, revisions.save), name="policy-watch"
+        )
         try:
             yield
         finally:
+            watcher.cancel()
             await recorder.stop()
             await http.aclose()
             await engine.dispose()

@@ -82,6 +82,12 @@ class GatewayConfig(_Strict):
     database_url: str = DEFAULT_DATABASE_URL
     admin_token_env: str = "GATEWAY_ADMIN_TOKEN"  # noqa: S105 (a variable name, not a secret)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    policies_dir: Path = Field(
+        Path("policies"),
+        description="one YAML file per deployment context; when the folder "
+        "does not exist, the built-in demo policy is served",
+    )
+    policy_reload_seconds: float = Field(1.0, gt=0, description="how often files are re-read")
     backends: dict[str, BackendConfig]
     models: dict[str, ModelAlias]
     upstream: UpstreamConfig = UpstreamConfig()

@@ -149,3 +149,29 @@ class UpstreamPassthrough(GatewayError):
 
     def body_bytes(self) -> bytes:
         return json.dumps(self.body()).encode()
+
+
+class PolicyViolation(GatewayError):
+    """A rule blocked the exchange: a policy outcome, never worth retrying."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "policy_violation"
+    retryable = False
+
+    def __init__(self, rule: str, why: str, stage: str) -> None:
+        super().__init__(f"Blocked by the deployment's policy (rule '{rule}', {stage}): {why}")
+        self.rule = rule
+        self.why = why
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        body["error"]["rule"] = self.rule
+        body["error"]["why"] = self.why
+        return body
+
+
+class PolicyUnavailable(ServiceUnavailable):
+    """The context has no policy that can serve, or a check failed closed."""
+
+    code = "policy_unavailable"

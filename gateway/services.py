@@ -10,6 +10,8 @@ from gateway.auth.authenticator import Authenticator
 from gateway.auth.keys import KeyService
 from gateway.config import GatewayConfig
 from gateway.db.session import Sessions
+from gateway.policy.revisions import RevisionRepository
+from gateway.policy.store import PolicyStore
 from gateway.records.recorder import ExchangeRecorder
 from gateway.records.repository import ExchangeRepository
 from gateway.upstream.client import UpstreamClient
@@ -28,3 +30,5 @@ class Services:
     exchanges: ExchangeRepository
     admin_token: SecretStr | None
     started_at: int
+    policies: PolicyStore
+    revisions: RevisionRepository

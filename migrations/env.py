@@ -7,8 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import gateway.db.models  # noqa: F401  (registers the tables)
 from gateway.db.base import Base
-from gateway.db.models import ApiKey, Exchange  # noqa: F401  (registers the tables)
 from gateway.db.session import create_engine
 
 target_metadata = Base.metadata

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     return f"sqlite+aiosqlite:///{path}"
 
 
-def gateway_config(upstream: Upstream, folder: Path) -> Path:
+def gateway_config(upstream: Upstream, folder: Path, policies: Path) -> Path:
     config = {
         "backends": {
             "mock": {
@@ -92,6 +93,8 @@ def gateway_config(upstream: Upstream, folder: Path) -> Path:
             "dead-model": {"backend": "dead", "model": "anything"},
         },
         "max_body_bytes": 65536,
+        "policies_dir": str(policies),
+        "policy_reload_seconds": 0.2,
         "recording": {"spill_dir": str(folder / "spill")},
         "auth": {"cache_seconds": 0.5},
     }
@@ -105,7 +108,9 @@ def gateway(
     upstream: Upstream, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
     folder = tmp_path_factory.mktemp("gateway")
-    config = gateway_config(upstream, folder)
+    policies = folder / "policies"
+    shutil.copytree(HERE / "policies", policies)
+    config = gateway_config(upstream, folder, policies)
     env = {
         "GATEWAY_DATABASE_URL": database_url,
         "MOCK_UPSTREAM_KEY": UPSTREAM_SECRET,
@@ -113,20 +118,34 @@ def gateway(
     }
     migrated = cli(["db", "upgrade", "--config", str(config)], env)
     assert migrated.returncode == 0, migrated.stderr
-    created = cli(
-        ["keys", "create", "--context", "test-context", "--name", "tests", "--config", str(config)],
-        env,
-    )
-    assert created.returncode == 0, created.stderr
+    keys = {}
+    for context in ("test-context", "scoped-context", "plain-context"):
+        made = cli(
+            ["keys", "create", "--context", context, "--name", "tests", "--config", str(config)],
+            env,
+        )
+        assert made.returncode == 0, made.stderr
+        keys[context] = made.stdout.strip()
     port = free_port()
     args = ["serve", "--config", str(config), "--port", str(port)]
     backend = make_url(database_url).get_backend_name()
     with process(args, f"http://127.0.0.1:{port}/readyz", folder / "gateway.log", env):
-        yield Gateway(f"http://127.0.0.1:{port}", created.stdout.strip(), env, config, backend)
+        yield Gateway(
+            f"http://127.0.0.1:{port}", keys["test-context"], env, config, backend, keys, policies
+        )
 
 
 @pytest.fixture
 def client(gateway: Gateway) -> Iterator[openai.OpenAI]:
     """The real openai SDK, pointed at the gateway by changing only base_url and the key."""
     with openai.OpenAI(base_url=gateway.v1, api_key=gateway.key, max_retries=0) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+def plain(gateway: Gateway) -> Iterator[openai.OpenAI]:
+    """The SDK on a context with no rules: what streams do when nothing holds text back."""
+    with openai.OpenAI(
+        base_url=gateway.v1, api_key=gateway.keys["plain-context"], max_retries=0
+    ) as sdk:
         yield sdk

@@ -122,6 +122,8 @@ class Gateway:
     env: dict[str, str]
     config: Path
     backend: str
+    keys: dict[str, str]
+    policies: Path
 
     @property
     def v1(self) -> str:

@@ -13,7 +13,7 @@ from gateway.db import migrate
 from gateway.db.models import Exchange
 from gateway.db.session import create_engine, create_sessions
 from gateway.records.log import ExchangeLog, Status
-from gateway.records.recorder import ExchangeRecorder, spill_rows
+from gateway.records.recorder import ExchangeRecorder, read_spill
 from gateway.records.repository import ExchangeRepository
 from tests.servers import cli
 
@@ -80,8 +80,8 @@ def test_a_database_that_fails_gets_records_spilled_then_reloaded(tmp_path: Path
     assert not recorder.healthy
     assert "no such table" in (recorder.stats.last_error or "")
     (spilled,) = spill.glob("exchanges-*.jsonl")
-    rows = spill_rows(spilled)
-    assert sorted(row["id"] for row in rows) == sorted(f"b{i}" for i in range(25))
+    entries = read_spill(spilled)
+    assert sorted(e.row["id"] for e in entries) == sorted(f"b{i}" for i in range(25))
 
     good = f"sqlite+aiosqlite:///{tmp_path / 'good.db'}"
     env = {"GATEWAY_DATABASE_URL": good}

@@ -34,7 +34,7 @@ def test_the_embedded_default_serves_the_demo_backend(tmp_path: Path) -> None:
         with openai.OpenAI(
             base_url=f"http://127.0.0.1:{port}/v1", api_key=made.stdout.strip(), max_retries=0
         ) as client:
-            assert [m.id for m in client.models.list()] == ["demo-large", "demo-small"]
+            assert [m.id for m in client.models.list()] == ["demo-small", "demo-large"]
             reply = client.chat.completions.create(
                 model="demo-small", messages=[{"role": "user", "content": "Hello"}]
             )
@@ -126,6 +126,6 @@ def test_a_database_outage_is_a_503_and_the_record_is_spilled_not_lost(tmp_path:
                 for path in (tmp_path / "data" / "spill").glob("*.jsonl")
                 for line in path.read_text().splitlines()
             ]
-    assert [row["id"] for row in spilled] == [request_id]
-    assert spilled[0]["status"] == "gateway_error"
-    assert spilled[0]["http_status"] == 503
+    assert [entry["exchange"]["id"] for entry in spilled] == [request_id]
+    assert spilled[0]["exchange"]["status"] == "gateway_error"
+    assert spilled[0]["exchange"]["http_status"] == 503

@@ -35,9 +35,9 @@ def stream(sdk: openai.OpenAI, text: str) -> tuple[list[str], str, Exception | N
     ],
 )
 def test_a_broken_stream_ends_with_an_error_and_a_partial_record(
-    gateway: Gateway, client: openai.OpenAI, trigger: str, status: str, error_type: str
+    gateway: Gateway, plain: openai.OpenAI, trigger: str, status: str, error_type: str
 ) -> None:
-    pieces, request_id, error = stream(client, trigger)
+    pieces, request_id, error = stream(plain, trigger)
     assert isinstance(error, openai.APIError), error
     assert pieces, "some content arrived before the fault"
     record = gateway.record(request_id)
@@ -54,7 +54,7 @@ def test_client_disconnect_mid_stream_closes_upstream_and_is_recorded(
         "stream": True,
         "messages": [{"role": "user", "content": "LONG-STREAM please"}],
     }
-    headers = {"authorization": f"Bearer {gateway.key}"}
+    headers = {"authorization": f"Bearer {gateway.keys['plain-context']}"}
     received: list[str] = []
     with (
         httpx.Client(timeout=10) as http,

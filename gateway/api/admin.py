@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.auth.keys import key_summary
 from gateway.deps import AdminDep, ServicesDep
-from gateway.errors import NotFound
+from gateway.errors import InvalidRequest, NotFound
 from gateway.records.log import Status, now
 from gateway.records.repository import ExchangeFilter, full, summary
 
@@ -64,6 +64,12 @@ class KeyCreate(BaseModel):
     "/keys", summary="Create an API key (the key is shown only in this answer)", status_code=201
 )
 async def create_key(payload: KeyCreate, services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
+    if services.policies.get(payload.context) is None:
+        raise InvalidRequest(
+            f"No deployment context '{payload.context}' is served; known: "
+            f"{', '.join(services.policies.contexts) or 'none'}.",
+            param="context",
+        )
     new = await services.keys.create(payload.context, payload.name, payload.expires_in_days)
     return {
         "id": new.id,
@@ -86,3 +92,50 @@ async def revoke_key(key_id: str, services: ServicesDep, _admin: AdminDep) -> di
         raise NotFound(f"No active key '{key_id}'.", param="key_id")
     services.authenticator.forget()
     return {"id": key_id, "revoked": True}
+
+
+@router.get("/policies", summary="The contexts served, their revisions, and refused edits")
+async def list_policies(services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [
+            {
+                "context": p.context,
+                "revision": p.revision,
+                "path": str(p.path),
+                "purpose": p.policy.purpose.strip(),
+                "owner": p.policy.owner,
+                "models": p.policy.models.allow,
+                "rules": [r.id for r in p.rules],
+            }
+            for p in services.policies.all()
+        ],
+        "errors": {str(path): error for path, error in services.policies.errors.items()},
+    }
+
+
+@router.get("/policies/revisions/{revision}", summary="The text of a policy revision")
+async def get_revision(revision: str, services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
+    row = await services.revisions.get(revision)
+    if row is None:
+        raise NotFound(f"No policy revision '{revision}'.", param="revision")
+    return {
+        "revision": row.revision,
+        "context": row.context,
+        "path": row.path,
+        "first_seen_at": row.first_seen_at.isoformat(),
+        "text": row.text,
+    }
+
+
+@router.get("/findings", summary="Rules that fired, newest first, by rule and context")
+async def list_findings(
+    services: ServicesDep,
+    _admin: AdminDep,
+    rule: str | None = None,
+    context: str | None = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    rows = await services.exchanges.findings(rule=rule, context=context, since=since, limit=limit)
+    return {"object": "list", "data": rows}

@@ -22,6 +22,15 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", summary="The database is reachable, the config loaded, records flowing")
 async def readyz(services: ServicesDep) -> JSONResponse:
     checks: dict[str, Any] = {"config": {"ok": True, "models": services.router.aliases}}
+    store = services.policies
+    # A refused edit does not make the gateway unready: the last good revision keeps serving
+    # (an unready fleet after one bad ConfigMap edit would be an outage); it is reported.
+    checks["policies"] = {
+        "ok": bool(store.contexts),
+        "refused_edits": len(store.errors),
+        "contexts": {p.context: p.short_revision for p in store.all()},
+        "errors": [str(error) for error in store.errors.values()],
+    }
     try:
         async with services.sessions() as session:
             version = await session.scalar(text("SELECT version_num FROM alembic_version"))

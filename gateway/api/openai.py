@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Request
 from starlette.responses import Response
 
 from gateway.deps import PipelineDep, ServicesDep
+from gateway.errors import NotFound, PolicyUnavailable
 from gateway.services import Services
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -37,16 +38,31 @@ def _model(services: Services, alias: str) -> dict[str, Any]:
 async def list_models(
     services: ServicesDep, authorization: str | None = Header(None)
 ) -> dict[str, Any]:
-    await services.authenticator.authenticate(authorization)
-    return {
-        "object": "list",
-        "data": [_model(services, alias) for alias in services.router.aliases],
-    }
+    allowed = await _allowed(services, authorization)
+    return {"object": "list", "data": [_model(services, alias) for alias in allowed]}
 
 
 @router.get("/models/{model_id:path}", summary="One model this key may call")
 async def get_model(
     model_id: str, services: ServicesDep, authorization: str | None = Header(None)
 ) -> dict[str, Any]:
-    await services.authenticator.authenticate(authorization)
+    allowed = await _allowed(services, authorization)
+    if model_id not in allowed:
+        raise NotFound(
+            f"The model '{model_id}' does not exist or you do not have access to it. "
+            f"Models available: {', '.join(allowed)}.",
+            code="model_not_found",
+            param="model",
+        )
     return _model(services, model_id)
+
+
+async def _allowed(services: Services, authorization: str | None) -> list[str]:
+    """The aliases the caller's context may use, as its policy says."""
+    principal = await services.authenticator.authenticate(authorization)
+    policy = services.policies.get(principal.context)
+    if policy is None:
+        raise PolicyUnavailable(
+            f"The deployment context '{principal.context}' has no policy that can serve."
+        )
+    return [a for a in policy.policy.models.allow if a in services.router.aliases]

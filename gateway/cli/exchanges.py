@@ -11,7 +11,7 @@ import typer
 
 from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
 from gateway.records.log import Status
-from gateway.records.recorder import spill_rows
+from gateway.records.recorder import insert_entries, read_spill
 from gateway.records.repository import ExchangeFilter, ExchangeRepository, full, summary
 
 app = typer.Typer(help="Exchange records.", no_args_is_help=True)
@@ -79,6 +79,6 @@ def import_spill(
 ) -> None:
     """Load records that were spilled to disk while the database was unavailable."""
     settings = config_or_exit(config)
-    rows = spill_rows(path)
-    run_with_db(settings, lambda s: ExchangeRepository(s).insert_rows(rows))
-    typer.echo(f"imported {len(rows)} records from {path}", err=True)
+    entries = read_spill(path)
+    run_with_db(settings, lambda s: insert_entries(s, entries))
+    typer.echo(f"imported {len(entries)} records from {path}", err=True)

@@ -8,6 +8,7 @@ import typer
 
 from gateway.auth.keys import KeyService, key_summary
 from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
+from gateway.policy.store import policy_store
 from gateway.records.log import now
 
 app = typer.Typer(help="API keys for applications.", no_args_is_help=True)
@@ -22,6 +23,14 @@ def create(
 ) -> None:
     """Create a key. Prints the key, and only the key, on stdout: it is not shown again."""
     settings = config_or_exit(config)
+    store = policy_store(settings)
+    store.refresh()
+    if store.get(context) is None:
+        known = ", ".join(store.contexts) or "none"
+        raise fail(
+            f"no deployment context {context!r} is served (known: {known}); "
+            f"a context is a policy file in {settings.policies_dir}/"
+        )
     new = run_with_db(settings, lambda s: KeyService(s).create(context, name, expires_in))
     typer.echo(new.secret)
     typer.echo(f"created {new.id} for context {context!r}", err=True)

@@ -60,3 +60,42 @@ class Exchange(Base):
     request_body: Mapped[Any] = mapped_column(JSONDocument, nullable=True)
     response_body: Mapped[Any] = mapped_column(JSONDocument, nullable=True)
     gateway_version: Mapped[str] = mapped_column(String(32))
+    decision_id: Mapped[str | None] = mapped_column(String(40))
+    policy_revision: Mapped[str | None] = mapped_column(String(64))
+    decision: Mapped[Any] = mapped_column(JSONDocument, nullable=True)
+
+
+class PolicyRevision(Base):
+    """The text of every policy revision the gateway has loaded (and so could decide with)."""
+
+    __tablename__ = "policy_revisions"
+
+    revision: Mapped[str] = mapped_column(String(64), primary_key=True)
+    context: Mapped[str] = mapped_column(String(128), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Finding(Base):
+    """A rule that fired on an exchange: the queryable side of the decision on its record."""
+
+    __tablename__ = "findings"
+    __table_args__ = (
+        Index("ix_findings_context_rule_received_at", "context", "rule", "received_at"),
+        Index("ix_findings_rule_received_at", "rule", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    exchange_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("exchanges.id", ondelete="CASCADE"), index=True
+    )
+    decision_id: Mapped[str] = mapped_column(String(40))
+    policy_revision: Mapped[str] = mapped_column(String(64))
+    context: Mapped[str] = mapped_column(String(128))
+    rule: Mapped[str] = mapped_column(String(128))
+    detector: Mapped[str] = mapped_column(String(64))
+    stage: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16))
+    enforced: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -27,7 +27,7 @@ class StreamOptions(_Open):
 
 
 class ChatRequest(_Open):
-    model: str = Field(min_length=1)
+    model: str | None = Field(None, min_length=1, description="else the context's default")
     messages: list[Message] = Field(min_length=1)
     stream: StrictBool | None = None
     stream_options: StreamOptions | None = None
@@ -41,7 +41,7 @@ class ChatRequest(_Open):
 
 
 class EmbeddingsRequest(_Open):
-    model: str = Field(min_length=1)
+    model: str | None = Field(None, min_length=1, description="else the context's default")
     input: str | list[str] | list[int] | list[list[int]]
 
 

@@ -8,6 +8,7 @@ the one error handler to render.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,16 +17,26 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.auth.keys import Principal
-from gateway.errors import ClientGone, GatewayError, UpstreamError, UpstreamPassthrough
+from gateway.errors import (
+    ClientGone,
+    GatewayError,
+    PolicyUnavailable,
+    UpstreamError,
+    UpstreamPassthrough,
+)
+from gateway.pipeline.answers import decision_headers, refusal_response
+from gateway.pipeline.guard import OutputGuard
 from gateway.pipeline.request import ChatRequest, EmbeddingsRequest, read_json, validate
 from gateway.pipeline.stream import open_stream
+from gateway.policy.compiled import CompiledPolicy
+from gateway.policy.decision import Decision
+from gateway.policy.enforce import Admission, admit, choose_model, first_turn, review_answer
 from gateway.records.log import ExchangeLog, Status, now
 from gateway.services import Services
 from gateway.upstream.client import mapped_errors
 from gateway.upstream.router import Route
 
-Handler = Callable[[Request, ExchangeLog, Principal, dict[str, Any]], Awaitable[Response]]
+Handler = Callable[[ExchangeLog, CompiledPolicy, dict[str, Any]], Awaitable[Response]]
 
 
 def outcome_of(exc: GatewayError) -> Status:
@@ -82,14 +93,16 @@ class Pipeline:
                 request.headers.get("authorization")
             )
             log.key_id, log.context = principal.key_id, principal.context
+            policy = self._policy(principal.context)
+            log.decision = Decision(policy.revision, policy.context)
+            log.content = policy.policy.record.content
             body = await read_json(request)
             log.request_body = body
-            return await unless_client_leaves(
-                request, lambda: handler(request, log, principal, body)
-            )
+            return await unless_client_leaves(request, lambda: handler(log, policy, body))
         except GatewayError as exc:
             log.fail(outcome_of(exc), exc.status, exc.code or exc.type, exc.message)
-            log.response_body = exc.body()
+            if log.response_body is None:
+                log.response_body = exc.body()
             self.s.recorder.submit(log)
             raise
         except asyncio.CancelledError:
@@ -101,31 +114,83 @@ class Pipeline:
             self.s.recorder.submit(log)
             raise
 
+    def _policy(self, context: str) -> CompiledPolicy:
+        policy = self.s.policies.get(context)
+        if policy is None:
+            raise PolicyUnavailable(
+                f"The deployment context '{context}' has no policy that can serve; "
+                "the operator must fix its policy file.",
+                headers={"retry-after": "5"},
+            )
+        return policy
+
     def _route(self, log: ExchangeLog, alias: str) -> Route:
-        log.requested_model = alias
+        log.requested_model = log.requested_model or alias
         route = self.s.router.resolve(alias)
         log.backend, log.upstream_model = route.backend_name, route.upstream_model
         return route
 
     async def _chat(
-        self, request: Request, log: ExchangeLog, principal: Principal, body: dict[str, Any]
+        self, log: ExchangeLog, policy: CompiledPolicy, body: dict[str, Any]
     ) -> Response:
         chat = validate(ChatRequest, body)
+        decision = log.decision
+        assert decision is not None
         log.stream = bool(chat.stream)
-        route = self._route(log, chat.model)
+        log.requested_model = chat.model
+        admitted = admit(policy, body, decision)
+        route = self._route(log, admitted.alias)
+        if admitted.refusal is not None:
+            return self._refuse(log, admitted, chat)
+        disclose = first_turn(body)
         if chat.stream:
-            return await open_stream(self.s, route, log, body, inject_usage=not chat.wants_usage)
-        raw, answer = await self._forward(route, "/chat/completions", log, body)
-        log.response_body = answer
+            guard = OutputGuard(policy, decision, disclose=disclose)
+            decision.disclosure = disclose and policy.policy.disclosure is not None
+            return await open_stream(
+                self.s,
+                route,
+                log,
+                admitted.body,
+                inject_usage=not chat.wants_usage,
+                guard=guard,
+                headers=decision_headers(decision),
+            )
+        raw, answer = await self._forward(route, "/chat/completions", log, admitted.body)
+        # The record keeps the backend's answer as given; the decision says what was changed.
+        changes = policy.rules_for("output") or (disclose and policy.policy.disclosure)
+        log.response_body = copy.deepcopy(answer) if changes else answer
+        if review_answer(policy, answer, decision, disclose=disclose):
+            raw = json.dumps(answer).encode()
+        if any(c.get("finish_reason") == "content_filter" for c in answer.get("choices") or ()):
+            log.status, log.error_type = Status.REJECTED, "policy_violation"
         return self._answer(log, raw, answer)
 
+    def _refuse(self, log: ExchangeLog, admitted: Admission, chat: ChatRequest) -> Response:
+        assert log.decision is not None
+        response, completion = refusal_response(
+            admitted.alias,
+            admitted.refusal or "",
+            chat.n or 1,
+            stream=bool(chat.stream),
+            include_usage=chat.wants_usage,
+            decision=log.decision,
+        )
+        log.status, log.error_type = Status.REJECTED, "policy_refusal"
+        log.response_body = completion
+        log.ended_at = now()
+        self.s.recorder.submit(log)
+        return response
+
     async def _embeddings(
-        self, request: Request, log: ExchangeLog, principal: Principal, body: dict[str, Any]
+        self, log: ExchangeLog, policy: CompiledPolicy, body: dict[str, Any]
     ) -> Response:
         embeddings = validate(EmbeddingsRequest, body)
-        route = self._route(log, embeddings.model)
+        assert log.decision is not None
+        alias = choose_model(policy, body, log.decision)
+        route = self._route(log, alias)
         raw, answer = await self._forward(route, "/embeddings", log, body)
         log.response_body = _without_vectors(answer)
+        del embeddings
         return self._answer(log, raw, answer)
 
     async def _forward(
@@ -159,7 +224,7 @@ class Pipeline:
         log.take_usage(answer.get("usage"))
         log.ended_at = now()
         self.s.recorder.submit(log)
-        return Response(raw, media_type="application/json")
+        return Response(raw, media_type="application/json", headers=decision_headers(log.decision))
 
 
 def _without_vectors(answer: dict[str, Any]) -> dict[str, Any]:

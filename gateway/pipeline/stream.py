@@ -21,6 +21,8 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
 from gateway.pipeline.assemble import StreamAssembler
+from gateway.pipeline.guard import Blocked, OutputGuard
+from gateway.policy.compiled import CompiledRule
 from gateway.records.log import ExchangeLog, Status, now
 from gateway.services import Services
 from gateway.upstream.client import mapped_errors
@@ -35,12 +37,23 @@ _HEADERS = [
 _DONE = b"data: [DONE]\n\n"
 
 
+def _frame(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
 def error_frame(exc: GatewayError) -> bytes:
     return b"data: " + exc.body_bytes() + b"\n\n"
 
 
 async def open_stream(
-    services: Services, route: Route, log: ExchangeLog, body: dict[str, Any], *, inject_usage: bool
+    services: Services,
+    route: Route,
+    log: ExchangeLog,
+    body: dict[str, Any],
+    *,
+    inject_usage: bool,
+    guard: OutputGuard | None = None,
+    headers: dict[str, str] | None = None,
 ) -> ProxyStream:
     upstream_body = {**body, "model": route.upstream_model}
     inject = inject_usage and route.backend.stream_usage
@@ -60,7 +73,17 @@ async def open_stream(
         with anyio.CancelScope(shield=True):
             await response.aclose()
         raise
-    return ProxyStream(services, route, log, response, frames, first, strip_usage=inject)
+    return ProxyStream(
+        services,
+        route,
+        log,
+        response,
+        frames,
+        first,
+        strip_usage=inject,
+        guard=guard if guard is not None and guard.active else None,
+        headers=headers or {},
+    )
 
 
 async def _first_event(route: Route, frames: AsyncIterator[Event]) -> Event:
@@ -100,9 +123,14 @@ class ProxyStream(Response):
         first: Event,
         *,
         strip_usage: bool,
+        guard: OutputGuard | None,
+        headers: dict[str, str],
     ) -> None:
         self.status_code = 200
         self.background = None
+        self._guard = guard
+        self._blocked: CompiledRule | None = None
+        self._start_headers = [*_HEADERS, *((k.encode(), v.encode()) for k, v in headers.items())]
         self._s = services
         self._route = route
         self._log = log
@@ -115,7 +143,8 @@ class ProxyStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+            start = {"type": "http.response.start", "status": 200, "headers": self._start_headers}
+            await send(start)
             async with anyio.create_task_group() as group:
                 group.start_soon(self._watch, receive, group.cancel_scope)
                 await self._pump(send)
@@ -163,7 +192,7 @@ class ProxyStream(Response):
         """The bytes to forward for one upstream event (possibly none)."""
         if event.done:
             self._end(Status.OK, None, None)
-            return event.raw
+            return self._flush() + event.raw
         if event.data is None:
             return event.raw
         try:
@@ -178,16 +207,75 @@ class ProxyStream(Response):
             self._end(Status.UPSTREAM_ERROR, "upstream_stream_error", event.data[:2000])
             return event.raw
         self._assembler.add(chunk)
-        return self._strip(chunk, event.raw) if self._strip_usage else event.raw
+        changed = self._strip(chunk) if self._strip_usage else False
+        if self._guard is not None:
+            try:
+                changed = self._guarded(chunk) or changed
+            except Blocked as blocked:
+                return self._block(blocked.rule)
+        if not changed:
+            return event.raw
+        if not chunk.get("choices") and not chunk.get("usage"):
+            return b""
+        return _frame(chunk)
 
-    def _strip(self, chunk: dict[str, Any], raw: bytes) -> bytes:
+    def _strip(self, chunk: dict[str, Any]) -> bool:
         """Usage the gateway asked for on the client's behalf does not reach the client."""
         if "usage" not in chunk:
-            return raw
-        if not chunk.get("choices"):
-            return b""
+            return False
         del chunk["usage"]
-        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+        return True
+
+    def _guarded(self, chunk: dict[str, Any]) -> bool:
+        """Replace each choice's new text by what the guard releases; drop empty choices."""
+        assert self._guard is not None
+        kept = []
+        for choice in chunk.get("choices") or ():
+            delta = dict(choice.get("delta") or {})
+            index = choice.get("index", 0)
+            text = delta.get("content")
+            released = self._guard.feed(index, text) if isinstance(text, str) and text else ""
+            if choice.get("finish_reason"):
+                released += self._guard.finish(index)
+            if released or "content" in delta:
+                delta["content"] = released
+            if released or choice.get("finish_reason") or set(delta) - {"content"}:
+                kept.append({**choice, "delta": delta})
+        chunk["choices"] = kept
+        return True
+
+    def _flush(self) -> bytes:
+        """Text still held back when the stream ends without a finish chunk."""
+        if self._guard is None:
+            return b""
+        choices: list[dict[str, Any]] = [
+            {"index": i, "delta": {"content": rest}, "logprobs": None, "finish_reason": None}
+            for i in self._guard.unfinished()
+            if (rest := self._guard.finish(i))
+        ]
+        return _frame(self._chunk(choices)) if choices else b""
+
+    def _block(self, rule: CompiledRule) -> bytes:
+        """A block mid-stream is a policy outcome: content_filter on every choice, then [DONE]."""
+        assert self._guard is not None
+        self._blocked = rule
+        self._end(Status.REJECTED, "policy_violation", f"output blocked by rule '{rule.id}'")
+        indices = self._guard.unfinished() or [0]
+        choices: list[dict[str, Any]] = [
+            {"index": i, "delta": {}, "logprobs": None, "finish_reason": "content_filter"}
+            for i in indices
+        ]
+        return _frame(self._chunk(choices)) + _DONE
+
+    def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        head = self._assembler.head
+        return {
+            "id": head.get("id"),
+            "object": "chat.completion.chunk",
+            "created": head.get("created"),
+            "model": head.get("model"),
+            "choices": choices,
+        }
 
     def _end(self, status: Status, error_type: str | None, message: str | None) -> None:
         if self._outcome is None:
@@ -195,6 +283,8 @@ class ProxyStream(Response):
 
     def _finish(self) -> None:
         log = self._log
+        if self._guard is not None:
+            self._guard.close(self._blocked)
         status, error_type, message = self._outcome or (
             Status.CLIENT_DISCONNECTED,
             "client_disconnected",

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from gateway.policy.decision import Decision
+from gateway.records.views import redacted_answer, redacted_request
 from gateway.version import __version__
 
 
@@ -48,6 +50,8 @@ class ExchangeLog:
     request_body: Any = None
     response_body: Any = None
     gateway_version: str = __version__
+    decision: Decision | None = None
+    content: str = "full"  # the policy's record.content: full | redacted | none
 
     def fail(self, status: Status, http_status: int, error_type: str, message: str) -> None:
         self.status = status
@@ -65,14 +69,43 @@ class ExchangeLog:
     def row(self) -> dict[str, Any]:
         # Shallow on purpose: the bodies are never mutated after this point, and a deep copy
         # of every request and answer would cost more than the rest of the record.
-        values = {name: getattr(self, name) for name in _FIELDS}
+        values = {name: getattr(self, name) for name in _COLUMNS}
         values["status"] = str(self.status)
         values["ended_at"] = self.ended_at or now()
+        decision = self.decision
+        values["decision"] = decision.as_dict() if decision else None
+        values["decision_id"] = decision.id if decision else None
+        values["policy_revision"] = decision.policy_revision if decision else None
+        if self.content == "none":
+            values["request_body"] = values["response_body"] = None
+        elif self.content == "redacted" and decision is not None and decision.fired:
+            values["request_body"] = redacted_request(self.request_body, decision)
+            values["response_body"] = redacted_answer(self.response_body, decision)
         return values
+
+    def finding_rows(self) -> list[dict[str, Any]]:
+        decision = self.decision
+        if decision is None:
+            return []
+        return [
+            {
+                "exchange_id": self.id,
+                "decision_id": decision.id,
+                "policy_revision": decision.policy_revision,
+                "context": decision.context,
+                "rule": o.rule,
+                "detector": o.detector,
+                "stage": o.stage,
+                "action": o.action,
+                "enforced": o.enforced,
+                "received_at": self.received_at,
+            }
+            for o in decision.outcomes
+        ]
 
 
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-_FIELDS = tuple(f.name for f in fields(ExchangeLog))
+_COLUMNS = tuple(f.name for f in fields(ExchangeLog) if f.name not in ("decision", "content"))

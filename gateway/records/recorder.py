@@ -13,20 +13,51 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert
 
 from gateway.config import RecordingConfig
-from gateway.db.models import Exchange
+from gateway.db.models import Exchange, Finding
 from gateway.db.session import Sessions
 from gateway.records.log import ExchangeLog
 
 log = logging.getLogger("gateway.recorder")
 
-_STOP = None
 _BACKOFF = (0.05, 0.25, 1.0, 2.0)
+_TIMES = ("received_at", "upstream_started_at", "first_byte_at", "ended_at")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One exchange row and the findings rows that belong to it."""
+
+    row: dict[str, Any]
+    findings: list[dict[str, Any]]
+
+    def to_json(self) -> str:
+        return json.dumps({"exchange": self.row, "findings": self.findings}, default=str)
+
+    @classmethod
+    def from_json(cls, line: str) -> Entry:
+        data = json.loads(line)
+        row, findings = data["exchange"], data["findings"]
+        for key in _TIMES:
+            if row.get(key):
+                row[key] = datetime.fromisoformat(row[key])
+        for finding in findings:
+            finding["received_at"] = datetime.fromisoformat(finding["received_at"])
+        return cls(row, findings)
+
+
+async def insert_entries(sessions: Sessions, entries: list[Entry]) -> None:
+    async with sessions.begin() as session:
+        await session.execute(insert(Exchange), [e.row for e in entries])
+        findings = [f for e in entries for f in e.findings]
+        if findings:
+            await session.execute(insert(Finding), findings)
 
 
 @dataclass(slots=True)
@@ -42,7 +73,7 @@ class ExchangeRecorder:
     def __init__(self, sessions: Sessions, config: RecordingConfig) -> None:
         self._sessions = sessions
         self._config = config
-        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Entry | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.stats = RecorderStats()
 
@@ -59,43 +90,42 @@ class ExchangeRecorder:
 
     def submit(self, record: ExchangeLog) -> None:
         """Hand a finished record over. Never blocks; beyond the queue limit it spills."""
-        row = record.row()
+        entry = Entry(record.row(), record.finding_rows())
         if self._queue.qsize() >= self._config.max_queue:
-            self._spill([row], "queue full")
+            self._spill([entry], "queue full")
             return
-        self._queue.put_nowait(row)
+        self._queue.put_nowait(entry)
 
     async def stop(self) -> None:
         """Write everything still queued, then stop."""
         if self._task is None:
             return
-        self._queue.put_nowait(_STOP)
+        self._queue.put_nowait(None)
         await self._task
         self._task = None
 
     async def _run(self) -> None:
-        while True:
+        stopping = False
+        while not stopping:
             first = await self._queue.get()
-            batch = [] if first is _STOP else [first]
-            stopping = first is _STOP
+            batch = [first] if first is not None else []
+            stopping = first is None
             while not stopping and len(batch) < self._config.batch_size:
                 try:
                     item = self._queue.get_nowait()
                 except asyncio.QueueEmpty:
                     break
-                stopping = item is _STOP
-                if item is not None:
+                if item is None:
+                    stopping = True
+                else:
                     batch.append(item)
             if batch:
                 await self._write(batch)
-            if stopping:
-                return
 
-    async def _write(self, batch: list[dict[str, Any]]) -> None:
+    async def _write(self, batch: list[Entry]) -> None:
         for attempt in range(self._config.retries + 1):
             try:
-                async with self._sessions.begin() as session:
-                    await session.execute(insert(Exchange), batch)
+                await insert_entries(self._sessions, batch)
             except Exception as exc:  # any driver error: retried, then spilled, never lost
                 self.stats.failed_batches += 1
                 self.stats.failing = True
@@ -109,10 +139,10 @@ class ExchangeRecorder:
             return
         self._spill(batch, self.stats.last_error or "write failed")
 
-    def _spill(self, rows: list[dict[str, Any]], reason: str) -> None:
-        self.stats.spilled += len(rows)
+    def _spill(self, entries: list[Entry], reason: str) -> None:
+        self.stats.spilled += len(entries)
         path = self._config.spill_dir / f"exchanges-{time.strftime('%Y%m%d')}.jsonl"
-        lines = "".join(json.dumps(row, default=str) + "\n" for row in rows)
+        lines = "".join(entry.to_json() + "\n" for entry in entries)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a", encoding="utf-8") as handle:
@@ -121,20 +151,13 @@ class ExchangeRecorder:
             # The last resort: the records go to the log, which an operator can replay.
             log.error("spilling failed (%s); records follow:\n%s", exc, lines)
             return
-        log.error("spilled %d exchange records to %s (%s)", len(rows), path, reason)
+        log.error("spilled %d exchange records to %s (%s)", len(entries), path, reason)
 
 
-def spill_rows(path: Path) -> list[dict[str, Any]]:
-    """Read a spill file back into rows ready to insert."""
-    from datetime import datetime
-
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        for key in ("received_at", "upstream_started_at", "first_byte_at", "ended_at"):
-            if row.get(key):
-                row[key] = datetime.fromisoformat(row[key])
-        rows.append(row)
-    return rows
+def read_spill(path: Path) -> list[Entry]:
+    """Read a spill file back into entries ready to insert."""
+    return [
+        Entry.from_json(line)
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, insert, select
+from sqlalchemy import Select, select
 
-from gateway.db.models import Exchange
+from gateway.db.models import Exchange, Finding
 from gateway.db.session import Sessions
 
 SUMMARY_FIELDS = (
@@ -84,6 +84,19 @@ class ExchangeRepository:
                 )
         return query
 
-    async def insert_rows(self, rows: list[dict[str, Any]]) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(insert(Exchange), rows)
+    async def findings(
+        self, *, rule: str | None, context: str | None, since: datetime | None, limit: int
+    ) -> list[dict[str, Any]]:
+        query = select(Finding).order_by(Finding.received_at.desc(), Finding.id.desc())
+        if rule is not None:
+            query = query.where(Finding.rule == rule)
+        if context is not None:
+            query = query.where(Finding.context == context)
+        if since is not None:
+            query = query.where(Finding.received_at >= since)
+        async with self._sessions() as session:
+            rows = await session.scalars(query.limit(limit))
+            return [
+                {c.key: _jsonable(getattr(r, c.key)) for c in Finding.__table__.columns}
+                for r in rows
+            ]

@@ -1,0 +1,1 @@
+"""Detectors: small single-purpose classes behind one protocol and one registry."""

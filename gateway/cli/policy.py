@@ -1,0 +1,129 @@
+"""``gateway policy``: check, test, explain and evaluate deployment-context policies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from gateway.checks.registry import default_registry
+from gateway.cli.common import ConfigOption, config_or_exit, fail
+from gateway.cli.policy_eval import eval_command
+from gateway.policy.compiled import CompiledPolicy
+from gateway.policy.evaluate import evaluate
+from gateway.policy.loader import PolicyError, load_policy, policy_files
+from gateway.policy.schema import Policy
+from gateway.policy.testcases import load_cases, run_case, tests_path
+
+app = typer.Typer(help="Deployment-context policies.", no_args_is_help=True)
+app.command("eval")(eval_command)
+
+
+def _files(path: Path) -> list[Path]:
+    return policy_files(path) if path.is_dir() else [path]
+
+
+def compile_all(path: Path | None, config: Path | None) -> tuple[list[CompiledPolicy], list[str]]:
+    settings = config_or_exit(config)
+    target = path or settings.policies_dir
+    if not target.exists():
+        raise fail(f"{target}: no such file or folder")
+    compiled, problems = [], []
+    registry = default_registry()
+    for file in _files(target):
+        try:
+            compiled.append(load_policy(file, registry, settings.models.keys()))
+        except PolicyError as exc:
+            problems += [str(p) for p in exc.problems]
+    return compiled, problems
+
+
+def find_policy(context: str, config: Path | None) -> CompiledPolicy:
+    compiled, problems = compile_all(None, config)
+    for policy in compiled:
+        if policy.context == context:
+            return policy
+    raise fail(
+        f"no valid policy for context {context!r}"
+        + (": " + "; ".join(problems) if problems else "")
+    )
+
+
+@app.command()
+def check(
+    path: Path | None = typer.Argument(None, help="A policy file or folder."),
+    config: ConfigOption = None,
+) -> None:
+    """Validate policies; print every problem with its file and line."""
+    compiled, problems = compile_all(path, config)
+    for problem in problems:
+        typer.echo(problem, err=True)
+    for policy in compiled:
+        typer.echo(f"ok  {policy.context}  {policy.short_revision}  {policy.path}")
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a policy file (for editors)."""
+    document = Policy.model_json_schema()
+    detect = document["$defs"]["Rule"]["properties"]["detect"]
+    detect["propertyNames"] = {"enum": default_registry().names}
+    typer.echo(json.dumps(document, indent=2))
+
+
+@app.command("test")
+def run_tests(
+    path: Path | None = typer.Argument(None, help="A policy file or folder."),
+    config: ConfigOption = None,
+) -> None:
+    """Run the test cases beside each policy (<context>.tests.yaml)."""
+    compiled, problems = compile_all(path, config)
+    failed = len(problems)
+    for problem in problems:
+        typer.echo(problem, err=True)
+    for policy in compiled:
+        cases_file = tests_path(policy.path)
+        if not cases_file.exists():
+            typer.echo(f"--  {policy.context}: no test cases ({cases_file.name})")
+            continue
+        try:
+            cases = load_cases(cases_file)
+        except ValueError as exc:
+            typer.echo(str(exc), err=True)
+            failed += 1
+            continue
+        for case in cases:
+            failures = run_case(policy, case)
+            failed += bool(failures)
+            mark = "FAIL" if failures else "ok  "
+            typer.echo(
+                f"{mark} {policy.context}: {case.name}" + "".join(f"\n       {f}" for f in failures)
+            )
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def explain(
+    text: str,
+    context: str = typer.Option(..., "--context"),
+    stage: str = typer.Option("input", help="input or output"),
+    config: ConfigOption = None,
+) -> None:
+    """Show which rules fire on a text, on which spans, and why."""
+    policy = find_policy(context, config)
+    verdict = evaluate(policy, text, stage)
+    typer.echo(
+        f"context {policy.context} at {policy.short_revision}: {verdict.action}"
+        + (f" ({verdict.error})" if verdict.error else "")
+    )
+    for outcome in verdict.decision.outcomes:
+        typer.echo(f"- {outcome.rule} [{outcome.detector}] → {outcome.action}: {outcome.why}")
+        for e in outcome.evidence:
+            shown = text[e.start : e.end] if e.message >= 0 else ""
+            typer.echo(f"    {e.start}-{e.end} {e.label} (score {e.score:.2f}) {shown!r}")
+    if not verdict.decision.outcomes:
+        typer.echo("no rule fired")

@@ -1,0 +1,94 @@
+"""Answers the gateway writes itself: refusals in OpenAI's shape, and the decision headers."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+from starlette.responses import Response
+
+from gateway.policy.decision import Decision
+
+
+def decision_headers(decision: Decision | None) -> dict[str, str]:
+    if decision is None:
+        return {}
+    headers = {
+        "x-situate-decision": decision.id,
+        "x-situate-policy-revision": decision.policy_revision[:12],
+    }
+    if decision.warnings:
+        headers["x-situate-warning"] = ",".join(decision.warnings)
+    if decision.disclosure:
+        headers["x-situate-disclosure"] = "applied"
+    return headers
+
+
+def refusal_completion(model: str, text: str, n: int) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-" + secrets.token_hex(12),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": text, "refusal": text},
+                "logprobs": None,
+                "finish_reason": "content_filter",
+            }
+            for i in range(n)
+        ],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }
+
+
+def _frame(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def refusal_stream(completion: dict[str, Any], include_usage: bool) -> bytes:
+    """The same refusal as a complete event stream: role, content, content_filter, [DONE]."""
+    head = {k: completion[k] for k in ("id", "created", "model")}
+    head["object"] = "chat.completion.chunk"
+    frames = []
+    for choice in completion["choices"]:
+        text, index = choice["message"]["content"], choice["index"]
+        for delta, finish in (
+            ({"role": "assistant", "content": ""}, None),
+            ({"content": text}, None),
+            ({}, "content_filter"),
+        ):
+            frames.append(
+                _frame(
+                    {
+                        **head,
+                        "choices": [
+                            {
+                                "index": index,
+                                "delta": delta,
+                                "logprobs": None,
+                                "finish_reason": finish,
+                            }
+                        ],
+                    }
+                )
+            )
+    if include_usage:
+        frames.append(_frame({**head, "choices": [], "usage": completion["usage"]}))
+    return b"".join(frames) + b"data: [DONE]\n\n"
+
+
+def refusal_response(
+    model: str, text: str, n: int, *, stream: bool, include_usage: bool, decision: Decision
+) -> tuple[Response, dict[str, Any]]:
+    completion = refusal_completion(model, text, n)
+    headers = decision_headers(decision)
+    if stream:
+        body = refusal_stream(completion, include_usage)
+        return Response(body, media_type="text/event-stream", headers=headers), completion
+    return Response(
+        json.dumps(completion), media_type="application/json", headers=headers
+    ), completion

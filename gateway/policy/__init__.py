@@ -1,0 +1,1 @@
+"""Deployment-context policies: the file format, compilation, the live store, evaluation."""

@@ -1,0 +1,69 @@
+"""A policy compiled once per revision: its detectors built, its scope classifier ready."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from gateway.checks.base import Check
+from gateway.policy.schema import Policy, Rule
+
+
+class ScopeClassifier(Protocol):
+    def classify(self, text: str) -> tuple[str | None, float]:
+        """The best-matching topic (None if there is none) and its score in [0, 1]."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    spec: Rule
+    check: Check
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    def applies_to(self, stage: str) -> bool:
+        return self.spec.stage in (stage, "both")
+
+
+@dataclass(frozen=True, slots=True)
+class Guideline:
+    queue: str
+    path: Path
+    revision: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    policy: Policy
+    revision: str
+    text: str
+    path: Path
+    rules: tuple[CompiledRule, ...]
+    scope: ScopeClassifier | None
+    guidelines: dict[str, Guideline] = field(default_factory=dict)
+
+    @property
+    def context(self) -> str:
+        return self.policy.context
+
+    @property
+    def short_revision(self) -> str:
+        return self.revision[:12]
+
+    def rules_for(self, stage: str) -> tuple[CompiledRule, ...]:
+        return tuple(rule for rule in self.rules if rule.applies_to(stage))
+
+    @property
+    def hold_back(self) -> int:
+        """Characters a stream must hold back so no output rule's match can slip through."""
+        spans = [
+            rule.check.max_span
+            for rule in self.rules_for("output")
+            if rule.spec.action in ("block", "redact")
+        ]
+        return max(spans, default=0)

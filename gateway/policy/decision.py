@@ -1,0 +1,127 @@
+"""What the policy decided about one exchange, kept apart from what the gateway enforced.
+
+One ``Decision`` per exchange, with an id and the policy revision, stamped on the record.
+Each rule that ran leaves an outcome: whether it fired, on which spans (message, offsets),
+how long its check took, and what was actually done about it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+SEVERITY = {"block": 4, "route": 3, "redact": 2, "flag": 1, "warn": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    message: int
+    start: int
+    end: int
+    label: str
+    score: float = 1.0
+    part: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        found: dict[str, Any] = {
+            "message": self.message,
+            "start": self.start,
+            "end": self.end,
+            "label": self.label,
+            "score": round(self.score, 4),
+        }
+        if self.part is not None:
+            found["part"] = self.part
+        return found
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One rule (or scope limit) on one stage."""
+
+    rule: str
+    detector: str
+    stage: str
+    action: str
+    evidence: list[Evidence] = field(default_factory=list)
+    duration_ms: float = 0.0
+    error: str | None = None
+    enforced: str = "none"
+    why: str = ""
+    review: str | None = None
+
+    @property
+    def fired(self) -> bool:
+        return bool(self.evidence)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "detector": self.detector,
+            "stage": self.stage,
+            "action": self.action,
+            "enforced": self.enforced,
+            "why": self.why,
+            "review": self.review,
+            "duration_ms": round(self.duration_ms, 4),
+            "error": self.error,
+            "evidence": [e.as_dict() for e in self.evidence],
+        }
+
+
+@dataclass(slots=True)
+class Decision:
+    policy_revision: str
+    context: str
+    id: str = field(default_factory=lambda: "dec_" + uuid.uuid4().hex)
+    outcomes: list[Outcome] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    disclosure: bool = False
+    routed_to: str | None = None
+
+    def add(self, outcome: Outcome) -> None:
+        if outcome.fired or outcome.error:
+            self.outcomes.append(outcome)
+
+    @property
+    def fired(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.fired]
+
+    @property
+    def verdict(self) -> str:
+        """The most severe action the policy calls for, whatever was enforced."""
+        actions = [o.action for o in self.fired]
+        return max(actions, key=lambda a: SEVERITY.get(a, 0), default="allow")
+
+    @property
+    def enforced(self) -> str:
+        done = [o.enforced for o in self.outcomes if o.enforced != "none"]
+        return max(done, key=lambda a: SEVERITY.get(a, 0), default="allow")
+
+    @property
+    def flagged(self) -> list[Outcome]:
+        return [
+            o
+            for o in self.fired
+            if o.action in ("flag", "block", "redact", "route", "warn")
+            and (o.action == "flag" or o.review is not None)
+        ]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [o.rule for o in self.fired if o.action == "warn"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "policy_revision": self.policy_revision,
+            "context": self.context,
+            "verdict": self.verdict,
+            "enforced": self.enforced,
+            "disclosure": self.disclosure,
+            "routed_to": self.routed_to,
+            "flagged": [o.rule for o in self.flagged],
+            "outcomes": [o.as_dict() for o in self.outcomes],
+            "timings_ms": {k: round(v, 4) for k, v in self.timings.items()},
+        }

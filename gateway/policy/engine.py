@@ -1,0 +1,102 @@
+"""Running a compiled policy's rules over texts: findings, timings, failures.
+
+The engine knows nothing of HTTP: it takes texts with their positions in the exchange and
+fills a ``Decision``. What to do about the findings is ``gateway.policy.enforce``'s business.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import PolicyUnavailable
+from gateway.policy.compiled import CompiledPolicy, CompiledRule
+from gateway.policy.decision import Decision, Evidence, Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class TextRef:
+    """A piece of text in the exchange: a message (or choice) index and a content part."""
+
+    message: int
+    part: int | None
+    role: str
+    text: str
+
+
+def message_texts(messages: Iterable[Any]) -> list[TextRef]:
+    refs = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            continue
+        role, content = str(message.get("role")), message.get("content")
+        if isinstance(content, str):
+            refs.append(TextRef(index, None, role, content))
+        elif isinstance(content, list):
+            for part_index, part in enumerate(content):
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    refs.append(TextRef(index, part_index, role, part["text"]))
+    return refs
+
+
+def run_rules(
+    policy: CompiledPolicy, decision: Decision, stage: str, refs: list[TextRef]
+) -> list[tuple[CompiledRule, Outcome]]:
+    """Run every rule of a stage; return the ones that fired. A failing check fails closed
+    (PolicyUnavailable) unless its rule says ``on_error: fail_open``; the decision says which."""
+    fired = []
+    for rule in policy.rules_for(stage):
+        outcome = Outcome(
+            rule.id,
+            rule.spec.detector,
+            stage,
+            rule.spec.action,
+            why=rule.spec.why,
+            review=rule.spec.review,
+        )
+        started = time.perf_counter()
+        try:
+            outcome.evidence = _evidence(rule, stage, refs)
+        except Exception as exc:  # a detector's bug must not become a silent allow
+            outcome.error = f"{type(exc).__name__}: {exc}"[:500]
+            outcome.enforced = "fail_open" if rule.spec.on_error == "fail_open" else "fail_closed"
+        elapsed = (time.perf_counter() - started) * 1000
+        outcome.duration_ms = elapsed
+        decision.timings[f"{stage}:{rule.id}"] = elapsed
+        decision.add(outcome)
+        if outcome.enforced == "fail_closed":
+            raise PolicyUnavailable(
+                f"A check of the deployment's policy failed (rule '{rule.id}'); "
+                "the request was not processed.",
+                headers={"retry-after": "1"},
+            )
+        if outcome.fired:
+            fired.append((rule, outcome))
+    return fired
+
+
+def _evidence(rule: CompiledRule, stage: str, refs: list[TextRef]) -> list[Evidence]:
+    roles = rule.spec.roles
+    found = []
+    for ref in refs:
+        if stage == "input" and ref.role not in roles:
+            continue
+        for f in rule.check.find(ref.text):
+            found.append(Evidence(ref.message, f.start, f.end, f.label, f.score, ref.part))
+    return found
+
+
+def redact(text: str, spans: list[tuple[int, int, str]]) -> str:
+    """Replace spans (merged where they overlap) from the end, so offsets stay valid."""
+    merged: list[tuple[int, int, str]] = []
+    for start, end, replacement in sorted(spans):
+        if merged and start < merged[-1][1]:
+            last = merged[-1]
+            merged[-1] = (last[0], max(last[1], end), last[2])
+        else:
+            merged.append((start, end, replacement))
+    for start, end, replacement in reversed(merged):
+        text = text[:start] + replacement + text[end:]
+    return text

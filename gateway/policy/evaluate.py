@@ -1,0 +1,64 @@
+"""Running a policy on a bare text, outside any request: for tests, explain and eval."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import GatewayError
+from gateway.policy.compiled import CompiledPolicy
+from gateway.policy.decision import Decision
+from gateway.policy.enforce import admit, review_answer
+
+STOPPING = ("block",)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    decision: Decision
+    action: str
+    error: str | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.action in STOPPING
+
+    def fired(self, *, rules_only: bool = False) -> list[str]:
+        return [
+            o.rule
+            for o in self.decision.fired
+            if not rules_only or not o.rule.startswith(("scope.", "limits."))
+        ]
+
+
+def without_scope(policy: CompiledPolicy) -> CompiledPolicy:
+    """The same policy with its topic scope off: to measure its rules alone."""
+    return dataclasses.replace(policy, scope=None)
+
+
+def evaluate(policy: CompiledPolicy, text: str, stage: str = "input") -> Verdict:
+    decision = Decision(policy.revision, policy.context)
+    try:
+        if stage == "output":
+            answer: dict[str, Any] = {
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": text},
+                    }
+                ]
+            }
+            review_answer(policy, answer, decision, disclose=False)
+            blocked = answer["choices"][0]["finish_reason"] == "content_filter"
+        else:
+            body = {
+                "model": policy.policy.models.allow[0],
+                "messages": [{"role": "user", "content": text}],
+            }
+            blocked = admit(policy, body, decision).refusal is not None
+    except GatewayError as exc:
+        action = "block" if exc.status < 500 else "error"
+        return Verdict(decision, action, exc.message)
+    return Verdict(decision, "block" if blocked else decision.enforced)

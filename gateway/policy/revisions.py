@@ -1,0 +1,55 @@
+"""Storing the text of every policy revision, so an old exchange shows the rules that judged it."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from gateway.db.models import PolicyRevision
+from gateway.db.session import Sessions
+from gateway.policy.compiled import CompiledPolicy
+from gateway.records.log import now
+
+log = logging.getLogger("gateway.policy")
+
+
+class RevisionRepository:
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+        self._unsaved: dict[str, CompiledPolicy] = {}
+
+    async def save(self, policy: CompiledPolicy) -> None:
+        """Store a revision's text once; kept for a retry when the database is unavailable."""
+        self._unsaved[policy.revision] = policy
+        await self.flush()
+
+    async def flush(self) -> None:
+        for revision, policy in list(self._unsaved.items()):
+            try:
+                await self._insert(policy)
+            except Exception as exc:  # the database may be down: keep it for the next try
+                log.warning("could not store policy revision %s yet: %s", revision[:12], exc)
+                return
+            del self._unsaved[revision]
+
+    async def _insert(self, policy: CompiledPolicy) -> None:
+        values = {
+            "revision": policy.revision,
+            "context": policy.context,
+            "path": str(policy.path),
+            "text": policy.text,
+            "first_seen_at": now(),
+        }
+        async with self._sessions.begin() as session:
+            dialect = session.get_bind().dialect.name
+            insert = pg_insert if dialect == "postgresql" else sqlite_insert
+            await session.execute(insert(PolicyRevision).values(**values).on_conflict_do_nothing())
+
+    async def get(self, revision: str) -> PolicyRevision | None:
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(PolicyRevision).where(PolicyRevision.revision == revision)
+            )

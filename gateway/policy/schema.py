@@ -1,0 +1,150 @@
+"""The policy file: one YAML file per deployment context. Strict: unknown keys are errors.
+
+``docs/policies.md`` explains every field; ``gateway policy schema`` prints the JSON Schema
+that editors can use.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SLUG = r"^[a-z0-9][a-z0-9_.-]{0,127}$"
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+Action = Literal["block", "redact", "flag", "warn", "route"]
+DEFAULT_REFUSAL = "I can't help with that here."
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Models(_Strict):
+    allow: list[str] = Field(min_length=1, description="model aliases this context may call")
+    default: str | None = Field(None, description="used when a request names no model")
+
+    @model_validator(mode="after")
+    def _default_is_allowed(self) -> Models:
+        if self.default is not None and self.default not in self.allow:
+            raise ValueError(f"default model {self.default!r} is not in allow")
+        return self
+
+
+class Limits(_Strict):
+    max_input_tokens: int | None = Field(None, ge=1, description="estimated from the text")
+    max_output_tokens: int | None = Field(None, ge=1)
+    on_max_tokens: Literal["clamp", "reject"] = Field(
+        "clamp", description="a larger max_tokens is lowered to the limit, or refused"
+    )
+    max_messages: int | None = Field(None, ge=1)
+    max_n: int | None = Field(None, ge=1)
+
+
+class Topic(_Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+    examples: list[str] = []
+
+
+class Scope(_Strict):
+    topics: list[Topic] = []
+    out_of_scope: Literal["refuse", "flag", "allow"] = "allow"
+    refusal: str = DEFAULT_REFUSAL
+    refuse_as: Literal["answer", "error"] = "answer"
+    classifier: Literal["lexical", "semantic"] = "lexical"
+    threshold: float = Field(0.2, ge=0, le=1, description="the least topic score in scope")
+    min_words: int = Field(
+        3, ge=0, description="shorter messages (greetings, follow-ups) are not judged"
+    )
+
+    @model_validator(mode="after")
+    def _topics_when_enforced(self) -> Scope:
+        if self.out_of_scope != "allow" and not self.topics:
+            raise ValueError("out_of_scope needs at least one topic to compare against")
+        return self
+
+
+class Rule(_Strict):
+    id: str = Field(pattern=SLUG)
+    stage: Literal["input", "output", "both"]
+    why: str = Field(min_length=1, description="the written criterion reviewers and auditors read")
+    detect: dict[str, Any] = Field(description="exactly one detector and its parameters")
+    action: Action
+    block_as: Literal["error", "answer"] = Field(
+        "error", description="a block is an OpenAI error, or a refusal answer"
+    )
+    message: str | None = Field(None, description="the refusal text when blocking as an answer")
+    replacement: str = Field("[{label}]", description="what a redacted span becomes")
+    route_to: str | None = Field(None, description="the allowed model a route action sends to")
+    review: str | None = Field(None, description="the review queue for flagged exchanges")
+    on_error: Literal["fail_closed", "fail_open"] = "fail_closed"
+    roles: list[Role] = Field(["user", "tool"], description="input messages this rule reads")
+
+    @model_validator(mode="after")
+    def _shape(self) -> Rule:
+        if len(self.detect) != 1:
+            raise ValueError("detect must name exactly one detector")
+        if (self.action == "route") != (self.route_to is not None):
+            raise ValueError("route_to goes with action: route, and only with it")
+        return self
+
+    @property
+    def detector(self) -> str:
+        return next(iter(self.detect))
+
+
+class Disclosure(_Strict):
+    notice: str = Field(min_length=1, description="shown on the first answer of a conversation")
+
+
+class RecordPolicy(_Strict):
+    content: Literal["full", "redacted", "none"] = "full"
+    retention_days: int | None = Field(None, ge=1)
+
+
+class Queue(_Strict):
+    guidelines: str = Field(description="the guideline file, relative to the policy file")
+    reviewers_per_item: int = Field(1, ge=1, le=10)
+
+
+class Review(_Strict):
+    sample_rate: float = Field(0.0, ge=0, le=1)
+    default_queue: str | None = None
+    queues: dict[str, Queue] = {}
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> Review:
+        if self.default_queue is not None and self.default_queue not in self.queues:
+            raise ValueError(f"default_queue {self.default_queue!r} is not among the queues")
+        return self
+
+
+class Policy(_Strict):
+    context: str = Field(pattern=SLUG)
+    purpose: str = Field(min_length=1)
+    owner: str = Field(min_length=1, description="who is accountable for this deployment")
+    audience: str = Field(min_length=1)
+    models: Models
+    limits: Limits = Limits()
+    scope: Scope = Scope()
+    rules: list[Rule] = []
+    disclosure: Disclosure | None = None
+    record: RecordPolicy = RecordPolicy()
+    review: Review = Review()
+
+    @model_validator(mode="after")
+    def _references(self) -> Policy:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.id in seen:
+                raise ValueError(f"rule id {rule.id!r} is used twice")
+            seen.add(rule.id)
+            if rule.route_to is not None and rule.route_to not in self.models.allow:
+                raise ValueError(f"rule {rule.id!r} routes to {rule.route_to!r}, not allowed")
+            if rule.review is not None and rule.review not in self.review.queues:
+                raise ValueError(
+                    f"rule {rule.id!r} names review queue {rule.review!r}, "
+                    "which review.queues does not define"
+                )
+        return self
