@@ -170,7 +170,7 @@ def start_servers(
         dict(env),
         config,
         "sqlite",
-        {"bench": key},
+        keys,
         policies,
     )
     return contexts, mock_url, gateway

@@ -1,5 +1,8 @@
 """``anthropomorphism``: an assistant claiming feelings, a body, a human identity or a past.
 
+Labels: ``anthropomorphism:feelings``, ``:identity`` (including a human family), ``:body`` and
+``:memories`` (a childhood, or first-hand experience such as "I've run this for years").
+
 Only first-person claims count, so the patterns are anchored on "I"/"my" followed directly by
 the claim: a negation in between ("I don't have a body", "I'm not a person") breaks the match
 by construction, and second-person text ("you may feel", "as a person with diabetes, you")
@@ -115,6 +118,16 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"|\bi\s+remember\s+(?:when\s+i|being\s+a|my\s+(?:first|childhood|mother|father|"
             r"mom|dad)|growing up|the day i)\b|\bgrowing\s+up,?\s+i\b|\bback\s+when\s+i\s+was\b"
             r"|\bin\s+my\s+(?:childhood|youth|teens|twenties|school days)\b",
+        ),
+        # Claimed first-hand experience: "I've run this in production for years".
+        (
+            "memories",
+            r"\bi(?:['\u2019]ve|\s+have)\s+(?:personally\s+)?(?:used|run|tried|tested|worked with|"
+            r"been using|deployed|built|shipped|maintained|debugged|lived|worked)\b[^.!?\n]{0,60}?"
+            r"\bfor\s+(?:many\s+|several\s+|a\s+few\s+|\d+\s+)?(?:years|months|decades)\b"
+            r"|\bi(?:['\u2019]ve|\s+have)\s+personally\s+(?:used|tried|tested|seen|run|"
+            r"experienced|been)\b|\bin\s+my\s+(?:\d+\s+|many\s+)?years\s+(?:of|as)\b"
+            r"|\bwhen\s+i\s+(?:worked|lived|studied)\s+(?:at|in|for)\b",
         ),
     )
 )

@@ -27,7 +27,10 @@ class GuardrailsParams(BaseModel):
 def load_guardrails() -> Any:
     """Import guardrails with telemetry and remote inference off. Idempotent."""
     try:
-        import guardrails
+        with warnings.catch_warnings():
+            # Its dependencies' own deprecation notices (click, litellm) are not ours to act on.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import guardrails
     except ImportError as exc:
         raise CheckConfigError(
             "the guardrails detector needs the guardrails extra: pip install 'situate[guardrails]'"

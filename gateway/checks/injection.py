@@ -11,6 +11,7 @@ the rule's ``threshold`` are returned.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, ClassVar
 
@@ -22,6 +23,7 @@ from gateway.checks.injection_encoded import MAX_BLOB, decoded_blobs
 from gateway.checks.injection_roles import COMPACT_SIGNALS, COMPACT_WORDS, RAW_SIGNALS
 from gateway.checks.injection_signals import SIGNALS
 from gateway.checks.injection_views import View, squeezed, views
+from gateway.checks.injection_vocabulary import prefilter
 from gateway.checks.params import StrictParams, parse_params
 
 _TAG_RUN = re.compile("[\U000e0000-\U000e007f]+")
@@ -35,6 +37,10 @@ Seen = dict[tuple[int, int, str], Finding]
 
 class InjectionParams(StrictParams):
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+_ANY_SIGNAL = prefilter(SIGNALS)
+_ANY_RAW = prefilter(RAW_SIGNALS)
 
 
 def _span(origin: list[int], start: int, end: int) -> tuple[int, int]:
@@ -51,6 +57,8 @@ def _keep(seen: Seen, finding: Finding) -> None:
 
 def _view_matches(seen: Seen, view: View) -> None:
     copy, origin = view
+    if _ANY_SIGNAL is not None and _ANY_SIGNAL.search(copy) is None:
+        return
     for signal in SIGNALS:
         for match in signal.pattern.finditer(copy):
             start, end = _span(origin, match.start(), match.end())
@@ -59,6 +67,8 @@ def _view_matches(seen: Seen, view: View) -> None:
 
 
 def _raw_matches(seen: Seen, text: str) -> None:
+    if _ANY_RAW is not None and _ANY_RAW.search(text) is None:
+        return
     lowered = text.lower()
     for signal in RAW_SIGNALS:
         for match in signal.pattern.finditer(text):
@@ -96,11 +106,11 @@ def _split_word_matches(seen: Seen, text: str, view: View) -> None:
 def signal_findings(text: str) -> list[Finding]:
     """Every signal match in ``text``, whatever its score, deduplicated across views."""
     seen: Seen = {}
-    found = views(text)
+    found, clean = views(text)
     for view in found:
         _view_matches(seen, view)
     _raw_matches(seen, text)
-    _split_word_matches(seen, text, found[-2])
+    _split_word_matches(seen, text, clean)
     return list(seen.values())
 
 
@@ -122,6 +132,13 @@ def encoded_findings(text: str) -> list[Finding]:
     return findings
 
 
+@functools.lru_cache(maxsize=4096)
+def _all_findings(text: str) -> tuple[Finding, ...]:
+    """Every shape in a text, whatever its score. Cached: a chat resends its whole history
+    with every turn, and only the new messages need the scan."""
+    return tuple(signal_findings(text) + tag_findings(text) + encoded_findings(text))
+
+
 class InjectionCheck:
     """Known prompt-injection shapes scoring at least ``threshold``."""
 
@@ -139,7 +156,7 @@ class InjectionCheck:
         return MAX_BLOB
 
     def find(self, text: str) -> list[Finding]:
-        findings = signal_findings(text) + tag_findings(text) + encoded_findings(text)
+        findings = _all_findings(text)
         kept = [finding for finding in findings if finding.score >= self._threshold]
         kept.sort(key=lambda finding: (finding.start, finding.end, finding.label))
         return kept

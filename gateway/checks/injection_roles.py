@@ -14,10 +14,12 @@ from gateway.checks.injection_vocabulary import (
     DETERMINER,
     FREE,
     GAP,
+    JAILBREAK_MODE,
     LIMIT_QUALIFIER,
     LIMITS,
     MODE,
     PERSONA,
+    PRODUCT_MODE,
     RULES,
     YOU,
     YOUR,
@@ -46,13 +48,23 @@ PERSONAS: tuple[Signal, ...] = (
         rf"an?{_})?(?:unfiltered|unrestricted|uncensored|jailbroken|unaligned|unbound|unhinged|"
         rf"dan)\b",
     ),
-    signal("jailbreak-mode", 0.5, rf"\b{MODE}{_}mode\b"),
+    signal("jailbreak-mode", 0.5, rf"\b{JAILBREAK_MODE}{_}mode\b"),
+    signal("jailbreak-mode", 0.3, rf"\b{PRODUCT_MODE}{_}mode\b"),
     signal(
         "jailbreak-mode",
         0.9,
         rf"\b(?:(?:enter|enable|activate|engage|switch to|turn on|initiate|in|into){_}"
-        rf"(?:{DETERMINER}{_})?{MODE}{_}mode|{MODE}{_}mode{_}(?:is{_})?"
+        rf"(?:{DETERMINER}{_})?{JAILBREAK_MODE}{_}mode|{JAILBREAK_MODE}{_}mode{_}(?:is{_})?"
         rf"(?:on|enabled|activated|engaged|initiated|unlocked))\b",
+    ),
+    # "Enable developer mode" is a phone setting; addressed to the model it is an attack.
+    signal(
+        "jailbreak-mode",
+        0.8,
+        rf"\b(?:{YOU}{_}(?:are|r|'re|re){_}(?:now{_})?in{_}|(?:enter|activate|engage|switch to|"
+        rf"initiate){_}(?:{DETERMINER}{_})?){PRODUCT_MODE}{_}mode\b(?!{_}on{_}(?:my|an?|the)\b)"
+        rf"|\b{PRODUCT_MODE}{_}mode{_}(?:is{_})?(?:now{_})?(?:on(?![ \t]+[a-z])|enabled|"
+        rf"activated|engaged|initiated|unlocked)\b",
     ),
     signal(
         "no-restrictions",
@@ -165,9 +177,10 @@ ROLE_MARKERS: tuple[Signal, ...] = (
         r"(?:#{2,}|%{2,}|\*{3,}|\[|\{)[ \t]*[a-z]+[ _](?:override|bypass|unlock|jailbreak|"
         r"mode|active|activate|access)",
     ),
+    # "System override" is also plain English ("the system override was authorized").
     signal(
         "override-token",
-        0.6,
+        0.45,
         r"\b(?:admin|system|priority|emergency|executive|developer|root|security|sudo)"
         r"[ _]override\b",
     ),

@@ -150,8 +150,8 @@ EXTRACTIONS: tuple[Signal, ...] = (
         "prompt-extraction",
         0.9,
         rf"\b{EXTRACT}(?:{_}(?:me|us))?{_}(?:(?:all|everything|the (?:text|words|content|"
-        r"message|lines?))){_}(?:above|before this|preceding|prior|that came before|"
-        r"at the (?:start|beginning)|before (?:the|our|this) conversation)",
+        rf"message|lines?))){_}(?:above|before this|preceding|prior|that came before|"
+        rf"at the (?:start|beginning)|before (?:the|our|this) conversation)",
     ),
     signal(
         "prompt-extraction",

@@ -82,12 +82,13 @@ def reversed_view(view: View) -> View:
     return text[::-1], [*origin[-2::-1], origin[-1]]
 
 
-def views(text: str) -> list[View]:
-    """The normalised view, the de-obfuscated one when it differs, and the reversed one.
+def views(text: str) -> tuple[list[View], View]:
+    """The views to run the signals over, and the de-obfuscated one among them.
 
-    Reading backwards costs one more pass but no false alarms: reversed prose is not English.
+    They are the normalised view, the de-obfuscated one when it differs, and the latter read
+    backwards: one more pass, but no false alarms, since reversed prose is not English.
     """
     base = normalize(text)
     clean = deobfuscated(base)
     found = [base] if clean[0] == base[0] else [base, clean]
-    return [*found, reversed_view(clean)]
+    return [*found, reversed_view(clean)], clean

@@ -20,6 +20,16 @@ def signal(label: str, weight: float, pattern: str) -> Signal:
     return Signal(f"injection:{label}", weight, re.compile(pattern))
 
 
+def prefilter(signals: tuple[Signal, ...]) -> re.Pattern[str] | None:
+    """One pattern that matches wherever any of ``signals`` does: a single scan rules out
+    the common case (no signal at all) before each pattern runs on its own. None when the
+    patterns cannot be combined (a group name used twice, a numbered back-reference)."""
+    try:
+        return re.compile("|".join(f"(?:{s.pattern.pattern})" for s in signals))
+    except re.error:
+        return None
+
+
 def any_of(*words: str) -> str:
     return "(?:" + "|".join(words) + ")"
 
@@ -166,10 +176,15 @@ AI = any_of(
     "ai", "assistant", "model", "chatbot", "bot", "version", "mode", "gpt", "llm", "persona",
     "entity", "alter ego", "twin", "variant", "self", "intelligence", "machine", "you",
 )
-MODE = any_of(
-    "developer", "dev", "god", "admin", "administrator", "debug", "debugging", "sudo", "root",
-    "maintenance", "testing", "test", "diagnostic", "unrestricted", "unfiltered", "uncensored",
-    "jailbreak", "jailbroken", "evil", "chaos", "dan", "superuser", "unlocked", "unsafe",
-    "hack", "hacker", "no ?limits?", "no ?rules", "no ?restrictions", "freedom", "opposite",
+# Modes only a jailbreak asks for, and modes real products have ("developer mode" on Android).
+JAILBREAK_MODE = any_of(
+    "god", "unrestricted", "unfiltered", "uncensored", "jailbreak", "jailbroken", "evil", "chaos",
+    "dan", "unlocked", "unsafe", "hack", "hacker", "no ?limits?", "no ?rules", "no ?restrictions",
+    "freedom", "opposite", "rogue", "unhinged",
 )
+PRODUCT_MODE = any_of(
+    "developer", "dev", "admin", "administrator", "debug", "debugging", "sudo", "root",
+    "maintenance", "testing", "test", "diagnostic", "superuser",
+)
+MODE = any_of(JAILBREAK_MODE, PRODUCT_MODE)
 # fmt: on

@@ -11,6 +11,7 @@ given, so every character of the copy remembers which original character produce
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from types import MappingProxyType
 
@@ -82,11 +83,14 @@ def fold_char(char: str) -> str:
     return "".join(_LOWER_HOMOGLYPHS.get(c, c) for c in folded if not is_invisible(c))
 
 
+@functools.lru_cache(maxsize=1024)
 def normalize(text: str) -> tuple[str, list[int]]:
     """The matching copy of ``text`` and, per copy character, the original index it came from.
 
     The map has one extra entry, ``len(text)``, so an end offset equal to the copy's length
     maps too. Each original character is folded on its own, which keeps the map exact.
+    Cached: every keyword, injection and anthropomorphism rule of a request reads the same
+    texts, and a conversation resends its history. Callers must not mutate the result.
     """
     pieces: list[str] = []
     origin: list[int] = []

@@ -19,7 +19,7 @@ def default_registry() -> Registry:
     registry.register(PiiCheck.name, PiiCheck)
     registry.register(InjectionCheck.name, InjectionCheck)
     registry.register(AnthropomorphismCheck.name, AnthropomorphismCheck)
-    # The older name some policies use for the same detector.
+    # The shipped policies name this rule "human-likeness"; the detector answers to that too.
     registry.register("human_likeness", AnthropomorphismCheck)
     # guardrails itself is imported only when a rule names this detector.
     registry.register(GuardrailsCheck.name, GuardrailsCheck.from_params)

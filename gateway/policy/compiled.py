@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from gateway.checks.base import Check
+from gateway.checks.base import Check, Finding
 from gateway.policy.schema import Policy, Rule
 
 
@@ -16,10 +18,25 @@ class ScopeClassifier(Protocol):
         ...
 
 
+_CACHED_TEXTS = 2048
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
     spec: Rule
     check: Check
+    #: ``check.find`` memoised per text: detectors are pure, and a chat resends its whole
+    #: history with every turn, so only new messages cost a scan. Built once per revision.
+    find: Callable[[str], tuple[Finding, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check = self.check
+
+        @functools.lru_cache(maxsize=_CACHED_TEXTS)
+        def find(text: str) -> tuple[Finding, ...]:
+            return tuple(check.find(text))
+
+        object.__setattr__(self, "find", find)
 
     @property
     def id(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,8 +114,9 @@ def check_scope(policy: CompiledPolicy, refs: list[TextRef], decision: Decision)
     if classifier is None or not users:
         return None
     last = users[-1]
+    started = time.perf_counter()
     topic, score = classifier.classify(last.text)
-    decision.timings["scope.topic.score"] = score
+    decision.timings["input:scope.topic"] = (time.perf_counter() - started) * 1000
     if score >= scope.threshold:
         return None
     outcome = Outcome(

@@ -83,7 +83,7 @@ def _evidence(rule: CompiledRule, stage: str, refs: list[TextRef]) -> list[Evide
     for ref in refs:
         if stage == "input" and ref.role not in roles:
             continue
-        for f in rule.check.find(ref.text):
+        for f in rule.find(ref.text):
             found.append(Evidence(ref.message, f.start, f.end, f.label, f.score, ref.part))
     return found
 

@@ -1,5 +1,8 @@
 """The ``keywords`` detector: whole-word terms, found through evasions, reported in the original."""
 
+# Evasion tests are written with the look-alike characters attackers use.
+# ruff: noqa: RUF001, RUF003
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,5 +1,8 @@
 """The ``regex`` detector: a policy author's pattern on the original text."""
 
+# Evasion tests are written with the look-alike characters attackers use.
+# ruff: noqa: RUF001, RUF003
+
 from __future__ import annotations
 
 from typing import Any
