@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api import admin, health, openai
+from gateway.api import admin, health, openai, review
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.keys import KeyService
 from gateway.config import GatewayConfig
@@ -28,6 +28,10 @@ from gateway.policy.revisions import RevisionRepository
 from gateway.policy.store import policy_store
 from gateway.records.recorder import ExchangeRecorder
 from gateway.records.repository import ExchangeRepository
+from gateway.review.data import ReviewData
+from gateway.review.judging import JudgingService
+from gateway.review.queue import QueueService
+from gateway.review.reviewers import ReviewerService
 from gateway.services import Services
 from gateway.upstream.client import UpstreamClient, create_http_client
 from gateway.upstream.router import ModelRouter
@@ -52,6 +56,7 @@ def create_app(config: GatewayConfig, *, demo_base_url: str | None = None) -> Fa
         keys = KeyService(sessions)
         policies = policy_store(config)
         revisions = RevisionRepository(sessions)
+        queues = QueueService(sessions)
         for compiled in policies.refresh():
             await revisions.save(compiled)
         services = Services(
@@ -67,6 +72,10 @@ def create_app(config: GatewayConfig, *, demo_base_url: str | None = None) -> Fa
             started_at=int(time.time()),
             policies=policies,
             revisions=revisions,
+            reviewers=ReviewerService(sessions),
+            queues=queues,
+            judging=JudgingService(sessions, queues),
+            review_data=ReviewData(sessions, policies),
         )
         app.state.services = services
         app.state.pipeline = Pipeline(services)
@@ -83,7 +92,7 @@ def create_app(config: GatewayConfig, *, demo_base_url: str | None = None) -> Fa
             await engine.dispose()
 
     app = FastAPI(title="Situate gateway", version=__version__, lifespan=lifespan)
-    for module in (openai, admin, health):
+    for module in (openai, admin, health, review):
         app.include_router(module.router)
     _add_error_handlers(app)
     if any(b.kind == "demo" for b in config.backends.values()):

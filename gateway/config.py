@@ -88,6 +88,7 @@ class GatewayConfig(_Strict):
         "does not exist, the built-in demo policy is served",
     )
     policy_reload_seconds: float = Field(1.0, gt=0, description="how often files are re-read")
+    exports_dir: Path = Field(Path("data/exports"), description="where API exports are written")
     backends: dict[str, BackendConfig]
     models: dict[str, ModelAlias]
     upstream: UpstreamConfig = UpstreamConfig()

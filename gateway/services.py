@@ -14,6 +14,10 @@ from gateway.policy.revisions import RevisionRepository
 from gateway.policy.store import PolicyStore
 from gateway.records.recorder import ExchangeRecorder
 from gateway.records.repository import ExchangeRepository
+from gateway.review.data import ReviewData
+from gateway.review.judging import JudgingService
+from gateway.review.queue import QueueService
+from gateway.review.reviewers import ReviewerService
 from gateway.upstream.client import UpstreamClient
 from gateway.upstream.router import ModelRouter
 
@@ -32,3 +36,7 @@ class Services:
     started_at: int
     policies: PolicyStore
     revisions: RevisionRepository
+    reviewers: ReviewerService
+    queues: QueueService
+    judging: JudgingService
+    review_data: ReviewData

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import db, exchanges, keys, policy, serve
+from gateway.cli import db, exchanges, export, keys, policy, review, serve
 
 app = typer.Typer(
     name="gateway",
@@ -20,6 +20,8 @@ app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(exchanges.app, name="exchanges")
 app.add_typer(policy.app, name="policy")
+app.add_typer(review.app, name="review")
+app.add_typer(export.app, name="export")
 
 
 def main() -> None:

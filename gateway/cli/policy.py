@@ -77,33 +77,51 @@ def schema() -> None:
 @app.command("test")
 def run_tests(
     path: Path | None = typer.Argument(None, help="A policy file or folder."),
+    cases: Path | None = typer.Option(
+        None,
+        exists=True,
+        dir_okay=False,
+        help="Run this case file instead (e.g. reviewers' candidates); needs --context.",
+    ),
+    context: str | None = typer.Option(None, help="The context --cases are for."),
     config: ConfigOption = None,
 ) -> None:
-    """Run the test cases beside each policy (<context>.tests.yaml)."""
-    compiled, problems = compile_all(path, config)
-    failed = len(problems)
-    for problem in problems:
-        typer.echo(problem, err=True)
-    for policy in compiled:
-        cases_file = tests_path(policy.path)
-        if not cases_file.exists():
-            typer.echo(f"--  {policy.context}: no test cases ({cases_file.name})")
-            continue
-        try:
-            cases = load_cases(cases_file)
-        except ValueError as exc:
-            typer.echo(str(exc), err=True)
-            failed += 1
-            continue
-        for case in cases:
-            failures = run_case(policy, case)
-            failed += bool(failures)
-            mark = "FAIL" if failures else "ok  "
-            typer.echo(
-                f"{mark} {policy.context}: {case.name}" + "".join(f"\n       {f}" for f in failures)
-            )
+    """Run the test cases beside each policy (<context>.tests.yaml), or a given case file."""
+    if cases is not None:
+        if context is None:
+            raise fail("--cases needs --context")
+        failed = _run_file(find_policy(context, config), cases)
+    else:
+        compiled, problems = compile_all(path, config)
+        failed = len(problems)
+        for problem in problems:
+            typer.echo(problem, err=True)
+        for policy in compiled:
+            cases_file = tests_path(policy.path)
+            if not cases_file.exists():
+                typer.echo(f"--  {policy.context}: no test cases ({cases_file.name})")
+                continue
+            failed += _run_file(policy, cases_file)
     if failed:
         raise typer.Exit(1)
+
+
+def _run_file(policy: CompiledPolicy, cases_file: Path) -> int:
+    """Run one case file against a policy; the number of failures."""
+    try:
+        cases = load_cases(cases_file)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        return 1
+    failed = 0
+    for case in cases:
+        failures = run_case(policy, case)
+        failed += bool(failures)
+        mark = "FAIL" if failures else "ok  "
+        typer.echo(
+            f"{mark} {policy.context}: {case.name}" + "".join(f"\n       {f}" for f in failures)
+        )
+    return failed
 
 
 @app.command()

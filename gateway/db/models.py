@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db.base import Base, JSONDocument, UTCDateTime
@@ -99,3 +99,116 @@ class Finding(Base):
     action: Mapped[str] = mapped_column(String(16))
     enforced: Mapped[str] = mapped_column(String(16))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Reviewer(Base):
+    """A person (or a model) who judges review items; authenticated by a token digest."""
+
+    __tablename__ = "reviewers"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    pseudonym: Mapped[str] = mapped_column(String(40), unique=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))  # human | model
+    organisation: Mapped[str | None] = mapped_column(String(200))
+    locale: Mapped[str | None] = mapped_column(String(40))
+    languages: Mapped[Any] = mapped_column(JSONDocument)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ReviewerQueue(Base):
+    """Which queues (context, queue) a reviewer may see."""
+
+    __tablename__ = "reviewer_queues"
+
+    reviewer_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("reviewers.id", ondelete="CASCADE"), primary_key=True
+    )
+    context: Mapped[str] = mapped_column(String(128), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(128), primary_key=True)
+
+
+class ReviewItem(Base):
+    """An exchange waiting for (or done with) human review in one queue."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (
+        Index("ix_review_items_queue_state", "context", "queue", "state", "created_at"),
+        Index("ix_review_items_exchange_id", "exchange_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    exchange_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("exchanges.id", ondelete="CASCADE")
+    )
+    context: Mapped[str] = mapped_column(String(128))
+    queue: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(String(16))  # flagged | sampled
+    rule_ids: Mapped[Any] = mapped_column(JSONDocument)
+    policy_revision: Mapped[str] = mapped_column(String(64))
+    guideline_revision: Mapped[str | None] = mapped_column(String(64))
+    guideline_path: Mapped[str | None] = mapped_column(Text)
+    reviewers_needed: Mapped[int] = mapped_column(Integer)
+    judgments_done: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16))  # open | escalated | done
+    claimed_by: Mapped[str | None] = mapped_column(String(40))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    alternative: Mapped[Any] = mapped_column(JSONDocument, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Judgment(Base):
+    """One reviewer's judgment of one item. Append-only: a correction supersedes, never edits."""
+
+    __tablename__ = "judgments"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    item_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("review_items.id", ondelete="CASCADE"), index=True
+    )
+    reviewer_id: Mapped[str] = mapped_column(String(40), ForeignKey("reviewers.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # human | model
+    purpose: Mapped[str] = mapped_column(String(16))  # review | adjudication
+    rule_verdicts: Mapped[Any] = mapped_column(JSONDocument)
+    verdict: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str | None] = mapped_column(String(16))
+    preferred_source: Mapped[str | None] = mapped_column(String(16))
+    preferred_text: Mapped[str | None] = mapped_column(Text)
+    rationale: Mapped[str] = mapped_column(Text)
+    guideline_revision: Mapped[str | None] = mapped_column(String(64))
+    guideline_acknowledged: Mapped[bool] = mapped_column(Boolean)
+    seconds_spent: Mapped[float | None] = mapped_column(Float)
+    supersedes: Mapped[str | None] = mapped_column(String(40), ForeignKey("judgments.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class GuidelineRevision(Base):
+    """The text of every guideline revision a queue has used: what a reviewer was shown."""
+
+    __tablename__ = "guideline_revisions"
+
+    revision: Mapped[str] = mapped_column(String(64), primary_key=True)
+    context: Mapped[str] = mapped_column(String(128))
+    queue: Mapped[str] = mapped_column(String(128))
+    path: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ExportRecord(Base):
+    """Every preference export: who exported what, when, with which filter."""
+
+    __tablename__ = "exports"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    exported_by: Mapped[str] = mapped_column(String(200))
+    format: Mapped[str] = mapped_column(String(16))
+    filter: Mapped[Any] = mapped_column(JSONDocument)
+    rows: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

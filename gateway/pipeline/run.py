@@ -95,6 +95,7 @@ class Pipeline:
             log.key_id, log.context = principal.key_id, principal.context
             policy = self._policy(principal.context)
             log.decision = Decision(policy.revision, policy.context)
+            log.policy = policy
             log.content = policy.policy.record.content
             body = await read_json(request)
             log.request_body = body

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from gateway.db.models import PolicyRevision
+from gateway.db.models import GuidelineRevision, PolicyRevision
 from gateway.db.session import Sessions
 from gateway.policy.compiled import CompiledPolicy
 from gateway.records.log import now
@@ -43,10 +43,25 @@ class RevisionRepository:
             "text": policy.text,
             "first_seen_at": now(),
         }
+        guidelines = [
+            {
+                "revision": g.revision,
+                "context": policy.context,
+                "queue": g.queue,
+                "path": str(g.path),
+                "text": g.text,
+                "first_seen_at": now(),
+            }
+            for g in policy.guidelines.values()
+        ]
         async with self._sessions.begin() as session:
             dialect = session.get_bind().dialect.name
             insert = pg_insert if dialect == "postgresql" else sqlite_insert
             await session.execute(insert(PolicyRevision).values(**values).on_conflict_do_nothing())
+            for guideline in guidelines:
+                await session.execute(
+                    insert(GuidelineRevision).values(**guideline).on_conflict_do_nothing()
+                )
 
     async def get(self, revision: str) -> PolicyRevision | None:
         async with self._sessions() as session:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.records.views import redacted_answer, redacted_request
 from gateway.version import __version__
@@ -52,6 +53,7 @@ class ExchangeLog:
     gateway_version: str = __version__
     decision: Decision | None = None
     content: str = "full"  # the policy's record.content: full | redacted | none
+    policy: CompiledPolicy | None = None  # the revision that decided, for review routing
 
     def fail(self, status: Status, http_status: int, error_type: str, message: str) -> None:
         self.status = status
@@ -108,4 +110,5 @@ def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-_COLUMNS = tuple(f.name for f in fields(ExchangeLog) if f.name not in ("decision", "content"))
+_NOT_COLUMNS = ("decision", "content", "policy")
+_COLUMNS = tuple(f.name for f in fields(ExchangeLog) if f.name not in _NOT_COLUMNS)

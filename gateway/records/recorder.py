@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ from typing import Any
 from sqlalchemy import insert
 
 from gateway.config import RecordingConfig
-from gateway.db.models import Exchange, Finding
+from gateway.db.models import Exchange, Finding, ReviewItem
 from gateway.db.session import Sessions
 from gateway.records.log import ExchangeLog
+from gateway.review.routing import review_rows
 
 log = logging.getLogger("gateway.recorder")
 
@@ -32,24 +34,30 @@ _TIMES = ("received_at", "upstream_started_at", "first_byte_at", "ended_at")
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One exchange row and the findings rows that belong to it."""
+    """One exchange row and the findings and review items that belong to it."""
 
     row: dict[str, Any]
     findings: list[dict[str, Any]]
+    reviews: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps({"exchange": self.row, "findings": self.findings}, default=str)
+        return json.dumps(
+            {"exchange": self.row, "findings": self.findings, "reviews": self.reviews},
+            default=str,
+        )
 
     @classmethod
     def from_json(cls, line: str) -> Entry:
         data = json.loads(line)
-        row, findings = data["exchange"], data["findings"]
+        row, findings, reviews = data["exchange"], data["findings"], data.get("reviews", [])
         for key in _TIMES:
             if row.get(key):
                 row[key] = datetime.fromisoformat(row[key])
         for finding in findings:
             finding["received_at"] = datetime.fromisoformat(finding["received_at"])
-        return cls(row, findings)
+        for review in reviews:
+            review["created_at"] = datetime.fromisoformat(review["created_at"])
+        return cls(row, findings, reviews)
 
 
 async def insert_entries(sessions: Sessions, entries: list[Entry]) -> None:
@@ -58,6 +66,9 @@ async def insert_entries(sessions: Sessions, entries: list[Entry]) -> None:
         findings = [f for e in entries for f in e.findings]
         if findings:
             await session.execute(insert(Finding), findings)
+        reviews = [r for e in entries for r in e.reviews]
+        if reviews:
+            await session.execute(insert(ReviewItem), reviews)
 
 
 @dataclass(slots=True)
@@ -76,6 +87,7 @@ class ExchangeRecorder:
         self._queue: asyncio.Queue[Entry | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.stats = RecorderStats()
+        self._rng = random.Random()  # noqa: S311 (sampling for oversight, not security)
 
     @property
     def pending(self) -> int:
@@ -90,7 +102,9 @@ class ExchangeRecorder:
 
     def submit(self, record: ExchangeLog) -> None:
         """Hand a finished record over. Never blocks; beyond the queue limit it spills."""
-        entry = Entry(record.row(), record.finding_rows())
+        row = record.row()
+        reviews = review_rows(record.id, row["status"], record.decision, record.policy, self._rng)
+        entry = Entry(row, record.finding_rows(), reviews)
         if self._queue.qsize() >= self._config.max_queue:
             self._spill([entry], "queue full")
             return

@@ -1,0 +1,178 @@
+"""The review API: queues, claims, judgments, escalation, agreement, candidate test cases."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+from starlette.responses import FileResponse, Response
+
+from gateway.db.models import ExportRecord
+from gateway.deps import ServicesDep
+from gateway.errors import NotFound
+from gateway.export.rows import ExportFilter
+from gateway.records.log import now
+from gateway.review.exporting import run_export
+from gateway.review.judging import JudgmentIn
+from gateway.review.reviewers import ReviewerIdentity
+from gateway.review.views import item_summary, item_view, judgment_view
+
+router = APIRouter(prefix="/review", tags=["review"])
+
+
+async def _reviewer(
+    services: ServicesDep, authorization: Annotated[str | None, Header()] = None
+) -> ReviewerIdentity:
+    return await services.reviewers.authenticate(authorization)
+
+
+ReviewerDep = Annotated[ReviewerIdentity, Depends(_reviewer)]
+
+
+@router.get("/me", summary="Who the token belongs to, and the queues they may work")
+async def me(who: ReviewerDep) -> dict[str, Any]:
+    return {
+        "id": who.id,
+        "pseudonym": who.pseudonym,
+        "role": who.role,
+        "kind": who.kind,
+        "queues": [{"context": c, "queue": q} for c, q in sorted(who.queues)],
+    }
+
+
+@router.get("/queues", summary="The queues you may see, with their counts")
+async def queues(who: ReviewerDep, services: ServicesDep) -> dict[str, Any]:
+    rows = await services.queues.status(who)
+    return {"object": "list", "data": [r.__dict__ for r in rows]}
+
+
+@router.post(
+    "/queues/{context}/{queue}/claim", summary="Claim the next item (a lease)", response_model=None
+)
+async def claim(
+    context: str, queue: str, who: ReviewerDep, services: ServicesDep
+) -> dict[str, Any] | Response:
+    item = await services.queues.claim(who, context, queue)
+    if item is None:
+        return Response(status_code=204)
+    return await item_view(services.sessions, services.policies, who, item)
+
+
+@router.get("/items/{item_id}", summary="One item, as a reviewer sees it")
+async def get_item(item_id: str, who: ReviewerDep, services: ServicesDep) -> dict[str, Any]:
+    item = await services.queues.item_for(who, item_id)
+    return await item_view(services.sessions, services.policies, who, item)
+
+
+@router.post("/items/{item_id}/judgments", status_code=201, summary="Judge a claimed item")
+async def judge(
+    item_id: str, payload: JudgmentIn, who: ReviewerDep, services: ServicesDep
+) -> dict[str, Any]:
+    return judgment_view(await services.judging.judge(who, item_id, payload))
+
+
+@router.post(
+    "/judgments/{judgment_id}/corrections",
+    status_code=201,
+    summary="Correct your judgment (a new judgment that supersedes it)",
+)
+async def correct(
+    judgment_id: str, payload: JudgmentIn, who: ReviewerDep, services: ServicesDep
+) -> dict[str, Any]:
+    return judgment_view(await services.judging.correct(who, judgment_id, payload))
+
+
+@router.post("/items/{item_id}/skip", summary="Give the claim back")
+async def skip(item_id: str, who: ReviewerDep, services: ServicesDep) -> dict[str, Any]:
+    return item_summary(await services.queues.release(who, item_id, escalate=False))
+
+
+@router.post("/items/{item_id}/escalate", summary="Send the item to a lead")
+async def escalate(item_id: str, who: ReviewerDep, services: ServicesDep) -> dict[str, Any]:
+    return item_summary(await services.queues.release(who, item_id, escalate=True))
+
+
+@router.get("/adjudication", summary="Escalated and disputed items of your queues (leads)")
+async def adjudication(who: ReviewerDep, services: ServicesDep) -> dict[str, Any]:
+    who.require("lead")
+    items = await services.review_data.needing_lead(who)
+    return {"object": "list", "data": [item_summary(i) for i in items]}
+
+
+@router.get("/agreement", summary="Krippendorff's alpha per queue and per rule")
+async def agreement(
+    who: ReviewerDep, services: ServicesDep, context: str, queue: str
+) -> dict[str, Any]:
+    who.require("lead")
+    return await services.review_data.agreement(who, context, queue)
+
+
+@router.get("/candidate-tests", summary="False positives, as candidate policy test cases")
+async def candidates(who: ReviewerDep, services: ServicesDep, context: str) -> dict[str, Any]:
+    who.require("lead")
+    return {"context": context, "cases": await services.review_data.candidate_cases(context)}
+
+
+class ExportIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["trl", "openai", "hh", "kto"]
+    context: str | None = None
+    queue: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@router.post("/exports", status_code=201, summary="Export preference data (admins)")
+async def create_export(
+    payload: ExportIn, who: ReviewerDep, services: ServicesDep
+) -> dict[str, Any]:
+    who.require("admin")
+    flt = ExportFilter(payload.format, payload.context, payload.queue, payload.since, payload.until)
+    folder = services.config.exports_dir / ("exp-" + now().strftime("%Y%m%dT%H%M%S%f"))
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = await run_export(
+        services.sessions, services.policies, flt, folder, f"{who.pseudonym} ({who.id})"
+    )
+    return {**asdict(summary), "path": str(summary.path)}
+
+
+@router.get("/exports", summary="Every export: who, what, when, with which filter (admins)")
+async def list_exports(who: ReviewerDep, services: ServicesDep) -> dict[str, Any]:
+    who.require("admin")
+    async with services.sessions() as session:
+        rows = await session.scalars(select(ExportRecord).order_by(ExportRecord.created_at))
+        data = [
+            {
+                "id": r.id,
+                "exported_by": r.exported_by,
+                "format": r.format,
+                "filter": r.filter,
+                "rows": r.rows,
+                "sha256": r.sha256,
+                "created_at": r.created_at.isoformat(),
+            }
+            for r in rows
+        ]
+    return {"object": "list", "data": data}
+
+
+@router.get(
+    "/exports/{export_id}/{name}", summary="Download an export's file (admins)", response_model=None
+)
+async def download(
+    export_id: str,
+    name: Literal["data.jsonl", "provenance.jsonl", "README.md"],
+    who: ReviewerDep,
+    services: ServicesDep,
+) -> FileResponse:
+    who.require("admin")
+    async with services.sessions() as session:
+        record = await session.get(ExportRecord, export_id)
+    if record is None:
+        raise NotFound(f"No export '{export_id}'.", code="export_not_found")
+    return FileResponse(Path(record.path) / name, filename=f"{export_id}-{name}")

@@ -1,0 +1,47 @@
+"""``gateway export preferences``: reviewed exchanges as preference data, with provenance."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import typer
+
+from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
+from gateway.cli.exchanges import parse_since
+from gateway.export.formats import FORMATS
+from gateway.export.rows import ExportFilter
+from gateway.policy.store import policy_store
+from gateway.review.exporting import run_export
+
+app = typer.Typer(help="Exports.", no_args_is_help=True)
+
+
+@app.command()
+def preferences(
+    format: str = typer.Option(..., "--format", help="trl, openai, hh or kto"),
+    out: Path = typer.Option(..., "--out", file_okay=False, help="The folder to write."),
+    context: str | None = typer.Option(None),
+    queue: str | None = typer.Option(None),
+    since: str | None = typer.Option(None, help="ISO time or a span back: 7d"),
+    until: str | None = typer.Option(None, help="ISO time or a span back"),
+    by: str = typer.Option("cli", "--by", help="Who is exporting (recorded)."),
+    config: ConfigOption = None,
+) -> None:
+    """Write data.jsonl, provenance.jsonl and a dataset card (README.md) into --out."""
+    if format not in FORMATS:
+        raise fail(f"--format is one of {', '.join(FORMATS)}")
+    settings = config_or_exit(config)
+    store = policy_store(settings)
+    store.refresh()
+    flt = ExportFilter(
+        format=format,
+        context=context,
+        queue=queue,
+        since=parse_since(since) if since else None,
+        until=parse_since(until) if until else None,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    summary = run_with_db(settings, lambda s: run_export(s, store, flt, out, by))
+    typer.echo(json.dumps(asdict(summary), default=str))

@@ -1,0 +1,122 @@
+"""``gateway review``: reviewer accounts, queue assignment, queue status, candidate tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import cast
+
+import typer
+import yaml
+
+from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
+from gateway.policy.store import policy_store
+from gateway.review.data import ReviewData
+from gateway.review.queue import QueueService
+from gateway.review.reviewers import ReviewerIdentity, ReviewerService, Role
+
+app = typer.Typer(
+    help="Human review: reviewers, queues, candidate test cases.", no_args_is_help=True
+)
+ROLES = ("reviewer", "lead", "admin")
+SEES_ALL = ReviewerIdentity("cli", "cli", "admin", "human", frozenset())
+
+
+@app.command("add-reviewer")
+def add_reviewer(
+    name: str = typer.Option(..., help="The reviewer's name (never exported)."),
+    role: str = typer.Option("reviewer", help="reviewer, lead or admin"),
+    kind: str = typer.Option("human", help="human, or model for an automated judge"),
+    organisation: str | None = typer.Option(None),
+    locale: str | None = typer.Option(None, help="e.g. de-DE"),
+    language: list[str] = typer.Option([], help="A language the reviewer reads; repeat."),
+    config: ConfigOption = None,
+) -> None:
+    """Create a reviewer. Prints their token, and only the token: it is not shown again."""
+    if role not in ROLES or kind not in ("human", "model"):
+        raise fail(f"role is one of {ROLES}; kind is human or model")
+    settings = config_or_exit(config)
+    reviewer, token = run_with_db(
+        settings,
+        lambda s: ReviewerService(s).create(
+            name,
+            cast(Role, role),
+            kind=kind,
+            organisation=organisation,
+            locale=locale,
+            languages=language,
+        ),
+    )
+    typer.echo(token)
+    typer.echo(f"created {reviewer.id} ({reviewer.pseudonym}, {role}, {kind})", err=True)
+
+
+@app.command()
+def assign(
+    reviewer_id: str,
+    context: str = typer.Option(...),
+    queue: str = typer.Option(...),
+    config: ConfigOption = None,
+) -> None:
+    """Let a reviewer work a queue of a context."""
+    settings = config_or_exit(config)
+    store = policy_store(settings)
+    store.refresh()
+    policy = store.get(context)
+    if policy is None or queue not in (
+        *policy.policy.review.queues,
+        "review",
+        policy.policy.review.default_queue,
+    ):
+        raise fail(f"context {context!r} has no review queue {queue!r}")
+    try:
+        run_with_db(settings, lambda s: ReviewerService(s).assign(reviewer_id, context, queue))
+    except LookupError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"{reviewer_id} may now work {context}/{queue}", err=True)
+
+
+@app.command("reviewers")
+def reviewers(config: ConfigOption = None) -> None:
+    """List reviewers and their queues (never their tokens)."""
+    settings = config_or_exit(config)
+    for reviewer, queues in run_with_db(settings, lambda s: ReviewerService(s).list()):
+        where = ", ".join(f"{c}/{q}" for c, q in queues) or "no queues"
+        typer.echo(
+            f"{reviewer.id}  {reviewer.pseudonym}  {reviewer.role:<8}  {reviewer.kind:<5}"
+            f"  {reviewer.name}  [{where}]"
+        )
+
+
+@app.command()
+def status(config: ConfigOption = None, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every queue's backlog: waiting, claimed, escalated, done today."""
+    settings = config_or_exit(config)
+    rows = run_with_db(settings, lambda s: QueueService(s).status(SEES_ALL))
+    for row in rows:
+        if as_json:
+            typer.echo(json.dumps(row.__dict__))
+        else:
+            typer.echo(
+                f"{row.context}/{row.queue}: {row.waiting} waiting, {row.claimed} claimed,"
+                f" {row.escalated} escalated, {row.done_today} done today"
+            )
+
+
+@app.command()
+def candidates(
+    context: str = typer.Option(...),
+    out: Path | None = typer.Option(None, help="Write a test-case file here."),
+    config: ConfigOption = None,
+) -> None:
+    """Rules reviewers judged false positives, as test cases for `gateway policy test`."""
+    settings = config_or_exit(config)
+    store = policy_store(settings)
+    store.refresh()
+    cases = run_with_db(settings, lambda s: ReviewData(s, store).candidate_cases(context))
+    text = yaml.safe_dump({"cases": cases}, sort_keys=False, allow_unicode=True)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"{len(cases)} candidate cases written to {out}", err=True)

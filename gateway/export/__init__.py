@@ -1,0 +1,1 @@
+"""Preference data out: the formats, the provenance sidecar, the dataset card."""

@@ -1,0 +1,60 @@
+"""One preference row: a judged exchange, with everything needed to trace it to its origin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class PreferenceRow:
+    """A reviewed exchange ready for export.
+
+    ``prompt`` is the conversation as the model saw it (OpenAI chat messages, roles
+    system/user/assistant/tool), ``original`` the model's answer that was judged, ``preferred``
+    the answer the judgment prefers (a reviewer's rewrite, the original, or the alternative).
+    ``acceptable`` is the overall verdict (True acceptable, False violation, None unsure).
+    """
+
+    row_id: str
+    exchange_id: str
+    context: str
+    queue: str
+    prompt: list[dict[str, Any]]
+    original: str
+    preferred: str | None
+    preferred_source: str | None  # "rewrite" | "original" | "alternative"
+    acceptable: bool | None
+    severity: str | None
+    policy_revision: str
+    rule_ids: list[str]
+    reason: str  # "flagged" | "sampled"
+    guideline_revision: str | None
+    guideline_path: str | None
+    reviewer_pseudonym: str
+    judged_by: str  # "human" | "model"
+    agreement: float | None  # Krippendorff's alpha of the item's queue, when computable
+    judged_at: datetime
+    redacted: bool  # whether the record kept content redacted (policy record.content)
+    tools: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewerProfile:
+    """What a dataset card may say about who labelled: never a name, only in aggregate."""
+
+    pseudonym: str
+    role: str
+    organisation: str | None
+    locale: str | None
+    languages: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFilter:
+    format: str
+    context: str | None = None
+    queue: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None

@@ -1,0 +1,233 @@
+"""Write an export directory: data.jsonl, its provenance sidecar, and the dataset card.
+
+Rows are consumed once, as they come: an export may span more judgments than fit in memory,
+and the caller's iterator may be a database cursor that cannot be rewound.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from gateway.export.card import CARD_FILE, DATA_FILE, PROVENANCE_FILE, dataset_card
+from gateway.export.formats import FORMATS, records, why_skipped
+from gateway.export.rows import ExportFilter, PreferenceRow, ReviewerProfile
+
+_PARTIAL = ".partial"
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSummary:
+    export_id: str
+    format: str
+    rows_in: int
+    records_out: int
+    skipped: int
+    path: Path
+    files: list[str]
+    sha256: str  # of data.jsonl, as written
+
+
+@dataclass(slots=True)
+class QueueAlpha:
+    rows: int = 0
+    total: float = 0.0
+    low: float = float("inf")
+    high: float = float("-inf")
+
+    def add(self, value: float) -> None:
+        self.rows += 1
+        self.total += value
+        self.low = min(self.low, value)
+        self.high = max(self.high, value)
+
+
+@dataclass(slots=True)
+class CardStats:
+    """What the card says, counted over the judgments that made it into the export."""
+
+    format: str
+    rows_in: int = 0
+    rows_out: int = 0
+    records_out: int = 0
+    redacted: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    skipped: Counter[str] = field(default_factory=Counter)
+    contexts: Counter[str] = field(default_factory=Counter)
+    context_records: Counter[str] = field(default_factory=Counter)
+    redacted_contexts: Counter[str] = field(default_factory=Counter)
+    queues: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    rules: Counter[str] = field(default_factory=Counter)
+    guidelines: Counter[str] = field(default_factory=Counter)
+    guideline_paths: dict[str, str] = field(default_factory=dict)
+    judged_by: Counter[str] = field(default_factory=Counter)
+    judges: Counter[tuple[str, str]] = field(default_factory=Counter)
+    verdicts: Counter[bool | None] = field(default_factory=Counter)
+    sources: Counter[str] = field(default_factory=Counter)
+    alpha: dict[str, QueueAlpha] = field(default_factory=dict)
+    # 8 bytes per row instead of a set of exchange ids: enough to count judgments per item.
+    items: array[int] = field(default_factory=lambda: array("Q"))
+
+    def add(self, row: PreferenceRow, produced: int, skip_reason: str | None) -> None:
+        self.rows_in += 1
+        # Every judgment received counts towards reviewers per item, even one this format
+        # cannot carry: the figure describes how the data was labelled, not what was kept.
+        key = hashlib.blake2b(row.exchange_id.encode(), digest_size=8).digest()
+        self.items.append(int.from_bytes(key, "big"))
+        if not produced:
+            self.skipped[skip_reason or "not representable in this format"] += 1
+            return
+        self.rows_out += 1
+        self.records_out += produced
+        self.first = row.judged_at if self.first is None else min(self.first, row.judged_at)
+        self.last = row.judged_at if self.last is None else max(self.last, row.judged_at)
+        self.contexts[row.context] += 1
+        self.context_records[row.context] += produced
+        if row.redacted:
+            self.redacted += 1
+            self.redacted_contexts[row.context] += 1
+        self._add_judgment(row)
+
+    def _add_judgment(self, row: PreferenceRow) -> None:
+        self.queues[row.queue] += 1
+        self.reasons[row.reason] += 1
+        if row.reason == "flagged":
+            self.rules.update(row.rule_ids)
+        self.guidelines[row.guideline_revision or ""] += 1
+        if row.guideline_revision and row.guideline_path:
+            self.guideline_paths.setdefault(row.guideline_revision, row.guideline_path)
+        self.judged_by[row.judged_by] += 1
+        self.judges[(row.judged_by, row.reviewer_pseudonym)] += 1
+        self.verdicts[row.acceptable] += 1
+        self.sources[row.preferred_source or "none"] += 1
+        if row.agreement is not None:
+            self.alpha.setdefault(row.queue, QueueAlpha()).add(row.agreement)
+
+    def judgments_per_item(self) -> Counter[int]:
+        """How many items received 1, 2, … judgments (one per reviewer)."""
+        per_item: Counter[int] = Counter()
+        run, previous = 0, None
+        for key in sorted(self.items):
+            if key != previous and run:
+                per_item[run] += 1
+                run = 0
+            run, previous = run + 1, key
+        if run:
+            per_item[run] += 1
+        return per_item
+
+
+def provenance(row: PreferenceRow, row_id: str, line: int) -> dict[str, Any]:
+    """The sidecar line for the record on ``line`` of data.jsonl."""
+    return {
+        "row_id": row_id,
+        "line": line,
+        "exchange_id": row.exchange_id,
+        "context": row.context,
+        "queue": row.queue,
+        "policy_revision": row.policy_revision,
+        "rule_ids": list(row.rule_ids),
+        "reason": row.reason,
+        "guideline_revision": row.guideline_revision,
+        "reviewer_pseudonym": row.reviewer_pseudonym,
+        "judged_by": row.judged_by,
+        "agreement": row.agreement,
+        "severity": row.severity,
+        "preferred_source": row.preferred_source,
+        "judged_at": row.judged_at.isoformat(),
+    }
+
+
+def _line(value: dict[str, Any]) -> bytes:
+    return (json.dumps(value, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _stream(
+    format: str,
+    rows: Iterable[PreferenceRow],
+    data: IO[bytes],
+    sidecar: IO[bytes],
+    stats: CardStats,
+) -> str:
+    """Write every record and its sidecar line; the sha256 of data.jsonl."""
+    digest = hashlib.sha256()
+    line = 0
+    for row in rows:
+        out = records(format, row)
+        stats.add(row, len(out), None if out else why_skipped(format, row))
+        for row_id, record in out:
+            encoded = _line(record)
+            digest.update(encoded)
+            data.write(encoded)
+            sidecar.write(_line(provenance(row, row_id, line)))
+            line += 1
+    return digest.hexdigest()
+
+
+def _write_data(out_dir: Path, format: str, rows: Iterable[PreferenceRow], stats: CardStats) -> str:
+    # Written under temporary names and renamed at the end, so an export that fails half-way
+    # (a bad row, a dropped database cursor) never leaves a plausible-looking truncated file.
+    data_path, sidecar_path = out_dir / DATA_FILE, out_dir / PROVENANCE_FILE
+    data_tmp = data_path.with_name(DATA_FILE + _PARTIAL)
+    sidecar_tmp = sidecar_path.with_name(PROVENANCE_FILE + _PARTIAL)
+    try:
+        with data_tmp.open("wb") as data, sidecar_tmp.open("wb") as sidecar:
+            sha256 = _stream(format, rows, data, sidecar, stats)
+        os.replace(data_tmp, data_path)
+        os.replace(sidecar_tmp, sidecar_path)
+    finally:
+        data_tmp.unlink(missing_ok=True)
+        sidecar_tmp.unlink(missing_ok=True)
+    return sha256
+
+
+def write_export(
+    out_dir: Path,
+    flt: ExportFilter,
+    rows: Iterable[PreferenceRow],
+    reviewers: Mapping[str, ReviewerProfile],
+    guidelines: Mapping[str, str],
+    *,
+    exported_by: str,
+    export_id: str,
+    exported_at: datetime | None = None,
+) -> ExportSummary:
+    """Export ``rows`` (already selected by ``flt``, which the card records) in ``flt.format``.
+
+    ``guidelines`` maps a guideline revision to its text, which the card quotes in full.
+    """
+    if flt.format not in FORMATS:
+        raise ValueError(f"unknown export format {flt.format!r}; expected one of {FORMATS}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stats = CardStats(format=flt.format)
+    sha256 = _write_data(out_dir, flt.format, rows, stats)
+    card = dataset_card(
+        stats,
+        flt,
+        reviewers,
+        guidelines,
+        export_id=export_id,
+        exported_by=exported_by,
+        exported_at=exported_at or datetime.now(UTC),
+    )
+    (out_dir / CARD_FILE).write_text(card, encoding="utf-8")
+    return ExportSummary(
+        export_id=export_id,
+        format=flt.format,
+        rows_in=stats.rows_in,
+        records_out=stats.records_out,
+        skipped=stats.rows_in - stats.rows_out,
+        path=out_dir,
+        files=[DATA_FILE, PROVENANCE_FILE, CARD_FILE],
+        sha256=sha256,
+    )

@@ -1,0 +1,1 @@
+"""Human review: routing flagged and sampled exchanges to queues, reviewers, judgments."""

@@ -1,0 +1,240 @@
+"""Reading judgments back: what leads must adjudicate, agreement, candidate tests, exports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, or_, select
+
+from gateway.db.models import Exchange, Judgment, Reviewer, ReviewItem
+from gateway.db.session import Sessions
+from gateway.errors import NotFound
+from gateway.export.rows import ExportFilter, PreferenceRow, ReviewerProfile
+from gateway.policy.store import PolicyStore
+from gateway.review.agreement import Rating, rule_alphas, verdict_alpha
+from gateway.review.reviewers import ReviewerIdentity
+
+
+def _latest(judgments: list[Judgment]) -> list[Judgment]:
+    """Each reviewer's standing review judgments: superseded ones drop out."""
+    replaced = {j.supersedes for j in judgments if j.supersedes}
+    return [j for j in judgments if j.id not in replaced and j.purpose == "review"]
+
+
+def _answer_text(response: Any) -> str | None:
+    choices = response.get("choices") if isinstance(response, dict) else None
+    if not choices or not isinstance(choices[0], dict):
+        return None
+    message = choices[0].get("message") or {}
+    content = message.get("content")
+    return content if isinstance(content, str) else None
+
+
+def _user_text(request: Any) -> str | None:
+    messages = request.get("messages") if isinstance(request, dict) else None
+    for message in reversed(messages or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            return content if isinstance(content, str) else None
+    return None
+
+
+class ReviewData:
+    def __init__(self, sessions: Sessions, policies: PolicyStore) -> None:
+        self._sessions = sessions
+        self._policies = policies
+
+    async def needing_lead(self, who: ReviewerIdentity) -> list[ReviewItem]:
+        query = select(ReviewItem).where(ReviewItem.state.in_(("escalated", "adjudication")))
+        async with self._sessions() as session:
+            items = list(await session.scalars(query.order_by(ReviewItem.created_at).limit(500)))
+        return [i for i in items if who.may_see(i.context, i.queue)]
+
+    async def ratings(self, context: str, queue: str | None = None) -> list[Rating]:
+        query = (
+            select(Judgment)
+            .join(ReviewItem, ReviewItem.id == Judgment.item_id)
+            .where(ReviewItem.context == context)
+        )
+        if queue is not None:
+            query = query.where(ReviewItem.queue == queue)
+        async with self._sessions() as session:
+            judgments = list(await session.scalars(query.order_by(Judgment.created_at)))
+        return [
+            Rating(j.item_id, j.reviewer_id, j.verdict, dict(j.rule_verdicts or {}))
+            for j in _latest(judgments)
+        ]
+
+    async def agreement(self, who: ReviewerIdentity, context: str, queue: str) -> dict[str, Any]:
+        if not who.may_see(context, queue):
+            raise NotFound(f"No queue '{context}/{queue}' for you.", code="queue_not_found")
+        ratings = await self.ratings(context, queue)
+        items = {r.item_id for r in ratings}
+        multiple = sum(1 for i in items if sum(r.item_id == i for r in ratings) > 1)
+        return {
+            "context": context,
+            "queue": queue,
+            "judgments": len(ratings),
+            "items": len(items),
+            "items_with_several_reviewers": multiple,
+            "verdict_alpha": verdict_alpha(ratings),
+            "rule_alpha": rule_alphas(ratings),
+        }
+
+    async def candidate_cases(self, context: str) -> list[dict[str, Any]]:
+        """Every rule a reviewer judged a false positive, as a test case it must not fire on."""
+        query = (
+            select(Judgment, ReviewItem, Exchange)
+            .join(ReviewItem, ReviewItem.id == Judgment.item_id)
+            .join(Exchange, Exchange.id == ReviewItem.exchange_id)
+            .where(ReviewItem.context == context)
+            .order_by(Judgment.created_at)
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        cases = []
+        for judgment, item, exchange in rows:
+            for rule, verdict in (judgment.rule_verdicts or {}).items():
+                if verdict == "false_positive":
+                    case = _case(rule, judgment, item, exchange)
+                    if case is not None:
+                        cases.append(case)
+        return cases
+
+    async def reviewers(self) -> dict[str, ReviewerProfile]:
+        async with self._sessions() as session:
+            rows = await session.scalars(select(Reviewer))
+            return {
+                r.id: ReviewerProfile(
+                    r.pseudonym, r.role, r.organisation, r.locale, list(r.languages or [])
+                )
+                for r in rows
+            }
+
+    def _judgments(self, flt: ExportFilter) -> Select[Judgment, ReviewItem, Exchange]:
+        query = (
+            select(Judgment, ReviewItem, Exchange)
+            .join(ReviewItem, ReviewItem.id == Judgment.item_id)
+            .join(Exchange, Exchange.id == ReviewItem.exchange_id)
+        )
+        if flt.context is not None:
+            query = query.where(ReviewItem.context == flt.context)
+        if flt.queue is not None:
+            query = query.where(ReviewItem.queue == flt.queue)
+        if flt.since is not None:
+            query = query.where(Judgment.created_at >= flt.since)
+        if flt.until is not None:
+            query = query.where(Judgment.created_at < flt.until)
+        return query.where(
+            or_(ReviewItem.state == "done", Judgment.purpose == "adjudication")
+        ).order_by(ReviewItem.id, Judgment.created_at)
+
+    async def preference_rows(
+        self,
+        flt: ExportFilter,
+        alphas: dict[tuple[str, str], float | None],
+        pseudonyms: dict[str, str],
+    ) -> AsyncIterator[PreferenceRow]:
+        """Streams rows item by item; an adjudication, where there is one, speaks for the item."""
+        group: list[tuple[Judgment, ReviewItem, Exchange]] = []
+        async with self._sessions() as session:
+            result = await session.stream(self._judgments(flt).execution_options(yield_per=500))
+            async for judgment, item, exchange in result:
+                if group and group[0][1].id != item.id:
+                    for row in self._rows(group, alphas, pseudonyms):
+                        yield row
+                    group = []
+                group.append((judgment, item, exchange))
+        for row in self._rows(group, alphas, pseudonyms):
+            yield row
+
+    def _rows(
+        self,
+        group: list[tuple[Judgment, ReviewItem, Exchange]],
+        alphas: dict[tuple[str, str], float | None],
+        pseudonyms: dict[str, str],
+    ) -> list[PreferenceRow]:
+        if not group:
+            return []
+        judgments = [j for j, _, _ in group]
+        adjudicated = [j for j in judgments if j.purpose == "adjudication"]
+        chosen = adjudicated[-1:] or _latest(judgments)
+        _, item, exchange = group[0]
+        policy = self._policies.get(item.context)
+        redacted = policy is not None and policy.policy.record.content != "full"
+        rows = []
+        for j in chosen:
+            row = _row(
+                j,
+                item,
+                exchange,
+                alphas.get((item.context, item.queue)),
+                pseudonyms.get(j.reviewer_id, "unknown"),
+                redacted,
+            )
+            if row is not None:
+                rows.append(row)
+        return rows
+
+
+def _case(
+    rule: str, judgment: Judgment, item: ReviewItem, exchange: Exchange
+) -> dict[str, Any] | None:
+    outcomes = (exchange.decision or {}).get("outcomes", [])
+    stage = next((o["stage"] for o in outcomes if o.get("rule") == rule), "input")
+    text = (
+        _answer_text(exchange.response_body)
+        if stage == "output"
+        else _user_text(exchange.request_body)
+    )
+    if not text:
+        return None
+    return {
+        "name": f"reviewer judged '{rule}' a false positive on {exchange.id}",
+        stage: text,
+        "expect": {"not_fires": [rule]},
+        "source": f"judgment {judgment.id} under guideline "
+        f"{(judgment.guideline_revision or 'none')[:12]}, queue {item.queue}",
+    }
+
+
+def _row(
+    j: Judgment,
+    item: ReviewItem,
+    exchange: Exchange,
+    agreement: float | None,
+    pseudonym: str,
+    redacted: bool,
+) -> PreferenceRow | None:
+    request = exchange.request_body if isinstance(exchange.request_body, dict) else None
+    original = _answer_text(exchange.response_body)
+    if request is None or original is None:
+        return None  # content not kept: nothing to export, counted by the caller
+    preferred = original if j.preferred_source == "original" else j.preferred_text
+    return PreferenceRow(
+        row_id=j.id,
+        exchange_id=exchange.id,
+        context=item.context,
+        queue=item.queue,
+        prompt=list(request.get("messages") or []),
+        original=original,
+        preferred=preferred,
+        preferred_source=j.preferred_source,
+        acceptable={"acceptable": True, "violation": False}.get(j.verdict),
+        severity=j.severity,
+        policy_revision=item.policy_revision,
+        rule_ids=list(item.rule_ids or []),
+        reason=item.reason,
+        guideline_revision=j.guideline_revision,
+        guideline_path=item.guideline_path,
+        reviewer_pseudonym=pseudonym,
+        judged_by=j.kind,
+        agreement=agreement,
+        judged_at=j.created_at
+        if isinstance(j.created_at, datetime)
+        else datetime.fromisoformat(str(j.created_at)),
+        redacted=redacted,
+        tools=list(request.get("tools") or []),
+    )

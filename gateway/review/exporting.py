@@ -1,0 +1,97 @@
+"""Running a preference export: rows streamed from the database into the writer, recorded.
+
+The writer is synchronous and runs in a worker thread; it pulls rows one at a time from the
+database cursor on the event loop, so 100,000 pairs never sit in memory together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+
+from gateway.db.models import ExportRecord, GuidelineRevision, ReviewItem
+from gateway.db.session import Sessions
+from gateway.export.rows import ExportFilter
+from gateway.export.writer import ExportSummary, write_export
+from gateway.policy.store import PolicyStore
+from gateway.records.log import now
+from gateway.review.agreement import verdict_alpha
+from gateway.review.data import ReviewData
+
+T = TypeVar("T")
+
+
+def _blocking(source: AsyncIterator[T], loop: asyncio.AbstractEventLoop) -> Iterator[T]:
+    """An async iterator read from another thread, one item at a time."""
+
+    async def step() -> T:
+        return await anext(source)
+
+    while True:
+        try:
+            yield asyncio.run_coroutine_threadsafe(step(), loop).result()
+        except StopAsyncIteration:
+            return
+
+
+async def _scope(sessions: Sessions, flt: ExportFilter) -> list[tuple[str, str]]:
+    query = select(ReviewItem.context, ReviewItem.queue).distinct()
+    if flt.context is not None:
+        query = query.where(ReviewItem.context == flt.context)
+    if flt.queue is not None:
+        query = query.where(ReviewItem.queue == flt.queue)
+    async with sessions() as session:
+        return [(c, q) for c, q in (await session.execute(query)).all()]
+
+
+async def _guidelines(sessions: Sessions) -> dict[str, str]:
+    async with sessions() as session:
+        rows = await session.execute(select(GuidelineRevision.revision, GuidelineRevision.text))
+        return {revision: text for revision, text in rows.all()}
+
+
+async def run_export(
+    sessions: Sessions, policies: PolicyStore, flt: ExportFilter, out_dir: Path, exported_by: str
+) -> ExportSummary:
+    data = ReviewData(sessions, policies)
+    profiles = await data.reviewers()
+    alphas = {
+        (c, q): verdict_alpha(await data.ratings(c, q)) for c, q in await _scope(sessions, flt)
+    }
+    pseudonyms = {rid: p.pseudonym for rid, p in profiles.items()}
+    export_id = "exp_" + secrets.token_hex(8)
+    rows = data.preference_rows(flt, alphas, pseudonyms)
+    loop = asyncio.get_running_loop()
+    summary = await asyncio.to_thread(
+        write_export,
+        out_dir,
+        flt,
+        _blocking(rows, loop),
+        {p.pseudonym: p for p in profiles.values()},
+        await _guidelines(sessions),
+        exported_by=exported_by,
+        export_id=export_id,
+    )
+    filter_json: dict[str, Any] = {
+        k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(flt).items()
+    }
+    async with sessions.begin() as session:
+        session.add(
+            ExportRecord(
+                id=export_id,
+                exported_by=exported_by,
+                format=flt.format,
+                filter=filter_json,
+                rows=summary.records_out,
+                path=str(out_dir),
+                sha256=summary.sha256,
+                created_at=now(),
+            )
+        )
+    return summary

@@ -1,0 +1,128 @@
+"""Reviewer accounts: roles, queues, and their own tokens (stored only as digests)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import delete, select
+
+from gateway.db.models import Reviewer, ReviewerQueue
+from gateway.db.session import Sessions
+from gateway.errors import AuthenticationFailed, PermissionDenied
+from gateway.records.log import now
+
+Role = Literal["reviewer", "lead", "admin"]
+TOKEN_PREFIX = "rv-"  # noqa: S105 (a prefix, not a secret)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewerIdentity:
+    id: str
+    pseudonym: str
+    role: str
+    kind: str
+    queues: frozenset[tuple[str, str]]
+
+    def may_see(self, context: str, queue: str) -> bool:
+        return self.role == "admin" or (context, queue) in self.queues
+
+    @property
+    def leads(self) -> bool:
+        return self.role in ("lead", "admin")
+
+    def require(self, role: Role) -> None:
+        ranks = {"reviewer": 0, "lead": 1, "admin": 2}
+        if ranks[self.role] < ranks[role]:
+            raise PermissionDenied(f"This needs the {role} role.", code="role_required")
+
+
+class ReviewerService:
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    async def create(
+        self,
+        name: str,
+        role: Role,
+        *,
+        kind: str = "human",
+        organisation: str | None = None,
+        locale: str | None = None,
+        languages: list[str] | None = None,
+    ) -> tuple[Reviewer, str]:
+        """A new reviewer and their token (shown once)."""
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        reviewer = Reviewer(
+            id="rvr_" + secrets.token_hex(8),
+            name=name,
+            pseudonym="annotator-" + secrets.token_hex(4),
+            token_digest=token_digest(token),
+            role=role,
+            kind=kind,
+            organisation=organisation,
+            locale=locale,
+            languages=languages or [],
+            created_at=now(),
+        )
+        async with self._sessions.begin() as session:
+            session.add(reviewer)
+        return reviewer, token
+
+    async def assign(self, reviewer_id: str, context: str, queue: str) -> None:
+        async with self._sessions.begin() as session:
+            if await session.get(Reviewer, reviewer_id) is None:
+                raise LookupError(f"no reviewer {reviewer_id!r}")
+            if await session.get(ReviewerQueue, (reviewer_id, context, queue)) is None:
+                session.add(ReviewerQueue(reviewer_id=reviewer_id, context=context, queue=queue))
+
+    async def unassign(self, reviewer_id: str, context: str, queue: str) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                delete(ReviewerQueue).where(
+                    ReviewerQueue.reviewer_id == reviewer_id,
+                    ReviewerQueue.context == context,
+                    ReviewerQueue.queue == queue,
+                )
+            )
+
+    async def list(self) -> list[tuple[Reviewer, list[tuple[str, str]]]]:
+        async with self._sessions() as session:
+            reviewers = list(await session.scalars(select(Reviewer).order_by(Reviewer.created_at)))
+            queues = list(await session.scalars(select(ReviewerQueue)))
+        return [
+            (r, [(q.context, q.queue) for q in queues if q.reviewer_id == r.id]) for r in reviewers
+        ]
+
+    async def authenticate(self, authorization: str | None) -> ReviewerIdentity:
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
+            raise AuthenticationFailed(
+                "Send your reviewer token as 'Authorization: Bearer rv-…'.",
+                code="invalid_reviewer_token",
+            )
+        async with self._sessions() as session:
+            reviewer = await session.scalar(
+                select(Reviewer).where(Reviewer.token_digest == token_digest(token))
+            )
+            if reviewer is None or reviewer.disabled_at is not None:
+                raise AuthenticationFailed(
+                    "Unknown or disabled reviewer token.", code="invalid_reviewer_token"
+                )
+            queues = await session.scalars(
+                select(ReviewerQueue).where(ReviewerQueue.reviewer_id == reviewer.id)
+            )
+            return ReviewerIdentity(
+                reviewer.id,
+                reviewer.pseudonym,
+                reviewer.role,
+                reviewer.kind,
+                frozenset((q.context, q.queue) for q in queues),
+            )

@@ -1,0 +1,93 @@
+"""What a reviewer is shown of an item: the exchange, the context, the decision, the guideline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from gateway.db.models import Exchange, GuidelineRevision, Judgment, ReviewItem
+from gateway.db.session import Sessions
+from gateway.policy.store import PolicyStore
+from gateway.review.reviewers import ReviewerIdentity
+
+
+def judgment_view(j: Judgment) -> dict[str, Any]:
+    return {
+        "id": j.id,
+        "item_id": j.item_id,
+        "reviewer_id": j.reviewer_id,
+        "kind": j.kind,
+        "purpose": j.purpose,
+        "rule_verdicts": j.rule_verdicts,
+        "verdict": j.verdict,
+        "severity": j.severity,
+        "preferred": j.preferred_source,
+        "rewrite": j.preferred_text,
+        "rationale": j.rationale,
+        "guideline_revision": j.guideline_revision,
+        "guideline_acknowledged": j.guideline_acknowledged,
+        "seconds_spent": j.seconds_spent,
+        "supersedes": j.supersedes,
+        "created_at": j.created_at.isoformat(),
+    }
+
+
+def item_summary(item: ReviewItem) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "exchange_id": item.exchange_id,
+        "context": item.context,
+        "queue": item.queue,
+        "reason": item.reason,
+        "rule_ids": item.rule_ids,
+        "state": item.state,
+        "reviewers_needed": item.reviewers_needed,
+        "judgments_done": item.judgments_done,
+        "claimed_by": item.claimed_by,
+        "lease_expires_at": item.lease_expires_at.isoformat() if item.lease_expires_at else None,
+        "policy_revision": item.policy_revision,
+        "guideline_revision": item.guideline_revision,
+        "created_at": item.created_at.isoformat(),
+    }
+
+
+async def item_view(
+    sessions: Sessions, policies: PolicyStore, who: ReviewerIdentity, item: ReviewItem
+) -> dict[str, Any]:
+    async with sessions() as session:
+        exchange = await session.get(Exchange, item.exchange_id)
+        guideline = (
+            await session.get(GuidelineRevision, item.guideline_revision)
+            if item.guideline_revision
+            else None
+        )
+        query = select(Judgment).where(Judgment.item_id == item.id).order_by(Judgment.created_at)
+        if not who.leads:  # blind: a reviewer sees only their own judgments
+            query = query.where(Judgment.reviewer_id == who.id)
+        judgments = list(await session.scalars(query))
+    policy = policies.get(item.context)
+    return {
+        **item_summary(item),
+        "alternative": item.alternative,
+        "context_info": {
+            "purpose": policy.policy.purpose.strip() if policy else None,
+            "audience": policy.policy.audience if policy else None,
+            "owner": policy.policy.owner if policy else None,
+        },
+        "exchange": {
+            "status": exchange.status if exchange else None,
+            "request": exchange.request_body if exchange else None,
+            "response": exchange.response_body if exchange else None,
+            "decision": exchange.decision if exchange else None,
+            "content_kept": exchange is not None and exchange.request_body is not None,
+        },
+        "guideline": {
+            "revision": guideline.revision,
+            "path": guideline.path,
+            "text": guideline.text,
+        }
+        if guideline
+        else None,
+        "judgments": [judgment_view(j) for j in judgments],
+    }
