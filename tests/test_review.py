@@ -111,6 +111,9 @@ def test_a_flagged_exchange_is_claimed_judged_and_traced(
         assert alice.post(f"/items/{item['id']}/judgments", judgment(item)).status_code == 201
         item = wait_for_item(alice, "test-context", "triage")
     assert (item["reason"], item["rule_ids"]) == ("flagged", ["flag-it"])
+    # Another allowed model answered the same request, for the reviewer to compare.
+    assert item["alternative"]["model"] == "test-large"
+    assert item["alternative"]["content"].endswith("You said: please flag me")
     assert item["exchange"]["request"]["messages"][0]["content"] == "please flag me"
     assert item["exchange"]["decision"]["flagged"] == ["flag-it"]
     assert item["guideline"]["text"].startswith("# Triage")
@@ -172,6 +175,13 @@ def test_skip_escalate_and_lead_adjudication(gateway: Gateway, client: openai.Op
     bob = Reviewer(gateway, "Bob", queues=(("test-context", "triage"),))
     lead = Reviewer(gateway, "Lee", "lead", queues=(("test-context", "triage"),))
     flag(client, "flag me again please")
+    item = wait_for_item(bob, "test-context", "triage")
+    chosen = bob.post(
+        f"/items/{item['id']}/judgments", judgment(item, preferred="alternative", rewrite=None)
+    )
+    assert chosen.status_code == 201
+    assert chosen.json()["rewrite"] == item["alternative"]["content"]
+    flag(client, "flag me once more please")
     item = wait_for_item(bob, "test-context", "triage")
     assert bob.post(f"/items/{item['id']}/skip").json()["claimed_by"] is None
     item = wait_for_item(bob, "test-context", "triage")

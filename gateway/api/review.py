@@ -17,6 +17,7 @@ from gateway.deps import ServicesDep
 from gateway.errors import NotFound
 from gateway.export.rows import ExportFilter
 from gateway.records.log import now
+from gateway.review.alternatives import ensure_alternative
 from gateway.review.exporting import run_export
 from gateway.review.judging import JudgmentIn
 from gateway.review.reviewers import ReviewerIdentity
@@ -60,6 +61,7 @@ async def claim(
     item = await services.queues.claim(who, context, queue)
     if item is None:
         return Response(status_code=204)
+    item = await ensure_alternative(services, item)
     return await item_view(services.sessions, services.policies, who, item)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db.base import Base, JSONDocument, UTCDateTime
@@ -138,6 +138,15 @@ class ReviewItem(Base):
     __table_args__ = (
         Index("ix_review_items_queue_state", "context", "queue", "state", "created_at"),
         Index("ix_review_items_exchange_id", "exchange_id"),
+        Index("ix_review_items_claimed_by", "claimed_by"),
+        Index("ix_review_items_done_at", "done_at"),
+        Index(
+            "ix_review_items_open",
+            "context",
+            "queue",
+            postgresql_where=text("state = 'open'"),
+            sqlite_where=text("state = 'open'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

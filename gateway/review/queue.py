@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, update
 
 from gateway.db.models import Judgment, ReviewItem
 from gateway.db.session import Sessions
@@ -46,10 +46,28 @@ class QueueService:
         self._sessions = sessions
         self._lease = lease
 
+    def _mine(
+        self, who: ReviewerIdentity, context: str, queue: str, at: datetime
+    ) -> Select[ReviewItem]:
+        """The reviewer's own unexpired claim in the queue, to resume it."""
+        return (
+            select(ReviewItem)
+            .where(
+                ReviewItem.claimed_by == who.id,
+                ReviewItem.context == context,
+                ReviewItem.queue == queue,
+                ReviewItem.state == "open",
+                ReviewItem.lease_expires_at >= at,
+            )
+            .limit(1)
+        )
+
     def _candidates(
         self, who: ReviewerIdentity, context: str, queue: str, at: datetime
     ) -> Select[ReviewItem]:
-        mine = select(Judgment.item_id).where(Judgment.reviewer_id == who.id)
+        # Oldest first, in the (context, queue, state, created_at) index's order, so the scan
+        # stops at the first free item the reviewer has not judged yet.
+        judged = exists().where(Judgment.item_id == ReviewItem.id, Judgment.reviewer_id == who.id)
         return (
             select(ReviewItem)
             .where(
@@ -57,9 +75,9 @@ class QueueService:
                 ReviewItem.queue == queue,
                 ReviewItem.state == "open",
                 _free(at, who.id),
-                ReviewItem.id.not_in(mine),
+                ~judged,
             )
-            .order_by((ReviewItem.claimed_by == who.id).desc(), ReviewItem.created_at)
+            .order_by(ReviewItem.created_at)
             .limit(1)
             .with_for_update(skip_locked=True)
         )
@@ -71,6 +89,9 @@ class QueueService:
         for _ in range(_ATTEMPTS):
             async with self._sessions.begin() as session:
                 at = now()
+                mine = await session.scalar(self._mine(who, context, queue, at))
+                if mine is not None:
+                    return mine
                 item = await session.scalar(self._candidates(who, context, queue, at))
                 if item is None:
                     return None
@@ -109,31 +130,39 @@ class QueueService:
         return await self.item_for(who, item_id)
 
     async def status(self, who: ReviewerIdentity) -> list[QueueStatus]:
+        """Counts per queue, as four small grouped counts that each ride an index (one
+        grouped count over every item with FILTERs scans the whole table)."""
         at = now()
         midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
-        claimed = and_(
-            ReviewItem.state == "open",
-            ReviewItem.claimed_by.is_not(None),
-            ReviewItem.lease_expires_at >= at,
-        )
-        query = (
-            select(
-                ReviewItem.context,
-                ReviewItem.queue,
-                func.count().filter(ReviewItem.state == "open"),
-                func.count().filter(claimed),
-                func.count().filter(ReviewItem.state == "escalated"),
-                func.count().filter(
-                    and_(ReviewItem.state == "done", ReviewItem.done_at >= midnight)
-                ),
-            )
-            .group_by(ReviewItem.context, ReviewItem.queue)
-            .order_by(ReviewItem.context, ReviewItem.queue)
-        )
+        conditions = {
+            "open": ReviewItem.state == "open",
+            "claimed": and_(
+                ReviewItem.claimed_by.is_not(None),
+                ReviewItem.state == "open",
+                ReviewItem.lease_expires_at >= at,
+            ),
+            "escalated": ReviewItem.state.in_(("escalated", "adjudication")),
+            "done": and_(ReviewItem.done_at >= midnight, ReviewItem.state == "done"),
+        }
+        counts: dict[tuple[str, str], dict[str, int]] = {}
         async with self._sessions() as session:
-            rows = (await session.execute(query)).all()
+            for name, condition in conditions.items():
+                query = (
+                    select(ReviewItem.context, ReviewItem.queue, func.count())
+                    .where(condition)
+                    .group_by(ReviewItem.context, ReviewItem.queue)
+                )
+                for context, queue, count in (await session.execute(query)).all():
+                    counts.setdefault((context, queue), {})[name] = count
         return [
-            QueueStatus(c, q, open_ - held, held, esc, done)
-            for c, q, open_, held, esc, done in rows
+            QueueStatus(
+                c,
+                q,
+                n.get("open", 0) - n.get("claimed", 0),
+                n.get("claimed", 0),
+                n.get("escalated", 0),
+                n.get("done", 0),
+            )
+            for (c, q), n in sorted(counts.items())
             if who.may_see(c, q)
         ]

@@ -83,6 +83,16 @@ def upgrade() -> None:
         "ix_review_items_queue_state", "review_items", ["context", "queue", "state", "created_at"]
     )
     op.create_index("ix_review_items_exchange_id", "review_items", ["exchange_id"])
+    op.create_index("ix_review_items_claimed_by", "review_items", ["claimed_by"])
+    op.create_index("ix_review_items_done_at", "review_items", ["done_at"])
+    # Counting a queue's waiting items reads only this index (an index-only scan).
+    op.create_index(
+        "ix_review_items_open",
+        "review_items",
+        ["context", "queue"],
+        postgresql_where=sa.text("state = 'open'"),
+        sqlite_where=sa.text("state = 'open'"),
+    )
     op.create_table(
         "judgments",
         sa.Column("id", sa.String(40), nullable=False),

@@ -1,0 +1,70 @@
+"""A second answer for reviewers to compare: the same request, sent to another allowed model.
+
+Made once, when an item is first claimed, and kept on the item, so every reviewer of the item
+sees the same alternative. A backend that fails is skipped; with no other model (or none
+answering) the item simply has no alternative, and reviewers write or keep the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import anyio
+from sqlalchemy import update
+
+from gateway.db.models import Exchange, ReviewItem
+from gateway.errors import GatewayError
+from gateway.records.log import now
+from gateway.services import Services
+from gateway.upstream.client import mapped_errors
+
+log = logging.getLogger("gateway.review")
+
+
+async def ensure_alternative(services: Services, item: ReviewItem) -> ReviewItem:
+    if item.alternative is not None:
+        return item
+    async with services.sessions() as session:
+        exchange = await session.get(Exchange, item.exchange_id)
+    policy = services.policies.get(item.context)
+    request = exchange.request_body if exchange is not None else None
+    if policy is None or exchange is None or not isinstance(request, dict):
+        return item
+    for alias in policy.policy.models.allow:
+        if alias == exchange.requested_model or alias not in services.router.aliases:
+            continue
+        content = await _ask(services, alias, request, item.id)
+        if content is not None:
+            alternative = {"model": alias, "content": content, "generated_at": now().isoformat()}
+            async with services.sessions.begin() as session:
+                await session.execute(
+                    update(ReviewItem)
+                    .where(ReviewItem.id == item.id)
+                    .values(alternative=alternative)
+                )
+            item.alternative = alternative
+            return item
+    return item
+
+
+async def _ask(services: Services, alias: str, request: dict[str, Any], item_id: str) -> str | None:
+    route = services.router.resolve(alias)
+    body = {**request, "model": route.upstream_model, "stream": False}
+    body.pop("stream_options", None)
+    try:
+        response = await services.upstream.open(
+            route, "/chat/completions", json.dumps(body).encode(), item_id, stream=False
+        )
+        try:
+            with mapped_errors(route):
+                answer = json.loads(await response.aread())
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+        content = answer["choices"][0]["message"]["content"]
+    except (GatewayError, ValueError, KeyError, IndexError, TypeError) as exc:
+        log.warning("no alternative from %s for %s: %s", alias, item_id, exc)
+        return None
+    return content if isinstance(content, str) else None
