@@ -164,6 +164,8 @@ def test_a_flagged_exchange_is_claimed_judged_and_traced(
     assert shown["state"] == "done"
     assert [j["id"] for j in shown["judgments"]] == [first["id"], corrected.json()["id"]]
 
+    other_lead = Reviewer(gateway, "Lars", "lead", queues=(("plain-context", "oversight"),))
+    assert other_lead.get("/candidate-tests", context="test-context").json()["cases"] == []
     lead = Reviewer(gateway, "Lena", "lead", queues=(("test-context", "triage"),))
     cases = lead.get("/candidate-tests", context="test-context").json()["cases"]
     mine = [c for c in cases if exchange_id in c["name"]]

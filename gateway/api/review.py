@@ -117,7 +117,7 @@ async def agreement(
 @router.get("/candidate-tests", summary="False positives, as candidate policy test cases")
 async def candidates(who: ReviewerDep, services: ServicesDep, context: str) -> dict[str, Any]:
     who.require("lead")
-    return {"context": context, "cases": await services.review_data.candidate_cases(context)}
+    return {"context": context, "cases": await services.review_data.candidate_cases(who, context)}
 
 
 class ExportIn(BaseModel):

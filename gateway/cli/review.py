@@ -113,7 +113,7 @@ def candidates(
     settings = config_or_exit(config)
     store = policy_store(settings)
     store.refresh()
-    cases = run_with_db(settings, lambda s: ReviewData(s, store).candidate_cases(context))
+    cases = run_with_db(settings, lambda s: ReviewData(s, store).candidate_cases(SEES_ALL, context))
     text = yaml.safe_dump({"cases": cases}, sort_keys=False, allow_unicode=True)
     if out is None:
         typer.echo(text)

@@ -25,9 +25,9 @@ from gateway.pipeline.guard import Blocked, OutputGuard
 from gateway.policy.compiled import CompiledRule
 from gateway.records.log import ExchangeLog, Status, now
 from gateway.services import Services
-from gateway.upstream.client import mapped_errors
+from gateway.upstream.client import UpstreamClient, mapped_errors
 from gateway.upstream.router import Route
-from gateway.upstream.sse import Event, events
+from gateway.upstream.sse import Event, events, parse_event
 
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -66,7 +66,7 @@ async def open_stream(
     response = await services.upstream.open(
         route, "/chat/completions", json.dumps(upstream_body).encode(), log.id, stream=True
     )
-    frames = events(response.aiter_bytes())
+    frames = _scrubbed(events(response.aiter_bytes()), services.upstream)
     try:
         first = await _first_event(route, frames)
     except BaseException:
@@ -84,6 +84,14 @@ async def open_stream(
         guard=guard if guard is not None and guard.active else None,
         headers=headers or {},
     )
+
+
+async def _scrubbed(frames: AsyncIterator[Event], upstream: UpstreamClient) -> AsyncIterator[Event]:
+    """The backend's key never comes back, even inside an error frame of a 200 stream."""
+    async for event in frames:
+        if upstream.holds_secret(event.raw):
+            event = parse_event(upstream.scrub(event.raw).removesuffix(b"\n\n"))
+        yield event
 
 
 async def _first_event(route: Route, frames: AsyncIterator[Event]) -> Event:
@@ -149,7 +157,7 @@ class ProxyStream(Response):
                 group.start_soon(self._watch, receive, group.cancel_scope)
                 await self._pump(send)
                 group.cancel_scope.cancel()
-        except (OSError, ClientDisconnect):
+        except* (OSError, ClientDisconnect):
             self._end(Status.CLIENT_DISCONNECTED, "client_disconnected", "client went away")
         finally:
             with anyio.CancelScope(shield=True):
@@ -180,9 +188,13 @@ class ProxyStream(Response):
             with mapped_errors(self._route):
                 return await anext(self._frames)
         except StopAsyncIteration:
-            if self._outcome is None and not self._assembler.finished:
+            if self._outcome is not None:
+                return None
+            if not self._assembler.finished:
                 self._end(Status.INCOMPLETE, "upstream_ended", "the backend ended the stream early")
-            return None
+                return None
+            # Every choice finished but the backend sent no [DONE]: end the stream properly.
+            return Event(raw=_DONE, data="[DONE]")
         except GatewayError as exc:
             status = Status.INCOMPLETE
             self._end(status, exc.code or exc.type, exc.message)
@@ -213,6 +225,9 @@ class ProxyStream(Response):
                 changed = self._guarded(chunk) or changed
             except Blocked as blocked:
                 return self._block(blocked.rule)
+            except GatewayError as exc:  # a check failed closed mid-stream
+                self._end(Status.GATEWAY_ERROR, exc.code or exc.type, exc.message)
+                return error_frame(exc)
         if not changed:
             return event.raw
         if not chunk.get("choices") and not chunk.get("usage"):
@@ -240,7 +255,9 @@ class ProxyStream(Response):
             if released or "content" in delta:
                 delta["content"] = released
             if released or choice.get("finish_reason") or set(delta) - {"content"}:
-                kept.append({**choice, "delta": delta})
+                # Released text no longer lines up with the upstream chunk's token logprobs,
+                # which could also spell out held-back or redacted text.
+                kept.append({**choice, "delta": delta, "logprobs": None})
         chunk["choices"] = kept
         return True
 

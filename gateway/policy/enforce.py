@@ -144,12 +144,14 @@ def _block(rule: CompiledRule, stage: str, policy: CompiledPolicy) -> str:
     return rule.spec.message or policy.policy.scope.refusal
 
 
-def _enforce(fired: list[tuple[CompiledRule, Outcome]]) -> CompiledRule | None:
+def _enforce(
+    fired: list[tuple[CompiledRule, Outcome]], *, block_moots: bool = True
+) -> CompiledRule | None:
     """Mark what will be enforced; return the blocking rule, if any."""
     blocking = next((rule for rule, o in fired if rule.spec.action == "block"), None)
     for rule, outcome in fired:
         action = rule.spec.action
-        if blocking is not None and action in ("redact", "route"):
+        if blocking is not None and block_moots and action in ("redact", "route"):
             continue  # moot: nothing goes through
         outcome.enforced = action
     return blocking
@@ -223,23 +225,43 @@ def review_answer(
         if isinstance(c.get("message"), dict) and isinstance(c["message"].get("content"), str)
     ]
     fired = run_rules(policy, decision, "output", refs)
-    blocking = _enforce(fired)
+    # Choices are held to the rules one by one: a block in one does not moot a redaction in
+    # another (n > 1).
+    blocking = _enforce(fired, block_moots=False)
     changed = bool(fired and any(r.spec.action in ("block", "redact") for r, _ in fired))
+    _apply(policy, choices, fired, blocking)
+    if disclose and policy.policy.disclosure is not None and choices:
+        _disclose(policy.policy.disclosure.notice.strip(), choices)
+        decision.disclosure = changed = True
+    return changed
+
+
+def _apply(
+    policy: CompiledPolicy,
+    choices: list[dict[str, Any]],
+    fired: list[tuple[CompiledRule, Outcome]],
+    blocking: CompiledRule | None,
+) -> None:
+    blocked: set[int] = set()
     if blocking is not None:
         refusal = _block(blocking, "output", policy)
         blocked = {e.message for r, o in fired if r is blocking for e in o.evidence}
         for index in blocked:
             choices[index]["message"].update(content=refusal, refusal=refusal)
             choices[index]["finish_reason"] = "content_filter"
-    else:
-        for (index, _), spans in _spans(fired).items():
+    for (index, _), spans in _spans(fired).items():
+        if index not in blocked:
             message = choices[index]["message"]
             message["content"] = redact(message["content"], spans)
-    if disclose and policy.policy.disclosure is not None and choices:
-        notice = policy.policy.disclosure.notice.strip()
-        for choice in choices:
-            message = choice.get("message") or {}
-            if isinstance(message.get("content"), str):
-                message["content"] = f"{notice}\n\n{message['content']}"
-        decision.disclosure = changed = True
-    return changed
+    # Token logprobs spell out the original text: none where a block or redaction applied.
+    for rule, outcome in fired:
+        if rule.spec.action in ("block", "redact"):
+            for e in outcome.evidence:
+                choices[e.message]["logprobs"] = None
+
+
+def _disclose(notice: str, choices: list[dict[str, Any]]) -> None:
+    for choice in choices:
+        message = choice.get("message") or {}
+        if isinstance(message.get("content"), str):
+            message["content"] = f"{notice}\n\n{message['content']}"

@@ -138,20 +138,29 @@ class ExchangeRecorder:
 
     async def _write(self, batch: list[Entry]) -> None:
         for attempt in range(self._config.retries + 1):
-            try:
-                await insert_entries(self._sessions, batch)
-            except Exception as exc:  # any driver error: retried, then spilled, never lost
-                self.stats.failed_batches += 1
-                self.stats.failing = True
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
-                log.warning("writing %d exchange records failed: %s", len(batch), exc)
-                if attempt < self._config.retries:
-                    await asyncio.sleep(_BACKOFF[min(attempt, len(_BACKOFF) - 1)])
-                continue
-            self.stats.written += len(batch)
-            self.stats.failing = False
-            return
-        self._spill(batch, self.stats.last_error or "write failed")
+            if await self._insert(batch):
+                return
+            if attempt < self._config.retries:
+                await asyncio.sleep(_BACKOFF[min(attempt, len(_BACKOFF) - 1)])
+        # One bad record must not take its batch with it: write them one by one, each also
+        # cleaned of what PostgreSQL refuses (NUL characters), and spill only what still fails.
+        failed = [e for e in batch if len(batch) == 1 or not await self._insert([e])]
+        failed = [e for e in failed if not await self._insert([_without_nul(e)])]
+        if failed:
+            self._spill(failed, self.stats.last_error or "write failed")
+
+    async def _insert(self, entries: list[Entry]) -> bool:
+        try:
+            await insert_entries(self._sessions, entries)
+        except Exception as exc:  # any driver error: retried, then spilled, never lost
+            self.stats.failed_batches += 1
+            self.stats.failing = True
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            log.warning("writing %d exchange records failed: %s", len(entries), exc)
+            return False
+        self.stats.written += len(entries)
+        self.stats.failing = False
+        return True
 
     def _spill(self, entries: list[Entry], reason: str) -> None:
         self.stats.spilled += len(entries)
@@ -175,3 +184,18 @@ def read_spill(path: Path) -> list[Entry]:
         for line in path.read_text(encoding="utf-8").splitlines()
         if line.strip()
     ]
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    return value
+
+
+def _without_nul(entry: Entry) -> Entry:
+    """The entry with NUL characters replaced (U+FFFD), which PostgreSQL text and jsonb refuse."""
+    return Entry(_clean(entry.row), entry.findings, entry.reviews)

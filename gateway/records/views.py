@@ -57,7 +57,10 @@ def redacted_answer(answer: Any, decision: Decision) -> Any:
     answer = {**answer, "choices": copy.deepcopy(answer["choices"])}
     for (index, _), found in spans.items():
         if index < len(answer["choices"]):
-            message = answer["choices"][index].get("message")
+            choice = answer["choices"][index]
+            message = choice.get("message")
             if isinstance(message, dict):
                 _redact_content(message, None, found)
+            if isinstance(choice, dict) and choice.get("logprobs"):
+                choice["logprobs"] = None  # the tokens would spell out what was redacted
     return answer

@@ -16,6 +16,9 @@ from sqlalchemy import update
 
 from gateway.db.models import Exchange, ReviewItem
 from gateway.errors import GatewayError
+from gateway.policy.compiled import CompiledPolicy
+from gateway.policy.decision import Decision
+from gateway.policy.enforce import admit, review_answer
 from gateway.records.log import now
 from gateway.services import Services
 from gateway.upstream.client import mapped_errors
@@ -35,7 +38,7 @@ async def ensure_alternative(services: Services, item: ReviewItem) -> ReviewItem
     for alias in policy.policy.models.allow:
         if alias == exchange.requested_model or alias not in services.router.aliases:
             continue
-        content = await _ask(services, alias, request, item.id)
+        content = await _ask(services, policy, alias, request, item.id)
         if content is not None:
             alternative = {"model": alias, "content": content, "generated_at": now().isoformat()}
             async with services.sessions.begin() as session:
@@ -49,20 +52,29 @@ async def ensure_alternative(services: Services, item: ReviewItem) -> ReviewItem
     return item
 
 
-async def _ask(services: Services, alias: str, request: dict[str, Any], item_id: str) -> str | None:
-    route = services.router.resolve(alias)
-    body = {**request, "model": route.upstream_model, "stream": False}
-    body.pop("stream_options", None)
+async def _ask(
+    services: Services, policy: CompiledPolicy, alias: str, request: dict[str, Any], item_id: str
+) -> str | None:
+    """The policy applies to the alternative as to any exchange: the request goes as admitted
+    (redacted, or not at all when it was refused), the answer comes back reviewed."""
+    decision = Decision(policy.revision, policy.context)
     try:
+        admitted = admit(policy, {**request, "model": alias}, decision)
+        if admitted.refusal is not None:
+            return None
+        route = services.router.resolve(alias)
+        body = {**admitted.body, "model": route.upstream_model, "stream": False}
+        body.pop("stream_options", None)
         response = await services.upstream.open(
             route, "/chat/completions", json.dumps(body).encode(), item_id, stream=False
         )
         try:
             with mapped_errors(route):
-                answer = json.loads(await response.aread())
+                answer = json.loads(services.upstream.scrub(await response.aread()))
         finally:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
+        review_answer(policy, answer, decision, disclose=False)
         content = answer["choices"][0]["message"]["content"]
     except (GatewayError, ValueError, KeyError, IndexError, TypeError) as exc:
         log.warning("no alternative from %s for %s: %s", alias, item_id, exc)

@@ -83,7 +83,7 @@ class ReviewData:
             "rule_alpha": rule_alphas(ratings),
         }
 
-    async def candidate_cases(self, context: str) -> list[dict[str, Any]]:
+    async def candidate_cases(self, who: ReviewerIdentity, context: str) -> list[dict[str, Any]]:
         """Every rule a reviewer judged a false positive, as a test case it must not fire on."""
         query = (
             select(Judgment, ReviewItem, Exchange)
@@ -96,6 +96,8 @@ class ReviewData:
             rows = (await session.execute(query)).all()
         cases = []
         for judgment, item, exchange in rows:
+            if not who.may_see(item.context, item.queue):
+                continue  # a lead sees only their own queues' content
             for rule, verdict in (judgment.rule_verdicts or {}).items():
                 if verdict == "false_positive":
                     case = _case(rule, judgment, item, exchange)
@@ -159,7 +161,8 @@ class ReviewData:
         if not group:
             return []
         judgments = [j for j, _, _ in group]
-        adjudicated = [j for j in judgments if j.purpose == "adjudication"]
+        replaced = {j.supersedes for j in judgments if j.supersedes}
+        adjudicated = [j for j in judgments if j.purpose == "adjudication" and j.id not in replaced]
         chosen = adjudicated[-1:] or _latest(judgments)
         _, item, exchange = group[0]
         policy = self._policies.get(item.context)

@@ -14,7 +14,7 @@ import secrets
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.models import Judgment, ReviewItem
@@ -63,6 +63,8 @@ class JudgingService:
     ) -> Judgment:
         item = await self._queues.item_for(who, item_id)
         purpose = self._purpose(who, item, correcting=supersedes is not None)
+        if supersedes is not None:
+            purpose = await self._purpose_of(supersedes)  # an adjudication stays one
         _check_against(item, data)
         judgment = Judgment(
             id="jdg_" + secrets.token_hex(10),
@@ -113,6 +115,11 @@ class JudgingService:
             )
         return "review"
 
+    async def _purpose_of(self, judgment_id: str) -> str:
+        async with self._sessions() as session:
+            old = await session.get(Judgment, judgment_id)
+        return old.purpose if old is not None else "review"
+
     async def _advance(
         self, session: AsyncSession, item: ReviewItem, who: ReviewerIdentity, purpose: str
     ) -> None:
@@ -131,9 +138,18 @@ class JudgingService:
                 )
             )
             state = "adjudication" if len(verdicts) > 1 else "done"
-        await session.execute(
+        # Only from the state this judgment was made in: a double submission, or a claim that
+        # expired and passed to someone else meanwhile, finds nothing to update and fails.
+        expected: tuple[ColumnElement[bool], ...] = (
+            ReviewItem.claimed_by == who.id,
+            ReviewItem.state == "open",
+            ReviewItem.judgments_done == item.judgments_done,
+        )
+        if purpose == "adjudication":
+            expected = (ReviewItem.state == item.state,)
+        result = await session.execute(
             update(ReviewItem)
-            .where(ReviewItem.id == item.id)
+            .where(ReviewItem.id == item.id, *expected)
             .values(
                 judgments_done=done,
                 state=state,
@@ -142,6 +158,12 @@ class JudgingService:
                 done_at=now() if state == "done" else None,
             )
         )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise PermissionDenied(
+                "The item changed while you judged it (your claim expired, "
+                "or this judgment was already submitted).",
+                code="not_claimed",
+            )
 
 
 def _check_against(item: ReviewItem, data: JudgmentIn) -> None:

@@ -90,6 +90,9 @@ class UpstreamClient:
             code="upstream_error",
         )
 
+    def holds_secret(self, body: bytes) -> bool:
+        return any(secret in body for secret in self._secrets)
+
     def scrub(self, body: bytes) -> bytes:
         for secret in self._secrets:
             if secret in body:
