@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,49 @@ def test_a_broken_config_file_is_a_clear_error(tmp_path: Path, content: str, say
         assert result.returncode == 2
         assert str(path) in result.stderr and says in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_purge_erases_content_past_retention_and_keeps_the_record(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "kept.yaml").write_text(
+        "context: kept\npurpose: Retention test.\nowner: t@situate.invalid\naudience: tests\n"
+        "models: {allow: [demo-small]}\nrecord: {content: full, retention_days: 1}\n"
+    )
+    (tmp_path / "gateway.yaml").write_text(
+        f"policies_dir: {policies}\nbackends: {{demo: {{kind: demo}}}}\n"
+        "models: {demo-small: {backend: demo, model: mock-small}}\n"
+    )
+    url = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
+    migrate.upgrade(url)
+    old, new = logs(2, "p")
+    old.context = new.context = "kept"
+    old.received_at = old.received_at - timedelta(days=2)
+
+    async def write() -> None:
+        engine = create_engine(url)
+        recorder = ExchangeRecorder(create_sessions(engine), RecordingConfig(spill_dir=tmp_path))
+        recorder.start()
+        recorder.submit(old)
+        recorder.submit(new)
+        await recorder.stop()
+        await engine.dispose()
+
+    asyncio.run(write())
+    env = {"GATEWAY_DATABASE_URL": url, "GATEWAY_CONFIG": str(tmp_path / "gateway.yaml")}
+    purged = cli(["exchanges", "purge"], env)
+    assert purged.returncode == 0, purged.stderr
+    assert "erased the content of 1 exchanges" in purged.stdout
+
+    async def read() -> dict[str, Exchange | None]:
+        engine = create_engine(url)
+        try:
+            repo = ExchangeRepository(create_sessions(engine))
+            return {"old": await repo.get("p0"), "new": await repo.get("p1")}
+        finally:
+            await engine.dispose()
+
+    rows = asyncio.run(read())
+    assert rows["old"] is not None and rows["old"].request_body is None
+    assert rows["old"].status == "ok"  # the record itself stays
+    assert rows["new"] is not None and rows["new"].request_body == {"i": 1}

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import typer
 
 from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
+from gateway.db.session import Sessions
+from gateway.policy.store import policy_store
 from gateway.records.log import Status
 from gateway.records.recorder import insert_entries, read_spill
 from gateway.records.repository import ExchangeFilter, ExchangeRepository, full, summary
@@ -82,3 +85,35 @@ def import_spill(
     entries = read_spill(path)
     run_with_db(settings, lambda s: insert_entries(s, entries))
     typer.echo(f"imported {len(entries)} records from {path}", err=True)
+
+
+@app.command()
+def purge(
+    config: ConfigOption = None,
+    dry_run: bool = typer.Option(False, help="Only say what would be erased."),
+) -> None:
+    """Erase exchange content older than each context's record.retention_days.
+
+    Records stay, with their decisions: only the request and answer bodies are removed. Run it
+    daily (a CronJob in Kubernetes).
+    """
+    settings = config_or_exit(config)
+    store = policy_store(settings)
+    store.refresh()
+    for policy in store.all():
+        days = policy.policy.record.retention_days
+        if days is None:
+            continue
+        before = datetime.now(UTC) - timedelta(days=days)
+        if dry_run:
+            typer.echo(f"{policy.context}: would erase content received before {before:%Y-%m-%d}")
+            continue
+        erased = run_with_db(settings, _eraser(policy.context, before))
+        typer.echo(
+            f"{policy.context}: erased the content of {erased} exchanges received before "
+            f"{before:%Y-%m-%d %H:%M} ({days} days)"
+        )
+
+
+def _eraser(context: str, before: datetime) -> Callable[[Sessions], Awaitable[int]]:
+    return lambda sessions: ExchangeRepository(sessions).erase_content(context, before)
