@@ -33,6 +33,7 @@ from gateway.review.judging import JudgingService
 from gateway.review.queue import QueueService
 from gateway.review.reviewers import ReviewerService
 from gateway.services import Services
+from gateway.telemetry import Telemetry
 from gateway.upstream.client import UpstreamClient, create_http_client
 from gateway.upstream.router import ModelRouter
 from gateway.version import __version__
@@ -52,7 +53,8 @@ def create_app(config: GatewayConfig, *, demo_base_url: str | None = None) -> Fa
         sessions = create_sessions(engine)
         http = create_http_client(config.upstream)
         router = ModelRouter(config, base_urls)
-        recorder = ExchangeRecorder(sessions, config.recording)
+        telemetry = Telemetry.console() if config.telemetry.exporter == "console" else None
+        recorder = ExchangeRecorder(sessions, config.recording, telemetry)
         keys = KeyService(sessions)
         policies = policy_store(config)
         revisions = RevisionRepository(sessions)
@@ -88,6 +90,8 @@ def create_app(config: GatewayConfig, *, demo_base_url: str | None = None) -> Fa
         finally:
             watcher.cancel()
             await recorder.stop()
+            if telemetry is not None:
+                telemetry.shutdown()
             await http.aclose()
             await engine.dispose()
 

@@ -78,6 +78,12 @@ class UpstreamConfig(_Strict):
     max_connections: int = Field(512, ge=1)
 
 
+class TelemetryConfig(_Strict):
+    exporter: Literal["none", "console"] = Field(
+        "none", description="spans per exchange, with GenAI and gateway.policy attributes"
+    )
+
+
 class GatewayConfig(_Strict):
     database_url: str = DEFAULT_DATABASE_URL
     admin_token_env: str = "GATEWAY_ADMIN_TOKEN"  # noqa: S105 (a variable name, not a secret)
@@ -94,6 +100,7 @@ class GatewayConfig(_Strict):
     upstream: UpstreamConfig = UpstreamConfig()
     recording: RecordingConfig = RecordingConfig()
     auth: AuthConfig = AuthConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
 
     @model_validator(mode="after")
     def _aliases_name_backends(self) -> GatewayConfig:

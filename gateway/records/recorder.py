@@ -25,6 +25,7 @@ from gateway.db.models import Exchange, Finding, ReviewItem
 from gateway.db.session import Sessions
 from gateway.records.log import ExchangeLog
 from gateway.review.routing import review_rows
+from gateway.telemetry import Telemetry
 
 log = logging.getLogger("gateway.recorder")
 
@@ -81,12 +82,15 @@ class RecorderStats:
 
 
 class ExchangeRecorder:
-    def __init__(self, sessions: Sessions, config: RecordingConfig) -> None:
+    def __init__(
+        self, sessions: Sessions, config: RecordingConfig, telemetry: Telemetry | None = None
+    ) -> None:
         self._sessions = sessions
         self._config = config
         self._queue: asyncio.Queue[Entry | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.stats = RecorderStats()
+        self._telemetry = telemetry
         self._rng = random.Random()  # noqa: S311 (sampling for oversight, not security)
 
     @property
@@ -102,6 +106,8 @@ class ExchangeRecorder:
 
     def submit(self, record: ExchangeLog) -> None:
         """Hand a finished record over. Never blocks; beyond the queue limit it spills."""
+        if self._telemetry is not None:
+            self._telemetry.exchange(record)
         row = record.row()
         reviews = review_rows(record.id, row["status"], record.decision, record.policy, self._rng)
         entry = Entry(row, record.finding_rows(), reviews)
