@@ -19,13 +19,13 @@ from gateway.api import admin, health, openai, review
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.keys import KeyService
 from gateway.config import GatewayConfig
-from gateway.db.session import create_engine, create_sessions
+from gateway.db.session import Sessions, create_engine, create_sessions
 from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from gateway.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from gateway.pipeline.request import param_path
 from gateway.pipeline.run import Pipeline
 from gateway.policy.revisions import RevisionRepository
-from gateway.policy.store import policy_store
+from gateway.policy.store import PolicyStore, policy_store
 from gateway.records.recorder import ExchangeRecorder
 from gateway.records.repository import ExchangeRepository
 from gateway.review.data import ReviewData
@@ -49,51 +49,10 @@ def create_app(config: GatewayConfig, *, demo_base_url: str | None = None) -> Fa
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(config.database_url)
-        sessions = create_sessions(engine)
-        http = create_http_client(config.upstream)
-        router = ModelRouter(config, base_urls)
-        telemetry = Telemetry.console() if config.telemetry.exporter == "console" else None
-        recorder = ExchangeRecorder(sessions, config.recording, telemetry)
-        keys = KeyService(sessions)
-        policies = policy_store(config)
-        revisions = RevisionRepository(sessions)
-        queues = QueueService(sessions)
-        for compiled in policies.refresh():
-            await revisions.save(compiled)
-        services = Services(
-            config=config,
-            sessions=sessions,
-            keys=keys,
-            authenticator=Authenticator(keys, config.auth.cache_seconds),
-            router=router,
-            upstream=UpstreamClient(http, router.secrets()),
-            recorder=recorder,
-            exchanges=ExchangeRepository(sessions),
-            admin_token=config.admin_token(),
-            started_at=int(time.time()),
-            policies=policies,
-            revisions=revisions,
-            reviewers=ReviewerService(sessions),
-            queues=queues,
-            judging=JudgingService(sessions, queues),
-            review_data=ReviewData(sessions, policies),
-        )
-        app.state.services = services
-        app.state.pipeline = Pipeline(services)
-        recorder.start()
-        watcher = asyncio.create_task(
-            policies.watch(config.policy_reload_seconds, revisions.save), name="policy-watch"
-        )
-        try:
+        async with _services(config, base_urls) as services:
+            app.state.services = services
+            app.state.pipeline = Pipeline(services)
             yield
-        finally:
-            watcher.cancel()
-            await recorder.stop()
-            if telemetry is not None:
-                telemetry.shutdown()
-            await http.aclose()
-            await engine.dispose()
 
     app = FastAPI(title="Situate gateway", version=__version__, lifespan=lifespan)
     for module in (openai, admin, health, review):
@@ -106,6 +65,74 @@ def create_app(config: GatewayConfig, *, demo_base_url: str | None = None) -> Fa
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+@asynccontextmanager
+async def _services(config: GatewayConfig, base_urls: dict[str, str]) -> AsyncIterator[Services]:
+    """Every resource a request needs, built here and closed here, in reverse order."""
+    engine = create_engine(config.database_url)
+    sessions = create_sessions(engine)
+    http = create_http_client(config.upstream)
+    router = ModelRouter(config, base_urls)
+    telemetry = Telemetry.console() if config.telemetry.exporter == "console" else None
+    recorder = ExchangeRecorder(sessions, config.recording, telemetry)
+    policies = policy_store(config)
+    revisions = RevisionRepository(sessions)
+    for compiled in policies.refresh():
+        await revisions.save(compiled)
+    services = _assemble(
+        config,
+        sessions,
+        router,
+        UpstreamClient(http, router.secrets()),
+        recorder,
+        policies,
+        revisions,
+    )
+    recorder.start()
+    watcher = asyncio.create_task(
+        policies.watch(config.policy_reload_seconds, revisions.save), name="policy-watch"
+    )
+    try:
+        yield services
+    finally:
+        watcher.cancel()
+        await recorder.stop()
+        if telemetry is not None:
+            telemetry.shutdown()
+        await http.aclose()
+        await engine.dispose()
+
+
+def _assemble(
+    config: GatewayConfig,
+    sessions: Sessions,
+    router: ModelRouter,
+    upstream: UpstreamClient,
+    recorder: ExchangeRecorder,
+    policies: PolicyStore,
+    revisions: RevisionRepository,
+) -> Services:
+    keys = KeyService(sessions)
+    queues = QueueService(sessions)
+    return Services(
+        config=config,
+        sessions=sessions,
+        keys=keys,
+        authenticator=Authenticator(keys, config.auth.cache_seconds),
+        router=router,
+        upstream=upstream,
+        recorder=recorder,
+        exchanges=ExchangeRepository(sessions),
+        admin_token=config.admin_token(),
+        started_at=int(time.time()),
+        policies=policies,
+        revisions=revisions,
+        reviewers=ReviewerService(sessions),
+        queues=queues,
+        judging=JudgingService(sessions, queues),
+        review_data=ReviewData(sessions, policies),
+    )
 
 
 def _base_urls(config: GatewayConfig, demo_base_url: str | None) -> dict[str, str]:

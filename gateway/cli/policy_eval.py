@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from gateway.cli.common import ConfigOption
+from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.evaluate import evaluate, without_scope
 
 DEFAULT_POSITIVE = "1,true,yes,harmful,unsafe,injection,jailbreak,positive"
@@ -58,33 +59,20 @@ def eval_command(
     policy = find_policy(context, config)
     policy = policy if scope else without_scope(policy)
     positives = {v.strip().lower() for v in positive.split(",")}
-    sides: Counter[str] = Counter()
-    stopped: Counter[str] = Counter()
-    fired: Counter[tuple[str, str]] = Counter()
-    for row in read_rows(dataset)[:limit]:
-        text = str(_pick(row, text_column, ("text", "prompt", "full_text")))
-        label = str(row.get(label_column or "label", "")).strip().lower()
-        side = "harmful" if label in positives else "benign"
-        verdict = evaluate(policy, text, stage)
-        sides[side] += 1
-        stopped[side] += verdict.stopped
-        for rule in set(verdict.fired()):
-            fired[(rule, side)] += 1
-    rules = {
-        rule: {"harmful": fired[(rule, "harmful")], "benign": fired[(rule, "benign")]}
-        for rule in sorted({r for r, _ in fired})
-    }
+    rows = [
+        (
+            str(_pick(row, text_column, ("text", "prompt", "full_text"))),
+            str(row.get(label_column or "label", "")).strip().lower() in positives,
+        )
+        for row in read_rows(dataset)[:limit]
+    ]
     report = {
         "context": policy.context,
         "revision": policy.revision,
         "dataset": str(dataset),
         "stage": stage,
         "scope": scope,
-        "harmful": sides["harmful"],
-        "benign": sides["benign"],
-        "harmful_stopped": stopped["harmful"],
-        "benign_stopped": stopped["benign"],
-        "rules": rules,
+        **tally(policy, rows, stage),
     }
     if as_json:
         typer.echo(json.dumps(report, indent=2))
@@ -93,12 +81,41 @@ def eval_command(
         f"{policy.context} at {policy.short_revision} on {dataset.name} ({stage}"
         f"{'' if scope else ', rules only'})"
     )
+    _print(report)
+
+
+def tally(policy: CompiledPolicy, rows: list[tuple[str, bool]], stage: str) -> dict[str, Any]:
+    """Counts per side (harmful when the flag is true): stopped overall, fired per rule."""
+    sides: Counter[str] = Counter()
+    stopped: Counter[str] = Counter()
+    fired: Counter[tuple[str, str]] = Counter()
+    for text, harmful in rows:
+        side = "harmful" if harmful else "benign"
+        verdict = evaluate(policy, text, stage)
+        sides[side] += 1
+        stopped[side] += verdict.stopped
+        for rule in set(verdict.fired()):
+            fired[(rule, side)] += 1
+    return {
+        "harmful": sides["harmful"],
+        "benign": sides["benign"],
+        "harmful_stopped": stopped["harmful"],
+        "benign_stopped": stopped["benign"],
+        "rules": {
+            rule: {"harmful": fired[(rule, "harmful")], "benign": fired[(rule, "benign")]}
+            for rule in sorted({r for r, _ in fired})
+        },
+    }
+
+
+def _print(report: dict[str, Any]) -> None:
+    harmful, benign = report["harmful"], report["benign"]
     typer.echo(
-        f"overall: harmful caught {_share(stopped['harmful'], sides['harmful'])}, "
-        f"benign wrongly stopped {_share(stopped['benign'], sides['benign'])}"
+        f"overall: harmful caught {_share(report['harmful_stopped'], harmful)}, "
+        f"benign wrongly stopped {_share(report['benign_stopped'], benign)}"
     )
-    for rule, counts in rules.items():
+    for rule, counts in report["rules"].items():
         typer.echo(
-            f"  {rule:<32} fires on harmful {_share(counts['harmful'], sides['harmful'])}"
-            f", on benign {_share(counts['benign'], sides['benign'])}"
+            f"  {rule:<32} fires on harmful {_share(counts['harmful'], harmful)}"
+            f", on benign {_share(counts['benign'], benign)}"
         )
