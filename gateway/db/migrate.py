@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -34,7 +35,9 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+@functools.cache
 def head_revision() -> str | None:
+    """The newest migration; read from disk once (``/readyz`` asks on every probe)."""
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 

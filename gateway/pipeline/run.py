@@ -185,13 +185,12 @@ class Pipeline:
     async def _embeddings(
         self, log: ExchangeLog, policy: CompiledPolicy, body: dict[str, Any]
     ) -> Response:
-        embeddings = validate(EmbeddingsRequest, body)
+        validate(EmbeddingsRequest, body)
         assert log.decision is not None
         alias = choose_model(policy, body, log.decision)
         route = self._route(log, alias)
         raw, answer = await self._forward(route, "/embeddings", log, body)
         log.response_body = _without_vectors(answer)
-        del embeddings
         return self._answer(log, raw, answer)
 
     async def _forward(

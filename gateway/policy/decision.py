@@ -101,12 +101,8 @@ class Decision:
 
     @property
     def flagged(self) -> list[Outcome]:
-        return [
-            o
-            for o in self.fired
-            if o.action in ("flag", "block", "redact", "route", "warn")
-            and (o.action == "flag" or o.review is not None)
-        ]
+        """Fired outcomes that want a human: flags, and any rule that names a review queue."""
+        return [o for o in self.fired if o.action == "flag" or o.review is not None]
 
     @property
     def warnings(self) -> list[str]:

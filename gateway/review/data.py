@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -71,8 +72,8 @@ class ReviewData:
         if not who.may_see(context, queue):
             raise NotFound(f"No queue '{context}/{queue}' for you.", code="queue_not_found")
         ratings = await self.ratings(context, queue)
-        items = {r.item_id for r in ratings}
-        multiple = sum(1 for i in items if sum(r.item_id == i for r in ratings) > 1)
+        per_item = Counter(r.item_id for r in ratings)
+        items, multiple = set(per_item), sum(1 for n in per_item.values() if n > 1)
         return {
             "context": context,
             "queue": queue,
