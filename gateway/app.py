@@ -37,6 +37,9 @@ from gateway.telemetry import Telemetry
 from gateway.upstream.client import UpstreamClient, create_http_client
 from gateway.upstream.router import ModelRouter
 from gateway.version import __version__
+from gateway.web.render import error_page, is_page
+from gateway.web.sessions import WebSessions
+from gateway.web.site import install as install_web
 
 log = logging.getLogger("gateway")
 
@@ -57,6 +60,7 @@ def create_app(config: GatewayConfig, *, demo_base_url: str | None = None) -> Fa
     app = FastAPI(title="Situate gateway", version=__version__, lifespan=lifespan)
     for module in (openai, admin, health, review):
         app.include_router(module.router)
+    install_web(app)
     _add_error_handlers(app)
     if any(b.kind == "demo" for b in config.backends.values()):
         from gateway.mock import MockUpstream, Script
@@ -115,6 +119,7 @@ def _assemble(
 ) -> Services:
     keys = KeyService(sessions)
     queues = QueueService(sessions)
+    reviewers = ReviewerService(sessions)
     return Services(
         config=config,
         sessions=sessions,
@@ -128,10 +133,11 @@ def _assemble(
         started_at=int(time.time()),
         policies=policies,
         revisions=revisions,
-        reviewers=ReviewerService(sessions),
+        reviewers=reviewers,
         queues=queues,
         judging=JudgingService(sessions, queues),
         review_data=ReviewData(sessions, policies),
+        web_sessions=WebSessions(sessions, reviewers),
     )
 
 
@@ -172,29 +178,31 @@ def _render(exc: GatewayError) -> Response:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    async def gateway_error(_: Request, exc: Exception) -> Response:
+    async def gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
+        if is_page(request):
+            return error_page(request, exc)
         return _render(exc)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         where = f"{request.method} {request.url.path}"
         if exc.status_code == 404:
-            return _render(NotFound(f"Unknown request URL: {where}.", code="unknown_url"))
-        if exc.status_code == 405:
-            return _render(MethodNotAllowed(f"Method not allowed: {where}."))
-        error = GatewayError(str(exc.detail), code=f"http_{exc.status_code}")
-        error.status = exc.status_code
-        return _render(error)
+            error: GatewayError = NotFound(f"Unknown request URL: {where}.", code="unknown_url")
+        elif exc.status_code == 405:
+            error = MethodNotAllowed(f"Method not allowed: {where}.")
+        else:
+            error = GatewayError(str(exc.detail), code=f"http_{exc.status_code}")
+            error.status = exc.status_code
+        return error_page(request, error) if is_page(request) else _render(error)
 
-    async def validation_error(_: Request, exc: Exception) -> Response:
+    async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         first: Mapping[str, object] = exc.errors()[0]
         loc = tuple(p for p in first.get("loc", ()) if p not in ("body", "query", "path"))  # type: ignore[attr-defined]
         param = param_path(loc) or None
-        return _render(
-            InvalidRequest(f"Invalid value for '{param}': {first.get('msg')}.", param=param)
-        )
+        error = InvalidRequest(f"Invalid value for '{param}': {first.get('msg')}.", param=param)
+        return error_page(request, error) if is_page(request) else _render(error)
 
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -20,6 +20,7 @@ from gateway.review.queue import QueueService
 from gateway.review.reviewers import ReviewerService
 from gateway.upstream.client import UpstreamClient
 from gateway.upstream.router import ModelRouter
+from gateway.web.sessions import WebSessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +41,4 @@ class Services:
     queues: QueueService
     judging: JudgingService
     review_data: ReviewData
+    web_sessions: WebSessions

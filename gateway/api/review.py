@@ -4,21 +4,16 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
 from starlette.responses import FileResponse, Response
 
-from gateway.db.models import ExportRecord
 from gateway.deps import ServicesDep
-from gateway.errors import NotFound
 from gateway.export.rows import ExportFilter
-from gateway.records.log import now
 from gateway.review.alternatives import ensure_alternative
-from gateway.review.exporting import run_export
+from gateway.review.exporting import export_by, export_file, export_records
 from gateway.review.judging import JudgmentIn
 from gateway.review.reviewers import ReviewerIdentity
 from gateway.review.views import item_summary, item_view, judgment_view
@@ -49,7 +44,7 @@ async def me(who: ReviewerDep) -> dict[str, Any]:
 @router.get("/queues", summary="The queues you may see, with their counts")
 async def queues(who: ReviewerDep, services: ServicesDep) -> dict[str, Any]:
     rows = await services.queues.status(who)
-    return {"object": "list", "data": [r.__dict__ for r in rows]}
+    return {"object": "list", "data": [r.as_dict() for r in rows]}
 
 
 @router.post(
@@ -135,10 +130,12 @@ async def create_export(
 ) -> dict[str, Any]:
     who.require("admin")
     flt = ExportFilter(payload.format, payload.context, payload.queue, payload.since, payload.until)
-    folder = services.config.exports_dir / ("exp-" + now().strftime("%Y%m%dT%H%M%S%f"))
-    folder.mkdir(parents=True, exist_ok=True)
-    summary = await run_export(
-        services.sessions, services.policies, flt, folder, f"{who.pseudonym} ({who.id})"
+    summary = await export_by(
+        services.sessions,
+        services.policies,
+        services.config.exports_dir,
+        flt,
+        f"{who.pseudonym} ({who.id})",
     )
     return {**asdict(summary), "path": str(summary.path)}
 
@@ -146,20 +143,18 @@ async def create_export(
 @router.get("/exports", summary="Every export: who, what, when, with which filter (admins)")
 async def list_exports(who: ReviewerDep, services: ServicesDep) -> dict[str, Any]:
     who.require("admin")
-    async with services.sessions() as session:
-        rows = await session.scalars(select(ExportRecord).order_by(ExportRecord.created_at))
-        data = [
-            {
-                "id": r.id,
-                "exported_by": r.exported_by,
-                "format": r.format,
-                "filter": r.filter,
-                "rows": r.rows,
-                "sha256": r.sha256,
-                "created_at": r.created_at.isoformat(),
-            }
-            for r in rows
-        ]
+    data = [
+        {
+            "id": r.id,
+            "exported_by": r.exported_by,
+            "format": r.format,
+            "filter": r.filter,
+            "rows": r.rows,
+            "sha256": r.sha256,
+            "created_at": r.created_at.isoformat(),
+        }
+        for r in await export_records(services.sessions)
+    ]
     return {"object": "list", "data": data}
 
 
@@ -173,8 +168,5 @@ async def download(
     services: ServicesDep,
 ) -> FileResponse:
     who.require("admin")
-    async with services.sessions() as session:
-        record = await session.get(ExportRecord, export_id)
-    if record is None:
-        raise NotFound(f"No export '{export_id}'.", code="export_not_found")
-    return FileResponse(Path(record.path) / name, filename=f"{export_id}-{name}")
+    path = await export_file(services.sessions, export_id, name)
+    return FileResponse(path, filename=f"{export_id}-{name}")

@@ -95,7 +95,7 @@ def status(config: ConfigOption = None, as_json: bool = typer.Option(False, "--j
     rows = run_with_db(settings, lambda s: QueueService(s).status(SEES_ALL))
     for row in rows:
         if as_json:
-            typer.echo(json.dumps(row.__dict__))
+            typer.echo(json.dumps(row.as_dict()))
         else:
             typer.echo(
                 f"{row.context}/{row.queue}: {row.waiting} waiting, {row.claimed} claimed,"

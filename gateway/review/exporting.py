@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from gateway.db.models import ExportRecord, GuidelineRevision, ReviewItem
 from gateway.db.session import Sessions
+from gateway.errors import NotFound
 from gateway.export.rows import ExportFilter
 from gateway.export.writer import ExportSummary, write_export
 from gateway.policy.store import PolicyStore
@@ -95,3 +96,28 @@ async def run_export(
             )
         )
     return summary
+
+
+EXPORT_FILES = ("data.jsonl", "provenance.jsonl", "README.md")
+
+
+async def export_by(
+    sessions: Sessions, policies: PolicyStore, exports_dir: Path, flt: ExportFilter, by: str
+) -> ExportSummary:
+    """An export into a new folder of ``exports_dir``, as an admin starts it (API or page)."""
+    folder = exports_dir / ("exp-" + now().strftime("%Y%m%dT%H%M%S%f"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return await run_export(sessions, policies, flt, folder, by)
+
+
+async def export_records(sessions: Sessions) -> list[ExportRecord]:
+    async with sessions() as session:
+        return list(await session.scalars(select(ExportRecord).order_by(ExportRecord.created_at)))
+
+
+async def export_file(sessions: Sessions, export_id: str, name: str) -> Path:
+    async with sessions() as session:
+        record = await session.get(ExportRecord, export_id)
+    if record is None or name not in EXPORT_FILES:
+        raise NotFound(f"No export file '{export_id}/{name}'.", code="export_not_found")
+    return Path(record.path) / name

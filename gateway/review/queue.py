@@ -8,10 +8,12 @@ every database the claim is a conditional update that only one claimer can win, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import statistics
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.models import Judgment, ReviewItem
 from gateway.db.session import Sessions
@@ -31,6 +33,21 @@ class QueueStatus:
     claimed: int
     escalated: int
     done_today: int
+    oldest_waiting: datetime | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        values = asdict(self)
+        values["oldest_waiting"] = self.oldest_waiting.isoformat() if self.oldest_waiting else None
+        return values
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A reviewer's own work: judgments today and in all, and their median time."""
+
+    today: int
+    total: int
+    median_seconds: float | None
 
 
 def _free(at: datetime, reviewer_id: str) -> ColumnElement[bool]:
@@ -154,6 +171,7 @@ class QueueService:
                 )
                 for context, queue, count in (await session.execute(query)).all():
                     counts.setdefault((context, queue), {})[name] = count
+            oldest = await self._oldest_open(session)
         return [
             QueueStatus(
                 c,
@@ -162,7 +180,36 @@ class QueueService:
                 n.get("claimed", 0),
                 n.get("escalated", 0),
                 n.get("done", 0),
+                oldest.get((c, q)),
             )
             for (c, q), n in sorted(counts.items())
             if who.may_see(c, q)
         ]
+
+    @staticmethod
+    async def _oldest_open(session: AsyncSession) -> dict[tuple[str, str], datetime]:
+        query = (
+            select(ReviewItem.context, ReviewItem.queue, func.min(ReviewItem.created_at))
+            .where(ReviewItem.state == "open")
+            .group_by(ReviewItem.context, ReviewItem.queue)
+        )
+        return {(c, q): at for c, q, at in (await session.execute(query)).all()}
+
+    async def progress(self, reviewer_id: str, recent: int = 200) -> Progress:
+        """Counts by SQL; the median over the reviewer's most recent judgments."""
+        midnight = now().replace(hour=0, minute=0, second=0, microsecond=0)
+        mine = Judgment.reviewer_id == reviewer_id
+        async with self._sessions() as session:
+            total = await session.scalar(select(func.count()).where(mine))
+            today = await session.scalar(
+                select(func.count()).where(mine, Judgment.created_at >= midnight)
+            )
+            spent = await session.scalars(
+                select(Judgment.seconds_spent)
+                .where(mine, Judgment.seconds_spent.is_not(None))
+                .order_by(Judgment.created_at.desc())
+                .limit(recent)
+            )
+            seconds = [s for s in spent if s is not None]
+        median = statistics.median(seconds) if seconds else None
+        return Progress(today or 0, total or 0, median)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.models import Reviewer, ReviewerQueue
 from gateway.db.session import Sessions
@@ -102,27 +103,43 @@ class ReviewerService:
 
     async def authenticate(self, authorization: str | None) -> ReviewerIdentity:
         scheme, _, token = (authorization or "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
+        if scheme.lower() != "bearer":
             raise AuthenticationFailed(
                 "Send your reviewer token as 'Authorization: Bearer rv-…'.",
                 code="invalid_reviewer_token",
+            )
+        return await self.by_token(token.strip())
+
+    async def by_token(self, token: str) -> ReviewerIdentity:
+        """The reviewer a token belongs to, as the API and the web page's sign-in see them."""
+        if not token.startswith(TOKEN_PREFIX):
+            raise AuthenticationFailed(
+                "A reviewer token starts with 'rv-'.", code="invalid_reviewer_token"
             )
         async with self._sessions() as session:
             reviewer = await session.scalar(
                 select(Reviewer).where(Reviewer.token_digest == token_digest(token))
             )
-            if reviewer is None or reviewer.disabled_at is not None:
-                raise AuthenticationFailed(
-                    "Unknown or disabled reviewer token.", code="invalid_reviewer_token"
-                )
-            queues = await session.scalars(
-                select(ReviewerQueue).where(ReviewerQueue.reviewer_id == reviewer.id)
-            )
-            return ReviewerIdentity(
-                reviewer.id,
-                reviewer.pseudonym,
-                reviewer.role,
-                reviewer.kind,
-                frozenset((q.context, q.queue) for q in queues),
-            )
+            return await _identity(session, reviewer)
+
+    async def by_id(self, reviewer_id: str) -> ReviewerIdentity:
+        async with self._sessions() as session:
+            return await _identity(session, await session.get(Reviewer, reviewer_id))
+
+
+async def _identity(session: AsyncSession, reviewer: Reviewer | None) -> ReviewerIdentity:
+    """Who the reviewer is now: a disabled reviewer, or a removed queue, takes effect at once."""
+    if reviewer is None or reviewer.disabled_at is not None:
+        raise AuthenticationFailed(
+            "Unknown or disabled reviewer token.", code="invalid_reviewer_token"
+        )
+    queues = await session.scalars(
+        select(ReviewerQueue).where(ReviewerQueue.reviewer_id == reviewer.id)
+    )
+    return ReviewerIdentity(
+        reviewer.id,
+        reviewer.pseudonym,
+        reviewer.role,
+        reviewer.kind,
+        frozenset((q.context, q.queue) for q in queues),
+    )

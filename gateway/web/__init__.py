@@ -1,0 +1,1 @@
+"""The reviewers' web page: server-rendered, served by the gateway itself under ``/ui``."""

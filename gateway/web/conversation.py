@@ -1,0 +1,168 @@
+"""An exchange as a reviewer reads it: each message cut into segments at the spans rules found.
+
+The record keeps the request as the user sent it and the answer as the model gave it; the
+decision says, per rule, which spans (message, offsets) it found and what the gateway did. Here
+the two are put together so that a template can mark every span without ever building HTML
+itself: the segments are plain text, escaped when they are rendered.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    rule: str
+    label: str
+    enforced: str
+
+    @property
+    def title(self) -> str:
+        done = "" if self.enforced in ("none", "allow") else f", {self.enforced}"
+        return f"{self.rule}: {self.label}{done}"
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    text: str
+    marks: tuple[Mark, ...] = ()
+
+    @property
+    def css(self) -> str:
+        kinds = {m.enforced for m in self.marks}
+        return "hl " + " ".join(sorted(f"hl-{k}" for k in kinds))
+
+    @property
+    def title(self) -> str:
+        return "; ".join(m.title for m in self.marks)
+
+
+@dataclass(slots=True)
+class Part:
+    segments: list[Segment] = field(default_factory=list)
+    note: str | None = None  # a part that is not text (an image, a tool call), described
+
+
+@dataclass(slots=True)
+class Message:
+    role: str
+    parts: list[Part]
+    marks: int = 0
+
+
+Span = tuple[int, int, Mark]
+
+
+def segments(text: str, spans: list[Span]) -> list[Segment]:
+    """Cut ``text`` at every span boundary; each piece carries the marks that cover it."""
+    inside = [(max(0, s), min(len(text), e), m) for s, e, m in spans if s < e and s < len(text)]
+    cuts = sorted({0, len(text), *(s for s, _, _ in inside), *(e for _, e, _ in inside)})
+    pieces = []
+    for start, end in pairwise(cuts):
+        if start < end:
+            marks = tuple(m for s, e, m in inside if s <= start and end <= e)
+            pieces.append(Segment(text[start:end], marks))
+    return pieces
+
+
+def _spans(decision: Any, stage: str) -> dict[tuple[int, int | None], list[Span]]:
+    """The decision's spans for one stage, keyed by (message or choice, content part)."""
+    found: dict[tuple[int, int | None], list[Span]] = {}
+    outcomes = decision.get("outcomes") if isinstance(decision, dict) else None
+    for outcome in outcomes or []:
+        if outcome.get("stage") != stage:
+            continue
+        for ev in outcome.get("evidence") or []:
+            mark = Mark(outcome.get("rule", "?"), ev.get("label", ""), outcome.get("enforced", ""))
+            key = (ev.get("message", -1), ev.get("part"))
+            found.setdefault(key, []).append((ev.get("start", 0), ev.get("end", 0), mark))
+    return found
+
+
+def _parts(content: Any, index: int, spans: dict[tuple[int, int | None], list[Span]]) -> list[Part]:
+    if isinstance(content, str):
+        return [Part(segments(content, spans.get((index, None), [])))]
+    if not isinstance(content, list):
+        return [] if content is None else [Part(note=json.dumps(content, ensure_ascii=False))]
+    parts = []
+    for number, part in enumerate(content):
+        if isinstance(part, dict) and isinstance(part.get("text"), str):
+            parts.append(Part(segments(part["text"], spans.get((index, number), []))))
+        else:
+            kind = part.get("type", "part") if isinstance(part, dict) else "part"
+            parts.append(Part(note=f"[{kind}, not shown]"))
+    return parts
+
+
+def _message(role: str, message: dict[str, Any], parts: list[Part]) -> Message:
+    if message.get("tool_calls"):
+        calls = json.dumps(message["tool_calls"], ensure_ascii=False, indent=1)
+        parts.append(Part(note=f"tool calls: {calls}"))
+    return Message(role, parts, sum(1 for p in parts for s in p.segments if s.marks))
+
+
+def conversation(request: Any, decision: Any) -> list[Message]:
+    """The request's messages, as the user sent them, with the input rules' spans."""
+    messages = request.get("messages") if isinstance(request, dict) else None
+    spans = _spans(decision, "input")
+    shown = []
+    for index, message in enumerate(messages or []):
+        if isinstance(message, dict):
+            role = str(message.get("role", "?"))
+            shown.append(_message(role, message, _parts(message.get("content"), index, spans)))
+    return shown
+
+
+def answers(response: Any, decision: Any) -> list[Message]:
+    """Each choice of the answer, as the model gave it, with the output rules' spans."""
+    choices = response.get("choices") if isinstance(response, dict) else None
+    spans = _spans(decision, "output")
+    shown = []
+    for index, choice in enumerate(choices or []):
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict):
+            parts = _parts(message.get("content"), index, spans)
+            shown.append(_message(f"assistant (choice {index})", message, parts))
+    return shown
+
+
+def answer_text(response: Any) -> str | None:
+    """The first choice's text: the 'original' a reviewer may prefer."""
+    choices = response.get("choices") if isinstance(response, dict) else None
+    if not choices or not isinstance(choices[0], dict):
+        return None
+    content = (choices[0].get("message") or {}).get("content")
+    return content if isinstance(content, str) else None
+
+
+def _text_at(container: Any, key: str, index: int, part: int | None) -> str | None:
+    items = container.get(key) if isinstance(container, dict) else None
+    if not isinstance(items, list) or not 0 <= index < len(items):
+        return None
+    message = items[index]
+    if key == "choices" and isinstance(message, dict):
+        message = message.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, list) and part is not None and 0 <= part < len(content):
+        content = content[part].get("text") if isinstance(content[part], dict) else None
+    return content if isinstance(content, str) else None
+
+
+def span_texts(request: Any, response: Any, outcome: dict[str, Any]) -> list[str]:
+    """The exact text of each span an outcome found (what its highlight covers)."""
+    output = outcome.get("stage") == "output"
+    found = []
+    for ev in outcome.get("evidence") or []:
+        text = _text_at(
+            response if output else request,
+            "choices" if output else "messages",
+            ev.get("message", -1),
+            ev.get("part"),
+        )
+        if text is not None and ev.get("end", 0) > ev.get("start", 0):
+            found.append(text[ev["start"] : ev["end"]])
+    return found

@@ -1,0 +1,177 @@
+"""Taking, reading and judging an item.
+
+An item is shown only to a reviewer whose queues hold it (anything else is 'not found', as in
+the API). The form is there only when the reviewer may judge: their own live claim, or, for a
+lead, an escalated or disputed item. Judging goes through the same service as the API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from starlette.datastructures import FormData
+from starlette.responses import Response
+
+from gateway.db.models import ReviewItem
+from gateway.deps import ServicesDep
+from gateway.errors import InvalidRequest
+from gateway.records.log import now
+from gateway.review.alternatives import ensure_alternative
+from gateway.review.reviewers import ReviewerIdentity
+from gateway.review.views import item_view
+from gateway.services import Services
+from gateway.web import forms
+from gateway.web.conversation import answer_text, answers, conversation, span_texts
+from gateway.web.deps import FormDep, SignedInDep
+from gateway.web.pages import NOTICES
+from gateway.web.render import PREFIX, page, redirect
+from gateway.web.sessions import SignedIn
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One answer a reviewer may prefer, shown under a neutral letter."""
+
+    letter: str
+    source: str
+    text: str
+    model: str | None
+
+
+def _mode(who: ReviewerIdentity, item: ReviewItem) -> str | None:
+    """'review', 'adjudication', or None when this reviewer cannot judge the item now."""
+    if item.state in ("escalated", "adjudication"):
+        return "adjudication" if who.leads else None
+    live = item.lease_expires_at is not None and item.lease_expires_at >= now()
+    if item.state == "open" and item.claimed_by == who.id and live:
+        return "review"
+    return None
+
+
+def _choices(who: ReviewerIdentity, item: ReviewItem, response: Any) -> list[Choice]:
+    """The original and the generated alternative, in an order fixed per reviewer and item."""
+    shown = []
+    original = answer_text(response)
+    if original is not None:
+        shown.append(("original", original, None))
+    alternative = item.alternative if isinstance(item.alternative, dict) else {}
+    if isinstance(alternative.get("content"), str):
+        shown.append(("alternative", alternative["content"], alternative.get("model")))
+    if hashlib.sha256(f"{who.id}:{item.id}".encode()).digest()[0] & 1:
+        shown.reverse()
+    return [Choice("AB"[i], s, t, m) for i, (s, t, m) in enumerate(shown)]
+
+
+def _fired(exchange: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rules that fired (or failed), numbered as the highlights name them."""
+    decision = exchange["decision"]
+    outcomes = decision.get("outcomes") if isinstance(decision, dict) else None
+    fired = [o for o in outcomes or [] if o.get("evidence") or o.get("error")]
+    return [
+        {
+            **o,
+            "number": n,
+            "spans": span_texts(exchange["request"], exchange["response"], o),
+        }
+        for n, o in enumerate(fired, 1)
+    ]
+
+
+async def _show(
+    request: Request,
+    signed: SignedIn,
+    services: Services,
+    item: ReviewItem,
+    *,
+    error: str | None = None,
+    form: FormData | None = None,
+    notice: str | None = None,
+) -> Response:
+    view = await item_view(services.sessions, services.policies, signed.who, item)
+    exchange = view["exchange"]
+    outcomes = _fired(exchange)
+    return page(
+        request,
+        "item.html",
+        signed,
+        400 if error else 200,
+        item=view,
+        mode=_mode(signed.who, item),
+        messages=conversation(exchange["request"], exchange["decision"]),
+        answers=answers(exchange["response"], exchange["decision"]),
+        outcomes=outcomes,
+        numbers={o["rule"]: o["number"] for o in reversed(outcomes)},
+        choices=_choices(signed.who, item, exchange["response"]),
+        opened_at=f"{time.time():.3f}",
+        error=error,
+        form=form or {},
+        notice=NOTICES.get(notice or ""),
+    )
+
+
+@router.post("/queues/{context}/{queue}/next")
+async def take_next(
+    context: str, queue: str, signed: SignedInDep, _: FormDep, services: ServicesDep
+) -> Response:
+    return await _next_in(services, signed.who, context, queue)
+
+
+async def _next_in(
+    services: Services, who: ReviewerIdentity, context: str, queue: str, notice: str = ""
+) -> Response:
+    """Straight on to the reviewer's next item in the queue, or back to the queues page."""
+    item = await services.queues.claim(who, context, queue)
+    if item is None:
+        done = notice or "empty"
+        return redirect(f"{PREFIX}/?notice={done}&queue={quote(f'{context}/{queue}')}")
+    await ensure_alternative(services, item)
+    return redirect(f"{PREFIX}/items/{quote(item.id)}" + (f"?notice={notice}" if notice else ""))
+
+
+@router.get("/items/{item_id}")
+async def show(
+    item_id: str,
+    request: Request,
+    signed: SignedInDep,
+    services: ServicesDep,
+    notice: str | None = None,
+) -> Response:
+    item = await services.queues.item_for(signed.who, item_id)
+    return await _show(request, signed, services, item, notice=notice)
+
+
+@router.post("/items/{item_id}/judge")
+async def judge(
+    item_id: str, request: Request, signed: SignedInDep, form: FormDep, services: ServicesDep
+) -> Response:
+    item = await services.queues.item_for(signed.who, item_id)
+    adjudicating = _mode(signed.who, item) == "adjudication"
+    try:
+        data = forms.judgment(form, list(item.rule_ids or []))
+        await services.judging.judge(signed.who, item_id, data)
+    except InvalidRequest as exc:
+        return await _show(request, signed, services, item, error=exc.message, form=form)
+    if adjudicating:
+        return redirect(f"{PREFIX}/lead?notice=adjudicated")
+    return await _next_in(services, signed.who, item.context, item.queue, "judged")
+
+
+@router.post("/items/{item_id}/skip")
+async def skip(item_id: str, signed: SignedInDep, _: FormDep, services: ServicesDep) -> Response:
+    item = await services.queues.release(signed.who, item_id, escalate=False)
+    return redirect(f"{PREFIX}/?notice=skipped&queue={quote(f'{item.context}/{item.queue}')}")
+
+
+@router.post("/items/{item_id}/escalate")
+async def escalate(
+    item_id: str, signed: SignedInDep, _: FormDep, services: ServicesDep
+) -> Response:
+    item = await services.queues.release(signed.who, item_id, escalate=True)
+    return await _next_in(services, signed.who, item.context, item.queue, "escalated")

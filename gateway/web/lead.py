@@ -1,0 +1,130 @@
+"""Leads: backlog, disagreements to adjudicate, agreement per rule. Admins: exports."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, cast, get_args
+
+from fastapi import APIRouter, Request
+from starlette.responses import FileResponse, Response
+
+from gateway.deps import ServicesDep
+from gateway.errors import InvalidRequest
+from gateway.export.rows import ExportFilter
+from gateway.records.log import now
+from gateway.review.exporting import export_by, export_file, export_records
+from gateway.services import Services
+from gateway.web.deps import FormDep, SignedInDep
+from gateway.web.forms import text
+from gateway.web.pages import NOTICES, queue_rows
+from gateway.web.render import PREFIX, SECURITY_HEADERS, page, redirect
+from gateway.web.sessions import SignedIn
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+Format = Literal["trl", "openai", "hh", "kto"]
+
+
+@router.get("/lead")
+async def lead(
+    request: Request, signed: SignedInDep, services: ServicesDep, notice: str | None = None
+) -> Response:
+    signed.who.require("lead")
+    return page(
+        request,
+        "lead.html",
+        signed,
+        queues=await queue_rows(services, signed.who),
+        pending=await services.review_data.needing_lead(signed.who),
+        at=now(),
+        notice=NOTICES.get(notice or ""),
+    )
+
+
+@router.get("/lead/agreement")
+async def agreement(
+    request: Request, signed: SignedInDep, services: ServicesDep, context: str, queue: str
+) -> Response:
+    signed.who.require("lead")
+    found = await services.review_data.agreement(signed.who, context, queue)
+    return page(request, "agreement.html", signed, agreement=found)
+
+
+@router.get("/exports")
+async def exports(
+    request: Request, signed: SignedInDep, services: ServicesDep, made: str | None = None
+) -> Response:
+    signed.who.require("admin")
+    return await _exports_page(request, signed, services, made=made)
+
+
+async def _exports_page(
+    request: Request,
+    signed: SignedIn,
+    services: Services,
+    *,
+    made: str | None = None,
+    error: str | None = None,
+) -> Response:
+    return page(
+        request,
+        "exports.html",
+        signed,
+        400 if error else 200,
+        exports=list(reversed(await export_records(services.sessions))),
+        queues=await queue_rows(services, signed.who),
+        formats=get_args(Format),
+        made=made,
+        error=error,
+    )
+
+
+def _when(value: str | None, field: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidRequest(f"'{value}' is not a date (YYYY-MM-DD).", param=field) from exc
+
+
+def _filter(
+    form_format: str | None, scope: str | None, since: datetime | None, until: datetime | None
+) -> ExportFilter:
+    if form_format not in get_args(Format):
+        raise InvalidRequest("Choose an export format.", param="format")
+    context, _, queue = (scope or "").partition("/")
+    return ExportFilter(cast(Format, form_format), context or None, queue or None, since, until)
+
+
+@router.post("/exports")
+async def start_export(
+    request: Request, signed: SignedInDep, form: FormDep, services: ServicesDep
+) -> Response:
+    signed.who.require("admin")
+    try:
+        flt = _filter(
+            text(form, "format"),
+            text(form, "scope"),
+            _when(text(form, "since"), "since"),
+            _when(text(form, "until"), "until"),
+        )
+    except InvalidRequest as exc:
+        return await _exports_page(request, signed, services, error=exc.message)
+    summary = await export_by(
+        services.sessions,
+        services.policies,
+        services.config.exports_dir,
+        flt,
+        f"{signed.who.pseudonym} ({signed.who.id})",
+    )
+    return redirect(f"{PREFIX}/exports?made={summary.export_id}")
+
+
+@router.get("/exports/{export_id}/{name}")
+async def download(
+    export_id: str, name: str, signed: SignedInDep, services: ServicesDep
+) -> FileResponse:
+    signed.who.require("admin")
+    path = await export_file(services.sessions, export_id, name)
+    return FileResponse(path, filename=f"{export_id}-{name}", headers=SECURITY_HEADERS)

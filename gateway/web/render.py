@@ -1,0 +1,78 @@
+"""Rendering pages: one Jinja2 environment (autoescaping on), strict security headers on every
+page, and errors shown as a page rather than as JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi.templating import Jinja2Templates
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from gateway.errors import AuthenticationFailed, GatewayError
+from gateway.web.sessions import SignedIn
+
+HERE = Path(__file__).resolve().parent
+PREFIX = "/ui"
+
+# Everything the page uses is served by the gateway itself; no inline script, no framing.
+SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "same-origin",
+    "cache-control": "no-store",
+}
+
+
+def templates() -> Jinja2Templates:
+    built = Jinja2Templates(directory=HERE / "templates")
+    assert built.env.autoescape, "pages render untrusted text: autoescaping must stay on"
+    built.env.filters["seg"] = lambda v: quote(str(v), safe="")
+    built.env.globals["prefix"] = PREFIX
+    return built
+
+
+def page(
+    request: Request,
+    name: str,
+    signed: SignedIn | None,
+    status: int = 200,
+    **context: Any,
+) -> Response:
+    engine: Jinja2Templates = request.app.state.templates
+    response = engine.TemplateResponse(
+        request,
+        name,
+        {"signed": signed, "who": signed.who if signed else None, **context},
+        status_code=status,
+    )
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def redirect(path: str) -> RedirectResponse:
+    """After a form: see the result with a GET (so a reload does not send the form again)."""
+    response = RedirectResponse(path, status_code=303)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def is_page(request: Request) -> bool:
+    """A request for the web page (not its static files), answered with HTML."""
+    path = request.url.path
+    return (path == PREFIX or path.startswith(PREFIX + "/")) and not path.startswith(
+        PREFIX + "/static/"
+    )
+
+
+def error_page(request: Request, exc: GatewayError) -> Response:
+    if isinstance(exc, AuthenticationFailed) and request.url.path != f"{PREFIX}/login":
+        target = request.url.path if request.method == "GET" else PREFIX + "/"
+        return redirect(f"{PREFIX}/login?next={quote(target, safe='/')}")
+    return page(request, "error.html", None, exc.status, error=exc)

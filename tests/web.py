@@ -1,0 +1,74 @@
+"""Helpers for the web page's tests: a signed-in HTTP client, and the help desk's traffic."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import openai
+
+from tests.reviewing import Reviewer, judgment
+from tests.servers import Gateway
+
+CONTEXT, QUEUE = "web-context", "desk"
+
+
+def hidden(html: str, name: str) -> str:
+    found = re.search(rf'name="{re.escape(name)}" value="([^"]*)"', html)
+    assert found, f"no hidden field {name!r} in the page"
+    return found.group(1)
+
+
+class Browserless:
+    """A reviewer's session through plain HTTP: cookies kept, redirects not followed."""
+
+    def __init__(self, gateway: Gateway, token: str) -> None:
+        self.http = httpx.Client(base_url=f"{gateway.url}/ui", follow_redirects=False)
+        login = self.http.get("/login")
+        assert login.status_code == 200, login.text
+        done = self.http.post(
+            "/login",
+            data={"csrf": hidden(login.text, "csrf"), "token": token, "next": "/ui/"},
+        )
+        assert done.status_code == 303, done.text
+        assert done.headers["location"] == "/ui/"
+        self.csrf = hidden(self.http.get("/").text, "csrf")
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def desk_key(gateway: Gateway) -> str:
+    made = gateway.cli("keys", "create", "--context", CONTEXT, "--name", "web tests")
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
+
+
+def ask(gateway: Gateway, key: str, text: str) -> str:
+    """One exchange on the help desk context, through the SDK; its request id."""
+    with openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0) as sdk:
+        raw = sdk.chat.completions.with_raw_response.create(
+            model="test-small", messages=[{"role": "user", "content": text}]
+        )
+    return raw.headers["x-request-id"]
+
+
+def drain(admin: Reviewer) -> None:
+    """Judge whatever earlier tests left open in the desk queue, so a test starts clean."""
+    while (item := admin.claim(CONTEXT, QUEUE)) is not None:
+        done = admin.post(f"/items/{item['id']}/judgments", judgment(item, verdict="acceptable"))
+        assert done.status_code == 201, done.text
+
+
+def wait_waiting(reviewer: Reviewer, count: int, timeout: float = 10.0) -> None:
+    """Until the desk queue has ``count`` items waiting (the recorder routes them off the
+    request path)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = reviewer.get("/queues").json()["data"]
+        waiting = sum(r["waiting"] for r in rows if (r["context"], r["queue"]) == (CONTEXT, QUEUE))
+        if waiting >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {count} items waiting in {CONTEXT}/{QUEUE}")
