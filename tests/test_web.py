@@ -4,8 +4,10 @@ same pages through Chromium (test_web_browser.py)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -161,3 +163,26 @@ def test_segments_cut_text_at_every_span_and_keep_overlaps() -> None:
     ]
     assert "".join(s.text for s in cut) == "hello world"
     assert segments("", []) == []
+
+
+def test_queue_counts_through_the_api_and_the_command_line(
+    gateway: Gateway, desk: tuple[Reviewer, str]
+) -> None:
+    _, key = desk
+    rita = Reviewer(gateway, "Rita", queues=((CONTEXT, QUEUE),))
+
+    def desk_row() -> dict[str, Any]:
+        rows = rita.get("/queues").json()["data"]
+        return next((r for r in rows if r["queue"] == QUEUE), {"waiting": 0, "claimed": 0})
+
+    before = desk_row()
+    ask(gateway, key, "count me, flag me")
+    wait_waiting(rita, before["waiting"] + 1)
+    after = desk_row()
+    assert after["claimed"] == before["claimed"] and after["oldest_waiting"] is not None
+    printed = gateway.cli("review", "status", "--json")
+    assert printed.returncode == 0, printed.stderr
+    rows = [json.loads(line) for line in printed.stdout.splitlines()]
+    assert {"context": CONTEXT, "queue": QUEUE}.items() <= next(
+        r for r in rows if r["queue"] == QUEUE
+    ).items()

@@ -3,7 +3,7 @@ page, and errors shown as a page rather than as JSON."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 from urllib.parse import quote
 
@@ -34,6 +34,7 @@ def templates() -> Jinja2Templates:
     built = Jinja2Templates(directory=HERE / "templates")
     assert built.env.autoescape, "pages render untrusted text: autoescaping must stay on"
     built.env.filters["seg"] = lambda v: quote(str(v), safe="")
+    built.env.filters["basename"] = lambda v: PurePath(str(v)).name
     built.env.globals["prefix"] = PREFIX
     return built
 
