@@ -37,6 +37,36 @@ FLAGS = [
 ]
 WIDE = {"width": 1280, "height": 800}
 
+# WCAG 2 contrast of every element that shows text against its effective background; the
+# elements whose ratio is under 4.5:1 (3:1 for large text).
+LOW_CONTRAST = """() => {
+  const rgb = c => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map(v => v / 255)
+    .map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
+    .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const background = el => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length === 3 || c[3] > 0) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const low = [];
+  for (const el of document.querySelectorAll("body *")) {
+    const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    const style = getComputedStyle(el);
+    if (!own || style.visibility === "hidden" || !el.getClientRects().length) continue;
+    const [a, b] = [lum(rgb(style.color).slice(0, 3)), lum(background(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+    const need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+    if (ratio < need) {
+      low.push(`${el.tagName} ${ratio.toFixed(2)} ${el.textContent.trim().slice(0, 40)}`);
+    }
+  }
+  return low;
+}"""
+
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
@@ -95,6 +125,7 @@ def test_a_reviewer_judges_with_the_keyboard_and_escalates(
     page = sign_in(browser, gateway, rita.token)
     row = page.get_by_role("row").filter(has_text=QUEUE)
     assert row.get_by_role("cell").nth(2).inner_text() == "2"  # waiting
+    assert page.evaluate(LOW_CONTRAST) == []
     shot(page, "queues")
 
     page.keyboard.press("1")  # take the next item of the first queue
@@ -271,5 +302,6 @@ def test_narrow_window_labels_and_no_outside_requests(
                      && !e.textContent.trim()).map(e => e.outerHTML)"""
     )
     assert unlabeled == []
+    assert page.evaluate(LOW_CONTRAST) == []
     assert requested and all(u.startswith(gateway.url) for u in requested)
     shot(page, "item-narrow")

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from gateway.db.models import WebSession
 from gateway.db.session import Sessions
@@ -22,6 +22,7 @@ from gateway.review.reviewers import ReviewerIdentity, ReviewerService, token_di
 
 COOKIE = "situate_session"
 LIFETIME = timedelta(hours=12)
+KEEP = timedelta(days=7)  # ended sessions are kept this long past their expiry
 
 
 class SignInRequired(AuthenticationFailed):
@@ -47,6 +48,8 @@ class WebSessions:
         who = await self._reviewers.by_token(token.strip())
         cookie, csrf, at = secrets.token_urlsafe(32), secrets.token_urlsafe(32), now()
         async with self._sessions.begin() as session:
+            # Sessions long past their end are of no use to anyone: drop them as new ones start.
+            await session.execute(delete(WebSession).where(WebSession.expires_at < at - KEEP))
             session.add(
                 WebSession(
                     digest=token_digest(cookie),
