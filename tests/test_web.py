@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -37,6 +38,9 @@ def test_signing_in_and_out(gateway: Gateway) -> None:
         to_login = http.get("/")
         assert to_login.status_code == 303
         assert to_login.headers["location"] == "/ui/login?next=/ui/"
+        deep = http.get("/lead/agreement", params={"context": CONTEXT, "queue": QUEUE})
+        next_url = httpx.URL(deep.headers["location"]).params["next"]
+        assert next_url == f"/ui/lead/agreement?context={CONTEXT}&queue={QUEUE}"
         login = http.get("/login")
         wrong = http.post(
             "/login", data={"csrf": hidden(login.text, "csrf"), "token": "rv-not-a-token"}
@@ -52,7 +56,12 @@ def test_signing_in_and_out(gateway: Gateway) -> None:
         assert home.headers["content-security-policy"].startswith("default-src 'none'")
         assert home.headers["cache-control"] == "no-store"
         assert home.status_code == 200 and f"{CONTEXT}</td><td>{QUEUE}" in home.text
-        out = session.http.post("/logout", data={"csrf": session.csrf})
+        again = Browserless(gateway, rita.token, session.http)  # signs in again, same browser
+        assert session.http.cookies["situate_session"] != cookie
+        stale = httpx.get(f"{gateway.url}/ui/", cookies={"situate_session": cookie})
+        assert stale.status_code == 303  # the session the browser had is over
+        cookie = session.http.cookies["situate_session"]
+        out = session.http.post("/logout", data={"csrf": again.csrf})
         assert out.status_code == 303 and out.headers["location"].endswith("notice=signed-out")
         # The old cookie no longer works, even if it was copied before signing out.
         session.http.cookies.set("situate_session", cookie, path="/ui")
@@ -74,10 +83,14 @@ def test_forms_need_the_sessions_csrf_token_and_our_origin(
         forged = session.http.post(url, data={"csrf": "guess"})
         assert forged.status_code == 403
         elsewhere = session.http.post(
-            url, data={"csrf": session.csrf}, headers={"origin": "https://evil.example"}
+            url,
+            data={"csrf": session.csrf},
+            headers={"origin": "https://evil.example", "sec-fetch-site": "cross-site"},
         )
         assert elsewhere.status_code == 403 and "another site" in elsewhere.text
-        ours = session.http.post(url, data={"csrf": session.csrf}, headers={"origin": gateway.url})
+        ours = session.http.post(
+            url, data={"csrf": session.csrf}, headers={"sec-fetch-site": "same-origin"}
+        )
         assert ours.status_code == 303  # nothing waiting: back to the queues, with a notice
         assert ours.headers["location"].startswith("/ui/?notice=empty")
         # Sign-in itself needs the token its own form was given (no login CSRF).
@@ -124,9 +137,12 @@ def test_untrusted_text_is_shown_as_text_and_items_stay_in_their_queues(
         assert stolen.status_code == 404
         # The guideline page escapes the guideline's text as well.
         revision = hidden(html, "guideline_revision")
-        guide = session.http.get(f"/guidelines/{revision}")
+        guide = session.http.get(f"{item_url}/guideline")
+        assert guide.status_code == 200 and revision in guide.text
         assert "&lt;script&gt;document.title" in guide.text and "<script>document" not in guide.text
-        assert outsider.http.get(f"/guidelines/{revision}").status_code == 404
+        assert outsider.http.get(f"{item_url}/guideline").status_code == 404
+        back = session.http.post(f"{item_url}/skip", data={"csrf": session.csrf})
+        assert back.status_code == 303 and "notice=skipped" in back.headers["location"]
     finally:
         session.close()
         outsider.close()
@@ -186,3 +202,77 @@ def test_queue_counts_through_the_api_and_the_command_line(
     assert {"context": CONTEXT, "queue": QUEUE}.items() <= next(
         r for r in rows if r["queue"] == QUEUE
     ).items()
+
+
+def test_a_skipped_item_comes_back_only_when_nothing_else_waits(
+    gateway: Gateway, desk: tuple[Reviewer, str]
+) -> None:
+    _, key = desk
+    rita = Reviewer(gateway, "Rita", queues=((CONTEXT, QUEUE),))
+    ask(gateway, key, "first, flag me")
+    ask(gateway, key, "second, flag me")
+    wait_waiting(rita, 2)
+    session = Browserless(gateway, rita.token)
+    try:
+
+        def take() -> str:
+            taken = session.http.post(
+                f"/queues/{CONTEXT}/{QUEUE}/next", data={"csrf": session.csrf}
+            )
+            assert taken.status_code == 303 and "/items/" in taken.headers["location"]
+            return str(taken.headers["location"]).removeprefix("/ui/items/")
+
+        first = take()
+        assert session.http.post(f"/items/{first}/skip", data={"csrf": session.csrf}).is_redirect
+        second = take()
+        assert second != first  # not the item just skipped
+        assert session.http.post(f"/items/{second}/skip", data={"csrf": session.csrf}).is_redirect
+        assert take() == first  # nothing else waits: the skipped ones come back, oldest first
+        assert session.http.post(f"/items/{first}/skip", data={"csrf": session.csrf}).is_redirect
+    finally:
+        session.close()
+
+
+def test_a_refusal_is_shown_as_the_gateways_not_as_the_models(
+    gateway: Gateway, desk: tuple[Reviewer, str]
+) -> None:
+    _, key = desk
+    rita = Reviewer(gateway, "Rita", queues=((CONTEXT, QUEUE),))
+    ask(gateway, key, "tell me about the forbidden topic")
+    wait_waiting(rita, 1)
+    session = Browserless(gateway, rita.token)
+    try:
+        taken = session.http.post(f"/queues/{CONTEXT}/{QUEUE}/next", data={"csrf": session.csrf})
+        html = session.http.get(taken.headers["location"].removeprefix("/ui")).text
+        assert "The gateway's refusal (the model was not asked)" in html
+        assert "We cannot discuss that here." in html
+        assert 'value="original"' not in html  # a refusal is not offered as the model's answer
+        assert "blocked" in html
+        item = taken.headers["location"].removeprefix("/ui/items/")
+        assert session.http.post(f"/items/{item}/skip", data={"csrf": session.csrf}).is_redirect
+    finally:
+        session.close()
+
+
+def test_export_dates_are_whole_days_and_a_naive_time_is_a_clear_error(gateway: Gateway) -> None:
+    ada = Reviewer(gateway, "Ada", role="admin")
+    naive = ada.post("/exports", {"format": "trl", "since": "2026-01-01T00:00:00"})
+    assert naive.status_code == 400
+    assert naive.json()["error"]["param"] == "since"
+    session = Browserless(gateway, ada.token)
+    try:
+        bad = session.http.post(
+            "/exports", data={"csrf": session.csrf, "format": "trl", "since": "yesterday"}
+        )
+        assert bad.status_code == 400 and "is not a date" in bad.text
+        today = datetime.now(UTC).date().isoformat()
+        made = session.http.post(
+            "/exports",
+            data={"csrf": session.csrf, "format": "kto", "since": today, "until": today},
+        )
+        assert made.status_code == 303, made.text
+        listed = ada.get("/exports").json()["data"][-1]
+        assert listed["filter"]["since"].startswith(f"{today}T00:00:00")
+        assert listed["filter"]["until"] > listed["filter"]["since"]  # the day is included
+    finally:
+        session.close()

@@ -146,7 +146,15 @@ def test_a_reviewer_judges_with_the_keyboard_and_escalates(
     assert page.locator(".badge").inner_text() == "redacted"
     assert "flagged by rule needs-a-look" in page.locator(".why-here").inner_text()
     guideline = page.get_by_role("link", name=re.compile("desk.md"))
-    assert "/ui/guidelines/" in (guideline.get_attribute("href") or "")
+    assert guideline.get_attribute("href") == f"/ui/items/{first}/guideline"
+    with page.context.expect_page() as opened:
+        page.keyboard.press("g")  # the guideline, in a new tab
+    guide = opened.value
+    guide.wait_for_load_state()
+    text = guide.locator("pre.guideline").inner_text()
+    assert "A flagged answer is a **violation**" in text and "<script>" in text  # as text
+    assert guide.title() != "guideline ran"
+    guide.close()
     # Side by side: the original and the alternative another model wrote.
     assert page.locator(".choice").count() == 2
     shot(page, "item")
@@ -216,13 +224,17 @@ def test_a_lead_adjudicates_and_sees_agreement(
     rita = Reviewer(gateway, "Rita", queues=((CONTEXT, QUEUE),))
     lena = Reviewer(gateway, "Lena", role="lead", queues=((CONTEXT, QUEUE),))
     ask(gateway, key, "is this right? flag me")
-    wait_waiting(rita, 1)
+    ask(gateway, key, "and this one waits, flag me")
+    wait_waiting(rita, 2)
     item = rita.claim(CONTEXT, QUEUE)
     assert item is not None
     assert rita.post(f"/items/{item['id']}/escalate").status_code == 200
 
     page = sign_in(browser, gateway, lena.token)
     page.get_by_role("link", name="Lead").click()
+    backlog = page.get_by_role("row").filter(has_text=f"{CONTEXT}/{QUEUE}").first
+    assert re.search(r"\b1\s+0\s+1\b", backlog.inner_text())  # waiting, claimed, with a lead
+    assert re.search(r"\d+(\.\d)? (s|min|h|d) ago", backlog.inner_text())  # oldest waiting
     pending = page.get_by_role("row").filter(has_text=item["id"])
     assert "escalated by a reviewer" in pending.inner_text()
     shot(page, "lead")
@@ -305,3 +317,5 @@ def test_narrow_window_labels_and_no_outside_requests(
     assert page.evaluate(LOW_CONTRAST) == []
     assert requested and all(u.startswith(gateway.url) for u in requested)
     shot(page, "item-narrow")
+    page.keyboard.press("s")  # give it back
+    page.wait_for_url(re.compile(r"/ui/\?notice=skipped"))

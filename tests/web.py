@@ -23,8 +23,8 @@ def hidden(html: str, name: str) -> str:
 class Browserless:
     """A reviewer's session through plain HTTP: cookies kept, redirects not followed."""
 
-    def __init__(self, gateway: Gateway, token: str) -> None:
-        self.http = httpx.Client(base_url=f"{gateway.url}/ui", follow_redirects=False)
+    def __init__(self, gateway: Gateway, token: str, http: httpx.Client | None = None) -> None:
+        self.http = http or httpx.Client(base_url=f"{gateway.url}/ui", follow_redirects=False)
         login = self.http.get("/login")
         assert login.status_code == 200, login.text
         done = self.http.post(
@@ -55,10 +55,15 @@ def ask(gateway: Gateway, key: str, text: str) -> str:
 
 
 def drain(admin: Reviewer) -> None:
-    """Judge whatever earlier tests left open in the desk queue, so a test starts clean."""
+    """Judge whatever earlier tests left open or with a lead in the desk queue, so that a test
+    starts with nothing waiting (tests give back the claims they leave unjudged)."""
     while (item := admin.claim(CONTEXT, QUEUE)) is not None:
         done = admin.post(f"/items/{item['id']}/judgments", judgment(item, verdict="acceptable"))
         assert done.status_code == 201, done.text
+    for item in admin.get("/adjudication").json()["data"]:
+        if item["queue"] == QUEUE:
+            done = admin.post(f"/items/{item['id']}/judgments", judgment(item))
+            assert done.status_code == 201, done.text
 
 
 def wait_waiting(reviewer: Reviewer, count: int, timeout: float = 10.0) -> None:

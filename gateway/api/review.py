@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 from starlette.responses import FileResponse, Response
 
 from gateway.deps import ServicesDep
@@ -120,8 +119,8 @@ class ExportIn(BaseModel):
     format: Literal["trl", "openai", "hh", "kto"]
     context: str | None = None
     queue: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
 
 
 @router.post("/exports", status_code=201, summary="Export preference data (admins)")

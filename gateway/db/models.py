@@ -236,3 +236,17 @@ class WebSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ReviewSkip(Base):
+    """An item a reviewer gave back: it is not handed to them again (others still get it)."""
+
+    __tablename__ = "review_skips"
+
+    reviewer_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("reviewers.id", ondelete="CASCADE"), primary_key=True
+    )
+    item_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("review_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    skipped_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -6,6 +6,7 @@ that editors can use.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -115,6 +116,9 @@ class Review(_Strict):
 
     @model_validator(mode="after")
     def _default_exists(self) -> Review:
+        for name in self.queues:
+            if not re.match(SLUG, name):
+                raise ValueError(f"queue name {name!r} must match {SLUG} (it is part of URLs)")
         if self.default_queue is not None and self.default_queue not in self.queues:
             raise ValueError(f"default_queue {self.default_queue!r} is not among the queues")
         return self

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.db.models import Judgment, ReviewItem
+from gateway.db.models import Judgment, ReviewItem, ReviewSkip
 from gateway.db.session import Sessions
 from gateway.errors import NotFound, PermissionDenied
 from gateway.records.log import now
@@ -80,20 +80,27 @@ class QueueService:
         )
 
     def _candidates(
-        self, who: ReviewerIdentity, context: str, queue: str, at: datetime
+        self, who: ReviewerIdentity, context: str, queue: str, at: datetime, *, fresh: bool
     ) -> Select[ReviewItem]:
         # Oldest first, in the (context, queue, state, created_at) index's order, so the scan
-        # stops at the first free item the reviewer has not judged yet.
+        # stops at the first free item the reviewer has not judged yet. ``fresh`` leaves out the
+        # items the reviewer skipped: those come back to them only when nothing else waits.
         judged = exists().where(Judgment.item_id == ReviewItem.id, Judgment.reviewer_id == who.id)
+        conditions = [
+            ReviewItem.context == context,
+            ReviewItem.queue == queue,
+            ReviewItem.state == "open",
+            _free(at, who.id),
+            ~judged,
+        ]
+        if fresh:
+            skipped = exists().where(
+                ReviewSkip.item_id == ReviewItem.id, ReviewSkip.reviewer_id == who.id
+            )
+            conditions.append(~skipped)
         return (
             select(ReviewItem)
-            .where(
-                ReviewItem.context == context,
-                ReviewItem.queue == queue,
-                ReviewItem.state == "open",
-                _free(at, who.id),
-                ~judged,
-            )
+            .where(*conditions)
             .order_by(ReviewItem.created_at)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -109,7 +116,9 @@ class QueueService:
                 mine = await session.scalar(self._mine(who, context, queue, at))
                 if mine is not None:
                     return mine
-                item = await session.scalar(self._candidates(who, context, queue, at))
+                item = await session.scalar(
+                    self._candidates(who, context, queue, at, fresh=True)
+                ) or await session.scalar(self._candidates(who, context, queue, at, fresh=False))
                 if item is None:
                     return None
                 won = await session.execute(
@@ -144,6 +153,8 @@ class QueueService:
             )
             if done.rowcount != 1:  # type: ignore[attr-defined]
                 raise PermissionDenied("You do not hold this item's claim.", code="not_claimed")
+            if not escalate and await session.get(ReviewSkip, (who.id, item.id)) is None:
+                session.add(ReviewSkip(reviewer_id=who.id, item_id=item.id, skipped_at=now()))
         return await self.item_for(who, item_id)
 
     async def status(self, who: ReviewerIdentity) -> list[QueueStatus]:

@@ -77,6 +77,7 @@ async def item_view(
         },
         "exchange": {
             "status": exchange.status if exchange else None,
+            "error_type": exchange.error_type if exchange else None,
             "request": exchange.request_body if exchange else None,
             "response": exchange.response_body if exchange else None,
             "decision": exchange.decision if exchange else None,

@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from gateway.db.models import ReviewItem
 from gateway.deps import ServicesDep
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, PermissionDenied
 from gateway.records.log import now
 from gateway.review.alternatives import ensure_alternative
 from gateway.review.reviewers import ReviewerIdentity
@@ -55,10 +55,16 @@ def _mode(who: ReviewerIdentity, item: ReviewItem) -> str | None:
     return None
 
 
-def _choices(who: ReviewerIdentity, item: ReviewItem, response: Any) -> list[Choice]:
-    """The original and the generated alternative, in an order fixed per reviewer and item."""
+def _refused(exchange: dict[str, Any]) -> bool:
+    """The gateway answered in the model's place (an input rule blocked the request)."""
+    return exchange.get("error_type") == "policy_refusal"
+
+
+def _choices(who: ReviewerIdentity, item: ReviewItem, exchange: dict[str, Any]) -> list[Choice]:
+    """The original and the generated alternative, in an order fixed per reviewer and item.
+    A refusal the gateway wrote is not the model's answer, so it is not offered as one."""
     shown = []
-    original = answer_text(response)
+    original = None if _refused(exchange) else answer_text(exchange["response"])
     if original is not None:
         shown.append(("original", original, None))
     alternative = item.alternative if isinstance(item.alternative, dict) else {}
@@ -69,7 +75,14 @@ def _choices(who: ReviewerIdentity, item: ReviewItem, response: Any) -> list[Cho
     return [Choice("AB"[i], s, t, m) for i, (s, t, m) in enumerate(shown)]
 
 
-def _fired(exchange: dict[str, Any]) -> list[dict[str, Any]]:
+def _spans_placeable(services: Services, item: ReviewItem) -> bool:
+    """Offsets point into the text as it was sent; a context that records content redacted
+    keeps another text, where they would land on the wrong characters."""
+    policy = services.policies.get(item.context)
+    return policy is None or policy.policy.record.content == "full"
+
+
+def _fired(exchange: dict[str, Any], placed: bool) -> list[dict[str, Any]]:
     """The rules that fired (or failed), numbered as the highlights name them."""
     decision = exchange["decision"]
     outcomes = decision.get("outcomes") if isinstance(decision, dict) else None
@@ -78,7 +91,8 @@ def _fired(exchange: dict[str, Any]) -> list[dict[str, Any]]:
         {
             **o,
             "number": n,
-            "spans": span_texts(exchange["request"], exchange["response"], o),
+            "spans": span_texts(exchange["request"], exchange["response"], o) if placed else [],
+            "whole": any(e.get("message") == -1 for e in o.get("evidence") or []),
         }
         for n, o in enumerate(fired, 1)
     ]
@@ -96,7 +110,8 @@ async def _show(
 ) -> Response:
     view = await item_view(services.sessions, services.policies, signed.who, item)
     exchange = view["exchange"]
-    outcomes = _fired(exchange)
+    placed = _spans_placeable(services, item)
+    outcomes = _fired(exchange, placed)
     return page(
         request,
         "item.html",
@@ -104,11 +119,13 @@ async def _show(
         400 if error else 200,
         item=view,
         mode=_mode(signed.who, item),
-        messages=conversation(exchange["request"], exchange["decision"]),
-        answers=answers(exchange["response"], exchange["decision"]),
+        messages=conversation(exchange["request"], exchange["decision"] if placed else None),
+        answers=answers(exchange["response"], exchange["decision"] if placed else None),
         outcomes=outcomes,
         numbers={o["rule"]: o["number"] for o in reversed(outcomes)},
-        choices=_choices(signed.who, item, exchange["response"]),
+        choices=_choices(signed.who, item, exchange),
+        refused=_refused(exchange),
+        placed=placed,
         opened_at=f"{time.time():.3f}",
         error=error,
         form=form or {},
@@ -156,7 +173,8 @@ async def judge(
     try:
         data = forms.judgment(form, list(item.rule_ids or []))
         await services.judging.judge(signed.who, item_id, data)
-    except InvalidRequest as exc:
+    except (InvalidRequest, PermissionDenied) as exc:
+        item = await services.queues.item_for(signed.who, item_id)  # as it is now
         return await _show(request, signed, services, item, error=exc.message, form=form)
     if adjudicating:
         return redirect(f"{PREFIX}/lead?notice=adjudicated")

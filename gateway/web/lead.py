@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal, cast, get_args
 
 from fastapi import APIRouter, Request
@@ -79,13 +79,16 @@ async def _exports_page(
     )
 
 
-def _when(value: str | None, field: str) -> datetime | None:
+def _when(value: str | None, field: str, *, end: bool = False) -> datetime | None:
+    """A day from the form as a UTC instant: its start, or (``end``) the start of the next day,
+    so that 'judged until' includes the day chosen."""
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError as exc:
         raise InvalidRequest(f"'{value}' is not a date (YYYY-MM-DD).", param=field) from exc
+    return datetime.combine(day + timedelta(days=1 if end else 0), time.min, tzinfo=UTC)
 
 
 def _filter(
@@ -107,7 +110,7 @@ async def start_export(
             text(form, "format"),
             text(form, "scope"),
             _when(text(form, "since"), "since"),
-            _when(text(form, "until"), "until"),
+            _when(text(form, "until"), "until", end=True),
         )
     except InvalidRequest as exc:
         return await _exports_page(request, signed, services, error=exc.message)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import secrets
 
 from fastapi import APIRouter, Request
-from sqlalchemy import select
 from starlette.responses import Response
 
 from gateway.db.models import GuidelineRevision
@@ -41,7 +40,10 @@ def _next(target: str | None) -> str:
 
 
 def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """Cookies only over TLS when the browser's side of the connection is TLS (a proxy in
+    front says so in X-Forwarded-Proto; trusting it can only make the cookie stricter)."""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip()
+    return request.url.scheme == "https" or forwarded == "https"
 
 
 @router.get("", include_in_schema=False)
@@ -79,6 +81,7 @@ async def login(request: Request, services: ServicesDep) -> Response:
     except AuthenticationFailed as exc:
         csrf = request.cookies.get(LOGIN_COOKIE, "")
         return page(request, "login.html", None, 401, next=target, csrf=csrf, error=exc.message)
+    await services.web_sessions.end(request.cookies.get(COOKIE))
     response = redirect(target)
     response.set_cookie(
         COOKIE,
@@ -120,25 +123,31 @@ async def home(
     notice: str | None = None,
     queue: str | None = None,
 ) -> Response:
+    rows = await queue_rows(services, signed.who)
     return page(
         request,
         "home.html",
         signed,
-        queues=await queue_rows(services, signed.who),
+        queues=rows,
         progress=await services.queues.progress(signed.who.id),
         notice=NOTICES.get(notice or ""),
-        notice_queue=queue,
+        notice_queue=queue if queue in {f"{r.context}/{r.queue}" for r in rows} else None,
     )
 
 
-@router.get("/guidelines/{revision}")
+@router.get("/items/{item_id}/guideline")
 async def guideline(
-    revision: str, request: Request, signed: SignedInDep, services: ServicesDep
+    item_id: str, request: Request, signed: SignedInDep, services: ServicesDep
 ) -> Response:
+    """The guideline revision an item was queued under: one text may serve several queues, so
+    access follows the item, not the queue the text was first seen in."""
+    item = await services.queues.item_for(signed.who, item_id)
     async with services.sessions() as session:
-        found = await session.scalar(
-            select(GuidelineRevision).where(GuidelineRevision.revision == revision)
+        found = (
+            await session.get(GuidelineRevision, item.guideline_revision)
+            if item.guideline_revision
+            else None
         )
-    if found is None or not signed.who.may_see(found.context, found.queue):
-        raise NotFound(f"No guideline revision '{revision}'.", code="guideline_not_found")
-    return page(request, "guideline.html", signed, guideline=found)
+    if found is None:
+        raise NotFound(f"Item '{item_id}' has no recorded guideline.", code="guideline_not_found")
+    return page(request, "guideline.html", signed, guideline=found, item=item)

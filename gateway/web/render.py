@@ -3,6 +3,7 @@ page, and errors shown as a page rather than as JSON."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path, PurePath
 from typing import Any
 from urllib.parse import quote
@@ -35,8 +36,20 @@ def templates() -> Jinja2Templates:
     assert built.env.autoescape, "pages render untrusted text: autoescaping must stay on"
     built.env.filters["seg"] = lambda v: quote(str(v), safe="")
     built.env.filters["basename"] = lambda v: PurePath(str(v)).name
+    built.env.filters["age"] = age
     built.env.globals["prefix"] = PREFIX
     return built
+
+
+def age(since: datetime, at: datetime) -> str:
+    """How long ago, in the unit a person reads at a glance."""
+    seconds = max((at - since).total_seconds(), 0.0)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return (
+                f"{seconds / size:.0f} {unit}" if unit == "min" else f"{seconds / size:.1f} {unit}"
+            )
+    return f"{seconds:.0f} s"
 
 
 def page(
@@ -74,6 +87,9 @@ def is_page(request: Request) -> bool:
 
 def error_page(request: Request, exc: GatewayError) -> Response:
     if isinstance(exc, AuthenticationFailed) and request.url.path != f"{PREFIX}/login":
-        target = request.url.path if request.method == "GET" else PREFIX + "/"
-        return redirect(f"{PREFIX}/login?next={quote(target, safe='/')}")
+        target = PREFIX + "/"
+        if request.method == "GET":
+            query = request.url.query
+            target = request.url.path + (f"?{query}" if query else "")
+        return redirect(f"{PREFIX}/login?next={quote(target, safe='/')}")  # query encoded
     return page(request, "error.html", None, exc.status, error=exc)

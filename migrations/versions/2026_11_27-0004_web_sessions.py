@@ -1,4 +1,4 @@
-"""Signed-in sessions of the reviewers' web page.
+"""Signed-in sessions of the reviewers' web page, and the items each reviewer skipped.
 
 Revision ID: 0004
 Revises: 0003
@@ -39,7 +39,28 @@ def upgrade() -> None:
         op.f("ix_web_sessions_reviewer_id"), "web_sessions", ["reviewer_id"], unique=False
     )
 
+    op.create_table(
+        "review_skips",
+        sa.Column("reviewer_id", sa.String(40), nullable=False),
+        sa.Column("item_id", sa.String(40), nullable=False),
+        sa.Column("skipped_at", UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["reviewer_id"],
+            ["reviewers.id"],
+            name=op.f("fk_review_skips_reviewer_id_reviewers"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["item_id"],
+            ["review_items.id"],
+            name=op.f("fk_review_skips_item_id_review_items"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("reviewer_id", "item_id", name=op.f("pk_review_skips")),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("review_skips")
     op.drop_index(op.f("ix_web_sessions_reviewer_id"), table_name="web_sessions")
     op.drop_table("web_sessions")

@@ -39,7 +39,8 @@
       document.activeElement.blur();
       return;
     }
-    if (ev.ctrlKey || ev.metaKey || ev.altKey || typing(document.activeElement)) return;
+    var altGr = ev.getModifierState && ev.getModifierState("AltGraph");
+    if ((!altGr && (ev.ctrlKey || ev.metaKey || ev.altKey)) || typing(document.activeElement)) return;
     if (ev.key === "?") {
       var help = document.getElementById("shortcuts");
       if (help) help.open = !help.open;
