@@ -16,22 +16,17 @@ process:
 from __future__ import annotations
 
 import asyncio
-import os
 import resource
-import secrets
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import asyncpg
-from sqlalchemy.engine import make_url
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.pg import fresh_database, pct
 from gateway.checks.registry import default_registry
-from gateway.db import migrate
 from gateway.db.session import create_engine, create_sessions
 from gateway.export.rows import ExportFilter
 from gateway.policy.store import PolicyStore
@@ -74,27 +69,6 @@ FILL = [
       FROM generate_series(1, {JUDGED_ITEMS}) g""",
     "VACUUM ANALYZE",  # what autovacuum does in production; index-only scans rely on it
 ]
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def fill(url: str) -> None:
-    connection = await asyncpg.connect(
-        make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    )
-    try:
-        for statement in FILL:
-            started = time.perf_counter()
-            await connection.execute(statement)
-            print(
-                f"  {statement.split()[0]} {statement.split()[2] if 'INTO' in statement else ''}"
-                f" in {time.perf_counter() - started:.1f} s"
-            )
-    finally:
-        await connection.close()
 
 
 async def measure(url: str) -> None:
@@ -169,23 +143,8 @@ async def export(sessions: object) -> None:
 
 
 async def main() -> None:
-    base = os.environ.get(
-        "GATEWAY_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-    )
-    name = f"situate_bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(
-        make_url(base).set(drivername="postgresql").render_as_string(hide_password=False)
-    )
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(base).set(database=name).render_as_string(hide_password=False)
-    try:
-        await asyncio.to_thread(migrate.upgrade, url)
-        print(f"filling {name}:")
-        await fill(url)
+    async with fresh_database(FILL) as url:
         await measure(url)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 if __name__ == "__main__":

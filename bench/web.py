@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
-import secrets
 import statistics
 import sys
 import tempfile
@@ -32,15 +30,13 @@ import time
 from collections.abc import Awaitable
 from pathlib import Path
 
-import asyncpg
 import httpx
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.pg import fresh_database, pct
 from gateway.app import create_app
 from gateway.config import default_config
-from gateway.db import migrate
 from gateway.db.session import create_engine, create_sessions
 from gateway.review.reviewers import ReviewerService
 
@@ -79,11 +75,6 @@ models: {{allow: [demo-small]}}
 review:
   queues: {{{QUEUE_LIST}}}
 """
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def timed(
@@ -160,39 +151,11 @@ async def pages(url: str, folder: Path) -> None:
         )
 
 
-async def fill(url: str) -> None:
-    connection = await asyncpg.connect(
-        make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    )
-    try:
-        for statement in FILL:
-            started = time.perf_counter()
-            await connection.execute(statement)
-            print(f"  {' '.join(statement.split()[:3])} in {time.perf_counter() - started:.1f} s")
-    finally:
-        await connection.close()
-
-
 async def main() -> None:
     logging.getLogger("gateway").setLevel(logging.ERROR)
-    base = os.environ.get(
-        "GATEWAY_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-    )
-    name = f"situate_bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(
-        make_url(base).set(drivername="postgresql").render_as_string(hide_password=False)
-    )
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(base).set(database=name).render_as_string(hide_password=False)
-    try:
-        await asyncio.to_thread(migrate.upgrade, url)
-        print(f"filling {name}:")
-        await fill(url)
+    async with fresh_database(FILL) as url:
         with tempfile.TemporaryDirectory() as tmp:
             await pages(url, Path(tmp))
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from tests.servers import (
     process,
 )
 
+pytest_plugins = ["tests.web"]  # the web page's fixtures
+
 HERE = Path(__file__).resolve().parent
 POSTGRES_ENV = "GATEWAY_TEST_POSTGRES_URL"
 

@@ -6,30 +6,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import pytest
 
 from gateway.web.conversation import Mark, segments
 from tests.reviewing import Reviewer
 from tests.servers import Gateway
-from tests.web import CONTEXT, QUEUE, Browserless, ask, desk_key, drain, hidden, wait_waiting
+from tests.web import CONTEXT, QUEUE, Browserless, ask, hidden, wait_waiting
 
 HOSTILE = (
     "<script>alert('x')</script> <img src=x onerror=alert(1)> **bold** [link](javascript:x) "
     "please flag me"
 )
-
-
-@pytest.fixture
-def desk(gateway: Gateway) -> Iterator[tuple[Reviewer, str]]:
-    admin = Reviewer(gateway, "Desk Admin", role="admin")
-    drain(admin)
-    yield admin, desk_key(gateway)
-    drain(admin)
 
 
 def test_signing_in_and_out(gateway: Gateway) -> None:

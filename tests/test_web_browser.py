@@ -20,7 +20,7 @@ import pytest
 
 from tests.reviewing import Reviewer, judgment
 from tests.servers import Gateway
-from tests.web import CONTEXT, QUEUE, ask, desk_key, drain, wait_waiting
+from tests.web import CONTEXT, QUEUE, ask, wait_waiting
 
 playwright = pytest.importorskip("playwright.sync_api", reason="the test extra installs playwright")
 
@@ -79,14 +79,6 @@ def browser() -> Iterator[Any]:
         launched = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield launched
         launched.close()
-
-
-@pytest.fixture
-def desk(gateway: Gateway) -> Iterator[tuple[Reviewer, str]]:
-    admin = Reviewer(gateway, "Desk Admin", role="admin")
-    drain(admin)
-    yield admin, desk_key(gateway)
-    drain(admin)
 
 
 def shot(page: Any, name: str) -> None:

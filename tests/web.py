@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 
 import httpx
 import openai
+import pytest
 
 from tests.reviewing import Reviewer, judgment
 from tests.servers import Gateway
@@ -77,3 +79,12 @@ def wait_waiting(reviewer: Reviewer, count: int, timeout: float = 10.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"fewer than {count} items waiting in {CONTEXT}/{QUEUE}")
+
+
+@pytest.fixture
+def desk(gateway: Gateway) -> Iterator[tuple[Reviewer, str]]:
+    """The desk queue emptied (before and after), an admin who empties it, and a desk key."""
+    admin = Reviewer(gateway, "Desk Admin", role="admin")
+    drain(admin)
+    yield admin, desk_key(gateway)
+    drain(admin)
