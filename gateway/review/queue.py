@@ -158,12 +158,11 @@ class QueueService:
         return await self.item_for(who, item_id)
 
     async def status(self, who: ReviewerIdentity) -> list[QueueStatus]:
-        """Counts per queue, as four small grouped counts that each ride an index (one
-        grouped count over every item with FILTERs scans the whole table)."""
+        """Counts per queue, as small grouped counts that each ride an index (one grouped
+        count over every item with FILTERs scans the whole table)."""
         at = now()
         midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
         conditions = {
-            "open": ReviewItem.state == "open",
             "claimed": and_(
                 ReviewItem.claimed_by.is_not(None),
                 ReviewItem.state == "open",
@@ -174,6 +173,7 @@ class QueueService:
         }
         counts: dict[tuple[str, str], dict[str, int]] = {}
         async with self._sessions() as session:
+            oldest = await self._open(session, counts)
             for name, condition in conditions.items():
                 query = (
                     select(ReviewItem.context, ReviewItem.queue, func.count())
@@ -182,7 +182,6 @@ class QueueService:
                 )
                 for context, queue, count in (await session.execute(query)).all():
                     counts.setdefault((context, queue), {})[name] = count
-            oldest = await self._oldest_open(session)
         return [
             QueueStatus(
                 c,
@@ -198,13 +197,25 @@ class QueueService:
         ]
 
     @staticmethod
-    async def _oldest_open(session: AsyncSession) -> dict[tuple[str, str], datetime]:
+    async def _open(
+        session: AsyncSession, counts: dict[tuple[str, str], dict[str, int]]
+    ) -> dict[tuple[str, str], datetime]:
+        """Open items per queue, counted into ``counts``, and the oldest of each: one scan."""
         query = (
-            select(ReviewItem.context, ReviewItem.queue, func.min(ReviewItem.created_at))
+            select(
+                ReviewItem.context,
+                ReviewItem.queue,
+                func.count(),
+                func.min(ReviewItem.created_at),
+            )
             .where(ReviewItem.state == "open")
             .group_by(ReviewItem.context, ReviewItem.queue)
         )
-        return {(c, q): at for c, q, at in (await session.execute(query)).all()}
+        oldest = {}
+        for context, queue, count, first in (await session.execute(query)).all():
+            counts.setdefault((context, queue), {})["open"] = count
+            oldest[(context, queue)] = first
+        return oldest
 
     async def progress(self, reviewer_id: str, recent: int = 200) -> Progress:
         """Counts by SQL; the median over the reviewer's most recent judgments."""
