@@ -61,6 +61,10 @@ FILL = [
     """INSERT INTO reviewers (id, name, pseudonym, token_digest, role, kind, languages,
         created_at) VALUES ('rvr_bench', 'Bench', 'annotator-bench', 'x', 'admin', 'human',
         '["en"]', now())""",
+    """INSERT INTO reviewers (id, name, pseudonym, token_digest, role, kind, languages,
+        created_at)
+      SELECT 'c' || g, 'Claimer', 'claimer-' || g, 'x' || g, 'admin', 'human', '["en"]', now()
+      FROM generate_series(0, 15) g""",
     f"""INSERT INTO judgments (id, item_id, reviewer_id, kind, purpose, rule_verdicts, verdict,
         severity, preferred_source, preferred_text, rationale, guideline_acknowledged,
         created_at)

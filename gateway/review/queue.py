@@ -163,6 +163,7 @@ class QueueService:
         at = now()
         midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
         conditions = {
+            "open": ReviewItem.state == "open",
             "claimed": and_(
                 ReviewItem.claimed_by.is_not(None),
                 ReviewItem.state == "open",
@@ -173,7 +174,6 @@ class QueueService:
         }
         counts: dict[tuple[str, str], dict[str, int]] = {}
         async with self._sessions() as session:
-            oldest = await self._open(session, counts)
             for name, condition in conditions.items():
                 query = (
                     select(ReviewItem.context, ReviewItem.queue, func.count())
@@ -181,7 +181,13 @@ class QueueService:
                     .group_by(ReviewItem.context, ReviewItem.queue)
                 )
                 for context, queue, count in (await session.execute(query)).all():
-                    counts.setdefault((context, queue), {})[name] = count
+                    if who.may_see(context, queue):
+                        counts.setdefault((context, queue), {})[name] = count
+            oldest = {
+                key: await self._oldest_open(session, *key)
+                for key, n in counts.items()
+                if n.get("open")
+            }
         return [
             QueueStatus(
                 c,
@@ -193,29 +199,19 @@ class QueueService:
                 oldest.get((c, q)),
             )
             for (c, q), n in sorted(counts.items())
-            if who.may_see(c, q)
         ]
 
     @staticmethod
-    async def _open(
-        session: AsyncSession, counts: dict[tuple[str, str], dict[str, int]]
-    ) -> dict[tuple[str, str], datetime]:
-        """Open items per queue, counted into ``counts``, and the oldest of each: one scan."""
-        query = (
-            select(
-                ReviewItem.context,
-                ReviewItem.queue,
-                func.count(),
-                func.min(ReviewItem.created_at),
+    async def _oldest_open(session: AsyncSession, context: str, queue: str) -> datetime | None:
+        """One queue's oldest open item: the first entry of the (context, queue, state,
+        created_at) index, where one grouped minimum over every queue would read them all."""
+        return await session.scalar(
+            select(func.min(ReviewItem.created_at)).where(
+                ReviewItem.context == context,
+                ReviewItem.queue == queue,
+                ReviewItem.state == "open",
             )
-            .where(ReviewItem.state == "open")
-            .group_by(ReviewItem.context, ReviewItem.queue)
         )
-        oldest = {}
-        for context, queue, count, first in (await session.execute(query)).all():
-            counts.setdefault((context, queue), {})["open"] = count
-            oldest[(context, queue)] = first
-        return oldest
 
     async def progress(self, reviewer_id: str, recent: int = 200) -> Progress:
         """Counts by SQL; the median over the reviewer's most recent judgments."""
