@@ -6,9 +6,7 @@ import logging
 from pathlib import Path
 
 import typer
-import uvicorn
 
-from gateway.app import DEMO_PREFIX, create_app
 from gateway.cli.common import ConfigOption, config_or_exit
 from gateway.db import migrate
 from gateway.db.session import is_sqlite
@@ -22,6 +20,10 @@ def serve(
     access_log: bool = typer.Option(False, help="Log every request line."),
 ) -> None:
     """Run the gateway. On the embedded SQLite database, migrations are applied first."""
+    import uvicorn  # the server and the app load only for this command, not for every one
+
+    from gateway.app import DEMO_PREFIX, create_app
+
     settings = config_or_exit(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
@@ -29,6 +31,13 @@ def serve(
         migrate.upgrade(settings.database_url)
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
     app = create_app(settings, demo_base_url=f"http://{local}:{port}{DEMO_PREFIX}/v1")
+    logging.getLogger("gateway").info(
+        "OpenAI-compatible API at http://%s:%d/v1; the reviewers' page at http://%s:%d/ui/",
+        local,
+        port,
+        local,
+        port,
+    )
     uvicorn.run(
         app,
         host=host,
