@@ -36,18 +36,29 @@ class RequestIdMiddleware:
         except Exception:
             # A bug: answer in OpenAI's shape, with the id, then let the server log it.
             if not started:
-                error = GatewayError(
-                    "The gateway failed unexpectedly; this was logged.", code="internal_error"
-                )
+                kind, body = _internal_error(scope.get("path", ""), request_id)
                 await send_with_id(
                     {
                         "type": "http.response.start",
                         "status": 500,
-                        "headers": [(b"content-type", b"application/json")],
+                        "headers": [(b"content-type", kind)],
                     }
                 )
-                await send({"type": "http.response.body", "body": error.body_bytes()})
+                await send({"type": "http.response.body", "body": body})
             raise
+
+
+def _internal_error(path: str, request_id: str) -> tuple[bytes, bytes]:
+    """A bug's answer: OpenAI's error shape, or a plain page for the reviewers' web page."""
+    message = "The gateway failed unexpectedly; this was logged."
+    if path == "/ui" or path.startswith("/ui/"):
+        page = (
+            f'<!doctype html><html lang="en"><meta charset="utf-8"><title>Error</title>'
+            f"<h1>500: something went wrong</h1><p>{message} Request id: {request_id}.</p>"
+            f'<p><a href="/ui/">Back to your queues</a></p></html>'
+        )
+        return b"text/html; charset=utf-8", page.encode()
+    return b"application/json", GatewayError(message, code="internal_error").body_bytes()
 
 
 class BodySizeLimitMiddleware:

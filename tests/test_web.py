@@ -4,6 +4,7 @@ same pages through Chromium (test_web_browser.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from gateway.middleware import RequestIdMiddleware
 from gateway.web.conversation import Mark, segments
 from tests.reviewing import Reviewer
 from tests.servers import Gateway
@@ -266,3 +268,19 @@ def test_export_dates_are_whole_days_and_a_naive_time_is_a_clear_error(gateway: 
         assert listed["filter"]["until"] > listed["filter"]["since"]  # the day is included
     finally:
         session.close()
+
+
+def test_a_bug_answers_a_page_on_the_web_paths_and_openais_shape_elsewhere() -> None:
+    async def broken(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("a bug")
+
+    async def ask_both() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=RequestIdMiddleware(broken), raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            return await http.get("/ui/items/x"), await http.post("/v1/chat/completions")
+
+    page, api = asyncio.run(ask_both())
+    assert page.status_code == api.status_code == 500
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["x-request-id"] in page.text and "Back to your queues" in page.text
+    assert api.json()["error"]["code"] == "internal_error"
