@@ -14,7 +14,7 @@ import httpx
 
 from gateway.middleware import RequestIdMiddleware
 from gateway.web.conversation import Mark, segments
-from tests.reviewing import Reviewer
+from tests.reviewing import Reviewer, judgment
 from tests.servers import Gateway
 from tests.web import CONTEXT, QUEUE, Browserless, ask, hidden, wait_waiting
 
@@ -284,3 +284,46 @@ def test_a_bug_answers_a_page_on_the_web_paths_and_openais_shape_elsewhere() -> 
     assert page.headers["content-type"].startswith("text/html")
     assert page.headers["x-request-id"] in page.text and "Back to your queues" in page.text
     assert api.json()["error"]["code"] == "internal_error"
+
+
+def test_a_reviewer_corrects_their_judgment_from_the_page(
+    gateway: Gateway, desk: tuple[Reviewer, str]
+) -> None:
+    _, key = desk
+    rita = Reviewer(gateway, "Rita", queues=((CONTEXT, QUEUE),))
+    ask(gateway, key, "judge me twice, flag me")
+    wait_waiting(rita, 1)
+    item = rita.claim(CONTEXT, QUEUE)
+    assert item is not None
+    first = rita.post(f"/items/{item['id']}/judgments", judgment(item, rationale="First look."))
+    assert first.status_code == 201
+    session = Browserless(gateway, rita.token)
+    try:
+        home = session.http.get("/").text
+        assert "Your recent judgments" in home and item["id"] in home
+        page = session.http.get(f"/items/{item['id']}").text
+        assert "Correct your judgment" in page
+        assert "First look.</textarea>" in page  # the form holds the judgment to correct
+        assert hidden(page, "supersedes") == first.json()["id"]
+        corrected = session.http.post(
+            f"/items/{item['id']}/correct",
+            data={
+                "csrf": session.csrf,
+                "supersedes": first.json()["id"],
+                "rule:needs-a-look": "false_positive",
+                "verdict": "acceptable",
+                "severity": "none",
+                "preferred": "original",
+                "rationale": "On a second look, fine.",
+                "guideline_revision": item["guideline_revision"],
+                "guideline_acknowledged": "on",
+                "opened_at": "0",
+            },
+        )
+        assert corrected.status_code == 303 and "notice=corrected" in corrected.headers["location"]
+    finally:
+        session.close()
+    judgments = rita.get(f"/items/{item['id']}").json()["judgments"]
+    assert [j["rationale"] for j in judgments] == ["First look.", "On a second look, fine."]
+    assert judgments[1]["supersedes"] == judgments[0]["id"]
+    assert judgments[1]["verdict"] == "acceptable"

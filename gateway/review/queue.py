@@ -42,6 +42,17 @@ class QueueStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class RecentJudgment:
+    item_id: str
+    context: str
+    queue: str
+    verdict: str
+    purpose: str
+    correction: bool
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Progress:
     """A reviewer's own work: judgments today and in all, and their median time."""
 
@@ -212,6 +223,24 @@ class QueueService:
                 ReviewItem.state == "open",
             )
         )
+
+    async def recent(self, reviewer_id: str, limit: int = 10) -> list[RecentJudgment]:
+        """The reviewer's latest judgments, newest first, to find one again and correct it."""
+        query = (
+            select(Judgment, ReviewItem.context, ReviewItem.queue)
+            .join(ReviewItem, ReviewItem.id == Judgment.item_id)
+            .where(Judgment.reviewer_id == reviewer_id)
+            .order_by(Judgment.created_at.desc())
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        return [
+            RecentJudgment(
+                j.item_id, c, q, j.verdict, j.purpose, j.supersedes is not None, j.created_at
+            )
+            for j, c, q in rows
+        ]
 
     async def progress(self, reviewer_id: str, recent: int = 200) -> Progress:
         """Counts by SQL; the median over the reviewer's most recent judgments."""

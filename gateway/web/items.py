@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from gateway.db.models import ReviewItem
@@ -98,6 +98,27 @@ def _fired(exchange: dict[str, Any], placed: bool) -> list[dict[str, Any]]:
     ]
 
 
+def _standing(judgments: list[dict[str, Any]], reviewer_id: str) -> dict[str, Any] | None:
+    """The reviewer's own judgment on the item that no later one of theirs supersedes."""
+    mine = [j for j in judgments if j["reviewer_id"] == reviewer_id]
+    replaced = {j["supersedes"] for j in mine if j["supersedes"]}
+    standing = [j for j in mine if j["id"] not in replaced]
+    return standing[-1] if standing else None
+
+
+def _prefill(judgment: dict[str, Any]) -> dict[str, str]:
+    """A judgment as the form's fields, to correct it."""
+    fields = {f"rule:{rule}": verdict for rule, verdict in judgment["rule_verdicts"].items()}
+    for name in ("verdict", "severity", "preferred", "rationale"):
+        if judgment[name]:
+            fields[name] = judgment[name]
+    if judgment["preferred"] == "rewrite" and judgment["rewrite"]:
+        fields["rewrite"] = judgment["rewrite"]
+    if judgment["guideline_acknowledged"]:
+        fields["guideline_acknowledged"] = "on"
+    return fields
+
+
 async def _show(
     request: Request,
     signed: SignedIn,
@@ -105,11 +126,16 @@ async def _show(
     item: ReviewItem,
     *,
     error: str | None = None,
-    form: FormData | None = None,
+    form: Mapping[str, Any] | None = None,
     notice: str | None = None,
 ) -> Response:
     view = await item_view(services.sessions, services.policies, signed.who, item)
     exchange = view["exchange"]
+    mode = _mode(signed.who, item)
+    mine = _standing(view["judgments"], signed.who.id)
+    if mode is None and mine is not None:
+        mode = "correction"
+        form = form or _prefill(mine)
     placed = _spans_placeable(services, item)
     outcomes = _fired(exchange, placed)
     return page(
@@ -118,7 +144,8 @@ async def _show(
         signed,
         400 if error else 200,
         item=view,
-        mode=_mode(signed.who, item),
+        mode=mode,
+        correcting=mine["id"] if mine else None,
         messages=conversation(exchange["request"], exchange["decision"] if placed else None),
         answers=answers(exchange["response"], exchange["decision"] if placed else None),
         outcomes=outcomes,
@@ -179,6 +206,20 @@ async def judge(
     if adjudicating:
         return redirect(f"{PREFIX}/lead?notice=adjudicated")
     return await _next_in(services, signed.who, item.context, item.queue, "judged")
+
+
+@router.post("/items/{item_id}/correct")
+async def correct(
+    item_id: str, request: Request, signed: SignedInDep, form: FormDep, services: ServicesDep
+) -> Response:
+    """A new judgment that supersedes the reviewer's own; the first stays on record."""
+    item = await services.queues.item_for(signed.who, item_id)
+    try:
+        data = forms.judgment(form, list(item.rule_ids or []))
+        await services.judging.correct(signed.who, forms.text(form, "supersedes") or "", data)
+    except (InvalidRequest, PermissionDenied) as exc:
+        return await _show(request, signed, services, item, error=exc.message, form=form)
+    return redirect(f"{PREFIX}/items/{quote(item_id)}?notice=corrected")
 
 
 @router.post("/items/{item_id}/skip")

@@ -28,6 +28,7 @@ NOTICES = {
     "escalated": "Item sent to a lead.",
     "empty": "Nothing is waiting for you in that queue.",
     "adjudicated": "Adjudication saved.",
+    "corrected": "Correction saved; your earlier judgment stays on record, superseded.",
     "signed-out": "You are signed out.",
 }
 
@@ -130,6 +131,7 @@ async def home(
         signed,
         queues=rows,
         progress=await services.queues.progress(signed.who.id),
+        recent=await services.queues.recent(signed.who.id),
         notice=NOTICES.get(notice or ""),
         notice_queue=queue if queue in {f"{r.context}/{r.queue}" for r in rows} else None,
     )
