@@ -124,20 +124,7 @@ class JudgingService:
         self, session: AsyncSession, item: ReviewItem, who: ReviewerIdentity, purpose: str
     ) -> None:
         done = item.judgments_done + (purpose == "review")
-        state = "done"
-        if purpose == "review" and done < item.reviewers_needed:
-            state = "open"
-        elif purpose == "review" and item.reviewers_needed > 1:
-            verdicts = set(
-                await session.scalars(
-                    select(Judgment.verdict).where(
-                        Judgment.item_id == item.id,
-                        Judgment.purpose == "review",
-                        Judgment.supersedes.is_(None),
-                    )
-                )
-            )
-            state = "adjudication" if len(verdicts) > 1 else "done"
+        state = await _next_state(session, item, purpose, done)
         # Only from the state this judgment was made in: a double submission, or a claim that
         # expired and passed to someone else meanwhile, finds nothing to update and fails.
         expected: tuple[ColumnElement[bool], ...] = (
@@ -164,6 +151,27 @@ class JudgingService:
                 "or this judgment was already submitted).",
                 code="not_claimed",
             )
+
+
+async def _next_state(session: AsyncSession, item: ReviewItem, purpose: str, done: int) -> str:
+    """Open until enough reviewers judged; then done, or to a lead when their verdicts differ.
+    An adjudication always closes the item."""
+    if purpose != "review":
+        return "done"
+    if done < item.reviewers_needed:
+        return "open"
+    if item.reviewers_needed == 1:
+        return "done"
+    verdicts = set(
+        await session.scalars(
+            select(Judgment.verdict).where(
+                Judgment.item_id == item.id,
+                Judgment.purpose == "review",
+                Judgment.supersedes.is_(None),
+            )
+        )
+    )
+    return "adjudication" if len(verdicts) > 1 else "done"
 
 
 def _check_against(item: ReviewItem, data: JudgmentIn) -> None:

@@ -69,6 +69,21 @@ def _free(at: datetime, reviewer_id: str) -> ColumnElement[bool]:
     )
 
 
+def _count_conditions(at: datetime) -> dict[str, ColumnElement[bool]]:
+    """What each count of the queue listing counts, at one instant."""
+    midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    return {
+        "open": ReviewItem.state == "open",
+        "claimed": and_(
+            ReviewItem.claimed_by.is_not(None),
+            ReviewItem.state == "open",
+            ReviewItem.lease_expires_at >= at,
+        ),
+        "escalated": ReviewItem.state.in_(("escalated", "adjudication")),
+        "done": and_(ReviewItem.done_at >= midnight, ReviewItem.state == "done"),
+    }
+
+
 class QueueService:
     def __init__(self, sessions: Sessions, lease: timedelta = LEASE) -> None:
         self._sessions = sessions
@@ -171,18 +186,7 @@ class QueueService:
     async def status(self, who: ReviewerIdentity) -> list[QueueStatus]:
         """Counts per queue, as small grouped counts that each ride an index (one grouped
         count over every item with FILTERs scans the whole table)."""
-        at = now()
-        midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
-        conditions = {
-            "open": ReviewItem.state == "open",
-            "claimed": and_(
-                ReviewItem.claimed_by.is_not(None),
-                ReviewItem.state == "open",
-                ReviewItem.lease_expires_at >= at,
-            ),
-            "escalated": ReviewItem.state.in_(("escalated", "adjudication")),
-            "done": and_(ReviewItem.done_at >= midnight, ReviewItem.state == "done"),
-        }
+        conditions = _count_conditions(now())
         counts: dict[tuple[str, str], dict[str, int]] = {}
         async with self._sessions() as session:
             for name, condition in conditions.items():
