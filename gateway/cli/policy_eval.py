@@ -41,6 +41,24 @@ def _share(part: int, whole: int) -> str:
     return f"{part}/{whole} ({100 * part / whole:.1f}%)" if whole else "0/0"
 
 
+def _labelled(
+    dataset: Path,
+    text_column: str | None,
+    label_column: str | None,
+    positive: str,
+    limit: int | None,
+) -> list[tuple[str, bool]]:
+    """Each row's text, and whether its label is on the harmful side."""
+    positives = {v.strip().lower() for v in positive.split(",")}
+    return [
+        (
+            str(_pick(row, text_column, ("text", "prompt", "full_text"))),
+            str(row.get(label_column or "label", "")).strip().lower() in positives,
+        )
+        for row in read_rows(dataset)[:limit]
+    ]
+
+
 def eval_command(
     dataset: Path = typer.Option(..., "--dataset", exists=True, dir_okay=False),
     context: str = typer.Option(..., "--context"),
@@ -58,14 +76,7 @@ def eval_command(
 
     policy = find_policy(context, config)
     policy = policy if scope else without_scope(policy)
-    positives = {v.strip().lower() for v in positive.split(",")}
-    rows = [
-        (
-            str(_pick(row, text_column, ("text", "prompt", "full_text"))),
-            str(row.get(label_column or "label", "")).strip().lower() in positives,
-        )
-        for row in read_rows(dataset)[:limit]
-    ]
+    rows = _labelled(dataset, text_column, label_column, positive, limit)
     report = {
         "context": policy.context,
         "revision": policy.revision,

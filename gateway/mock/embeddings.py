@@ -62,6 +62,23 @@ def _encode(values: list[float], encoding_format: str) -> list[float] | str:
     return values
 
 
+def _shape(body: dict[str, Any], default_dimensions: int) -> tuple[int, str]:
+    """The vectors asked for: their dimensions and their encoding."""
+    dimensions = body.get("dimensions", default_dimensions)
+    if (
+        isinstance(dimensions, bool)
+        or not isinstance(dimensions, int)
+        or not 1 <= dimensions <= 65536
+    ):
+        raise BadRequest("'dimensions' must be a positive integer.", "dimensions", "invalid_value")
+    encoding_format = body.get("encoding_format", "float")
+    if encoding_format not in ("float", "base64"):
+        raise BadRequest(
+            "'encoding_format' must be 'float' or 'base64'.", "encoding_format", "invalid_value"
+        )
+    return dimensions, encoding_format
+
+
 def embeddings_body(body: Any, default_dimensions: int) -> tuple[str, bytes]:
     """Validate an embeddings request; returns (model, response body)."""
     if not isinstance(body, dict):
@@ -76,18 +93,7 @@ def embeddings_body(body: Any, default_dimensions: int) -> tuple[str, bytes]:
             "Missing required parameter: 'input'.", "input", "missing_required_parameter"
         )
     inputs = _inputs(body["input"])
-    dimensions = body.get("dimensions", default_dimensions)
-    if (
-        isinstance(dimensions, bool)
-        or not isinstance(dimensions, int)
-        or not 1 <= dimensions <= 65536
-    ):
-        raise BadRequest("'dimensions' must be a positive integer.", "dimensions", "invalid_value")
-    encoding_format = body.get("encoding_format", "float")
-    if encoding_format not in ("float", "base64"):
-        raise BadRequest(
-            "'encoding_format' must be 'float' or 'base64'.", "encoding_format", "invalid_value"
-        )
+    dimensions, encoding_format = _shape(body, default_dimensions)
     tokens = sum(count for _, count in inputs)
     data = [
         {
