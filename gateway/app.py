@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -137,7 +138,9 @@ def _assemble(
         queues=queues,
         judging=JudgingService(sessions, queues),
         review_data=ReviewData(sessions, policies),
-        web_sessions=WebSessions(sessions, reviewers),
+        web_sessions=WebSessions(
+            sessions, reviewers, timedelta(hours=config.review_page.session_hours)
+        ),
     )
 
 

@@ -73,6 +73,12 @@ class AuthConfig(_Strict):
     cache_seconds: float = Field(5.0, ge=0, description="how long a key lookup is trusted")
 
 
+class ReviewPageConfig(_Strict):
+    session_hours: float = Field(
+        12.0, gt=0, le=720, description="how long a sign-in to the reviewers' page lasts"
+    )
+
+
 class UpstreamConfig(_Strict):
     transport: Literal["aiohttp", "httpx"] = "aiohttp"
     max_connections: int = Field(512, ge=1)
@@ -100,6 +106,7 @@ class GatewayConfig(_Strict):
     upstream: UpstreamConfig = UpstreamConfig()
     recording: RecordingConfig = RecordingConfig()
     auth: AuthConfig = AuthConfig()
+    review_page: ReviewPageConfig = ReviewPageConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
 
     @model_validator(mode="after")

@@ -54,7 +54,7 @@ async def root() -> Response:
 
 @router.get("/login")
 async def login_form(
-    request: Request, next: str | None = None, notice: str | None = None
+    request: Request, services: ServicesDep, next: str | None = None, notice: str | None = None
 ) -> Response:
     csrf = secrets.token_urlsafe(24)
     response = page(
@@ -63,6 +63,7 @@ async def login_form(
         None,
         next=_next(next),
         csrf=csrf,
+        hours=f"{services.web_sessions.lifetime.total_seconds() / 3600:g}",
         notice=NOTICES.get(notice or ""),
     )
     response.set_cookie(
@@ -81,7 +82,10 @@ async def login(request: Request, services: ServicesDep) -> Response:
         cookie, _ = await services.web_sessions.start(text(form, "token") or "")
     except AuthenticationFailed as exc:
         csrf = request.cookies.get(LOGIN_COOKIE, "")
-        return page(request, "login.html", None, 401, next=target, csrf=csrf, error=exc.message)
+        hours = f"{services.web_sessions.lifetime.total_seconds() / 3600:g}"
+        return page(
+            request, "login.html", None, 401, next=target, csrf=csrf, hours=hours, error=exc.message
+        )
     await services.web_sessions.end(request.cookies.get(COOKIE))
     response = redirect(target)
     response.set_cookie(
