@@ -180,9 +180,14 @@ def test_a_reviewer_judges_with_the_keyboard_and_escalates(
     assert mine["guideline_acknowledged"] and mine["guideline_revision"]
     assert mine["seconds_spent"] > 0
 
+    page.keyboard.press("x")  # why a lead should look
+    page.keyboard.type("Not sure the <email> rule applies here.")
+    page.keyboard.press("Escape")
     page.keyboard.press("e")  # escalate the second item to a lead
     page.wait_for_url(re.compile(r"/ui/\?notice=escalated"))
-    assert rita.get(f"/items/{second}").json()["state"] == "escalated"
+    escalated = rita.get(f"/items/{second}").json()
+    assert escalated["state"] == "escalated"
+    assert escalated["escalation_note"] == "Not sure the <email> rule applies here."
 
 
 def test_a_missing_field_is_named_and_nothing_typed_is_lost(
@@ -220,7 +225,8 @@ def test_a_lead_adjudicates_and_sees_agreement(
     wait_waiting(rita, 2)
     item = rita.claim(CONTEXT, QUEUE)
     assert item is not None
-    assert rita.post(f"/items/{item['id']}/escalate").status_code == 200
+    note = "Is a question a reason to flag?"
+    assert rita.post(f"/items/{item['id']}/escalate", {"note": note}).status_code == 200
 
     page = sign_in(browser, gateway, lena.token)
     page.get_by_role("link", name="Lead").click()
@@ -228,7 +234,7 @@ def test_a_lead_adjudicates_and_sees_agreement(
     assert re.search(r"\b1\s+0\s+1\b", backlog.inner_text())  # waiting, claimed, with a lead
     assert re.search(r"\d+(\.\d)? (s|min|h|d) ago", backlog.inner_text())  # oldest waiting
     pending = page.get_by_role("row").filter(has_text=item["id"])
-    assert "escalated by a reviewer" in pending.inner_text()
+    assert f"escalated by a reviewer: {note}" in pending.inner_text()
     shot(page, "lead")
     pending.get_by_role("link", name=item["id"]).click()
     assert page.get_by_role("heading", name="Adjudicate").is_visible()

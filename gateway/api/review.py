@@ -6,7 +6,7 @@ from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.responses import FileResponse, Response
 
 from gateway.deps import ServicesDep
@@ -88,9 +88,17 @@ async def skip(item_id: str, who: ReviewerDep, services: ServicesDep) -> dict[st
     return item_summary(await services.queues.release(who, item_id, escalate=False))
 
 
+class EscalateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str | None = Field(None, max_length=4000, description="why a lead should look")
+
+
 @router.post("/items/{item_id}/escalate", summary="Send the item to a lead")
-async def escalate(item_id: str, who: ReviewerDep, services: ServicesDep) -> dict[str, Any]:
-    return item_summary(await services.queues.release(who, item_id, escalate=True))
+async def escalate(
+    item_id: str, who: ReviewerDep, services: ServicesDep, payload: EscalateIn | None = None
+) -> dict[str, Any]:
+    note = (payload.note or "").strip() or None if payload else None
+    return item_summary(await services.queues.release(who, item_id, escalate=True, note=note))
 
 
 @router.get("/adjudication", summary="Escalated and disputed items of your queues (leads)")

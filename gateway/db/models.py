@@ -166,6 +166,7 @@ class ReviewItem(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(40))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     alternative: Mapped[Any] = mapped_column(JSONDocument, nullable=True)
+    escalation_note: Mapped[str | None] = mapped_column(Text)  # why a reviewer asked a lead
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

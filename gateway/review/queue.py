@@ -166,11 +166,15 @@ class QueueService:
             raise NotFound(f"No review item '{item_id}'.", code="item_not_found")
         return item
 
-    async def release(self, who: ReviewerIdentity, item_id: str, *, escalate: bool) -> ReviewItem:
+    async def release(
+        self, who: ReviewerIdentity, item_id: str, *, escalate: bool, note: str | None = None
+    ) -> ReviewItem:
+        """Give the claim back (a skip), or send the item to a lead, with why if given."""
         item = await self.item_for(who, item_id)
         values: dict[str, object] = {"claimed_by": None, "lease_expires_at": None}
         if escalate:
             values["state"] = "escalated"
+            values["escalation_note"] = note
         async with self._sessions.begin() as session:
             done = await session.execute(
                 update(ReviewItem)

@@ -40,6 +40,7 @@ def item_summary(item: ReviewItem) -> dict[str, Any]:
         "context": item.context,
         "queue": item.queue,
         "reason": item.reason,
+        "escalation_note": item.escalation_note,
         "rule_ids": item.rule_ids,
         "state": item.state,
         "reviewers_needed": item.reviewers_needed,

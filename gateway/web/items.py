@@ -230,7 +230,8 @@ async def skip(item_id: str, signed: SignedInDep, _: FormDep, services: Services
 
 @router.post("/items/{item_id}/escalate")
 async def escalate(
-    item_id: str, signed: SignedInDep, _: FormDep, services: ServicesDep
+    item_id: str, signed: SignedInDep, form: FormDep, services: ServicesDep
 ) -> Response:
-    item = await services.queues.release(signed.who, item_id, escalate=True)
+    note = (forms.text(form, "note") or "")[:4000] or None
+    item = await services.queues.release(signed.who, item_id, escalate=True, note=note)
     return await _next_in(services, signed.who, item.context, item.queue, "escalated")

@@ -1,4 +1,5 @@
-"""Signed-in sessions of the reviewers' web page, and the items each reviewer skipped.
+"""Signed-in sessions of the reviewers' web page, the items each reviewer skipped, and why an
+item was escalated.
 
 Revision ID: 0004
 Revises: 0003
@@ -58,9 +59,12 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("reviewer_id", "item_id", name=op.f("pk_review_skips")),
     )
+    op.add_column("review_items", sa.Column("escalation_note", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("review_items") as batch:
+        batch.drop_column("escalation_note")
     op.drop_table("review_skips")
     op.drop_index(op.f("ix_web_sessions_reviewer_id"), table_name="web_sessions")
     op.drop_table("web_sessions")
