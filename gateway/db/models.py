@@ -240,7 +240,7 @@ class WebSession(Base):
 
 
 class ReviewSkip(Base):
-    """An item a reviewer gave back: it is not handed to them again (others still get it)."""
+    """An item a reviewer gave back: it comes back to them only when nothing else waits."""
 
     __tablename__ = "review_skips"
 

@@ -24,7 +24,8 @@ def _latest(judgments: list[Judgment]) -> list[Judgment]:
     return [j for j in judgments if j.id not in replaced and j.purpose == "review"]
 
 
-def _answer_text(response: Any) -> str | None:
+def answer_text(response: Any) -> str | None:
+    """The first choice's text: the 'original' answer."""
     choices = response.get("choices") if isinstance(response, dict) else None
     if not choices or not isinstance(choices[0], dict):
         return None
@@ -189,7 +190,7 @@ def _case(
     outcomes = (exchange.decision or {}).get("outcomes", [])
     stage = next((o["stage"] for o in outcomes if o.get("rule") == rule), "input")
     text = (
-        _answer_text(exchange.response_body)
+        answer_text(exchange.response_body)
         if stage == "output"
         else _user_text(exchange.request_body)
     )
@@ -213,7 +214,7 @@ def _row(
     redacted: bool,
 ) -> PreferenceRow | None:
     request = exchange.request_body if isinstance(exchange.request_body, dict) else None
-    original = _answer_text(exchange.response_body)
+    original = answer_text(exchange.response_body)
     if request is None or original is None:
         return None  # content not kept: nothing to export, counted by the caller
     preferred = original if j.preferred_source == "original" else j.preferred_text

@@ -33,11 +33,11 @@ class QueueStatus:
     claimed: int
     escalated: int
     done_today: int
-    oldest_waiting: datetime | None = None
+    oldest_open: datetime | None = None
 
     def as_dict(self) -> dict[str, object]:
         values = asdict(self)
-        values["oldest_waiting"] = self.oldest_waiting.isoformat() if self.oldest_waiting else None
+        values["oldest_open"] = self.oldest_open.isoformat() if self.oldest_open else None
         return values
 
 
@@ -265,6 +265,6 @@ class QueueService:
                 .order_by(Judgment.created_at.desc())
                 .limit(recent)
             )
-            seconds = [s for s in spent if s is not None]
+            seconds = [s for s in spent if s is not None]  # none are; the type says maybe
         median = statistics.median(seconds) if seconds else None
         return Progress(today or 0, total or 0, median)

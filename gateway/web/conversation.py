@@ -130,15 +130,6 @@ def answers(response: Any, decision: Any) -> list[Message]:
     return shown
 
 
-def answer_text(response: Any) -> str | None:
-    """The first choice's text: the 'original' a reviewer may prefer."""
-    choices = response.get("choices") if isinstance(response, dict) else None
-    if not choices or not isinstance(choices[0], dict):
-        return None
-    content = (choices[0].get("message") or {}).get("content")
-    return content if isinstance(content, str) else None
-
-
 def _text_at(container: Any, key: str, index: int, part: int | None) -> str | None:
     items = container.get(key) if isinstance(container, dict) else None
     if not isinstance(items, list) or not 0 <= index < len(items):

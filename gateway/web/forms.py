@@ -26,9 +26,15 @@ def check_origin(request: Request) -> None:
         raise PermissionDenied("This form was sent from another site.", code="csrf_failed")
 
 
-def check_csrf(form: FormData, expected: str) -> None:
+def check_csrf(form: FormData, expected: str | None) -> None:
+    """The form's token must be the one this session (or sign-in form) was given; with none
+    given, nothing matches."""
     sent = form.get("csrf")
-    if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), expected.encode()):
+    if (
+        not expected
+        or not isinstance(sent, str)
+        or not hmac.compare_digest(sent.encode(), expected.encode())
+    ):
         raise PermissionDenied(
             "This form is stale or came from another site: reload the page and send it again.",
             code="csrf_failed",

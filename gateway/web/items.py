@@ -22,11 +22,12 @@ from gateway.deps import ServicesDep
 from gateway.errors import InvalidRequest, PermissionDenied
 from gateway.records.log import now
 from gateway.review.alternatives import ensure_alternative
+from gateway.review.data import answer_text
 from gateway.review.reviewers import ReviewerIdentity
 from gateway.review.views import item_view
 from gateway.services import Services
 from gateway.web import forms
-from gateway.web.conversation import answer_text, answers, conversation, span_texts
+from gateway.web.conversation import answers, conversation, span_texts
 from gateway.web.deps import FormDep, SignedInDep
 from gateway.web.pages import NOTICES
 from gateway.web.render import PREFIX, page, redirect
@@ -42,7 +43,6 @@ class Choice:
     letter: str
     source: str
     text: str
-    model: str | None
 
 
 def _mode(who: ReviewerIdentity, item: ReviewItem) -> str | None:
@@ -66,13 +66,13 @@ def _choices(who: ReviewerIdentity, item: ReviewItem, exchange: dict[str, Any]) 
     shown = []
     original = None if _refused(exchange) else answer_text(exchange["response"])
     if original is not None:
-        shown.append(("original", original, None))
+        shown.append(("original", original))
     alternative = item.alternative if isinstance(item.alternative, dict) else {}
     if isinstance(alternative.get("content"), str):
-        shown.append(("alternative", alternative["content"], alternative.get("model")))
+        shown.append(("alternative", alternative["content"]))
     if hashlib.sha256(f"{who.id}:{item.id}".encode()).digest()[0] & 1:
         shown.reverse()
-    return [Choice("AB"[i], s, t, m) for i, (s, t, m) in enumerate(shown)]
+    return [Choice("AB"[i], source, text) for i, (source, text) in enumerate(shown)]
 
 
 def _spans_placeable(services: Services, item: ReviewItem) -> bool:
@@ -232,6 +232,6 @@ async def skip(item_id: str, signed: SignedInDep, _: FormDep, services: Services
 async def escalate(
     item_id: str, signed: SignedInDep, form: FormDep, services: ServicesDep
 ) -> Response:
-    note = (forms.text(form, "note") or "")[:4000] or None
+    note = forms.text(form, "note")
     item = await services.queues.release(signed.who, item_id, escalate=True, note=note)
     return await _next_in(services, signed.who, item.context, item.queue, "escalated")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal, cast, get_args
 
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response
 
 from gateway.deps import ServicesDep
 from gateway.errors import InvalidRequest
+from gateway.export.formats import FORMATS
 from gateway.export.rows import ExportFilter
 from gateway.records.log import now
 from gateway.review.exporting import export_by, export_file, export_records
@@ -21,8 +21,6 @@ from gateway.web.render import PREFIX, SECURITY_HEADERS, page, redirect
 from gateway.web.sessions import SignedIn
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-
-Format = Literal["trl", "openai", "hh", "kto"]
 
 
 @router.get("/lead")
@@ -73,7 +71,7 @@ async def _exports_page(
         400 if error else 200,
         exports=list(reversed(await export_records(services.sessions))),
         queues=await queue_rows(services, signed.who),
-        formats=get_args(Format),
+        formats=FORMATS,
         made=made,
         error=error,
     )
@@ -94,10 +92,10 @@ def _when(value: str | None, field: str, *, end: bool = False) -> datetime | Non
 def _filter(
     form_format: str | None, scope: str | None, since: datetime | None, until: datetime | None
 ) -> ExportFilter:
-    if form_format not in get_args(Format):
+    if form_format is None or form_format not in FORMATS:
         raise InvalidRequest("Choose an export format.", param="format")
     context, _, queue = (scope or "").partition("/")
-    return ExportFilter(cast(Format, form_format), context or None, queue or None, since, until)
+    return ExportFilter(form_format, context or None, queue or None, since, until)
 
 
 @router.post("/exports")

