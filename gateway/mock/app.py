@@ -138,6 +138,7 @@ class MockUpstream:
 
     async def _embeddings(self, ex: Exchange) -> None:
         body = await _json_body(ex)
+        ex.record["body"] = body
         model, payload = embeddings_body(body, self.script.embedding_dimensions)
         ex.record["model"] = model
         await send_json(ex.send, 200, payload)

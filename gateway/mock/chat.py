@@ -149,7 +149,7 @@ class ChatHandler:
         ]
         last_user = next((text for role, text in reversed(texts) if role == "user"), "")
         rule, reply = self._resolve(model, last_user)
-        finish_reason = "stop"
+        finish_reason = (rule.finish_reason if rule is not None else None) or "stop"
         if limit is not None and limit < len(reply.pieces):
             reply, finish_reason = reply.truncated(limit), "length"
         stream = body.get("stream") is True

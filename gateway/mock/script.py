@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -56,6 +56,8 @@ class Rule(BaseModel):
     reply: str | None = None
     fault: Fault | None = None
     token_delay: float | None = Field(default=None, ge=0)
+    # The backend's own finish, e.g. "content_filter" for a provider's filter (Azure's).
+    finish_reason: Literal["stop", "length", "content_filter"] | None = None
 
     def matches(self, model: str, last_user_text: str) -> bool:
         if self.model is not None and self.model != model:
