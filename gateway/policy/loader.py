@@ -1,150 +1,165 @@
-"""Read, validate and compile a policy file, reporting every problem with its file and line."""
+"""Read, validate and compile a policy file, reporting every problem with its file and line.
+
+A file that fails validation is still compiled as far as it goes (each rule that validates on
+its own, each queue's guideline file, each model alias), so one ``policy check`` lists every
+problem rather than the first kind found.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from gateway.checks.base import CheckConfigError, Registry
+from gateway.checks.base import Check, CheckConfigError, Registry
 from gateway.policy.compiled import CompiledPolicy, CompiledRule, Guideline
-from gateway.policy.schema import Policy
+from gateway.policy.locate import Loc, PolicyError, Problem, line_at, name_of, parse
+from gateway.policy.schema import Misplaced, Models, Policy, Queue, Rule, cross_references
 from gateway.policy.scope import build_scope
 
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    path: Path
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}"
-
-
-class PolicyError(Exception):
-    """A policy file that cannot serve; ``problems`` lists every reason found."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
-        self.problems = list(problems)
+__all__ = ["PolicyError", "Problem", "load_policy", "policy_files", "revision_of"]
 
 
 def revision_of(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _line(node: yaml.Node | None, loc: Iterable[Any]) -> int:
-    """The line of the YAML node a validation error's location points at (1-based)."""
-    if node is None:
-        return 1
-    for part in loc:
-        child = _child(node, part)
-        if child is None:
-            break
-        node = child
-    return node.start_mark.line + 1
+@dataclass
+class _File:
+    """One file being compiled: its data and nodes, and the problems found so far."""
+
+    path: Path
+    data: dict[str, Any]
+    root: yaml.Node | None
+    problems: list[Problem] = field(default_factory=list)
+
+    def add(self, loc: Loc, message: str) -> None:
+        line = line_at(self.root, loc)
+        self.problems.append(Problem(self.path, line, f"{name_of(loc, self.data)}: {message}"))
 
 
-def _child(node: yaml.Node, part: Any) -> yaml.Node | None:
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            if key.value == str(part):
-                found: yaml.Node = value
-                return found
-    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-        child: yaml.Node = node.value[part]
-        return child
-    return None
+@dataclass
+class _Parts:
+    """What of a file is valid on its own: all of it, or what could be salvaged."""
+
+    rules: list[tuple[int, Rule]]
+    detectors: list[tuple[int, str, Any]]
+    queues: dict[str, Queue]
+    allow: list[str] | None
+    context: str | None
 
 
-def _parse(path: Path, text: str) -> tuple[Any, yaml.Node | None]:
+def _validate(file: _File) -> Policy | None:
     try:
-        root: yaml.Node | None = yaml.compose(text, Loader=yaml.SafeLoader)
-        return yaml.safe_load(text), root
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        raise PolicyError([Problem(path, line, f"not valid YAML: {exc}")]) from exc
+        return Policy.model_validate(file.data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            cause = err.get("ctx", {}).get("error")
+            if isinstance(cause, Misplaced):
+                for sub, message in cause.problems:
+                    file.add((*err["loc"], *sub), message)
+            else:
+                file.add(err["loc"], err["msg"])
+        return None
 
 
-def _validate(path: Path, data: Any, root: yaml.Node | None) -> Policy:
+def _whole(policy: Policy) -> _Parts:
+    return _Parts(
+        rules=list(enumerate(policy.rules)),
+        detectors=[(i, r.detector, r.detect[r.detector]) for i, r in enumerate(policy.rules)],
+        queues=dict(policy.review.queues),
+        allow=list(policy.models.allow),
+        context=policy.context,
+    )
+
+
+def _valid(model: Any, raw: Any) -> Any:
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        return None  # reported by the whole file's validation
+
+
+def _salvage(data: dict[str, Any]) -> _Parts:
+    raw_rules = data.get("rules")
+    raw_rules = raw_rules if isinstance(raw_rules, list) else []
+    rules = [(i, rule) for i, raw in enumerate(raw_rules) if (rule := _valid(Rule, raw))]
+    detectors = []
+    for i, raw in enumerate(raw_rules):
+        detect = raw.get("detect") if isinstance(raw, dict) else None
+        if isinstance(detect, dict) and len(detect) == 1 and isinstance(next(iter(detect)), str):
+            detectors.append((i, *next(iter(detect.items()))))
+    review = data.get("review")
+    raw_queues = review.get("queues") if isinstance(review, dict) else None
+    queues = {
+        name: queue
+        for name, raw in (raw_queues.items() if isinstance(raw_queues, dict) else ())
+        if (queue := _valid(Queue, raw))
+    }
+    models = _valid(Models, data.get("models"))
+    context = data.get("context")
+    return _Parts(
+        rules,
+        detectors,
+        queues,
+        models.allow if models else None,
+        context if isinstance(context, str) else None,
+    )
+
+
+def _checks(file: _File, parts: _Parts, registry: Registry) -> dict[int, Check]:
+    checks = {}
+    for index, detector, params in parts.detectors:
+        try:
+            checks[index] = registry.create(detector, params)
+        except CheckConfigError as exc:
+            file.add(("rules", index, "detect", detector), str(exc))
+    return checks
+
+
+def _guidelines(file: _File, parts: _Parts) -> dict[str, Guideline]:
+    found = {}
+    for name, queue in parts.queues.items():
+        path = (file.path.parent / queue.guidelines).resolve()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            file.add(
+                ("review", "queues", name, "guidelines"),
+                f"guideline file {queue.guidelines!r} unreadable: {exc.strerror}",
+            )
+            continue
+        found[name] = Guideline(name, path, revision_of(text), text)
+    return found
+
+
+def _references(file: _File, parts: _Parts, aliases: Iterable[str] | None) -> None:
+    if aliases is not None:
+        known = set(aliases)
+        for i, alias in enumerate(parts.allow or ()):
+            if alias not in known:
+                file.add(
+                    ("models", "allow", i), f"model {alias!r} is not an alias in the gateway config"
+                )
+    if parts.context is not None and file.path.stem != parts.context:
+        file.add(("context",), f"the file must be named {parts.context}.yaml")
+
+
+def _read(path: Path) -> tuple[str, _File]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else f"not UTF-8 text ({exc.reason})"
+        raise PolicyError([Problem(path, 1, f"unreadable: {reason}")]) from exc
+    data, root = parse(path, text)
     if not isinstance(data, dict):
         raise PolicyError([Problem(path, 1, "a policy file must be a mapping")])
-    try:
-        return Policy.model_validate(data)
-    except ValidationError as exc:
-        problems = [
-            Problem(
-                path,
-                _line(root, err["loc"]),
-                f"{'.'.join(str(p) for p in err['loc']) or 'policy'}: {err['msg']}",
-            )
-            for err in exc.errors()
-        ]
-        raise PolicyError(problems) from exc
-
-
-def _compile_rules(
-    path: Path, policy: Policy, root: yaml.Node | None, registry: Registry
-) -> tuple[list[CompiledRule], list[Problem]]:
-    rules, problems = [], []
-    for index, rule in enumerate(policy.rules):
-        try:
-            check = registry.create(rule.detector, rule.detect[rule.detector])
-        except CheckConfigError as exc:
-            line = _line(root, ("rules", index, "detect", rule.detector))
-            problems.append(Problem(path, line, f"rule {rule.id!r}: {exc}"))
-            continue
-        rules.append(CompiledRule(rule, check))
-    return rules, problems
-
-
-def _guidelines(
-    path: Path,
-    policy: Policy,
-    root: yaml.Node | None,
-) -> tuple[dict[str, Guideline], list[Problem]]:
-    found, problems = {}, []
-    for name, queue in policy.review.queues.items():
-        file = (path.parent / queue.guidelines).resolve()
-        try:
-            text = file.read_text(encoding="utf-8")
-        except OSError as exc:
-            line = _line(root, ("review", "queues", name, "guidelines"))
-            problems.append(
-                Problem(
-                    path,
-                    line,
-                    f"queue {name!r}: guideline file "
-                    f"{queue.guidelines!r} unreadable: {exc.strerror}",
-                )
-            )
-            continue
-        found[name] = Guideline(name, file, revision_of(text), text)
-    return found, problems
-
-
-def _aliases(
-    path: Path, policy: Policy, root: yaml.Node | None, known: Iterable[str] | None
-) -> list[Problem]:
-    if known is None:
-        return []
-    known = set(known)
-    return [
-        Problem(
-            path,
-            _line(root, ("models", "allow", i)),
-            f"model {alias!r} is not an alias in the gateway config",
-        )
-        for i, alias in enumerate(policy.models.allow)
-        if alias not in known
-    ]
+    return text, _File(path, data, root)
 
 
 def load_policy(
@@ -153,29 +168,23 @@ def load_policy(
     aliases: Iterable[str] | None = None,
 ) -> CompiledPolicy:
     """Compile one policy file, or raise PolicyError with every problem in it."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError([Problem(path, 1, f"unreadable: {exc.strerror}")]) from exc
-    data, root = _parse(path, text)
-    policy = _validate(path, data, root)
-    rules, problems = _compile_rules(path, policy, root, registry)
-    guidelines, more = _guidelines(path, policy, root)
-    problems += more + _aliases(path, policy, root, aliases)
-    if path.stem != policy.context:
-        problems.append(
-            Problem(
-                path, _line(root, ("context",)), f"the file must be named {policy.context}.yaml"
-            )
-        )
-    if problems:
-        raise PolicyError(problems)
+    text, file = _read(path)
+    policy = _validate(file)
+    parts = _whole(policy) if policy is not None else _salvage(file.data)
+    if policy is None:
+        for loc, message in cross_references(parts.rules, parts.allow, parts.queues):
+            file.add(loc, message)
+    checks = _checks(file, parts, registry)
+    guidelines = _guidelines(file, parts)
+    _references(file, parts, aliases)
+    if file.problems or policy is None:
+        raise PolicyError(file.problems)
     return CompiledPolicy(
         policy=policy,
         revision=revision_of(text),
         text=text,
         path=path,
-        rules=tuple(rules),
+        rules=tuple(CompiledRule(rule, checks[i]) for i, rule in parts.rules),
         scope=build_scope(policy.scope),
         guidelines=guidelines,
     )

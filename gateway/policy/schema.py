@@ -7,6 +7,7 @@ that editors can use.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -15,6 +16,18 @@ SLUG = r"^[a-z0-9][a-z0-9_.-]{0,127}$"
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 Action = Literal["block", "redact", "flag", "warn", "route"]
 DEFAULT_REFUSAL = "I can't help with that here."
+
+
+Loc = tuple[str | int, ...]
+
+
+class Misplaced(ValueError):
+    """Every problem a validator found, each at its location below the validated model: the
+    loader reports each one at its own line (``rules[3].review``, not the policy's first line)."""
+
+    def __init__(self, *problems: tuple[Loc, str]) -> None:
+        super().__init__("; ".join(message for _, message in problems))
+        self.problems = problems
 
 
 class _Strict(BaseModel):
@@ -28,7 +41,7 @@ class Models(_Strict):
     @model_validator(mode="after")
     def _default_is_allowed(self) -> Models:
         if self.default is not None and self.default not in self.allow:
-            raise ValueError(f"default model {self.default!r} is not in allow")
+            raise Misplaced((("default",), f"default model {self.default!r} is not in allow"))
         return self
 
 
@@ -62,7 +75,9 @@ class Scope(_Strict):
     @model_validator(mode="after")
     def _topics_when_enforced(self) -> Scope:
         if self.out_of_scope != "allow" and not self.topics:
-            raise ValueError("out_of_scope needs at least one topic to compare against")
+            raise Misplaced(
+                (("out_of_scope",), "out_of_scope needs at least one topic to compare against")
+            )
         return self
 
 
@@ -85,9 +100,10 @@ class Rule(_Strict):
     @model_validator(mode="after")
     def _shape(self) -> Rule:
         if len(self.detect) != 1:
-            raise ValueError("detect must name exactly one detector")
+            raise Misplaced((("detect",), "detect must name exactly one detector"))
         if (self.action == "route") != (self.route_to is not None):
-            raise ValueError("route_to goes with action: route, and only with it")
+            where = "action" if self.route_to is None else "route_to"
+            raise Misplaced(((where,), "route_to goes with action: route, and only with it"))
         return self
 
     @property
@@ -116,11 +132,17 @@ class Review(_Strict):
 
     @model_validator(mode="after")
     def _default_exists(self) -> Review:
-        for name in self.queues:
-            if not re.match(SLUG, name):
-                raise ValueError(f"queue name {name!r} must match {SLUG} (it is part of URLs)")
+        problems: list[tuple[Loc, str]] = [
+            (("queues", name), f"queue name {name!r} must match {SLUG} (it is part of URLs)")
+            for name in self.queues
+            if not re.match(SLUG, name)
+        ]
         if self.default_queue is not None and self.default_queue not in self.queues:
-            raise ValueError(f"default_queue {self.default_queue!r} is not among the queues")
+            problems.append(
+                (("default_queue",), f"default_queue {self.default_queue!r} is not a queue")
+            )
+        if problems:
+            raise Misplaced(*problems)
         return self
 
 
@@ -139,16 +161,31 @@ class Policy(_Strict):
 
     @model_validator(mode="after")
     def _references(self) -> Policy:
-        seen: set[str] = set()
-        for rule in self.rules:
-            if rule.id in seen:
-                raise ValueError(f"rule id {rule.id!r} is used twice")
-            seen.add(rule.id)
-            if rule.route_to is not None and rule.route_to not in self.models.allow:
-                raise ValueError(f"rule {rule.id!r} routes to {rule.route_to!r}, not allowed")
-            if rule.review is not None and rule.review not in self.review.queues:
-                raise ValueError(
-                    f"rule {rule.id!r} names review queue {rule.review!r}, "
-                    "which review.queues does not define"
-                )
+        problems = cross_references(enumerate(self.rules), self.models.allow, self.review.queues)
+        if problems:
+            raise Misplaced(*problems)
         return self
+
+
+def cross_references(
+    rules: Iterable[tuple[int, Rule]], allowed: Collection[str] | None, queues: Collection[str]
+) -> list[tuple[Loc, str]]:
+    """Rule ids used twice, routes to models not allowed, reviews in queues not defined."""
+    problems: list[tuple[Loc, str]] = []
+    seen: set[str] = set()
+    for index, rule in rules:
+        if rule.id in seen:
+            problems.append((("rules", index, "id"), f"rule id {rule.id!r} is used twice"))
+        seen.add(rule.id)
+        if allowed is not None and rule.route_to is not None and rule.route_to not in allowed:
+            problems.append(
+                (("rules", index, "route_to"), f"{rule.route_to!r} is not in models.allow")
+            )
+        if rule.review is not None and rule.review not in queues:
+            problems.append(
+                (
+                    ("rules", index, "review"),
+                    f"review queue {rule.review!r} is not defined in review.queues",
+                )
+            )
+    return problems

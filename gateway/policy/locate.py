@@ -1,0 +1,107 @@
+"""Where a problem in a policy file is: its line, from the YAML nodes, and a readable name for
+the place (``rules[no-investment-advice].action``, not ``rules.1.action``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Loc = Sequence[str | int]
+
+#: Constructs that a parser reports where it gave up looking for their end (often the next
+#: line, or the end of the file); the operator's mistake is where they opened.
+_UNCLOSED = ("flow", "quoted scalar", "simple key")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: Path
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+class PolicyError(Exception):
+    """A policy file that cannot serve; ``problems`` lists every reason found."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        ordered = sorted(set(problems), key=lambda p: (p.line, p.message))
+        super().__init__("\n".join(str(p) for p in ordered))
+        self.problems = ordered
+
+
+def parse(path: Path, text: str) -> tuple[Any, yaml.Node | None]:
+    """The data of a YAML text and its root node (for lines), or a PolicyError saying where."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root: yaml.Node | None = loader.get_single_node()
+        return (loader.construct_document(root) if root is not None else None), root
+    except yaml.MarkedYAMLError as exc:
+        raise PolicyError([_yaml_problem(path, exc)]) from exc
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        message = f"not valid YAML: character {exc.character!r} is not allowed ({exc.reason})"
+        raise PolicyError([Problem(path, line, message)]) from exc
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(path: Path, exc: yaml.MarkedYAMLError) -> Problem:
+    context, problem = exc.context_mark, exc.problem_mark
+    unclosed = exc.context is not None and any(word in exc.context for word in _UNCLOSED)
+    mark = context if unclosed and context is not None else problem or context
+    parts = [_at(exc.context, context), _at(exc.problem, problem), exc.note]
+    message = ", ".join(part for part in parts if part)
+    return Problem(path, mark.line + 1 if mark is not None else 1, f"not valid YAML: {message}")
+
+
+def _at(what: str | None, mark: yaml.Mark | None) -> str | None:
+    if what is None or mark is None:
+        return what
+    return f"{what} (line {mark.line + 1}, column {mark.column + 1})"
+
+
+def line_at(root: yaml.Node | None, loc: Iterable[Any]) -> int:
+    """The line of the YAML node a location points at (1-based); the nearest node found."""
+    if root is None:
+        return 1
+    node = root
+    for part in loc:
+        child = _child(node, part)
+        if child is None:
+            break
+        node = child
+    return node.start_mark.line + 1
+
+
+def _child(node: yaml.Node, part: Any) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if key.value == str(part):
+                found: yaml.Node = value
+                return found
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        child: yaml.Node = node.value[part]
+        return child
+    return None
+
+
+def name_of(loc: Loc, data: Any) -> str:
+    """A location as an operator reads it: list items by their ``id`` where they have one."""
+    name = ""
+    for part in loc:
+        if isinstance(part, int):
+            item = data[part] if isinstance(data, list) and part < len(data) else None
+            ident = item.get("id") if isinstance(item, dict) else None
+            name += f"[{ident}]" if isinstance(ident, str) and ident else f"[{part}]"
+            data = item
+        else:
+            name += f".{part}" if name else str(part)
+            data = data.get(part) if isinstance(data, dict) else None
+    return name or "policy"
