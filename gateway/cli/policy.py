@@ -11,7 +11,7 @@ from gateway.checks.registry import default_registry
 from gateway.cli.common import ConfigOption, config_or_exit, fail
 from gateway.cli.policy_eval import eval_command
 from gateway.policy.compiled import CompiledPolicy
-from gateway.policy.evaluate import evaluate
+from gateway.policy.evaluate import ScopeReading, evaluate, read_scope
 from gateway.policy.loader import PolicyError, load_policy, policy_files
 from gateway.policy.schema import Policy
 from gateway.policy.testcases import load_cases, run_case, tests_path
@@ -138,10 +138,33 @@ def explain(
         f"context {policy.context} at {policy.short_revision}: {verdict.action}"
         + (f" ({verdict.error})" if verdict.error else "")
     )
+    if stage == "input":
+        typer.echo(scope_sentence(read_scope(policy, text)))
     for outcome in verdict.decision.outcomes:
         typer.echo(f"- {outcome.rule} [{outcome.detector}] → {outcome.action}: {outcome.why}")
+        if outcome.rule == "scope.topic":
+            continue  # the scope line above says what its evidence would
         for e in outcome.evidence:
             shown = text[e.start : e.end] if e.message >= 0 else ""
             typer.echo(f"    {e.start}-{e.end} {e.label} (score {e.score:.2f}) {shown!r}")
     if not verdict.decision.outcomes:
         typer.echo("no rule fired")
+
+
+def scope_sentence(reading: ScopeReading) -> str:
+    """One line saying how the topic scope reads the text, in words."""
+    if not reading.topics:
+        return "scope: no topics are defined, so every subject is in scope"
+    if not reading.judged:
+        return (
+            f"scope: not judged: fewer than {reading.min_words} content words "
+            "(greetings and follow-ups are let through)"
+        )
+    if reading.topic is None:
+        near = "no topic is near (no topic shares a content word with the text)"
+    else:
+        near = f"nearest topic {reading.topic!r} (score {reading.score:.2f})"
+    verdict = "in scope" if reading.in_scope else f"out of scope ({reading.out_of_scope})"
+    if reading.out_of_scope == "allow":
+        verdict += ", not enforced (out_of_scope: allow)"
+    return f"scope: {near}; in scope from {reading.threshold:.2f}: {verdict}"

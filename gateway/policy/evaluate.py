@@ -10,6 +10,7 @@ from gateway.errors import GatewayError
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.policy.enforce import admit, review_answer
+from gateway.policy.scope import build_scope, content_stems
 
 STOPPING = ("block",)
 
@@ -35,6 +36,37 @@ class Verdict:
 def without_scope(policy: CompiledPolicy) -> CompiledPolicy:
     """The same policy with its topic scope off: to measure its rules alone."""
     return dataclasses.replace(policy, scope=None)
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeReading:
+    """How a policy's topic scope reads a text: its nearest topic (if any) and that score."""
+
+    topics: int
+    out_of_scope: str
+    threshold: float
+    min_words: int
+    judged: bool
+    topic: str | None = None
+    score: float = 0.0
+
+    @property
+    def in_scope(self) -> bool:
+        return not self.judged or self.score >= self.threshold
+
+
+def read_scope(policy: CompiledPolicy, text: str) -> ScopeReading:
+    """The scope's reading of a text, also where the policy does not enforce its scope."""
+    scope = policy.policy.scope
+    reading = ScopeReading(
+        len(scope.topics), scope.out_of_scope, scope.threshold, scope.min_words, judged=False
+    )
+    if not scope.topics or len(content_stems(text)) < scope.min_words:
+        return reading
+    classifier = policy.scope or build_scope(scope.model_copy(update={"out_of_scope": "flag"}))
+    assert classifier is not None  # there are topics
+    topic, score = classifier.classify(text)
+    return dataclasses.replace(reading, judged=True, topic=topic, score=score)
 
 
 def evaluate(policy: CompiledPolicy, text: str, stage: str = "input") -> Verdict:
