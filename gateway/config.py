@@ -8,15 +8,32 @@ may call. Everything is validated strictly: an unknown key is an error, reported
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/situate.db"
 DEMO_BACKEND = "demo"
+# The gateway's own name for the id it forwards: no server gives it a meaning, so none rejects
+# it (llama-cpp-python's server refuses any X-Request-ID that is not a UUID).
+DEFAULT_REQUEST_ID_HEADER = "X-Situate-Request-Id"
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Headers the gateway sets itself, or that frame the request: never the id's header.
+_RESERVED_HEADERS = frozenset(
+    {"authorization", "content-type", "content-length", "host", "transfer-encoding", "connection"}
+)
 
 
 class ConfigError(Exception):
@@ -46,6 +63,24 @@ class BackendConfig(_Strict):
     api_key_env: str | None = Field(None, description="env var holding the upstream API key")
     timeouts: Timeouts = Timeouts()
     stream_usage: bool = Field(True, description="ask for usage on every stream")
+    request_id_header: str | None = Field(
+        DEFAULT_REQUEST_ID_HEADER,
+        description="the header that carries the gateway's request id upstream; off: none",
+    )
+
+    @field_validator("request_id_header", mode="before")
+    @classmethod
+    def _header_or_off(cls, value: object) -> object:
+        # YAML reads a bare `off` (or `false`) as False: both mean "send no id".
+        if value is False or (isinstance(value, str) and value.lower() == "off"):
+            return None
+        if value is None or not isinstance(value, str):
+            return value
+        if not _HEADER_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not an HTTP header name")
+        if value.lower() in _RESERVED_HEADERS:
+            raise ValueError(f"{value!r} is a header the gateway sets itself")
+        return value
 
     @model_validator(mode="after")
     def _needs_url(self) -> BackendConfig:

@@ -7,6 +7,7 @@ is a dict lookup and every constant response body is encoded once, at startup.
 from __future__ import annotations
 
 import json
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,6 +23,8 @@ from gateway.mock.asgi import (
     error_body,
     header,
     read_body,
+    request_headers,
+    send_bytes,
     send_json,
 )
 from gateway.mock.chat import ChatHandler
@@ -100,6 +103,11 @@ class MockUpstream:
             await send_json(send, 405, body, (allow,))
             return
         ex = Exchange(scope, receive, send, self._new_record(scope, path))
+        if self.script.uuid_request_id and not _uuid_or_absent(header(scope, b"x-request-id")):
+            ex.record["outcome"] = "fault"
+            self._requests.append(ex.record)
+            await send_bytes(send, 400, b"", "")
+            return
         if not path.startswith("/v1/"):
             await handler(ex)
             return
@@ -116,7 +124,8 @@ class MockUpstream:
     @staticmethod
     def _new_record(scope: Scope, path: str) -> RequestRecord:
         return {
-            "request_id": header(scope, b"x-request-id"),
+            "request_id": header(scope, b"x-situate-request-id") or header(scope, b"x-request-id"),
+            "headers": request_headers(scope),
             "path": path,
             "model": None,
             "stream": False,
@@ -167,6 +176,16 @@ class MockUpstream:
 
     async def _healthz(self, ex: Exchange) -> None:
         await send_json(ex.send, 200, _HEALTHY)
+
+
+def _uuid_or_absent(value: str | None) -> bool:
+    if value is None:
+        return True
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 async def _json_body(ex: Exchange) -> Any:

@@ -38,7 +38,8 @@ class _Transport(Protocol):
 
 
 class RequestRecord(TypedDict):
-    request_id: str | None
+    request_id: str | None  # the gateway's id, from x-situate-request-id or x-request-id
+    headers: dict[str, str]  # every request header but authorization (recorded apart)
     path: str
     model: str | None
     stream: bool
@@ -88,6 +89,23 @@ async def send_json(
     headers: Headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def send_bytes(send: Send, status: int, body: bytes, content_type: str) -> None:
+    """A response that need not be JSON (a scripted plain-text or HTML error, or none)."""
+    headers: Headers = [(b"content-length", str(len(body)).encode())]
+    if body:
+        headers.insert(0, (b"content-type", content_type.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def request_headers(scope: Scope) -> dict[str, str]:
+    return {
+        bytes(key).decode("latin-1"): bytes(value).decode("latin-1")
+        for key, value in scope["headers"]
+        if key != b"authorization"
+    }
 
 
 async def read_body(receive: Receive) -> bytes | None:

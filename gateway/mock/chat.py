@@ -20,6 +20,7 @@ from gateway.mock.asgi import (
     dumps,
     error_body,
     run_watched,
+    send_bytes,
     send_json,
 )
 from gateway.mock.script import Fault, Rule, Script
@@ -214,7 +215,10 @@ async def _respond_whole(ex: Exchange, plan: ChatPlan) -> None:
         if await run_watched(ex.receive, lambda: anyio.sleep(delay)):
             ex.record["outcome"] = "client_disconnected"
             return
-    if fault is not None and fault.status is not None:
+    if fault is not None and fault.status is not None and fault.text is not None:
+        ex.record["outcome"] = "fault"
+        await send_bytes(ex.send, fault.status, fault.text.encode(), fault.content_type)
+    elif fault is not None and fault.status is not None:
         ex.record["outcome"] = "fault"
         await send_json(ex.send, fault.status, _fault_status_body(fault, fault.status))
     elif fault is not None and fault.drop_after is not None:

@@ -29,6 +29,10 @@ class Fault(BaseModel):
 
     status: int | None = Field(default=None, ge=200, le=599)
     body: dict[str, Any] | None = None
+    # A body that is not OpenAI's error shape (plain text, an HTML page, or "" for none),
+    # as proxies and some servers answer; sent as it is, with `content_type`.
+    text: str | None = None
+    content_type: str = "text/plain; charset=utf-8"
     drop_after: int | None = Field(default=None, ge=0)
     malformed_after: int | None = Field(default=None, ge=0)
     error_frame_after: int | None = Field(default=None, ge=0)
@@ -41,8 +45,10 @@ class Fault(BaseModel):
             raise ValueError(
                 "set at most one of status, drop_after, malformed_after, error_frame_after"
             )
-        if self.body is not None and self.status is None:
-            raise ValueError("body only applies together with status")
+        if (self.body is not None or self.text is not None) and self.status is None:
+            raise ValueError("body and text only apply together with status")
+        if self.body is not None and self.text is not None:
+            raise ValueError("set body (JSON) or text, not both")
         return self
 
 
@@ -72,6 +78,9 @@ class Script(BaseModel):
     token_delay: float = Field(default=0.0, ge=0)
     models: list[str] = Field(default_factory=lambda: ["mock-small", "mock-large"])
     embedding_dimensions: int = Field(default=8, ge=1, le=65536)
+    # Like llama-cpp-python's server (starlette-context's RequestIdPlugin): an X-Request-ID
+    # that is not a UUID is refused with a 400 and an empty body, before any route runs.
+    uuid_request_id: bool = False
 
 
 def load_script(path: Path | None) -> Script:

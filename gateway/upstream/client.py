@@ -1,9 +1,10 @@
 """The one shared upstream HTTP client, and the mapping of its failures to gateway errors.
 
 Only what the gateway chooses goes upstream: the backend's own key, a content type, our
-request id. The caller's headers (and key) never do. Upstream failures become 502/504; an
-upstream 4xx goes back to the client with its body, except 401/403, which mean the gateway's
-own backend credentials are wrong and so are reported as a 502.
+request id (in the backend's ``request_id_header``, or not at all). The caller's headers (and
+key) never do. Upstream failures become 502/504; an upstream 4xx goes back to the client with
+its body (a body not in OpenAI's error shape as its scrubbed, bounded text in that shape),
+except 401/403, which mean the gateway's own backend credentials are wrong: a 502.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import httpx
 
 from gateway.config import Timeouts, UpstreamConfig
 from gateway.errors import GatewayError, UpstreamError, UpstreamPassthrough, UpstreamTimeout
+from gateway.upstream import error_text
 from gateway.upstream.router import Route
 
 _PASSED_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry")
@@ -51,7 +53,9 @@ class UpstreamClient:
         self, route: Route, path: str, body: bytes, request_id: str, *, stream: bool
     ) -> httpx.Response:
         """Send the request; return a response whose body is not read yet, status checked."""
-        headers = {"content-type": "application/json", "x-request-id": request_id}
+        headers = {"content-type": "application/json"}
+        if route.backend.request_id_header:
+            headers[route.backend.request_id_header] = request_id
         if route.api_key:
             headers["authorization"] = f"Bearer {route.api_key}"
         request = self._http.build_request(
@@ -81,12 +85,12 @@ class UpstreamClient:
                 "The operator must check the backend's API key.",
                 code="upstream_auth_failed",
             )
+        body, kind = self.scrub(body), response.headers.get("content-type", "")
         if 400 <= status < 500:
-            headers = {k: response.headers[k] for k in _PASSED_HEADERS if k in response.headers}
-            raise UpstreamPassthrough(status, self.scrub(body), headers)
+            raise _passthrough(route.backend_name, response, body)
         raise UpstreamError(
             f"Backend '{route.backend_name}' failed with HTTP {status}: "
-            f"{self.scrub(body)[:300].decode('utf-8', errors='replace')}",
+            f"{error_text.shown(body, kind) or '(empty body)'}",
             code="upstream_error",
         )
 
@@ -98,6 +102,20 @@ class UpstreamClient:
             if secret in body:
                 body = body.replace(secret, b"[redacted]")
         return body
+
+
+def _passthrough(backend: str, response: httpx.Response, body: bytes) -> UpstreamPassthrough:
+    """The backend's 4xx for the client: OpenAI's error shape as sent, or made from its text."""
+    status = response.status_code
+    headers = {k: response.headers[k] for k in _PASSED_HEADERS if k in response.headers}
+    if error_text.is_openai_error(body):
+        return UpstreamPassthrough(status, body, headers)
+    kind = response.headers.get("content-type", "")
+    error = UpstreamPassthrough(
+        status, error_text.client_error_body(backend, status, body, kind), headers
+    )
+    error.message = error.body()["error"]["message"]  # the record's error_message says why too
+    return error
 
 
 @contextlib.contextmanager
