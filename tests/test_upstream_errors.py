@@ -64,6 +64,7 @@ BACKENDS: dict[str, dict[str, Any]] = {
     "llama-like": {},  # the default header
     "uuid-header": {"request_id_header": "X-Request-ID"},  # what the gateway used to send
     "no-header": {"request_id_header": False},  # `off` in YAML
+    "no-usage": {"stream_usage": False},  # so the mock, like llama-cpp-python, sends none
 }
 
 
@@ -163,6 +164,21 @@ def test_the_forwarded_id_header_can_be_turned_off_and_the_record_keeps_the_id(
     assert request_id not in json.dumps(seen[0]["headers"])
     assert seen[0]["request_id"] is None
     assert gateway.record(request_id)["backend"] == "no-header"
+
+
+def test_a_stream_without_usage_is_recorded_as_unknown_with_the_reason(
+    sdk: openai.OpenAI, gateway: Gateway
+) -> None:
+    stream = _ask(sdk, "no-usage", "count me", stream=True)
+    whole = _ask(sdk, "no-usage", "count me")
+    tokens = ("prompt_tokens", "completion_tokens", "total_tokens")
+    streamed = gateway.record(stream)
+    assert (streamed["status"], *(streamed[t] for t in tokens)) == ("ok", None, None, None)
+    assert streamed["response_body"]["usage"] is None
+    assert streamed["response_body"]["usage_missing"] == "the backend sent no usage on this stream"
+    answered = gateway.record(whole)
+    assert [answered[t] for t in tokens] == [2, 11, 13]
+    assert "usage_missing" not in answered["response_body"]
 
 
 def _refused(sdk: openai.OpenAI, model: str, text: str, *, stream: bool) -> openai.APIStatusError:

@@ -71,9 +71,12 @@ class StreamAssembler:
         return bool(self.choices) and all(c["finish_reason"] for c in self.choices.values())
 
     def body(self) -> dict[str, Any]:
-        return {
+        body = {
             **self.head,
             "object": "chat.completion",
             "choices": [self.choices[i] for i in sorted(self.choices)],
             "usage": self.usage,
         }
+        if self.usage is None:  # unknown, never guessed (llama-cpp-python streams send none)
+            body["usage_missing"] = "the backend sent no usage on this stream"
+        return body
