@@ -253,7 +253,8 @@ def test_sidecar_aligns_with_data(
     assert set(sidecar[0]) == {
         "row_id", "line", "exchange_id", "context", "queue", "policy_revision", "rule_ids",
         "reason", "guideline_revision", "reviewer_pseudonym", "judged_by", "agreement",
-        "severity", "preferred_source", "judged_at",
+        "severity", "preferred_source", "judged_at", "partial", "item_state",
+        "item_judgments", "reviewers_per_item",
     }  # fmt: skip
     raw = (summary.path / "data.jsonl").read_bytes()
     assert summary.sha256 == hashlib.sha256(raw).hexdigest()

@@ -129,6 +129,9 @@ class ExportIn(BaseModel):
     queue: str | None = None
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None
+    include_partial: bool = Field(
+        False, description="also items below reviewers_per_item or with a lead, marked partial"
+    )
 
 
 @router.post("/exports", status_code=201, summary="Export preference data (admins)")
@@ -136,7 +139,14 @@ async def create_export(
     payload: ExportIn, who: ReviewerDep, services: ServicesDep
 ) -> dict[str, Any]:
     who.require("admin")
-    flt = ExportFilter(payload.format, payload.context, payload.queue, payload.since, payload.until)
+    flt = ExportFilter(
+        payload.format,
+        payload.context,
+        payload.queue,
+        payload.since,
+        payload.until,
+        payload.include_partial,
+    )
     summary = await export_by(
         services.sessions,
         services.policies,

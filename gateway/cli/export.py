@@ -27,9 +27,21 @@ def preferences(
     since: str | None = typer.Option(None, help="ISO time or a span back: 7d"),
     until: str | None = typer.Option(None, help="ISO time or a span back"),
     by: str = typer.Option("cli", "--by", help="Who is exporting (recorded)."),
+    include_partial: bool = typer.Option(
+        False,
+        "--include-partial",
+        help="Also export judgments on unfinished items (below their queue's"
+        " reviewers_per_item, or with a lead), marked partial in provenance.jsonl.",
+    ),
+    allow_empty: bool = typer.Option(
+        False, "--allow-empty", help="Exit 0 even when nothing matched (it is still said)."
+    ),
     config: ConfigOption = None,
 ) -> None:
-    """Write data.jsonl, provenance.jsonl and a dataset card (README.md) into --out."""
+    """Write data.jsonl, provenance.jsonl and a dataset card (README.md) into --out.
+
+    When nothing matched, the folder is still written (the card says why) and the command
+    says why on stderr and exits 1, unless --allow-empty."""
     if format not in FORMATS:
         raise fail(f"--format is one of {', '.join(FORMATS)}")
     settings = config_or_exit(config)
@@ -41,7 +53,20 @@ def preferences(
         queue=queue,
         since=parse_since(since) if since else None,
         until=parse_since(until) if until else None,
+        include_partial=include_partial,
     )
     out.mkdir(parents=True, exist_ok=True)
     summary = run_with_db(settings, lambda s: run_export(s, store, flt, out, by))
     typer.echo(json.dumps(asdict(summary), default=str))
+    left = summary.left_out["judgments"]
+    if left and summary.nothing_exported is None:
+        typer.echo(
+            f"note: {left} judgments on {summary.left_out['items']} unfinished items were left"
+            " out (see the card); --include-partial exports them",
+            err=True,
+        )
+    if summary.nothing_exported is not None:
+        typer.echo(f"nothing exported: {summary.nothing_exported}.", err=True)
+        typer.echo(f"the card in {out / 'README.md'} says the same", err=True)
+        if not allow_empty:
+            raise typer.Exit(1)

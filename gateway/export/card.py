@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from gateway.export.rows import ExportFilter, ReviewerProfile
+from gateway.export.scope import ExportScope, counted, partial_lines
 
 if TYPE_CHECKING:  # the writer imports this module to render the card
     from gateway.export.writer import CardStats
@@ -22,6 +23,7 @@ if TYPE_CHECKING:  # the writer imports this module to render the card
 DATA_FILE = "data.jsonl"
 PROVENANCE_FILE = "provenance.jsonl"
 CARD_FILE = "README.md"
+NOTHING_EXPORTED = "- Nothing was exported: "  # the page reads the reason back from this line
 
 _FORMAT_NAMES = {
     "trl": "TRL conversational DPO (`prompt`, `chosen`, `rejected` as message lists)",
@@ -52,7 +54,7 @@ def _share(part: int, whole: int) -> str:
 def _table(header: tuple[str, str], rows: Iterable[tuple[object, object]]) -> list[str]:
     lines = [f"| {header[0]} | {header[1]} |", "| --- | ---: |"]
     lines += [f"| {key} | {value} |" for key, value in rows]
-    return lines
+    return lines if len(lines) > 2 else [*lines, "| none | 0 |"]
 
 
 def _fenced(text: str) -> list[str]:
@@ -105,40 +107,67 @@ def _filter_text(flt: ExportFilter) -> str:
             return "any"
         return value.isoformat() if isinstance(value, datetime) else f"`{value}`"
 
+    unfinished = "included" if flt.include_partial else "left out"
     return (
         f"format `{flt.format}`, context {shown(flt.context)}, queue {shown(flt.queue)}, "
-        f"judged since {shown(flt.since)}, until {shown(flt.until)}"
+        f"judged since {shown(flt.since)}, until {shown(flt.until)}, unfinished items {unfinished}"
     )
 
 
+def _nothing(
+    flt: ExportFilter, why: str, export_id: str, exported_by: str, exported_at: datetime
+) -> list[str]:
+    return [
+        "## Dataset summary",
+        "",
+        f"{NOTHING_EXPORTED}{why}.",
+        f"- `{DATA_FILE}` and `{PROVENANCE_FILE}` are empty files.",
+        f"- Filter: {_filter_text(flt)}.",
+        f"- Export `{export_id}`, made by `{exported_by}` at {exported_at.isoformat()}.",
+    ]
+
+
 def _summary(
-    stats: CardStats, flt: ExportFilter, export_id: str, exported_by: str, exported_at: datetime
+    stats: CardStats,
+    flt: ExportFilter,
+    scope: ExportScope | None,
+    export_id: str,
+    exported_by: str,
+    exported_at: datetime,
 ) -> list[str]:
     span = (
         f"{stats.first.isoformat()} to {stats.last.isoformat()}"
         if stats.first and stats.last
-        else "no judgments exported"
+        else ""
     )
     lines = [
         "## Dataset summary",
         "",
         f"- Format: {_FORMAT_NAMES.get(stats.format, stats.format)}.",
-        f"- Records in `{DATA_FILE}`: {stats.records_out}, from {stats.rows_out} judgments"
+        f"- Records in `{DATA_FILE}`: {stats.records_out},"
+        f" from {counted(stats.rows_out, 'judgment')}"
         f" (of {stats.rows_in} received; {stats.rows_in - stats.rows_out} skipped).",
-        f"- Judgments made from {span}.",
+        *([f"- Judgments made from {span}."] if span else []),
         f"- Filter: {_filter_text(flt)}.",
         f"- Export `{export_id}`, made by `{exported_by}` at {exported_at.isoformat()}.",
         "- Verdicts on the original answer: "
         + ", ".join(f"{name} {stats.verdicts[key]}" for key, name in _VERDICTS.items())
         + ".",
         "- Source of the preferred answer: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(stats.sources.items()))
+        + (", ".join(f"{k} {v}" for k, v in sorted(stats.sources.items())) or "none")
         + ".",
     ]
-    if stats.skipped:
-        lines += ["", "Rows this format cannot carry, and why:", ""]
-        lines += [f"- {reason}: {count}" for reason, count in sorted(stats.skipped.items())]
-    return lines
+    if flt.include_partial:
+        lines.append(
+            f"- Judgments on unfinished items among them: {stats.partial} (`partial: true`)."
+        )
+    lines += partial_lines(scope, flt) if scope is not None else []
+    return lines + (["", *_skipped(stats)] if stats.skipped else [])
+
+
+def _skipped(stats: CardStats) -> list[str]:
+    lines = ["Rows this format cannot carry, and why:", ""]
+    return lines + [f"- {reason}: {count}." for reason, count in sorted(stats.skipped.items())]
 
 
 def _contexts(stats: CardStats) -> list[str]:
@@ -281,7 +310,10 @@ def _provenance() -> list[str]:
         " `reviewer_pseudonym`, whether it was `judged_by` a `human` or a `model`, the"
         " queue's `agreement` (Krippendorff's alpha, when computable), the `severity`, where"
         " the preferred answer came from (`preferred_source`) and when it was judged"
-        " (`judged_at`, ISO 8601).",
+        " (`judged_at`, ISO 8601). `partial` says whether the item was unfinished when"
+        " exported (only with `include_partial`), with its `item_state` (`done`, `open`,"
+        " `escalated`, `adjudication`), the `item_judgments` it had and the"
+        " `reviewers_per_item` its queue asks for.",
     ]
 
 
@@ -318,17 +350,25 @@ def dataset_card(
     export_id: str,
     exported_by: str,
     exported_at: datetime,
+    scope: ExportScope | None = None,
+    nothing_exported: str | None = None,
 ) -> str:
+    """The card; ``nothing_exported`` (why no record was written) makes it a short one."""
     pretty_name = f"Situate preference data ({stats.format}, export {export_id})"
-    sections = [
-        _summary(stats, flt, export_id, exported_by, exported_at),
-        _contexts(stats),
-        _annotation(stats, guidelines),
-        _annotators(stats, reviewers),
-        _agreement(stats),
-        _sensitive(stats),
-        _provenance(),
-        _limitations(stats),
-    ]
+    if nothing_exported is not None:
+        sections = [_nothing(flt, nothing_exported, export_id, exported_by, exported_at)]
+        if stats.skipped:
+            sections.append(_skipped(stats))
+    else:
+        sections = [
+            _summary(stats, flt, scope, export_id, exported_by, exported_at),
+            _contexts(stats),
+            _annotation(stats, guidelines),
+            _annotators(stats, reviewers),
+            _agreement(stats),
+            _sensitive(stats),
+            _provenance(),
+            _limitations(stats),
+        ]
     body = "\n\n".join("\n".join(lines) for lines in sections)
     return f"{_front_matter(stats, reviewers, pretty_name)}\n\n# {pretty_name}\n\n{body}\n"

@@ -38,6 +38,14 @@ class PreferenceRow:
     judged_at: datetime
     redacted: bool  # whether the record kept content redacted (policy record.content)
     tools: list[dict[str, Any]] = field(default_factory=list)
+    # The item's review state: anything but "done" is a partial item (``include_partial``).
+    item_state: str = "done"
+    item_judgments: int = 1  # review judgments the item has received
+    reviewers_per_item: int = 1  # how many its queue asks for
+
+    @property
+    def partial(self) -> bool:
+        return self.item_state != "done"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +66,5 @@ class ExportFilter:
     queue: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # Items not finished yet (below reviewers_per_item, or with a lead) are left out unless asked.
+    include_partial: bool = False

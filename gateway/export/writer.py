@@ -20,6 +20,7 @@ from typing import IO, Any
 from gateway.export.card import CARD_FILE, DATA_FILE, PROVENANCE_FILE, dataset_card
 from gateway.export.formats import FORMATS, records, why_skipped
 from gateway.export.rows import ExportFilter, PreferenceRow, ReviewerProfile
+from gateway.export.scope import ExportScope, unfinished_counts, why_empty
 
 _PARTIAL = ".partial"
 
@@ -34,6 +35,10 @@ class ExportSummary:
     path: Path
     files: list[str]
     sha256: str  # of data.jsonl, as written
+    nothing_exported: str | None = None  # why no record was written, when none was
+    # Judgments on unfinished items (below reviewers_per_item, with a lead) the filter reached.
+    left_out: dict[str, int] = field(default_factory=dict)
+    partial_included: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -58,6 +63,7 @@ class CardStats:
     rows_in: int = 0
     rows_out: int = 0
     records_out: int = 0
+    partial: int = 0  # exported judgments on unfinished items
     redacted: int = 0
     first: datetime | None = None
     last: datetime | None = None
@@ -89,6 +95,7 @@ class CardStats:
             return
         self.rows_out += 1
         self.records_out += produced
+        self.partial += row.partial
         self.first = row.judged_at if self.first is None else min(self.first, row.judged_at)
         self.last = row.judged_at if self.last is None else max(self.last, row.judged_at)
         self.contexts[row.context] += 1
@@ -145,6 +152,10 @@ def provenance(row: PreferenceRow, row_id: str, line: int) -> dict[str, Any]:
         "severity": row.severity,
         "preferred_source": row.preferred_source,
         "judged_at": row.judged_at.isoformat(),
+        "partial": row.partial,
+        "item_state": row.item_state,
+        "item_judgments": row.item_judgments,
+        "reviewers_per_item": row.reviewers_per_item,
     }
 
 
@@ -201,16 +212,24 @@ def write_export(
     exported_by: str,
     export_id: str,
     exported_at: datetime | None = None,
+    scope: ExportScope | None = None,
 ) -> ExportSummary:
     """Export ``rows`` (already selected by ``flt``, which the card records) in ``flt.format``.
 
-    ``guidelines`` maps a guideline revision to its text, which the card quotes in full.
+    ``guidelines`` maps a guideline revision to its text, which the card quotes in full;
+    ``scope`` counts what the filter reached in the database, so the card can say what it left
+    out (without it, the card says only what the rows show).
     """
     if flt.format not in FORMATS:
         raise ValueError(f"unknown export format {flt.format!r}; expected one of {FORMATS}")
     out_dir.mkdir(parents=True, exist_ok=True)
     stats = CardStats(format=flt.format)
     sha256 = _write_data(out_dir, flt.format, rows, stats)
+    known = scope or ExportScope(
+        items=stats.rows_in, judgments=stats.rows_in, in_window=stats.rows_in
+    )
+    left_out, partial_included = unfinished_counts(known, flt)
+    nothing = why_empty(known, flt, stats.rows_in, stats.skipped) if not stats.records_out else None
     card = dataset_card(
         stats,
         flt,
@@ -219,6 +238,8 @@ def write_export(
         export_id=export_id,
         exported_by=exported_by,
         exported_at=exported_at or datetime.now(UTC),
+        scope=scope,
+        nothing_exported=nothing,
     )
     (out_dir / CARD_FILE).write_text(card, encoding="utf-8")
     return ExportSummary(
@@ -230,4 +251,7 @@ def write_export(
         path=out_dir,
         files=[DATA_FILE, PROVENANCE_FILE, CARD_FILE],
         sha256=sha256,
+        nothing_exported=nothing,
+        left_out=left_out,
+        partial_included=partial_included,
     )

@@ -131,9 +131,9 @@ class ReviewData:
             query = query.where(Judgment.created_at >= flt.since)
         if flt.until is not None:
             query = query.where(Judgment.created_at < flt.until)
-        return query.where(
-            or_(ReviewItem.state == "done", Judgment.purpose == "adjudication")
-        ).order_by(ReviewItem.id, Judgment.created_at)
+        if not flt.include_partial:  # what is left out is counted in review/exporting.py
+            query = query.where(or_(ReviewItem.state == "done", Judgment.purpose == "adjudication"))
+        return query.order_by(ReviewItem.id, Judgment.created_at)
 
     async def preference_rows(
         self,
@@ -242,4 +242,7 @@ def _row(
         else datetime.fromisoformat(str(j.created_at)),
         redacted=redacted,
         tools=list(request.get("tools") or []),
+        item_state=item.state,
+        item_judgments=item.judgments_done,
+        reviewers_per_item=item.reviewers_needed,
     )

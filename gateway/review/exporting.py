@@ -13,12 +13,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, distinct, exists, func, select
+from sqlalchemy.orm import aliased
 
-from gateway.db.models import ExportRecord, GuidelineRevision, ReviewItem
+from gateway.db.models import ExportRecord, GuidelineRevision, Judgment, ReviewItem
 from gateway.db.session import Sessions
 from gateway.errors import NotFound
+from gateway.export.card import CARD_FILE, NOTHING_EXPORTED
 from gateway.export.rows import ExportFilter
+from gateway.export.scope import ExportScope, Unfinished
 from gateway.export.writer import ExportSummary, write_export
 from gateway.policy.store import PolicyStore
 from gateway.records.log import now
@@ -51,6 +54,61 @@ async def _scope(sessions: Sessions, flt: ExportFilter) -> list[tuple[str, str]]
         return [(c, q) for c, q in (await session.execute(query)).all()]
 
 
+def _item_conditions(flt: ExportFilter) -> list[ColumnElement[bool]]:
+    conditions = []
+    if flt.context is not None:
+        conditions.append(ReviewItem.context == flt.context)
+    if flt.queue is not None:
+        conditions.append(ReviewItem.queue == flt.queue)
+    return conditions
+
+
+def _window(flt: ExportFilter) -> list[ColumnElement[bool]]:
+    conditions = []
+    if flt.since is not None:
+        conditions.append(Judgment.created_at >= flt.since)
+    if flt.until is not None:
+        conditions.append(Judgment.created_at < flt.until)
+    return conditions
+
+
+async def export_scope(sessions: Sessions, policies: PolicyStore, flt: ExportFilter) -> ExportScope:
+    """What the filter reaches: items, standing judgments (in the window), unfinished items.
+
+    The same selection as the rows (``ReviewData._judgments``), counted in the database, so
+    the card can say what an export left out and why one is empty.
+    """
+    newer = aliased(Judgment)
+    standing = ~exists().where(newer.supersedes == Judgment.id)
+    judged = (
+        select(func.count(Judgment.id))
+        .join(ReviewItem, ReviewItem.id == Judgment.item_id)
+        .where(standing, *_item_conditions(flt))
+    )
+    unfinished = (
+        select(
+            ReviewItem.state,
+            ReviewItem.judgments_done,
+            ReviewItem.reviewers_needed,
+            func.count(distinct(ReviewItem.id)),
+            func.count(Judgment.id),
+        )
+        .join(ReviewItem, ReviewItem.id == Judgment.item_id)
+        .where(standing, ReviewItem.state != "done", *_item_conditions(flt), *_window(flt))
+        .group_by(ReviewItem.state, ReviewItem.judgments_done, ReviewItem.reviewers_needed)
+    )
+    async with sessions() as session:
+        items = await session.scalar(
+            select(func.count(ReviewItem.id)).where(*_item_conditions(flt))
+        )
+        judgments = await session.scalar(judged)
+        in_window = await session.scalar(judged.where(*_window(flt)))
+        groups = [Unfinished(*row) for row in (await session.execute(unfinished)).all()]
+    return ExportScope(
+        items or 0, judgments or 0, in_window or 0, tuple(groups), tuple(policies.contexts)
+    )
+
+
 async def _guidelines(sessions: Sessions) -> dict[str, str]:
     async with sessions() as session:
         rows = await session.execute(select(GuidelineRevision.revision, GuidelineRevision.text))
@@ -67,6 +125,7 @@ async def run_export(
     }
     pseudonyms = {rid: p.pseudonym for rid, p in profiles.items()}
     export_id = "exp_" + secrets.token_hex(8)
+    scope = await export_scope(sessions, policies, flt)
     rows = data.preference_rows(flt, alphas, pseudonyms)
     loop = asyncio.get_running_loop()
     summary = await asyncio.to_thread(
@@ -78,6 +137,7 @@ async def run_export(
         await _guidelines(sessions),
         exported_by=exported_by,
         export_id=export_id,
+        scope=scope,
     )
     filter_json: dict[str, Any] = {
         k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(flt).items()
@@ -121,3 +181,15 @@ async def export_file(sessions: Sessions, export_id: str, name: str) -> Path:
     if record is None or name not in EXPORT_FILES:
         raise NotFound(f"No export file '{export_id}/{name}'.", code="export_not_found")
     return Path(record.path) / name
+
+
+async def nothing_exported(sessions: Sessions, export_id: str) -> str | None:
+    """Why an export wrote no record, as its card says; None when it wrote some (or is gone)."""
+    async with sessions() as session:
+        record = await session.get(ExportRecord, export_id)
+    if record is None or record.rows:
+        return None
+    card = Path(record.path) / CARD_FILE
+    lines = card.read_text(encoding="utf-8").splitlines() if card.exists() else []
+    found = next((line for line in lines if line.startswith(NOTHING_EXPORTED)), None)
+    return found.removeprefix(NOTHING_EXPORTED).removesuffix(".") if found else None

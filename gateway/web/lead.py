@@ -12,7 +12,12 @@ from gateway.errors import InvalidRequest
 from gateway.export.formats import FORMATS
 from gateway.export.rows import ExportFilter
 from gateway.records.log import now
-from gateway.review.exporting import export_by, export_file, export_records
+from gateway.review.exporting import (
+    export_by,
+    export_file,
+    export_records,
+    nothing_exported,
+)
 from gateway.services import Services
 from gateway.web.deps import FormDep, SignedInDep
 from gateway.web.forms import text
@@ -53,7 +58,8 @@ async def exports(
     request: Request, signed: SignedInDep, services: ServicesDep, made: str | None = None
 ) -> Response:
     signed.who.require("admin")
-    return await _exports_page(request, signed, services, made=made)
+    nothing = await nothing_exported(services.sessions, made) if made else None
+    return await _exports_page(request, signed, services, made=made, nothing=nothing)
 
 
 async def _exports_page(
@@ -63,6 +69,7 @@ async def _exports_page(
     *,
     made: str | None = None,
     error: str | None = None,
+    nothing: str | None = None,
 ) -> Response:
     return page(
         request,
@@ -74,6 +81,7 @@ async def _exports_page(
         formats=FORMATS,
         made=made,
         error=error,
+        nothing=nothing,
     )
 
 
@@ -90,12 +98,16 @@ def _when(value: str | None, field: str, *, end: bool = False) -> datetime | Non
 
 
 def _filter(
-    form_format: str | None, scope: str | None, since: datetime | None, until: datetime | None
+    form_format: str | None,
+    scope: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    partial: bool = False,
 ) -> ExportFilter:
     if form_format is None or form_format not in FORMATS:
         raise InvalidRequest("Choose an export format.", param="format")
     context, _, queue = (scope or "").partition("/")
-    return ExportFilter(form_format, context or None, queue or None, since, until)
+    return ExportFilter(form_format, context or None, queue or None, since, until, partial)
 
 
 @router.post("/exports")
@@ -109,6 +121,7 @@ async def start_export(
             text(form, "scope"),
             _when(text(form, "since"), "since"),
             _when(text(form, "until"), "until", end=True),
+            form.get("include_partial") == "on",
         )
     except InvalidRequest as exc:
         return await _exports_page(request, signed, services, error=exc.message)
