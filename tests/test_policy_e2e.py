@@ -88,7 +88,7 @@ def test_input_block_as_error_never_reaches_the_upstream(
     assert (decided["verdict"], decided["enforced"]) == ("block", "block")
     assert outcome(decided, "block-error")["evidence"][0]["start"] == 8
     assert request_id not in {e["request_id"] for e in upstream.requests()}
-    assert gateway.record(request_id)["status"] == "rejected"
+    assert gateway.record(request_id)["status"] == "blocked"
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -106,7 +106,7 @@ def test_input_block_as_answer_is_a_content_filter_refusal(gateway: Gateway, str
         assert choice["finish_reason"] == "content_filter"
     assert text == "I can only help with test matters."
     record = gateway.record(headers["x-request-id"])
-    assert (record["status"], record["error_type"]) == ("rejected", "policy_refusal")
+    assert (record["status"], record["error_type"]) == ("blocked", "policy_refusal")
     assert outcome(record["decision"], "block-answer")["enforced"] == "block"
 
 
@@ -161,7 +161,7 @@ def test_output_block_as_answer(gateway: Gateway, stream: bool) -> None:
         assert choice["finish_reason"] == "content_filter"
         headers = response.headers
     record = gateway.record(headers["x-request-id"])
-    assert record["status"] == "rejected"
+    assert record["status"] == "blocked"
     assert outcome(record["decision"], "no-secret-recipe")["stage"] == "output"
 
 

@@ -26,6 +26,22 @@ def decision_headers(decision: Decision | None) -> dict[str, str]:
     return headers
 
 
+def upstream_filtered(choices: Any) -> str | None:
+    """What to record when the backend's own content filter ended choices (a provider's
+    filter, such as Azure's), so the record does not put it down to the gateway's policy."""
+    ended = [
+        str(choice.get("index", i))
+        for i, choice in enumerate(choices or ())
+        if isinstance(choice, dict) and choice.get("finish_reason") == "content_filter"
+    ]
+    if not ended:
+        return None
+    return (
+        f"the backend's own content filter ended choice {', '.join(ended)} "
+        "(finish_reason content_filter); no rule of the policy blocked it"
+    )
+
+
 def refusal_completion(model: str, text: str, n: int) -> dict[str, Any]:
     return {
         "id": "chatcmpl-" + secrets.token_hex(12),

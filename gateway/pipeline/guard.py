@@ -3,7 +3,9 @@
 Each choice's text is scanned as it grows, over a window that reaches ``hold`` characters
 behind what was already released (``hold`` is the longest span any blocking or redacting
 rule can match). Text is released up to ``hold`` characters short of the end and never in
-the middle of a span to redact; redactions happen inside the stream. A block ends the stream.
+the middle of a span to redact; redactions happen inside the stream. A block that answers
+(``block_as: answer``) ends its choice with the rule's refusal, as the whole answer would;
+a block that errs ends the stream.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from gateway.errors import PolicyUnavailable
 from gateway.pipeline.stream_text import apply_spans
 from gateway.policy.compiled import CompiledPolicy, CompiledRule
 from gateway.policy.decision import Decision, Evidence, Outcome
+from gateway.policy.enforce import refusal_text
 
 
 @dataclass(slots=True)
@@ -22,6 +25,7 @@ class _Choice:
     raw: str = ""
     released: int = 0
     started: bool = False
+    refused: bool = False
     spans: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
@@ -33,6 +37,7 @@ class Blocked(Exception):
 
 class OutputGuard:
     def __init__(self, policy: CompiledPolicy, decision: Decision, *, disclose: bool) -> None:
+        self._policy = policy
         self._rules = policy.rules_for("output")
         self._hold = policy.hold_back
         self._decision = decision
@@ -49,6 +54,8 @@ class OutputGuard:
     def feed(self, index: int, text: str) -> str:
         """Take new text of a choice; return what may be released now. Raises Blocked."""
         choice = self._choices.setdefault(index, _Choice())
+        if choice.refused:
+            return ""
         choice.raw += text
         self._scan(index, choice)
         return self._release(choice, final=False)
@@ -56,10 +63,28 @@ class OutputGuard:
     def finish(self, index: int) -> str:
         """The choice ended: release everything still held back."""
         choice = self._choices.setdefault(index, _Choice())
-        return self._release(choice, final=True)
+        return "" if choice.refused else self._release(choice, final=True)
+
+    def refuse(self, index: int, rule: CompiledRule) -> str | None:
+        """End a blocked choice with the rule's refusal (after the notice, if nothing was
+        released yet); None when the rule blocks with an error instead."""
+        refusal = refusal_text(rule, self._policy)
+        if refusal is None:
+            return None
+        choice = self._choices.setdefault(index, _Choice())
+        if choice.started:
+            refusal = f"\n\n{refusal}"
+        elif self._notice is not None:
+            refusal = f"{self._notice}\n\n{refusal}"
+        choice.started = choice.refused = True
+        return refusal
+
+    def refused(self, index: int) -> bool:
+        choice = self._choices.get(index)
+        return choice is not None and choice.refused
 
     def unfinished(self) -> list[int]:
-        return sorted(self._choices)
+        return sorted(i for i, choice in self._choices.items() if not choice.refused)
 
     def _scan(self, index: int, choice: _Choice) -> None:
         start = max(0, choice.released - self._hold)

@@ -21,16 +21,23 @@ from gateway.errors import (
     ClientGone,
     GatewayError,
     PolicyUnavailable,
+    PolicyViolation,
     UpstreamError,
     UpstreamPassthrough,
 )
-from gateway.pipeline.answers import decision_headers, refusal_response
+from gateway.pipeline.answers import decision_headers, refusal_response, upstream_filtered
 from gateway.pipeline.guard import OutputGuard
 from gateway.pipeline.request import ChatRequest, EmbeddingsRequest, read_json, validate
 from gateway.pipeline.stream import open_stream
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
-from gateway.policy.enforce import Admission, admit, choose_model, first_turn, review_answer
+from gateway.policy.enforce import (
+    Admission,
+    admit,
+    admit_embeddings,
+    first_turn,
+    review_answer,
+)
 from gateway.records.log import ExchangeLog, Status, now
 from gateway.services import Services
 from gateway.upstream.client import mapped_errors
@@ -44,6 +51,8 @@ def outcome_of(exc: GatewayError) -> Status:
         return Status.CLIENT_DISCONNECTED
     if isinstance(exc, UpstreamError | UpstreamPassthrough):
         return Status.UPSTREAM_ERROR
+    if isinstance(exc, PolicyViolation):
+        return Status.BLOCKED
     return Status.GATEWAY_ERROR if exc.status >= 500 else Status.REJECTED
 
 
@@ -160,10 +169,10 @@ class Pipeline:
         # The record keeps the backend's answer as given; the decision says what was changed.
         changes = policy.rules_for("output") or (disclose and policy.policy.disclosure)
         log.response_body = copy.deepcopy(answer) if changes else answer
+        filtered = upstream_filtered(answer.get("choices"))  # before the gateway's own blocks
         if review_answer(policy, answer, decision, disclose=disclose):
             raw = json.dumps(answer).encode()
-        if any(c.get("finish_reason") == "content_filter" for c in answer.get("choices") or ()):
-            log.status, log.error_type = Status.REJECTED, "policy_violation"
+        _settle(log, decision, filtered)
         return self._answer(log, raw, answer)
 
     def _refuse(self, log: ExchangeLog, admitted: Admission, chat: ChatRequest) -> Response:
@@ -176,7 +185,7 @@ class Pipeline:
             include_usage=chat.wants_usage,
             decision=log.decision,
         )
-        log.status, log.error_type = Status.REJECTED, "policy_refusal"
+        log.status, log.error_type = Status.BLOCKED, "policy_refusal"
         log.response_body = completion
         log.ended_at = now()
         self.s.recorder.submit(log)
@@ -187,9 +196,9 @@ class Pipeline:
     ) -> Response:
         validate(EmbeddingsRequest, body)
         assert log.decision is not None
-        alias = choose_model(policy, body, log.decision)
-        route = self._route(log, alias)
-        raw, answer = await self._forward(route, "/embeddings", log, body)
+        admitted = admit_embeddings(policy, body, log.decision)
+        route = self._route(log, admitted.alias)
+        raw, answer = await self._forward(route, "/embeddings", log, admitted.body)
         log.response_body = _without_vectors(answer)
         return self._answer(log, raw, answer)
 
@@ -225,6 +234,17 @@ class Pipeline:
         log.ended_at = now()
         self.s.recorder.submit(log)
         return Response(raw, media_type="application/json", headers=decision_headers(log.decision))
+
+
+def _settle(log: ExchangeLog, decision: Decision, filtered: str | None) -> None:
+    """Whose doing an answer's ``content_filter`` was: the policy's, or the backend's own."""
+    blocked = [o.rule for o in decision.outcomes if o.stage == "output" and o.enforced == "block"]
+    if blocked:
+        log.status, log.error_type = Status.BLOCKED, "policy_violation"
+        log.error_message = f"output blocked by rule '{blocked[0]}'"
+    elif filtered is not None:
+        log.status, log.error_type = Status.UPSTREAM_FILTERED, "upstream_content_filter"
+        log.error_message = filtered
 
 
 def _without_vectors(answer: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
+from gateway.pipeline.answers import upstream_filtered
 from gateway.pipeline.assemble import StreamAssembler
 from gateway.pipeline.guard import Blocked, OutputGuard
 from gateway.policy.compiled import CompiledRule
@@ -83,6 +84,7 @@ async def open_stream(
         strip_usage=inject,
         guard=guard if guard is not None and guard.active else None,
         headers=headers or {},
+        choices=body.get("n") or 1,
     )
 
 
@@ -133,11 +135,14 @@ class ProxyStream(Response):
         strip_usage: bool,
         guard: OutputGuard | None,
         headers: dict[str, str],
+        choices: int = 1,
     ) -> None:
         self.status_code = 200
         self.background = None
         self._guard = guard
         self._blocked: CompiledRule | None = None
+        self._choices = choices
+        self._refused: dict[int, str] = {}  # choice → the rule whose refusal ended it
         self._start_headers = [*_HEADERS, *((k.encode(), v.encode()) for k, v in headers.items())]
         self._s = services
         self._route = route
@@ -203,7 +208,7 @@ class ProxyStream(Response):
     def _frame(self, event: Event) -> bytes:
         """The bytes to forward for one upstream event (possibly none)."""
         if event.done:
-            self._end(Status.OK, None, None)
+            self._settle()
             return self._flush() + event.raw
         if event.data is None:
             return event.raw
@@ -221,18 +226,24 @@ class ProxyStream(Response):
         self._assembler.add(chunk)
         changed = self._strip(chunk) if self._strip_usage else False
         if self._guard is not None:
-            try:
-                changed = self._guarded(chunk) or changed
-            except Blocked as blocked:
-                return self._block(blocked.rule)
-            except GatewayError as exc:  # a check failed closed mid-stream
-                self._end(Status.GATEWAY_ERROR, exc.code or exc.type, exc.message)
-                return error_frame(exc)
+            return self._guarded_frame(chunk)
         if not changed:
             return event.raw
-        if not chunk.get("choices") and not chunk.get("usage"):
-            return b""
-        return _frame(chunk)
+        return _frame(chunk) if chunk.get("choices") or chunk.get("usage") else b""
+
+    def _guarded_frame(self, chunk: dict[str, Any]) -> bytes:
+        try:
+            self._guarded(chunk)
+        except Blocked as blocked:
+            return self._block(blocked.rule)
+        except GatewayError as exc:  # a check failed closed mid-stream
+            self._end(Status.GATEWAY_ERROR, exc.code or exc.type, exc.message)
+            return error_frame(exc)
+        if self._refused and len(self._refused) >= self._choices:
+            # Every choice was refused: nothing more of the backend's will be sent, so stop it.
+            self._settle()
+            return _frame(chunk) + _DONE
+        return _frame(chunk) if chunk.get("choices") or chunk.get("usage") else b""
 
     def _strip(self, chunk: dict[str, Any]) -> bool:
         """Usage the gateway asked for on the client's behalf does not reach the client."""
@@ -241,25 +252,45 @@ class ProxyStream(Response):
         del chunk["usage"]
         return True
 
-    def _guarded(self, chunk: dict[str, Any]) -> bool:
+    def _guarded(self, chunk: dict[str, Any]) -> None:
         """Replace each choice's new text by what the guard releases; drop empty choices."""
-        assert self._guard is not None
         kept = []
         for choice in chunk.get("choices") or ():
-            delta = dict(choice.get("delta") or {})
-            index = choice.get("index", 0)
-            text = delta.get("content")
-            released = self._guard.feed(index, text) if isinstance(text, str) and text else ""
-            if choice.get("finish_reason"):
-                released += self._guard.finish(index)
-            if released or "content" in delta:
-                delta["content"] = released
-            if released or choice.get("finish_reason") or set(delta) - {"content"}:
-                # Released text no longer lines up with the upstream chunk's token logprobs,
-                # which could also spell out held-back or redacted text.
-                kept.append({**choice, "delta": delta, "logprobs": None})
+            guarded = self._guarded_choice(choice)
+            if guarded is not None:
+                kept.append(guarded)
         chunk["choices"] = kept
-        return True
+
+    def _guarded_choice(self, choice: dict[str, Any]) -> dict[str, Any] | None:
+        assert self._guard is not None
+        delta = dict(choice.get("delta") or {})
+        index = choice.get("index", 0)
+        if self._guard.refused(index):
+            return None  # the rest of a refused choice is the backend's, never shown
+        text = delta.get("content")
+        try:
+            released = self._guard.feed(index, text) if isinstance(text, str) and text else ""
+        except Blocked as blocked:
+            refusal = self._guard.refuse(index, blocked.rule)
+            if refusal is None:
+                raise
+            self._refused[index] = blocked.rule.id
+            content = {"content": refusal}
+            return {
+                "index": index,
+                "delta": content,
+                "logprobs": None,
+                "finish_reason": "content_filter",
+            }
+        if choice.get("finish_reason"):
+            released += self._guard.finish(index)
+        if released or "content" in delta:
+            delta["content"] = released
+        if released or choice.get("finish_reason") or set(delta) - {"content"}:
+            # Released text no longer lines up with the upstream chunk's token logprobs,
+            # which could also spell out held-back or redacted text.
+            return {**choice, "delta": delta, "logprobs": None}
+        return None
 
     def _flush(self) -> bytes:
         """Text still held back when the stream ends without a finish chunk."""
@@ -273,10 +304,10 @@ class ProxyStream(Response):
         return _frame(self._chunk(choices)) if choices else b""
 
     def _block(self, rule: CompiledRule) -> bytes:
-        """A block mid-stream is a policy outcome: content_filter on every choice, then [DONE]."""
+        """A block that errs, mid-stream: content_filter on every choice left, then [DONE]."""
         assert self._guard is not None
         self._blocked = rule
-        self._end(Status.REJECTED, "policy_violation", f"output blocked by rule '{rule.id}'")
+        self._end(Status.BLOCKED, "policy_violation", f"output blocked by rule '{rule.id}'")
         indices = self._guard.unfinished() or [0]
         choices: list[dict[str, Any]] = [
             {"index": i, "delta": {}, "logprobs": None, "finish_reason": "content_filter"}
@@ -293,6 +324,16 @@ class ProxyStream(Response):
             "model": head.get("model"),
             "choices": choices,
         }
+
+    def _settle(self) -> None:
+        """The stream ended as it should: whose, if anyone's, content_filter ended a choice."""
+        if self._refused:
+            rules = ", ".join(sorted(set(self._refused.values())))
+            self._end(Status.BLOCKED, "policy_violation", f"output blocked by rule '{rules}'")
+        elif (filtered := upstream_filtered(self._assembler.body()["choices"])) is not None:
+            self._end(Status.UPSTREAM_FILTERED, "upstream_content_filter", filtered)
+        else:
+            self._end(Status.OK, None, None)
 
     def _end(self, status: Status, error_type: str | None, message: str | None) -> None:
         if self._outcome is None:

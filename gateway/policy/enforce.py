@@ -137,11 +137,19 @@ def check_scope(policy: CompiledPolicy, refs: list[TextRef], decision: Decision)
     return scope.refusal
 
 
+def refusal_text(rule: CompiledRule, policy: CompiledPolicy) -> str | None:
+    """What a blocking rule answers in the model's place; None when it blocks with an error."""
+    if rule.spec.block_as == "error":
+        return None
+    return rule.spec.message or policy.policy.scope.refusal
+
+
 def _block(rule: CompiledRule, stage: str, policy: CompiledPolicy) -> str:
     """Raise the rule's error, or return its refusal text."""
-    if rule.spec.block_as == "error":
+    refusal = refusal_text(rule, policy)
+    if refusal is None:
         raise PolicyViolation(rule.id, rule.spec.why, stage)
-    return rule.spec.message or policy.policy.scope.refusal
+    return refusal
 
 
 def _enforce(
@@ -177,6 +185,80 @@ def admit(policy: CompiledPolicy, body: dict[str, Any], decision: Decision) -> A
         decision.routed_to = route
         alias = route
     return Admission(body, alias)
+
+
+def embedding_texts(body: dict[str, Any]) -> list[TextRef] | None:
+    """Each embedding input as a text the input rules read (as a user's); None for token
+    arrays, which no detector can read."""
+    value = body.get("input")
+    items = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    if not all(isinstance(item, str) for item in items):
+        return None
+    return [TextRef(index, None, "user", text) for index, text in enumerate(items)]
+
+
+def _limit_embedding_tokens(
+    policy: CompiledPolicy, body: dict[str, Any], refs: list[TextRef] | None, decision: Decision
+) -> None:
+    limit = policy.policy.limits.max_input_tokens
+    if limit is None:
+        return
+    value = body.get("input") or []
+    if refs is not None:
+        tokens = _estimate_tokens(refs)
+    else:  # token arrays: counted exactly
+        tokens = sum(len(item) if isinstance(item, list) else 1 for item in value)
+    if tokens > limit:
+        _limit(decision, "limits.max_input_tokens", f"input:{tokens}>{limit}")
+        raise InvalidRequest(
+            f"'input' exceeds this deployment's limit ({tokens} > {limit}).",
+            param="input",
+            code="limit_exceeded",
+        )
+
+
+def _refuse_tokens(policy: CompiledPolicy, decision: Decision) -> None:
+    """Token arrays pass only where no input rule would have read the text."""
+    readers = [rule.id for rule in policy.rules_for("input") if "user" in rule.spec.roles]
+    if not readers:
+        return
+    outcome = Outcome(
+        "input.token_arrays",
+        "limit",
+        "input",
+        "block",
+        [Evidence(-1, 0, 0, "input:token_arrays")],
+        enforced="block",
+        why=f"token arrays cannot be read by the input rules ({', '.join(readers)})",
+    )
+    decision.add(outcome)
+    raise InvalidRequest(
+        "This deployment's policy checks the text of every input, and token arrays cannot be "
+        "checked: send 'input' as a string or a list of strings.",
+        param="input",
+        code="unsupported_input",
+    )
+
+
+def admit_embeddings(policy: CompiledPolicy, body: dict[str, Any], decision: Decision) -> Admission:
+    """The input rules on embedding inputs: a block is always the error (there is no answer to
+    refuse in), redactions are made before the input goes upstream, flags and warnings hold;
+    routes are not followed (their targets are chat models) and the topic scope is chat's."""
+    alias = choose_model(policy, body, decision)
+    refs = embedding_texts(body)
+    _limit_embedding_tokens(policy, body, refs, decision)
+    if refs is None:
+        _refuse_tokens(policy, decision)
+        return Admission(body, alias)
+    fired = run_rules(policy, decision, "input", refs)
+    blocking = _enforce(fired)
+    _moot([(rule, outcome) for rule, outcome in fired if rule.spec.action == "route"])
+    if blocking is not None:
+        raise PolicyViolation(blocking.id, blocking.spec.why, "input")
+    spans = _spans(fired)
+    texts = [redact(ref.text, spans.get((ref.message, None), [])) for ref in refs]
+    value = texts[0] if isinstance(body["input"], str) else texts
+    return Admission({**body, "input": value}, alias)
 
 
 def _moot(fired: list[tuple[CompiledRule, Outcome]]) -> None:

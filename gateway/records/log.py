@@ -14,8 +14,12 @@ from gateway.version import __version__
 
 
 class Status(StrEnum):
+    """How an exchange ended (docs/api.md, "Records", says when each applies)."""
+
     OK = "ok"
-    REJECTED = "rejected"
+    REJECTED = "rejected"  # authentication, validation, the context's limits: a 4xx
+    BLOCKED = "blocked"  # a policy rule refused it, as an error or as a refusal answer
+    UPSTREAM_FILTERED = "upstream_filtered"  # the backend's own filter ended an answer
     UPSTREAM_ERROR = "upstream_error"
     INCOMPLETE = "incomplete"
     CLIENT_DISCONNECTED = "client_disconnected"
@@ -81,7 +85,11 @@ class ExchangeLog:
         if self.content == "none":
             values["request_body"] = values["response_body"] = None
         elif self.content == "redacted" and decision is not None and decision.fired:
-            values["request_body"] = redacted_request(self.request_body, decision)
+            values["request_body"] = (
+                _redacted_inputs(self.request_body, decision)
+                if self.endpoint == "embeddings"
+                else redacted_request(self.request_body, decision)
+            )
             values["response_body"] = redacted_answer(self.response_body, decision)
         return values
 
@@ -104,6 +112,19 @@ class ExchangeLog:
             }
             for o in decision.outcomes
         ]
+
+
+def _redacted_inputs(body: Any, decision: Decision) -> Any:
+    """An embeddings request redacted as a chat request is: each input read as a user message
+    (the evidence numbers inputs as it numbers messages)."""
+    value = body.get("input") if isinstance(body, dict) else None
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        return body  # token arrays: no rule read them
+    messages = [{"role": "user", "content": t} for t in texts]
+    shaped = redacted_request({"messages": messages}, decision)
+    kept = [m["content"] for m in shaped["messages"]]
+    return {**body, "input": kept[0] if isinstance(value, str) else kept}
 
 
 def _int_or_none(value: Any) -> int | None:
