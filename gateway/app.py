@@ -85,6 +85,7 @@ async def _services(config: GatewayConfig, base_urls: dict[str, str]) -> AsyncIt
     revisions = RevisionRepository(sessions)
     for compiled in policies.refresh():
         await revisions.save(compiled)
+    await policies.restore(revisions)  # a context whose file is broken: its last good revision
     services = _assemble(
         config,
         sessions,

@@ -107,6 +107,8 @@ async def list_policies(services: ServicesDep, _admin: AdminDep) -> dict[str, An
                 "owner": p.policy.owner,
                 "models": p.policy.models.allow,
                 "rules": [r.id for r in p.rules],
+                "served_from": services.policies.served_from(p.context),
+                "file_error": services.policies.file_error(p.context),
             }
             for p in services.policies.all()
         ],

@@ -24,11 +24,20 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     checks: dict[str, Any] = {"config": {"ok": True, "models": services.router.aliases}}
     store = services.policies
     # A refused edit does not make the gateway unready: the last good revision keeps serving
-    # (an unready fleet after one bad ConfigMap edit would be an outage); it is reported.
+    # (an unready fleet after one bad ConfigMap edit would be an outage), from memory or, after
+    # a restart, from the database; it is reported.
     checks["policies"] = {
         "ok": bool(store.contexts),
         "refused_edits": len(store.errors),
         "contexts": {p.context: p.short_revision for p in store.all()},
+        "from_database": {
+            p.context: {
+                "revision": p.short_revision,
+                "file": str(p.path),
+                "error": store.file_error(p.context),
+            }
+            for p in store.restored
+        },
         "errors": [str(error) for error in store.errors.values()],
     }
     try:

@@ -22,7 +22,14 @@ from gateway.policy.locate import Loc, PolicyError, Problem, line_at, name_of, p
 from gateway.policy.schema import Misplaced, Models, Policy, Queue, Rule, cross_references
 from gateway.policy.scope import build_scope
 
-__all__ = ["PolicyError", "Problem", "load_policy", "policy_files", "revision_of"]
+__all__ = [
+    "PolicyError",
+    "Problem",
+    "compile_policy",
+    "load_policy",
+    "policy_files",
+    "revision_of",
+]
 
 
 def revision_of(text: str) -> str:
@@ -150,16 +157,11 @@ def _references(file: _File, parts: _Parts, aliases: Iterable[str] | None) -> No
         file.add(("context",), f"the file must be named {parts.context}.yaml")
 
 
-def _read(path: Path) -> tuple[str, _File]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else f"not UTF-8 text ({exc.reason})"
-        raise PolicyError([Problem(path, 1, f"unreadable: {reason}")]) from exc
+def _file(path: Path, text: str) -> _File:
     data, root = parse(path, text)
     if not isinstance(data, dict):
         raise PolicyError([Problem(path, 1, "a policy file must be a mapping")])
-    return text, _File(path, data, root)
+    return _File(path, data, root)
 
 
 def load_policy(
@@ -168,7 +170,22 @@ def load_policy(
     aliases: Iterable[str] | None = None,
 ) -> CompiledPolicy:
     """Compile one policy file, or raise PolicyError with every problem in it."""
-    text, file = _read(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else f"not UTF-8 text ({exc.reason})"
+        raise PolicyError([Problem(path, 1, f"unreadable: {reason}")]) from exc
+    return compile_policy(path, text, registry, aliases)
+
+
+def compile_policy(
+    path: Path,
+    text: str,
+    registry: Registry,
+    aliases: Iterable[str] | None = None,
+) -> CompiledPolicy:
+    """Compile a policy's text as the file ``path`` (guidelines are relative to it)."""
+    file = _file(path, text)
     policy = _validate(file)
     parts = _whole(policy) if policy is not None else _salvage(file.data)
     if policy is None:

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from gateway.db.models import GuidelineRevision, PolicyRevision
+from gateway.db.models import Exchange, GuidelineRevision, PolicyRevision
 from gateway.db.session import Sessions
 from gateway.policy.compiled import CompiledPolicy
 from gateway.records.log import now
@@ -68,3 +68,31 @@ class RevisionRepository:
             return await session.scalar(
                 select(PolicyRevision).where(PolicyRevision.revision == revision)
             )
+
+    async def last_good(self, context: str) -> PolicyRevision | None:
+        """The revision of ``context`` that served last, as far as the database can tell.
+
+        That is the newest revision loaded, unless an exchange was decided since by another
+        stored one (a file reverted to an older revision stores nothing new, but its traffic
+        says it served)."""
+        async with self._sessions() as session:
+            newest = await session.scalar(
+                select(PolicyRevision)
+                .where(PolicyRevision.context == context)
+                .order_by(PolicyRevision.first_seen_at.desc())
+                .limit(1)
+            )
+            if newest is None:
+                return None
+            latest = (
+                await session.execute(
+                    select(Exchange.policy_revision, Exchange.received_at)
+                    .where(Exchange.context == context, Exchange.policy_revision.is_not(None))
+                    .order_by(Exchange.received_at.desc())
+                    .limit(1)
+                )
+            ).first()
+            if latest is None or latest.received_at <= newest.first_seen_at:
+                return newest
+            used = await session.get(PolicyRevision, latest.policy_revision)
+            return used or newest

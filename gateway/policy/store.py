@@ -1,7 +1,9 @@
 """The live policies: one compiled snapshot per context, swapped whole when a file changes.
 
 A broken edit never replaces a good revision: the last good one keeps serving and the error is
-kept (for the log, ``/readyz`` and the admin API) until the file is fixed.
+kept (for the log, ``/readyz`` and the admin API) until the file is fixed. A gateway (re)started
+with a broken file has no good revision in memory: ``restore`` serves that context's last good
+revision from the database instead, until the file is fixed.
 """
 
 from __future__ import annotations
@@ -11,17 +13,26 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.checks.base import Registry
 from gateway.checks.registry import default_registry
 from gateway.config import GatewayConfig
 from gateway.policy.compiled import CompiledPolicy
-from gateway.policy.loader import PolicyError, load_policy, policy_files
+from gateway.policy.loader import PolicyError, compile_policy, load_policy, policy_files
+
+if TYPE_CHECKING:
+    from gateway.policy.revisions import RevisionRepository
 
 log = logging.getLogger("gateway.policy")
 
 OnLoad = Callable[[CompiledPolicy], Awaitable[None]]
-BUILTIN_POLICIES = Path(__file__).resolve().parent / "builtin"
+_PACKAGE = Path(__file__).resolve().parent.parent
+#: the example policies that ship with the gateway: in the wheel, or in a source checkout
+SHIPPED_POLICIES = next(
+    (p for p in (_PACKAGE / "_policies", _PACKAGE.parent / "policies") if p.is_dir()),
+    _PACKAGE / "_policies",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +51,20 @@ def _state(path: Path) -> FileState | None:
 
 class PolicyStore:
     def __init__(
-        self, directories: Iterable[Path], registry: Registry, aliases: Iterable[str] | None = None
+        self,
+        directories: Iterable[Path],
+        registry: Registry,
+        aliases: Iterable[str] | None = None,
+        fallback: Path | None = None,
     ) -> None:
         self._directories = list(directories)
+        self._fallback = fallback  # served while the folders hold no policy file
         self._registry = registry
         self._aliases = list(aliases) if aliases is not None else None
         self._policies: dict[str, CompiledPolicy] = {}
         self._files: dict[Path, FileState | None] = {}
         self._contexts_of: dict[Path, str] = {}
+        self._restored: set[str] = set()
         self.errors: dict[Path, str] = {}
 
     def get(self, context: str) -> CompiledPolicy | None:
@@ -60,10 +77,27 @@ class PolicyStore:
     def all(self) -> list[CompiledPolicy]:
         return [self._policies[c] for c in self.contexts]
 
+    def served_from(self, context: str) -> str:
+        """``file``, or ``database`` for a last good revision restored at start."""
+        return "database" if context in self._restored else "file"
+
+    def file_error(self, context: str) -> str | None:
+        """Why the served context's file is refused, if it is."""
+        policy = self._policies.get(context)
+        return self.errors.get(policy.path) if policy is not None else None
+
+    @property
+    def restored(self) -> list[CompiledPolicy]:
+        """Contexts served from the database because their file is broken."""
+        return [self._policies[c] for c in sorted(self._restored)]
+
     def files(self) -> list[Path]:
-        return [
+        found = [
             path for folder in self._directories if folder.is_dir() for path in policy_files(folder)
         ]
+        if not found and self._fallback is not None and self._fallback.is_dir():
+            return policy_files(self._fallback)
+        return found
 
     def refresh(self) -> list[CompiledPolicy]:
         """Load files that are new or changed since last time; return what was (re)compiled."""
@@ -103,6 +137,7 @@ class PolicyStore:
             return None
         self._policies[compiled.context] = compiled
         self._contexts_of[path] = compiled.context
+        self._restored.discard(compiled.context)
         log.info("policy %s at revision %s", compiled.context, compiled.short_revision)
         return compiled
 
@@ -112,7 +147,54 @@ class PolicyStore:
         context = self._contexts_of.pop(path, None)
         if context is not None:
             self._policies.pop(context, None)
+            self._restored.discard(context)
             log.warning("policy file %s removed: context %s no longer served", path, context)
+
+    async def restore(self, revisions: RevisionRepository) -> list[CompiledPolicy]:
+        """Serve the last good stored revision of each context whose file is refused and that
+        nothing serves (a start with a broken file); return what was restored."""
+        restored = []
+        for path in sorted(self.errors):
+            context = path.stem  # a file that compiled was named after its context
+            if context not in self._policies:
+                compiled = await self._restore(path, context, revisions)
+                if compiled is not None:
+                    restored.append(compiled)
+        return restored
+
+    async def _restore(
+        self, path: Path, context: str, revisions: RevisionRepository
+    ) -> CompiledPolicy | None:
+        try:
+            stored = await revisions.last_good(context)
+        except Exception as exc:  # the database may be down: the context stays unserved
+            log.error("policy %s refused; no last good revision of %s: %s", path, context, exc)
+            return None
+        if stored is None:
+            log.error("policy %s refused and %s has no stored revision: not served", path, context)
+            return None
+        try:
+            compiled = compile_policy(path, stored.text, self._registry, self._aliases)
+        except PolicyError as exc:
+            self.errors[path] += (
+                f"\n(its last good revision {stored.revision[:12]} does not compile now:\n{exc})"
+            )
+            log.error("policy %s refused; revision %s fails too:\n%s", path, stored.revision, exc)
+            return None
+        self._policies[context] = compiled
+        self._contexts_of[path] = context
+        self._restored.add(context)
+        log.error(
+            "POLICY FILE BROKEN: %s; serving context %s at its last good revision %s "
+            "from the database (first loaded %s from %s) until the file is fixed:\n%s",
+            path,
+            context,
+            compiled.short_revision,
+            stored.first_seen_at.isoformat(),
+            stored.path,
+            self.errors[path],
+        )
+        return compiled
 
     async def watch(self, interval: float, on_load: OnLoad) -> None:
         """Poll the folders for changes until cancelled."""
@@ -123,6 +205,11 @@ class PolicyStore:
 
 
 def policy_store(config: GatewayConfig) -> PolicyStore:
-    """The configured policies folder, or the built-in demo policy where there is none."""
-    folder = config.policies_dir if config.policies_dir.is_dir() else BUILTIN_POLICIES
-    return PolicyStore([folder], default_registry(), aliases=config.models.keys())
+    """The configured policies folder; the shipped examples (demo among them) while it is
+    missing or empty."""
+    return PolicyStore(
+        [config.policies_dir],
+        default_registry(),
+        aliases=config.models.keys(),
+        fallback=SHIPPED_POLICIES,
+    )
