@@ -64,9 +64,10 @@ def create_app(config: GatewayConfig, *, demo_base_url: str | None = None) -> Fa
     install_web(app)
     _add_error_handlers(app)
     if any(b.kind == "demo" for b in config.backends.values()):
-        from gateway.mock import MockUpstream, Script
+        from gateway.mock import MockUpstream
+        from gateway.mock.demo import demo_script
 
-        app.mount(DEMO_PREFIX, StripPrefix(MockUpstream(Script(token_delay=0.02)), DEMO_PREFIX))
+        app.mount(DEMO_PREFIX, StripPrefix(MockUpstream(demo_script()), DEMO_PREFIX))
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -25,7 +25,6 @@ from gateway.mock.asgi import (
 )
 from gateway.mock.script import Fault, Rule, Script
 
-DEFAULT_PREFIX = "Hello! This is the Situate demo backend. You said: "
 # A word and the whitespace after it, so streamed deltas concatenate back to the text.
 _WORD = re.compile(r"\S+\s*")
 _ROLE_DELTA = '{"role":"assistant","content":""}'
@@ -135,6 +134,7 @@ class ChatHandler:
             for rule in script.rules
         )
         self._token_delay = token_delay
+        self._echo = script.echo
 
     def plan(self, body: Any) -> ChatPlan:
         if not isinstance(body, dict):
@@ -177,8 +177,11 @@ class ChatHandler:
             if compiled.rule.matches(model, last_user):
                 if compiled.reply is not None:
                     return compiled.rule, compiled.reply
-                return compiled.rule, Reply.of(DEFAULT_PREFIX + last_user[:200])
-        return None, Reply.of(DEFAULT_PREFIX + last_user[:200])
+                return compiled.rule, self._echoed(last_user)
+        return None, self._echoed(last_user)
+
+    def _echoed(self, last_user: str) -> Reply:
+        return Reply.of(self._echo.replace("{said}", last_user[:200]))
 
     async def respond(self, ex: Exchange, plan: ChatPlan) -> None:
         if plan.stream and (plan.fault is None or plan.fault.status is None):

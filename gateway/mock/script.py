@@ -81,10 +81,15 @@ class Script(BaseModel):
     # Like llama-cpp-python's server (starlette-context's RequestIdPlugin): an X-Request-ID
     # that is not a UUID is refused with a 400 and an empty body, before any route runs.
     uuid_request_id: bool = False
+DEFAULT_ECHO = "Hello! This is the Situate demo backend. You said: {said}"
+
+
 
 
 def load_script(path: Path | None) -> Script:
     """Read a script from YAML (.yaml/.yml) or JSON (.json); None gives the defaults."""
+    # The reply when no rule gives one; {said} is the last user message (its first 200 characters).
+    echo: str = DEFAULT_ECHO
     if path is None:
         return Script()
     suffix = path.suffix.lower()

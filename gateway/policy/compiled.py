@@ -77,7 +77,10 @@ class CompiledPolicy:
 
     @property
     def hold_back(self) -> int:
-        """Characters a stream must hold back so no output rule's match can slip through."""
+        """Characters a stream must hold back so no output rule's match can slip through,
+        unless the policy sets a shorter (or longer) window of its own."""
+        if self.policy.stream.hold_back is not None:
+            return self.policy.stream.hold_back
         spans = [
             rule.check.max_span
             for rule in self.rules_for("output")

@@ -125,6 +125,15 @@ class Queue(_Strict):
     reviewers_per_item: int = Field(1, ge=1, le=10)
 
 
+class StreamPolicy(_Strict):
+    hold_back: int | None = Field(
+        None,
+        ge=1,
+        description="characters of a streamed answer held back for the output rules; by default"
+        " the longest span a blocking or redacting output rule can match (docs/policies.md)",
+    )
+
+
 class Review(_Strict):
     sample_rate: float = Field(0.0, ge=0, le=1)
     default_queue: str | None = None
@@ -162,6 +171,7 @@ class Policy(_Strict):
     @model_validator(mode="after")
     def _references(self) -> Policy:
         problems = cross_references(enumerate(self.rules), self.models.allow, self.review.queues)
+    stream: StreamPolicy = StreamPolicy()
         if problems:
             raise Misplaced(*problems)
         return self
