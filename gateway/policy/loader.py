@@ -125,7 +125,7 @@ def _checks(file: _File, parts: _Parts, registry: Registry) -> dict[int, Check]:
         try:
             checks[index] = registry.create(detector, params)
         except CheckConfigError as exc:
-            file.add(("rules", index, "detect", detector), str(exc))
+            file.add(("rules", index, "detect"), str(exc))  # exc names the detector
     return checks
 
 
