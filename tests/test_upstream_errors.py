@@ -58,6 +58,7 @@ SCRIPT: dict[str, Any] = {
         },
         {"contains": "EMPTY-422", "fault": {"status": 422, "text": ""}},
         {"contains": "LONG-400", "fault": {"status": 400, "text": f"{LONG_WORD} " * 2000}},
+        {"contains": "CUT-SHORT", "reply": "one two three four", "fault": {"done_after": 2}},
     ],
 }
 BACKENDS: dict[str, dict[str, Any]] = {
@@ -179,6 +180,23 @@ def test_a_stream_without_usage_is_recorded_as_unknown_with_the_reason(
     answered = gateway.record(whole)
     assert [answered[t] for t in tokens] == [2, 11, 13]
     assert "usage_missing" not in answered["response_body"]
+
+
+def test_a_done_before_any_finish_is_recorded_as_incomplete(
+    sdk: openai.OpenAI, gateway: Gateway
+) -> None:
+    """llama-cpp-python ends a stream this way when another request comes in."""
+    with sdk.chat.completions.with_streaming_response.create(
+        model="llama-like", messages=[{"role": "user", "content": "CUT-SHORT"}], stream=True
+    ) as raw:
+        chunks = list(raw.parse())
+        request_id = raw.headers["x-request-id"]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "one two "
+    assert [c.choices[0].finish_reason for c in chunks] == [None, None, None]
+    record = gateway.record(request_id)
+    assert (record["status"], record["error_type"]) == ("incomplete", "upstream_ended")
+    assert "[DONE]" in record["error_message"]
+    assert record["response_body"]["choices"][0]["finish_reason"] is None
 
 
 def _refused(sdk: openai.OpenAI, model: str, text: str, *, stream: bool) -> openai.APIStatusError:

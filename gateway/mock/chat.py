@@ -290,7 +290,12 @@ class _StreamWriter:
             self._fault_after = next(
                 (
                     c
-                    for c in (fault.drop_after, fault.malformed_after, fault.error_frame_after)
+                    for c in (
+                        fault.drop_after,
+                        fault.malformed_after,
+                        fault.error_frame_after,
+                        fault.done_after,
+                    )
                     if c is not None
                 ),
                 None,
@@ -358,6 +363,8 @@ class _StreamWriter:
             self.dropped = True
         elif fault.malformed_after is not None:
             await self._emit(_MALFORMED)
+            await self._emit(_DONE, more_body=False)
+        elif fault.done_after is not None:
             await self._emit(_DONE, more_body=False)
         else:
             await self._emit(_ERROR_FRAME, more_body=False)

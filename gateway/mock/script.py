@@ -36,14 +36,24 @@ class Fault(BaseModel):
     drop_after: int | None = Field(default=None, ge=0)
     malformed_after: int | None = Field(default=None, ge=0)
     error_frame_after: int | None = Field(default=None, ge=0)
+    # `[DONE]` with no finish chunk, as llama-cpp-python's server cuts a stream short when
+    # another request arrives (its interrupt_requests setting, on by default).
+    done_after: int | None = Field(default=None, ge=0)
     first_byte_delay: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _one_ending(self) -> Fault:
-        endings = (self.status, self.drop_after, self.malformed_after, self.error_frame_after)
+        endings = (
+            self.status,
+            self.drop_after,
+            self.malformed_after,
+            self.error_frame_after,
+            self.done_after,
+        )
         if sum(e is not None for e in endings) > 1:
             raise ValueError(
-                "set at most one of status, drop_after, malformed_after, error_frame_after"
+                "set at most one of status, drop_after, malformed_after, error_frame_after, "
+                "done_after"
             )
         if (self.body is not None or self.text is not None) and self.status is None:
             raise ValueError("body and text only apply together with status")

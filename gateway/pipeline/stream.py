@@ -332,6 +332,8 @@ class ProxyStream(Response):
             self._end(Status.BLOCKED, "policy_violation", f"output blocked by rule '{rules}'")
         elif (filtered := upstream_filtered(self._assembler.body()["choices"])) is not None:
             self._end(Status.UPSTREAM_FILTERED, "upstream_content_filter", filtered)
+        elif not self._assembler.finished:  # llama-cpp-python cuts streams short this way
+            self._end(Status.INCOMPLETE, "upstream_ended", "[DONE] before every choice finished")
         else:
             self._end(Status.OK, None, None)
 
