@@ -166,3 +166,47 @@ def test_a_misnamed_file_is_reported_with_schema_errors(tmp_path: Path) -> None:
     assert any(
         line.startswith(f"{path}:1:") and "must be named right-name.yaml" in line for line in lines
     ), lines
+
+
+def run_tests(folder: Path, cases: str) -> list[str]:
+    """`gateway policy test` on the demo policy with these cases; its problem lines."""
+    (folder / "demo.yaml").write_text((ROOT / "policies" / "demo.yaml").read_text())
+    (folder / "guidelines").mkdir(exist_ok=True)
+    for guideline in (ROOT / "policies" / "guidelines").iterdir():
+        (folder / "guidelines" / guideline.name).write_text(guideline.read_text())
+    (folder / "demo.tests.yaml").write_text(cases)
+    result = cli(["policy", "test", str(folder)], DEFAULT, cwd=ROOT)
+    assert result.returncode == 1, result.stdout
+    return result.stderr.strip().splitlines()
+
+
+def test_a_case_file_with_bad_yaml_is_reported_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "demo.tests.yaml"
+    lines = run_tests(tmp_path, "cases:\n  - name: x\n    input: [unclosed\n  - name: y\n")
+    assert len(lines) == 1 and lines[0].startswith(f"{path}:3: not valid YAML"), lines
+    assert "<unicode string>" not in lines[0]
+
+
+def test_case_errors_name_the_case_and_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "demo.tests.yaml"
+    cases = (
+        "cases:\n"
+        "  - name: fine\n"
+        "    input: hello there\n"
+        "    expect: {action: allow}\n"
+        "  - name: two texts\n"  # line 5
+        "    input: hello\n"
+        "    output: hello\n"
+        "    expect: {action: allow}\n"
+        "  - name: bad action\n"
+        "    input: hello\n"
+        "    expect: {action: explode}\n"  # line 11
+    )
+    lines = run_tests(tmp_path, cases)
+    assert any(
+        line.startswith(f"{path}:5: cases[two texts]:") and "exactly one of input or output" in line
+        for line in lines
+    ), lines
+    assert any(
+        line.startswith(f"{path}:11: cases[bad action].expect.action:") for line in lines
+    ), lines

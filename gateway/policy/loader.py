@@ -18,8 +18,16 @@ from pydantic import ValidationError
 
 from gateway.checks.base import Check, CheckConfigError, Registry
 from gateway.policy.compiled import CompiledPolicy, CompiledRule, Guideline
-from gateway.policy.locate import Loc, PolicyError, Problem, line_at, name_of, parse
-from gateway.policy.schema import Misplaced, Models, Policy, Queue, Rule, cross_references
+from gateway.policy.locate import (
+    Loc,
+    PolicyError,
+    Problem,
+    line_at,
+    name_of,
+    parse,
+    validation_problems,
+)
+from gateway.policy.schema import Models, Policy, Queue, Rule, cross_references
 from gateway.policy.scope import build_scope
 
 __all__ = [
@@ -65,13 +73,7 @@ def _validate(file: _File) -> Policy | None:
     try:
         return Policy.model_validate(file.data)
     except ValidationError as exc:
-        for err in exc.errors():
-            cause = err.get("ctx", {}).get("error")
-            if isinstance(cause, Misplaced):
-                for sub, message in cause.problems:
-                    file.add((*err["loc"], *sub), message)
-            else:
-                file.add(err["loc"], err["msg"])
+        file.problems += validation_problems(file.path, exc, file.data, file.root)
         return None
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 Loc = Sequence[str | int]
 
@@ -92,13 +93,37 @@ def _child(node: yaml.Node, part: Any) -> yaml.Node | None:
     return None
 
 
+def validation_problems(
+    path: Path, exc: ValidationError, data: Any, root: yaml.Node | None
+) -> list[Problem]:
+    """Each of a validation's errors at its line, named as the operator reads the file.
+
+    A validator may raise a ValueError carrying ``problems`` (``schema.Misplaced``): pairs of a
+    location below the model it validates and a message, each reported at its own line."""
+    found = []
+    for err in exc.errors():
+        cause = err.get("ctx", {}).get("error")
+        located = getattr(cause, "problems", None)
+        if located:
+            pairs = [((*err["loc"], *sub), message) for sub, message in located]
+        elif err["type"] == "value_error" and cause is not None:
+            pairs = [(err["loc"], str(cause))]  # without pydantic's "Value error, "
+        else:
+            pairs = [(err["loc"], err["msg"])]
+        found += [
+            Problem(path, line_at(root, loc), f"{name_of(loc, data)}: {message}")
+            for loc, message in pairs
+        ]
+    return found
+
+
 def name_of(loc: Loc, data: Any) -> str:
-    """A location as an operator reads it: list items by their ``id`` where they have one."""
+    """A location as an operator reads it: list items by their ``id`` or ``name``, if any."""
     name = ""
     for part in loc:
         if isinstance(part, int):
             item = data[part] if isinstance(data, list) and part < len(data) else None
-            ident = item.get("id") if isinstance(item, dict) else None
+            ident = (item.get("id") or item.get("name")) if isinstance(item, dict) else None
             name += f"[{ident}]" if isinstance(ident, str) and ident else f"[{part}]"
             data = item
         else:

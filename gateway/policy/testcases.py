@@ -16,11 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.evaluate import evaluate
+from gateway.policy.locate import PolicyError, parse, validation_problems
 
 
 class Expect(BaseModel):
@@ -55,11 +55,16 @@ def tests_path(policy_path: Path) -> Path:
 
 
 def load_cases(path: Path) -> list[Case]:
+    """The cases of a file, or a ValueError listing every problem as ``file:line: message``."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return CaseFile.model_validate(data).cases
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
-        raise ValueError(f"{path}: {exc}") from exc
+        data, root = parse(path, path.read_text(encoding="utf-8"))
+        return CaseFile.model_validate(data or {}).cases
+    except OSError as exc:
+        raise ValueError(f"{path}:1: unreadable: {exc.strerror}") from exc
+    except PolicyError as exc:
+        raise ValueError(str(exc)) from exc
+    except ValidationError as exc:
+        raise ValueError(str(PolicyError(validation_problems(path, exc, data, root)))) from exc
 
 
 def run_case(policy: CompiledPolicy, case: Case) -> list[str]:
