@@ -14,6 +14,7 @@ from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.evaluate import ScopeReading, evaluate, read_scope
 from gateway.policy.loader import PolicyError, load_policy, policy_files
 from gateway.policy.schema import Policy
+from gateway.policy.store import served_folder
 from gateway.policy.testcases import load_cases, run_case, tests_path
 
 app = typer.Typer(help="Deployment-context policies.", no_args_is_help=True)
@@ -26,7 +27,7 @@ def _files(path: Path) -> list[Path]:
 
 def compile_all(path: Path | None, config: Path | None) -> tuple[list[CompiledPolicy], list[str]]:
     settings = config_or_exit(config)
-    target = path or settings.policies_dir
+    target = path or served_folder(settings)
     if not target.exists():
         raise fail(f"{target}: no such file or folder")
     compiled, problems = [], []

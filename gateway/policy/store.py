@@ -213,3 +213,9 @@ def policy_store(config: GatewayConfig) -> PolicyStore:
         aliases=config.models.keys(),
         fallback=SHIPPED_POLICIES,
     )
+
+
+def served_folder(config: GatewayConfig) -> Path:
+    """The folder a gateway with this config serves its policies from now."""
+    folder = config.policies_dir
+    return folder if folder.is_dir() and policy_files(folder) else SHIPPED_POLICIES
