@@ -97,7 +97,9 @@ def _valid(model: Any, raw: Any) -> Any:
 def _salvage(data: dict[str, Any]) -> _Parts:
     raw_rules = data.get("rules")
     raw_rules = raw_rules if isinstance(raw_rules, list) else []
-    rules = [(i, rule) for i, raw in enumerate(raw_rules) if (rule := _valid(Rule, raw))]
+    rules = [
+        (i, rule) for i, raw in enumerate(raw_rules) if (rule := _valid(Rule, raw)) is not None
+    ]
     detectors = []
     for i, raw in enumerate(raw_rules):
         detect = raw.get("detect") if isinstance(raw, dict) else None
@@ -108,7 +110,7 @@ def _salvage(data: dict[str, Any]) -> _Parts:
     queues = {
         name: queue
         for name, raw in (raw_queues.items() if isinstance(raw_queues, dict) else ())
-        if (queue := _valid(Queue, raw))
+        if (queue := _valid(Queue, raw)) is not None
     }
     models = _valid(Models, data.get("models"))
     context = data.get("context")
