@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api import admin, health, openai, review
+from gateway.api import docs as api_docs
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.keys import KeyService
 from gateway.config import GatewayConfig
@@ -58,7 +59,14 @@ def create_app(config: GatewayConfig, *, demo_base_url: str | None = None) -> Fa
             app.state.pipeline = Pipeline(services)
             yield
 
-    app = FastAPI(title="Situate gateway", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="Situate gateway",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,  # served by api/docs.py from local assets instead of a CDN
+        redoc_url=None,
+    )
+    api_docs.install(app)
     for module in (openai, admin, health, review):
         app.include_router(module.router)
     install_web(app)
