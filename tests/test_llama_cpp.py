@@ -68,7 +68,7 @@ def _model_file(python: str) -> tuple[str, Path]:
     if probe.returncode != 0:
         pytest.fail(f"SITUATE_LLAMA_PYTHON={python} cannot serve the model:\n{probe.stderr}")
     version, path = probe.stdout.split()
-    return version, Path(os.environ.get("SITUATE_LLAMA_MODEL") or path)
+    return version, Path(path)
 
 
 @pytest.fixture(scope="module")
