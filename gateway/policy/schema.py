@@ -166,12 +166,12 @@ class Policy(_Strict):
     rules: list[Rule] = []
     disclosure: Disclosure | None = None
     record: RecordPolicy = RecordPolicy()
+    stream: StreamPolicy = StreamPolicy()
     review: Review = Review()
 
     @model_validator(mode="after")
     def _references(self) -> Policy:
         problems = cross_references(enumerate(self.rules), self.models.allow, self.review.queues)
-    stream: StreamPolicy = StreamPolicy()
         if problems:
             raise Misplaced(*problems)
         return self
