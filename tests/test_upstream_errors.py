@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from gateway.config import DEFAULT_REQUEST_ID_HEADER, ConfigError, load_config
+from gateway.upstream.error_text import shown
 from tests import spec
 from tests.servers import (
     ADMIN_TOKEN,
@@ -232,6 +233,7 @@ def test_a_plain_text_400_reaches_the_client_scrubbed_in_openai_shape(
     record = gateway.record(exc.response.headers["x-request-id"])
     assert (record["status"], record["http_status"]) == ("upstream_error", 400)
     assert record["response_body"] == exc.response.json()
+    assert record["error_message"] == message
 
 
 def test_an_html_400_is_passed_on_as_its_text(sdk: openai.OpenAI) -> None:
@@ -285,3 +287,23 @@ def test_the_request_id_header_setting(tmp_path: Path) -> None:
     for bad in ("X Request Id", "", "Authorization", "content-type", True):
         with pytest.raises(ConfigError, match="request_id_header"):
             _load(tmp_path, {"request_id_header": bad})
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        (b"key AKIAABCDEFGHIJKLMNOP denied", "text/plain", "key [redacted] denied"),
+        (b"bad token ghp_0123456789abcdefghijAB", "", "bad token [redacted]"),
+        (b"hf_0123456789abcdefghijKLMN is revoked", "", "[redacted] is revoked"),
+        (b'{"api_key": "abcd1234efgh"} rejected', "", '{"api_key": "[redacted]"} rejected'),
+        (b"Authorization: Basic dXNlcjpwYXNz", "", "Authorization: Basic [redacted]"),
+        (b'{"detail": "Not Found"}', "application/json", "Not Found"),
+        (b'{"error": "model is required"}', "application/json", "model is required"),
+        (b'{"detail": [{"loc": ["body"]}]}', "application/json", '{"detail":[{"loc":["body"]}]}'),
+        (b"<p>caf&eacute; &lt;closed&gt;</p><!-- sk-hidden -->", "text/html", "café <closed>"),
+        (b"line one\r\n\tline\x00two", "text/plain", "line one line two"),
+        (b"max_tokens must be at most 512", "", "max_tokens must be at most 512"),
+    ],
+)
+def test_what_of_an_error_body_is_shown(body: bytes, content_type: str, expected: str) -> None:
+    assert shown(body, content_type) == expected
