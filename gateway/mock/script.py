@@ -81,25 +81,25 @@ class Rule(BaseModel):
         return self.contains is None or self.contains in last_user_text
 
 
+DEFAULT_ECHO = "Hello! This is the Situate demo backend. You said: {said}"
+
+
 class Script(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rules: list[Rule] = Field(default_factory=list)
+    # The reply when no rule gives one; {said} is the last user message (its first 200 characters).
+    echo: str = DEFAULT_ECHO
     token_delay: float = Field(default=0.0, ge=0)
     models: list[str] = Field(default_factory=lambda: ["mock-small", "mock-large"])
     embedding_dimensions: int = Field(default=8, ge=1, le=65536)
     # Like llama-cpp-python's server (starlette-context's RequestIdPlugin): an X-Request-ID
     # that is not a UUID is refused with a 400 and an empty body, before any route runs.
     uuid_request_id: bool = False
-DEFAULT_ECHO = "Hello! This is the Situate demo backend. You said: {said}"
-
-
 
 
 def load_script(path: Path | None) -> Script:
     """Read a script from YAML (.yaml/.yml) or JSON (.json); None gives the defaults."""
-    # The reply when no rule gives one; {said} is the last user message (its first 200 characters).
-    echo: str = DEFAULT_ECHO
     if path is None:
         return Script()
     suffix = path.suffix.lower()
