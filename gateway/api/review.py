@@ -9,7 +9,9 @@ from fastapi import APIRouter, Depends, Header
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.responses import FileResponse, Response
 
+from gateway.db.models import Reviewer
 from gateway.deps import ServicesDep
+from gateway.errors import InvalidRequest
 from gateway.export.rows import ExportFilter
 from gateway.review.alternatives import ensure_alternative
 from gateway.review.exporting import export_by, export_file, export_records
@@ -187,3 +189,73 @@ async def download(
     who.require("admin")
     path = await export_file(services.sessions, export_id, name)
     return FileResponse(path, filename=f"{export_id}-{name}")
+
+
+def reviewer_view(
+    reviewer: Reviewer, queues: list[tuple[str, str]] | None = None
+) -> dict[str, Any]:
+    """A reviewer account as admins see it: never the token, nor its digest."""
+    shown = (
+        {}
+        if queues is None
+        else {"queues": [{"context": c, "queue": q} for c, q in sorted(queues)]}
+    )
+    return {
+        **shown,
+        "id": reviewer.id,
+        "name": reviewer.name,
+        "pseudonym": reviewer.pseudonym,
+        "role": reviewer.role,
+        "kind": reviewer.kind,
+        "created_at": reviewer.created_at.isoformat(),
+        "disabled_at": reviewer.disabled_at.isoformat() if reviewer.disabled_at else None,
+    }
+
+
+@router.get("/reviewers", summary="Reviewer accounts and their queues (admins)")
+async def list_reviewers(who: ReviewerDep, services: ServicesDep) -> dict[str, Any]:
+    who.require("admin")
+    data = [reviewer_view(r, q) for r, q in await services.reviewers.list()]
+    return {"object": "list", "data": data}
+
+
+@router.delete(
+    "/reviewers/{reviewer_id}/queues/{context}/{queue}",
+    summary="Take a queue away from a reviewer (admins)",
+)
+async def unassign_reviewer(
+    reviewer_id: str, context: str, queue: str, who: ReviewerDep, services: ServicesDep
+) -> dict[str, Any]:
+    who.require("admin")
+    await services.reviewers.unassign(reviewer_id, context, queue)
+    return {"id": reviewer_id, "context": context, "queue": queue, "assigned": False}
+
+
+@router.post("/reviewers/{reviewer_id}/disable", summary="Disable a reviewer at once (admins)")
+async def disable_reviewer(
+    reviewer_id: str, who: ReviewerDep, services: ServicesDep
+) -> dict[str, Any]:
+    who.require("admin")
+    if reviewer_id == who.id:
+        raise InvalidRequest("You cannot disable your own account.", param="reviewer_id")
+    reviewer = await services.reviewers.disable(reviewer_id)
+    return reviewer_view(reviewer)
+
+
+@router.post("/reviewers/{reviewer_id}/enable", summary="Enable a disabled reviewer (admins)")
+async def enable_reviewer(
+    reviewer_id: str, who: ReviewerDep, services: ServicesDep
+) -> dict[str, Any]:
+    who.require("admin")
+    return reviewer_view(await services.reviewers.enable(reviewer_id))
+
+
+@router.post(
+    "/reviewers/{reviewer_id}/rotate-token",
+    summary="A new token for a reviewer; the old one ends at once (admins)",
+)
+async def rotate_reviewer_token(
+    reviewer_id: str, who: ReviewerDep, services: ServicesDep
+) -> dict[str, Any]:
+    who.require("admin")
+    return {"id": reviewer_id, "token": await services.reviewers.rotate_token(reviewer_id)}

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import cast
+from typing import TypeVar, cast
 
 import typer
 import yaml
 
 from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
+from gateway.errors import NotFound
 from gateway.policy.store import policy_store
 from gateway.review.data import ReviewData
 from gateway.review.queue import QueueService
@@ -19,6 +21,7 @@ app = typer.Typer(
     help="Human review: reviewers, queues, candidate test cases.", no_args_is_help=True
 )
 ROLES = ("reviewer", "lead", "admin")
+T = TypeVar("T")
 SEES_ALL = ReviewerIdentity("cli", "cli", "admin", "human", frozenset())
 
 
@@ -82,9 +85,12 @@ def reviewers(config: ConfigOption = None) -> None:
     settings = config_or_exit(config)
     for reviewer, queues in run_with_db(settings, lambda s: ReviewerService(s).list()):
         where = ", ".join(f"{c}/{q}" for c, q in queues) or "no queues"
+        disabled = (
+            f"  disabled {reviewer.disabled_at:%Y-%m-%d %H:%M}" if reviewer.disabled_at else ""
+        )
         typer.echo(
             f"{reviewer.id}  {reviewer.pseudonym}  {reviewer.role:<8}  {reviewer.kind:<5}"
-            f"  {reviewer.name}  [{where}]"
+            f"  {reviewer.name}  [{where}]{disabled}"
         )
 
 
@@ -120,3 +126,46 @@ def candidates(
     else:
         out.write_text(text, encoding="utf-8")
         typer.echo(f"{len(cases)} candidate cases written to {out}", err=True)
+
+def _lifecycle(config: ConfigOption, work: Callable[[ReviewerService], Awaitable[T]]) -> T:
+    """Run one change to a reviewer account; an unknown reviewer or queue is a clear error."""
+    settings = config_or_exit(config)
+    try:
+        return run_with_db(settings, lambda s: work(ReviewerService(s)))
+    except NotFound as exc:
+        raise fail(exc.message) from exc
+
+
+@app.command()
+def unassign(
+    reviewer_id: str,
+    context: str = typer.Option(...),
+    queue: str = typer.Option(...),
+    config: ConfigOption = None,
+) -> None:
+    """Take a queue away from a reviewer; their live claims in it go back to the queue."""
+    _lifecycle(config, lambda r: r.unassign(reviewer_id, context, queue))
+    typer.echo(f"{reviewer_id} no longer works {context}/{queue}", err=True)
+
+
+@app.command()
+def disable(reviewer_id: str, config: ConfigOption = None) -> None:
+    """Stop a reviewer at once: no sign-in, API or claims; sessions end, claims are freed.
+    Their judgments stay and still count in exports."""
+    _lifecycle(config, lambda r: r.disable(reviewer_id))
+    typer.echo(f"{reviewer_id} is disabled; their sessions ended", err=True)
+
+
+@app.command()
+def enable(reviewer_id: str, config: ConfigOption = None) -> None:
+    """Let a disabled reviewer work again (with the token they had)."""
+    _lifecycle(config, lambda r: r.enable(reviewer_id))
+    typer.echo(f"{reviewer_id} is enabled", err=True)
+
+
+@app.command("rotate-token")
+def rotate_token(reviewer_id: str, config: ConfigOption = None) -> None:
+    """A new token for a reviewer, printed once; the old one and its sessions end at once."""
+    token = _lifecycle(config, lambda r: r.rotate_token(reviewer_id))
+    typer.echo(token)
+    typer.echo(f"new token for {reviewer_id}; the old one no longer works", err=True)

@@ -7,12 +7,12 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.db.models import Reviewer, ReviewerQueue
+from gateway.db.models import Reviewer, ReviewerQueue, ReviewItem, WebSession
 from gateway.db.session import Sessions
-from gateway.errors import AuthenticationFailed, PermissionDenied
+from gateway.errors import AuthenticationFailed, NotFound, PermissionDenied
 from gateway.records.log import now
 
 Role = Literal["reviewer", "lead", "admin"]
@@ -84,14 +84,49 @@ class ReviewerService:
                 session.add(ReviewerQueue(reviewer_id=reviewer_id, context=context, queue=queue))
 
     async def unassign(self, reviewer_id: str, context: str, queue: str) -> None:
+        """Take a queue away; the reviewer's live claims in it go back to the queue."""
         async with self._sessions.begin() as session:
-            await session.execute(
+            await _reviewer(session, reviewer_id)
+            removed = await session.execute(
                 delete(ReviewerQueue).where(
                     ReviewerQueue.reviewer_id == reviewer_id,
                     ReviewerQueue.context == context,
                     ReviewerQueue.queue == queue,
                 )
             )
+            if removed.rowcount != 1:  # type: ignore[attr-defined]
+                raise NotFound(
+                    f"Reviewer '{reviewer_id}' does not work {context}/{queue}.",
+                    code="queue_not_found",
+                )
+            await _release(
+                session, reviewer_id, ReviewItem.context == context, ReviewItem.queue == queue
+            )
+
+    async def disable(self, reviewer_id: str) -> Reviewer:
+        """No sign-in, API or claim from now on; sessions end, claims go back to their queues.
+        Past judgments stay: they are the record, and exports keep counting them."""
+        async with self._sessions.begin() as session:
+            reviewer = await _reviewer(session, reviewer_id)
+            reviewer.disabled_at = reviewer.disabled_at or now()
+            await _end_sessions(session, reviewer_id)
+            await _release(session, reviewer_id)
+        return reviewer
+
+    async def enable(self, reviewer_id: str) -> Reviewer:
+        async with self._sessions.begin() as session:
+            reviewer = await _reviewer(session, reviewer_id)
+            reviewer.disabled_at = None
+        return reviewer
+
+    async def rotate_token(self, reviewer_id: str) -> str:
+        """A new token (shown once); the old one, and every session it opened, ends at once."""
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        async with self._sessions.begin() as session:
+            reviewer = await _reviewer(session, reviewer_id)
+            reviewer.token_digest = token_digest(token)
+            await _end_sessions(session, reviewer_id)
+        return token
 
     async def list(self) -> list[tuple[Reviewer, list[tuple[str, str]]]]:
         async with self._sessions() as session:
@@ -125,6 +160,30 @@ class ReviewerService:
     async def by_id(self, reviewer_id: str) -> ReviewerIdentity:
         async with self._sessions() as session:
             return await _identity(session, await session.get(Reviewer, reviewer_id))
+
+
+async def _reviewer(session: AsyncSession, reviewer_id: str) -> Reviewer:
+    reviewer = await session.get(Reviewer, reviewer_id)
+    if reviewer is None:
+        raise NotFound(f"No reviewer '{reviewer_id}'.", code="reviewer_not_found")
+    return reviewer
+
+
+async def _end_sessions(session: AsyncSession, reviewer_id: str) -> None:
+    await session.execute(
+        update(WebSession)
+        .where(WebSession.reviewer_id == reviewer_id, WebSession.ended_at.is_(None))
+        .values(ended_at=now())
+    )
+
+
+async def _release(session: AsyncSession, reviewer_id: str, *where: ColumnElement[bool]) -> None:
+    """The reviewer's open claims (in the queues ``where`` names) back to their queues."""
+    await session.execute(
+        update(ReviewItem)
+        .where(ReviewItem.claimed_by == reviewer_id, ReviewItem.state == "open", *where)
+        .values(claimed_by=None, lease_expires_at=None)
+    )
 
 
 async def _identity(session: AsyncSession, reviewer: Reviewer | None) -> ReviewerIdentity:
