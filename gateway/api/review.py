@@ -118,10 +118,11 @@ async def agreement(
     return await services.review_data.agreement(who, context, queue)
 
 
-@router.get("/candidate-tests", summary="False positives, as candidate policy test cases")
+@router.get("/candidate-tests", summary="Reviewers' verdicts, as policy test cases that fail now")
 async def candidates(who: ReviewerDep, services: ServicesDep, context: str) -> dict[str, Any]:
     who.require("lead")
-    return {"context": context, "cases": await services.review_data.candidate_cases(who, context)}
+    found = await services.review_data.candidate_cases(who, context)
+    return {"context": context, "cases": found.cases, "already_passing": found.passing}
 
 
 class ExportIn(BaseModel):

@@ -19,6 +19,8 @@ class ScopeClassifier(Protocol):
 
 
 _CACHED_TEXTS = 2048
+#: detectors whose findings are personal data or secrets by nature
+SENSITIVE_DETECTORS = frozenset({"pii"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,14 @@ class CompiledRule:
 
     def applies_to(self, stage: str) -> bool:
         return self.spec.stage in (stage, "both")
+
+    @property
+    def sensitive(self) -> bool:
+        """Whether a redacted record removes what this rule finds (personal data, secrets)
+        rather than keep it as the evidence a reviewer judges the rule by."""
+        if self.spec.sensitive is not None:
+            return self.spec.sensitive
+        return self.spec.detector in SENSITIVE_DETECTORS or self.spec.action == "redact"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +84,10 @@ class CompiledPolicy:
 
     def rules_for(self, stage: str) -> tuple[CompiledRule, ...]:
         return tuple(rule for rule in self.rules if rule.applies_to(stage))
+
+    @property
+    def sensitive_rules(self) -> tuple[CompiledRule, ...]:
+        return tuple(rule for rule in self.rules if rule.sensitive)
 
     @property
     def hold_back(self) -> int:

@@ -92,6 +92,11 @@ class Rule(_Strict):
     )
     message: str | None = Field(None, description="the refusal text when blocking as an answer")
     replacement: str = Field("[{label}]", description="what a redacted span becomes")
+    sensitive: bool | None = Field(
+        None,
+        description="a record kept with record.content: redacted removes what this rule finds;"
+        " by default true for the pii detector and for action: redact, false otherwise",
+    )
     route_to: str | None = Field(None, description="the allowed model a route action sends to")
     review: str | None = Field(None, description="the review queue for flagged exchanges")
     on_error: Literal["fail_closed", "fail_open"] = "fail_closed"

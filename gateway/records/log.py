@@ -9,7 +9,7 @@ from typing import Any
 
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
-from gateway.records.views import redacted_answer, redacted_request
+from gateway.records.views import redacted_record
 from gateway.version import __version__
 
 
@@ -84,13 +84,11 @@ class ExchangeLog:
         values["policy_revision"] = decision.policy_revision if decision else None
         if self.content == "none":
             values["request_body"] = values["response_body"] = None
-        elif self.content == "redacted" and decision is not None and decision.fired:
-            values["request_body"] = (
-                _redacted_inputs(self.request_body, decision)
-                if self.endpoint == "embeddings"
-                else redacted_request(self.request_body, decision)
-            )
-            values["response_body"] = redacted_answer(self.response_body, decision)
+        elif self.content == "redacted":  # chat messages and embeddings inputs alike
+            kept = redacted_record(self.request_body, self.response_body, decision, self.policy)
+            values["request_body"], values["response_body"] = kept.request, kept.answer
+            if values["decision"] is not None:  # where each removal was, for the review page
+                values["decision"]["removed_from_record"] = [r.as_dict() for r in kept.removed]
         return values
 
     def finding_rows(self) -> list[dict[str, Any]]:
@@ -112,19 +110,6 @@ class ExchangeLog:
             }
             for o in decision.outcomes
         ]
-
-
-def _redacted_inputs(body: Any, decision: Decision) -> Any:
-    """An embeddings request redacted as a chat request is: each input read as a user message
-    (the evidence numbers inputs as it numbers messages)."""
-    value = body.get("input") if isinstance(body, dict) else None
-    texts = [value] if isinstance(value, str) else value
-    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-        return body  # token arrays: no rule read them
-    messages = [{"role": "user", "content": t} for t in texts]
-    shaped = redacted_request({"messages": messages}, decision)
-    kept = [m["content"] for m in shaped["messages"]]
-    return {**body, "input": kept[0] if isinstance(value, str) else kept}
 
 
 def _int_or_none(value: Any) -> int | None:

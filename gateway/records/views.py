@@ -1,66 +1,191 @@
 """What a record keeps of an exchange's text when its policy says ``record.content: redacted``.
 
-Every span that any rule found (whatever the rule's action) is replaced by its label, in the
-request as the client sent it and in the answer as the backend gave it, so a blocked message's
-card number is not kept either. The decision keeps the offsets, which refer to the original.
+Redacted means: personal data and secrets are removed, and the evidence a reviewer needs to
+judge a rule is kept. Removed is what a *sensitive* rule finds (one using the ``pii``
+detector, one whose action is ``redact``, or one marked ``sensitive: true``): each such rule's
+detector runs over every text of the record, every message of the request whatever its role
+and every choice of the answer, and what it finds becomes the rule's replacement
+(``[email]``); its findings in the decision are removed as well. So an e-mail address is gone
+from the question and from the answer that repeats it alike. What the other rules found (an
+injection phrase, a keyword, a feelings claim) stays as it was written: it is what a reviewer
+judges the rule by, what an export's prompt and answer both carry, and what a candidate test
+case is made of.
+
+The decision's evidence keeps offsets into the original text; ``Removal`` says, in the same
+terms, where each removal was, so the review page can still place the kept spans.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
+from gateway.policy.compiled import SENSITIVE_DETECTORS, CompiledPolicy, CompiledRule
 from gateway.policy.decision import Decision
-from gateway.policy.engine import redact
+from gateway.policy.engine import message_texts, redact
+
+#: where a text sits in the record: ("request" | "input" | "answer", message or choice, part)
+Key = tuple[str, int, int | None]
+_STAGE_OF = {"request": "input", "input": "input", "answer": "output"}
 
 
-def _spans(
-    decision: Decision, stage: str
-) -> dict[tuple[int, int | None], list[tuple[int, int, str]]]:
-    spans: dict[tuple[int, int | None], list[tuple[int, int, str]]] = {}
+@dataclass(frozen=True, slots=True, order=True)
+class Removal:
+    """One span taken out of the record, at offsets into the original text."""
+
+    start: int
+    end: int
+    body: str
+    message: int
+    part: int | None
+    rule: str
+    label: str
+    replacement: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "body": self.body,
+            "message": self.message,
+            "part": self.part,
+            "start": self.start,
+            "end": self.end,
+            "rule": self.rule,
+            "label": self.label,
+            "replacement": self.replacement,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Redacted:
+    request: Any
+    answer: Any
+    removed: list[Removal]
+
+
+def _texts(request: Any, answer: Any) -> list[tuple[Key, str]]:
+    found: list[tuple[Key, str]] = []
+    if isinstance(request, dict):
+        messages = request.get("messages")
+        if isinstance(messages, list):
+            found += [(("request", r.message, r.part), r.text) for r in message_texts(messages)]
+        inputs = request.get("input")  # an embeddings request
+        if isinstance(inputs, str):
+            found.append((("input", 0, None), inputs))
+        elif isinstance(inputs, list):
+            found += [(("input", i, None), t) for i, t in enumerate(inputs) if isinstance(t, str)]
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    for index, choice in enumerate(choices if isinstance(choices, list) else []):
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict):
+            found += [(("answer", index, r.part), r.text) for r in message_texts([message])]
+    return found
+
+
+def _removal(
+    key: Key, start: int, end: int, rule: CompiledRule | None, rid: str, label: str
+) -> Removal:
+    replacement = rule.spec.replacement.format(label=label) if rule else f"[{label}]"
+    return Removal(start, end, key[0], key[1], key[2], rid, label, replacement)
+
+
+def _detected(rules: tuple[CompiledRule, ...], key: Key, text: str) -> set[Removal]:
+    found = set()
+    for rule in rules:
+        try:
+            findings = rule.find(text)
+        except Exception:  # a check that fails here must not leave its text in the record
+            return {_removal(key, 0, len(text), rule, rule.id, "check_failed")}
+        found |= {_removal(key, f.start, f.end, rule, rule.id, f.label) for f in findings}
+    return found
+
+
+def _decided(
+    decision: Decision, rules: dict[str, CompiledRule], policy_known: bool, key: Key, text: str
+) -> set[Removal]:
+    """The decision's own evidence of sensitive rules on this text (a rule may read a text
+    differently in the request than alone, e.g. across roles)."""
+    found = set()
     for outcome in decision.fired:
-        if outcome.stage != stage:
+        sensitive = outcome.rule in rules or (
+            not policy_known and outcome.detector in SENSITIVE_DETECTORS
+        )
+        if not sensitive or outcome.stage != _STAGE_OF[key[0]]:
             continue
         for e in outcome.evidence:
-            if e.message >= 0 and e.end > e.start:
-                spans.setdefault((e.message, e.part), []).append((e.start, e.end, f"[{e.label}]"))
-    return spans
+            if (e.message, e.part) == key[1:] and 0 <= e.start < e.end <= len(text):
+                rule = rules.get(outcome.rule)
+                found.add(_removal(key, e.start, e.end, rule, outcome.rule, e.label))
+    return found
 
 
-def _redact_content(
-    holder: dict[str, Any], part: int | None, spans: list[tuple[int, int, str]]
-) -> None:
-    content = holder.get("content")
-    if part is None and isinstance(content, str):
-        holder["content"] = redact(content, spans)
-    elif part is not None and isinstance(content, list) and part < len(content):
-        item = content[part]
-        if isinstance(item, dict) and isinstance(item.get("text"), str):
-            item["text"] = redact(item["text"], spans)
+def _merged(found: set[Removal]) -> list[Removal]:
+    """Overlapping removals become one (the first one's replacement stands for both)."""
+    merged: list[Removal] = []
+    for r in sorted(found):
+        last = merged[-1] if merged else None
+        if last is not None and r.start < last.end:
+            if r.end > last.end:
+                merged[-1] = Removal(last.start, r.end, *_tail(last))
+        else:
+            merged.append(r)
+    return merged
 
 
-def redacted_request(body: Any, decision: Decision) -> Any:
-    spans = _spans(decision, "input")
-    if not spans or not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-        return body
-    body = {**body, "messages": copy.deepcopy(body["messages"])}
-    for (index, part), found in spans.items():
-        if index < len(body["messages"]) and isinstance(body["messages"][index], dict):
-            _redact_content(body["messages"][index], part, found)
-    return body
+def _tail(r: Removal) -> tuple[str, int, int | None, str, str, str]:
+    return (r.body, r.message, r.part, r.rule, r.label, r.replacement)
 
 
-def redacted_answer(answer: Any, decision: Decision) -> Any:
-    spans = _spans(decision, "output")
-    if not spans or not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
-        return answer
-    answer = {**answer, "choices": copy.deepcopy(answer["choices"])}
-    for (index, _), found in spans.items():
-        if index < len(answer["choices"]):
+def _removals(
+    request: Any, answer: Any, decision: Decision | None, policy: CompiledPolicy | None
+) -> dict[Key, tuple[str, list[Removal]]]:
+    rules = policy.sensitive_rules if policy is not None else ()
+    by_id = {rule.id: rule for rule in rules}
+    planned = {}
+    for key, text in _texts(request, answer):
+        found = _detected(rules, key, text)
+        if decision is not None:
+            found |= _decided(decision, by_id, policy is not None, key, text)
+        if found:
+            planned[key] = (text, _merged(found))
+    return planned
+
+
+def _put(holder: Any, part: int | None, text: str) -> None:
+    if part is None:
+        holder["content"] = text
+    else:
+        holder["content"][part]["text"] = text
+
+
+def _apply(request: Any, answer: Any, planned: dict[Key, tuple[str, list[Removal]]]) -> Redacted:
+    bodies = {key[0] for key in planned}
+    if "request" in bodies:
+        request = {**request, "messages": copy.deepcopy(request["messages"])}
+    if "input" in bodies:
+        request = {**request, "input": copy.deepcopy(request["input"])}
+    if "answer" in bodies:
+        answer = {**answer, "choices": copy.deepcopy(answer["choices"])}
+    removed = []
+    for (body, index, part), (text, spans) in planned.items():
+        kept = redact(text, [(r.start, r.end, r.replacement) for r in spans])
+        removed += spans
+        if body == "request":
+            _put(request["messages"][index], part, kept)
+        elif body == "input" and isinstance(request["input"], str):
+            request["input"] = kept
+        elif body == "input":
+            request["input"][index] = kept
+        else:
             choice = answer["choices"][index]
-            message = choice.get("message")
-            if isinstance(message, dict):
-                _redact_content(message, None, found)
-            if isinstance(choice, dict) and choice.get("logprobs"):
-                choice["logprobs"] = None  # the tokens would spell out what was redacted
-    return answer
+            _put(choice["message"], part, kept)
+            if choice.get("logprobs"):
+                choice["logprobs"] = None  # the tokens would spell out what was removed
+    return Redacted(request, answer, removed)
+
+
+def redacted_record(
+    request: Any, answer: Any, decision: Decision | None, policy: CompiledPolicy | None
+) -> Redacted:
+    """The request and the answer with every sensitive span removed, and where each was."""
+    return _apply(request, answer, _removals(request, answer, decision, policy))

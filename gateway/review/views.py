@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
+import yaml
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.db.models import Exchange, GuidelineRevision, Judgment, ReviewItem
+from gateway.db.models import Exchange, GuidelineRevision, Judgment, PolicyRevision, ReviewItem
 from gateway.db.session import Sessions
+from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.store import PolicyStore
 from gateway.review.reviewers import ReviewerIdentity
 
@@ -53,6 +57,41 @@ def item_summary(item: ReviewItem) -> dict[str, Any]:
     }
 
 
+async def recorded_content(
+    session: AsyncSession, policy: CompiledPolicy | None, revision: str | None
+) -> str:
+    """The ``record.content`` of the policy revision that recorded the exchange (which the
+    current revision may have changed since): full, redacted or none."""
+    if policy is not None and (revision is None or policy.revision == revision):
+        return policy.policy.record.content
+    stored = await session.get(PolicyRevision, revision) if revision else None
+    if stored is None:
+        return policy.policy.record.content if policy is not None else "full"
+    try:
+        record = (yaml.safe_load(stored.text) or {}).get("record") or {}
+        content = record.get("content", "full")
+    except (yaml.YAMLError, AttributeError):
+        return "full"
+    return content if content in ("full", "redacted", "none") else "full"
+
+
+def record_view(content: str, exchange: Exchange | None) -> dict[str, Any]:
+    """How the record keeps the exchange's text, and what a redacted one removed."""
+    decision = exchange.decision if exchange is not None else None
+    removed = decision.get("removed_from_record") if isinstance(decision, dict) else None
+    kinds = Counter(
+        (r.get("rule", "?"), r.get("label", "?")) for r in removed or [] if isinstance(r, dict)
+    )
+    return {
+        "content": content,
+        # a redacted record from before the removals were listed replaced every finding
+        "removals_listed": removed is not None,
+        "removed": [
+            {"rule": rule, "label": label, "count": n} for (rule, label), n in sorted(kinds.items())
+        ],
+    }
+
+
 async def item_view(
     sessions: Sessions, policies: PolicyStore, who: ReviewerIdentity, item: ReviewItem
 ) -> dict[str, Any]:
@@ -67,7 +106,8 @@ async def item_view(
         if not who.leads:  # blind: a reviewer sees only their own judgments
             query = query.where(Judgment.reviewer_id == who.id)
         judgments = list(await session.scalars(query))
-    policy = policies.get(item.context)
+        policy = policies.get(item.context)
+        content = await recorded_content(session, policy, item.policy_revision)
     return {
         **item_summary(item),
         "alternative": item.alternative,
@@ -83,6 +123,7 @@ async def item_view(
             "response": exchange.response_body if exchange else None,
             "decision": exchange.decision if exchange else None,
             "content_kept": exchange is not None and exchange.request_body is not None,
+            "record": record_view(content, exchange),
         },
         "guideline": {
             "revision": guideline.revision,

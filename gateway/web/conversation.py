@@ -69,9 +69,52 @@ def segments(text: str, spans: list[Span]) -> list[Segment]:
     return pieces
 
 
-def _spans(decision: Any, stage: str) -> dict[tuple[int, int | None], list[Span]]:
-    """The decision's spans for one stage, keyed by (message or choice, content part)."""
-    found: dict[tuple[int, int | None], list[Span]] = {}
+Key = tuple[int, int | None]
+_BODY = {"input": "request", "output": "answer"}
+
+
+def removed(decision: Any, stage: str) -> dict[Key, list[dict[str, Any]]]:
+    """What a redacted record took out of each text of one side, in order: the decision's
+    offsets refer to the original, and these say how far the kept text has moved."""
+    listed = decision.get("removed_from_record") if isinstance(decision, dict) else None
+    found: dict[Key, list[dict[str, Any]]] = {}
+    for r in listed or []:
+        if isinstance(r, dict) and r.get("body") == _BODY[stage]:
+            found.setdefault((r.get("message", -1), r.get("part")), []).append(r)
+    return {key: sorted(rs, key=lambda r: int(r.get("start", 0))) for key, rs in found.items()}
+
+
+def _growth(r: dict[str, Any]) -> int:
+    return len(str(r.get("replacement", ""))) - (int(r.get("end", 0)) - int(r.get("start", 0)))
+
+
+def shifted(gone: list[dict[str, Any]], start: int, end: int) -> tuple[int, int] | None:
+    """Where ``[start, end)`` of the original lies in the kept text; None if it was removed."""
+    delta = 0
+    for r in gone:
+        if r.get("start", 0) < end and start < r.get("end", 0):
+            return None
+        if r.get("end", 0) <= start:
+            delta += _growth(r)
+    return start + delta, end + delta
+
+
+def _removal_spans(gone: list[dict[str, Any]]) -> list[Span]:
+    spans: list[Span] = []
+    delta = 0
+    for r in gone:
+        start = int(r.get("start", 0)) + delta
+        mark = Mark(str(r.get("rule", "?")), str(r.get("label", "")), "removed")
+        spans.append((start, start + len(str(r.get("replacement", ""))), mark))
+        delta += _growth(r)
+    return spans
+
+
+def _spans(decision: Any, stage: str) -> dict[Key, list[Span]]:
+    """The decision's spans for one stage, keyed by (message or choice, content part), placed
+    in the text as recorded; a span a redacted record removed is marked as removed."""
+    gone = removed(decision, stage)
+    found: dict[Key, list[Span]] = {key: _removal_spans(rs) for key, rs in gone.items()}
     outcomes = decision.get("outcomes") if isinstance(decision, dict) else None
     for outcome in outcomes or []:
         if outcome.get("stage") != stage:
@@ -79,7 +122,9 @@ def _spans(decision: Any, stage: str) -> dict[tuple[int, int | None], list[Span]
         for ev in outcome.get("evidence") or []:
             mark = Mark(outcome.get("rule", "?"), ev.get("label", ""), outcome.get("enforced", ""))
             key = (ev.get("message", -1), ev.get("part"))
-            found.setdefault(key, []).append((ev.get("start", 0), ev.get("end", 0), mark))
+            placed = shifted(gone.get(key, []), ev.get("start", 0), ev.get("end", 0))
+            if placed is not None:
+                found.setdefault(key, []).append((*placed, mark))
     return found
 
 
@@ -143,17 +188,28 @@ def _text_at(container: Any, key: str, index: int, part: int | None) -> str | No
     return content if isinstance(content, str) else None
 
 
-def span_texts(request: Any, response: Any, outcome: dict[str, Any]) -> list[str]:
-    """The exact text of each span an outcome found (what its highlight covers)."""
+def span_texts(
+    request: Any, response: Any, outcome: dict[str, Any], decision: Any = None
+) -> list[str]:
+    """The exact text of each span an outcome found (what its highlight covers); for a span
+    a redacted record removed, what stands in its place."""
     output = outcome.get("stage") == "output"
+    gone = removed(decision, "output" if output else "input")
     found = []
     for ev in outcome.get("evidence") or []:
+        key = (ev.get("message", -1), ev.get("part"))
         text = _text_at(
-            response if output else request,
-            "choices" if output else "messages",
-            ev.get("message", -1),
-            ev.get("part"),
+            response if output else request, "choices" if output else "messages", *key
         )
-        if text is not None and ev.get("end", 0) > ev.get("start", 0):
-            found.append(text[ev["start"] : ev["end"]])
+        if text is None or ev.get("end", 0) <= ev.get("start", 0):
+            continue
+        placed = shifted(gone.get(key, []), ev["start"], ev["end"])
+        if placed is None:
+            found += [str(r["replacement"]) for r in gone[key] if _covers(r, ev)][:1]
+        else:
+            found.append(text[placed[0] : placed[1]])
     return found
+
+
+def _covers(r: dict[str, Any], ev: dict[str, Any]) -> bool:
+    return bool(r.get("start", 0) < ev["end"] and ev["start"] < r.get("end", 0))

@@ -75,11 +75,12 @@ def _choices(who: ReviewerIdentity, item: ReviewItem, exchange: dict[str, Any]) 
     return [Choice("AB"[i], source, text) for i, (source, text) in enumerate(shown)]
 
 
-def _spans_placeable(services: Services, item: ReviewItem) -> bool:
-    """Offsets point into the text as it was sent; a context that records content redacted
-    keeps another text, where they would land on the wrong characters."""
-    policy = services.policies.get(item.context)
-    return policy is None or policy.policy.record.content == "full"
+def _spans_placeable(record: dict[str, Any]) -> bool:
+    """Offsets point into the text as it was sent. A redacted record says where it removed
+    what, so the kept spans can be moved into place; one made before it said so cannot.
+    ``record`` is as the revision that recorded the exchange kept it, not the current one."""
+    content = record.get("content")
+    return content == "full" or (content == "redacted" and bool(record.get("removals_listed")))
 
 
 def _fired(exchange: dict[str, Any], placed: bool) -> list[dict[str, Any]]:
@@ -91,7 +92,9 @@ def _fired(exchange: dict[str, Any], placed: bool) -> list[dict[str, Any]]:
         {
             **o,
             "number": n,
-            "spans": span_texts(exchange["request"], exchange["response"], o) if placed else [],
+            "spans": span_texts(exchange["request"], exchange["response"], o, decision)
+            if placed
+            else [],
             "whole": any(e.get("message") == -1 for e in o.get("evidence") or []),
         }
         for n, o in enumerate(fired, 1)
@@ -136,7 +139,7 @@ async def _show(
     if mode is None and mine is not None:
         mode = "correction"
         form = form or _prefill(mine)
-    placed = _spans_placeable(services, item)
+    placed = _spans_placeable(exchange["record"])
     outcomes = _fired(exchange, placed)
     return page(
         request,
