@@ -115,17 +115,21 @@ def candidates(
     out: Path | None = typer.Option(None, help="Write a test-case file here."),
     config: ConfigOption = None,
 ) -> None:
-    """Rules reviewers judged false positives, as test cases for `gateway policy test`."""
+    """Reviewers' verdicts as test cases for `gateway policy test`: each fails on the policy
+    as it is, and passes once the policy is changed to agree with the reviewer."""
     settings = config_or_exit(config)
     store = policy_store(settings)
     store.refresh()
-    cases = run_with_db(settings, lambda s: ReviewData(s, store).candidate_cases(SEES_ALL, context))
-    text = yaml.safe_dump({"cases": cases}, sort_keys=False, allow_unicode=True)
+    found = run_with_db(settings, lambda s: ReviewData(s, store).candidate_cases(SEES_ALL, context))
+    for case in found.passing:
+        typer.echo(f"not a case, passes already: {case['name']}: {case['why']}", err=True)
+    text = yaml.safe_dump({"cases": found.cases}, sort_keys=False, allow_unicode=True)
     if out is None:
         typer.echo(text)
     else:
         out.write_text(text, encoding="utf-8")
-        typer.echo(f"{len(cases)} candidate cases written to {out}", err=True)
+        typer.echo(f"{len(found.cases)} candidate cases written to {out}", err=True)
+
 
 def _lifecycle(config: ConfigOption, work: Callable[[ReviewerService], Awaitable[T]]) -> T:
     """Run one change to a reviewer account; an unknown reviewer or queue is a clear error."""

@@ -15,6 +15,7 @@ from gateway.errors import NotFound
 from gateway.export.rows import ExportFilter, PreferenceRow, ReviewerProfile
 from gateway.policy.store import PolicyStore
 from gateway.review.agreement import Rating, rule_alphas, verdict_alpha
+from gateway.review.candidates import Candidates, candidates
 from gateway.review.reviewers import ReviewerIdentity
 
 
@@ -32,15 +33,6 @@ def answer_text(response: Any) -> str | None:
     message = choices[0].get("message") or {}
     content = message.get("content")
     return content if isinstance(content, str) else None
-
-
-def _user_text(request: Any) -> str | None:
-    messages = request.get("messages") if isinstance(request, dict) else None
-    for message in reversed(messages or []):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            return content if isinstance(content, str) else None
-    return None
 
 
 class ReviewData:
@@ -85,8 +77,9 @@ class ReviewData:
             "rule_alpha": rule_alphas(ratings),
         }
 
-    async def candidate_cases(self, who: ReviewerIdentity, context: str) -> list[dict[str, Any]]:
-        """Every rule a reviewer judged a false positive, as a test case it must not fire on."""
+    async def candidate_cases(self, who: ReviewerIdentity, context: str) -> Candidates:
+        """Reviewers' verdicts as test cases that fail on the current policy
+        (``gateway/review/candidates.py``); a lead sees only their own queues' content."""
         query = (
             select(Judgment, ReviewItem, Exchange)
             .join(ReviewItem, ReviewItem.id == Judgment.item_id)
@@ -96,16 +89,8 @@ class ReviewData:
         )
         async with self._sessions() as session:
             rows = (await session.execute(query)).all()
-        cases = []
-        for judgment, item, exchange in rows:
-            if not who.may_see(item.context, item.queue):
-                continue  # a lead sees only their own queues' content
-            for rule, verdict in (judgment.rule_verdicts or {}).items():
-                if verdict == "false_positive":
-                    case = _case(rule, judgment, item, exchange)
-                    if case is not None:
-                        cases.append(case)
-        return cases
+        mine = [(j, i, e) for j, i, e in rows if who.may_see(i.context, i.queue)]
+        return candidates(mine, self._policies.get(context))
 
     async def reviewers(self) -> dict[str, ReviewerProfile]:
         async with self._sessions() as session:
@@ -182,27 +167,6 @@ class ReviewData:
             if row is not None:
                 rows.append(row)
         return rows
-
-
-def _case(
-    rule: str, judgment: Judgment, item: ReviewItem, exchange: Exchange
-) -> dict[str, Any] | None:
-    outcomes = (exchange.decision or {}).get("outcomes", [])
-    stage = next((o["stage"] for o in outcomes if o.get("rule") == rule), "input")
-    text = (
-        answer_text(exchange.response_body)
-        if stage == "output"
-        else _user_text(exchange.request_body)
-    )
-    if not text:
-        return None
-    return {
-        "name": f"reviewer judged '{rule}' a false positive on {exchange.id}",
-        stage: text,
-        "expect": {"not_fires": [rule]},
-        "source": f"judgment {judgment.id} under guideline "
-        f"{(judgment.guideline_revision or 'none')[:12]}, queue {item.queue}",
-    }
 
 
 def _row(
