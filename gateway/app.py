@@ -194,7 +194,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
         if is_page(request):
-            return error_page(request, exc)
+            return await error_page(request, exc)
         return _render(exc)
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -207,7 +207,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         else:
             error = GatewayError(str(exc.detail), code=f"http_{exc.status_code}")
             error.status = exc.status_code
-        return error_page(request, error) if is_page(request) else _render(error)
+        return await error_page(request, error) if is_page(request) else _render(error)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -215,7 +215,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         loc = tuple(p for p in first.get("loc", ()) if p not in ("body", "query", "path"))  # type: ignore[attr-defined]
         param = param_path(loc) or None
         error = InvalidRequest(f"Invalid value for '{param}': {first.get('msg')}.", param=param)
-        return error_page(request, error) if is_page(request) else _render(error)
+        return await error_page(request, error) if is_page(request) else _render(error)
 
     app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response
 
 from gateway.deps import ServicesDep
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, NotFound
 from gateway.export.formats import FORMATS
 from gateway.export.rows import ExportFilter
 from gateway.records.log import now
@@ -46,11 +46,23 @@ async def lead(
 
 @router.get("/lead/agreement")
 async def agreement(
-    request: Request, signed: SignedInDep, services: ServicesDep, context: str, queue: str
+    request: Request,
+    signed: SignedInDep,
+    services: ServicesDep,
+    context: str | None = None,
+    queue: str | None = None,
 ) -> Response:
+    """Agreement in each of the lead's queues, or in those of one context, or in one queue."""
     signed.who.require("lead")
-    found = await services.review_data.agreement(signed.who, context, queue)
-    return page(request, "agreement.html", signed, agreement=found)
+    if context is not None and queue is not None:
+        chosen = [(context, queue)]
+    else:
+        rows = await queue_rows(services, signed.who)
+        chosen = [(r.context, r.queue) for r in rows if context in (None, r.context)]
+        if context is not None and not chosen:
+            raise NotFound(f"No queue of context '{context}' for you.", code="queue_not_found")
+    found = [await services.review_data.agreement(signed.who, c, q) for c, q in chosen]
+    return page(request, "agreement.html", signed, agreements=found, one=len(found) == 1)
 
 
 @router.get("/exports")

@@ -9,11 +9,12 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway.errors import AuthenticationFailed, GatewayError
-from gateway.web.sessions import SignedIn
+from gateway.web.sessions import COOKIE, SignedIn
 
 HERE = Path(__file__).resolve().parent
 PREFIX = "/ui"
@@ -85,11 +86,24 @@ def is_page(request: Request) -> bool:
     )
 
 
-def error_page(request: Request, exc: GatewayError) -> Response:
+async def _signed_in(request: Request) -> SignedIn | None:
+    """Who is signed in, for the error page's navigation; nobody when that cannot be told
+    (no session, or the database is what failed): the page then offers to sign in."""
+    services = getattr(request.app.state, "services", None)
+    if services is None:
+        return None
+    try:
+        signed: SignedIn = await services.web_sessions.resume(request.cookies.get(COOKIE))
+    except (GatewayError, SQLAlchemyError, OSError):
+        return None
+    return signed
+
+
+async def error_page(request: Request, exc: GatewayError) -> Response:
     if isinstance(exc, AuthenticationFailed) and request.url.path != f"{PREFIX}/login":
         target = PREFIX + "/"
         if request.method == "GET":
             query = request.url.query
             target = request.url.path + (f"?{query}" if query else "")
         return redirect(f"{PREFIX}/login?next={quote(target, safe='/')}")  # query encoded
-    return page(request, "error.html", None, exc.status, error=exc)
+    return page(request, "error.html", await _signed_in(request), exc.status, failure=exc)
