@@ -171,6 +171,38 @@ def test_secrets_go_and_an_injection_stays_for_the_security_queue(bank: Gateway)
     assert "4821" not in json.dumps(record["request_body"])
 
 
+def test_every_role_and_tool_call_arguments_are_redacted_too(bank: Gateway) -> None:
+    """Input rules read the user's and tools' messages; the record removes personal data from
+    the system prompt, earlier answers and tool-call arguments as well."""
+    call = {"id": "call_1", "type": "function"}
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": f"The customer is {EMAIL}."},
+        {"role": "user", "content": "someone stole my card, please block the card"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {**call, "function": {"name": "block", "arguments": json.dumps({"card": CARD})}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": f"blocked; mail sent to {EMAIL}"},
+        {"role": "user", "content": "thanks, is my card blocked now?"},
+    ]
+    with openai.OpenAI(base_url=bank.v1, api_key=bank.key, max_retries=0) as sdk:
+        raw = sdk.chat.completions.with_raw_response.create(
+            model="demo-small",
+            messages=messages,  # type: ignore[arg-type]
+        )
+    record = bank.record(raw.headers["x-request-id"])
+    kept = record["request_body"]["messages"]
+    assert EMAIL not in json.dumps(kept) and CARD not in json.dumps(kept)
+    assert kept[0]["content"] == "The customer is [email]."
+    arguments = kept[2]["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(arguments) == {"card": "[credit_card]"}
+    assert kept[3]["content"] == "blocked; mail sent to [email]"
+    assert kept[1]["content"] == "someone stole my card, please block the card"
+
+
 def test_the_item_page_says_what_was_removed_and_marks_the_kept_evidence(bank: Gateway) -> None:
     fraud = Reviewer(bank, "Fran", queues=((CONTEXT, "fraud"),))
     text = f"write to {EMAIL} please, someone stole my card yesterday, block it"

@@ -25,9 +25,17 @@ from gateway.policy.compiled import SENSITIVE_DETECTORS, CompiledPolicy, Compile
 from gateway.policy.decision import Decision
 from gateway.policy.engine import message_texts, redact
 
-#: where a text sits in the record: ("request" | "input" | "answer", message or choice, part)
+#: where a text sits in the record: (body, message or choice, content part or tool call); body
+#: is "request", "input" (embeddings), "answer", or "request_calls" / "answer_calls" for the
+#: arguments of a message's tool calls
 Key = tuple[str, int, int | None]
-_STAGE_OF = {"request": "input", "input": "input", "answer": "output"}
+_STAGE_OF = {
+    "request": "input",
+    "input": "input",
+    "request_calls": "input",
+    "answer": "output",
+    "answer_calls": "output",
+}
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -63,22 +71,41 @@ class Redacted:
     removed: list[Removal]
 
 
-def _texts(request: Any, answer: Any) -> list[tuple[Key, str]]:
+def _calls(body: str, index: int, message: dict[str, Any]) -> list[tuple[Key, str]]:
+    """A message's tool-call arguments (JSON text the model wrote or the client sent back)."""
+    calls = message.get("tool_calls")
     found: list[tuple[Key, str]] = []
-    if isinstance(request, dict):
-        messages = request.get("messages")
-        if isinstance(messages, list):
-            found += [(("request", r.message, r.part), r.text) for r in message_texts(messages)]
-        inputs = request.get("input")  # an embeddings request
-        if isinstance(inputs, str):
-            found.append((("input", 0, None), inputs))
-        elif isinstance(inputs, list):
-            found += [(("input", i, None), t) for i, t in enumerate(inputs) if isinstance(t, str)]
+    for number, call in enumerate(calls if isinstance(calls, list) else []):
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+            found.append(((body, index, number), function["arguments"]))
+    return found
+
+
+def _request_texts(request: dict[str, Any]) -> list[tuple[Key, str]]:
+    found: list[tuple[Key, str]] = []
+    messages = request.get("messages")
+    if isinstance(messages, list):
+        found += [(("request", r.message, r.part), r.text) for r in message_texts(messages)]
+        for index, message in enumerate(messages):
+            if isinstance(message, dict):
+                found += _calls("request_calls", index, message)
+    inputs = request.get("input")  # an embeddings request
+    if isinstance(inputs, str):
+        found.append((("input", 0, None), inputs))
+    elif isinstance(inputs, list):
+        found += [(("input", i, None), t) for i, t in enumerate(inputs) if isinstance(t, str)]
+    return found
+
+
+def _texts(request: Any, answer: Any) -> list[tuple[Key, str]]:
+    found = _request_texts(request) if isinstance(request, dict) else []
     choices = answer.get("choices") if isinstance(answer, dict) else None
     for index, choice in enumerate(choices if isinstance(choices, list) else []):
         message = choice.get("message") if isinstance(choice, dict) else None
         if isinstance(message, dict):
             found += [(("answer", index, r.part), r.text) for r in message_texts([message])]
+            found += _calls("answer_calls", index, message)
     return found
 
 
@@ -105,7 +132,9 @@ def _decided(
 ) -> set[Removal]:
     """The decision's own evidence of sensitive rules on this text (a rule may read a text
     differently in the request than alone, e.g. across roles)."""
-    found = set()
+    found: set[Removal] = set()
+    if key[0].endswith("_calls"):
+        return found  # rules read contents, not tool-call arguments
     for outcome in decision.fired:
         sensitive = outcome.rule in rules or (
             not policy_known and outcome.detector in SENSITIVE_DETECTORS
@@ -151,36 +180,46 @@ def _removals(
     return planned
 
 
-def _put(holder: Any, part: int | None, text: str) -> None:
-    if part is None:
-        holder["content"] = text
-    else:
-        holder["content"][part]["text"] = text
-
-
-def _apply(request: Any, answer: Any, planned: dict[Key, tuple[str, list[Removal]]]) -> Redacted:
-    bodies = {key[0] for key in planned}
-    if "request" in bodies:
+def _copied(request: Any, answer: Any, bodies: set[str]) -> tuple[Any, Any]:
+    """Copies of the parts that change (the rest is shared: records copy shallowly)."""
+    if bodies & {"request", "request_calls"}:
         request = {**request, "messages": copy.deepcopy(request["messages"])}
     if "input" in bodies:
         request = {**request, "input": copy.deepcopy(request["input"])}
-    if "answer" in bodies:
+    if bodies & {"answer", "answer_calls"}:
         answer = {**answer, "choices": copy.deepcopy(answer["choices"])}
-    removed = []
-    for (body, index, part), (text, spans) in planned.items():
-        kept = redact(text, [(r.start, r.end, r.replacement) for r in spans])
-        removed += spans
-        if body == "request":
-            _put(request["messages"][index], part, kept)
-        elif body == "input" and isinstance(request["input"], str):
+    return request, answer
+
+
+def _put(request: Any, answer: Any, key: Key, kept: str) -> None:
+    body, index, part = key
+    if body == "input":
+        if isinstance(request["input"], str):
             request["input"] = kept
-        elif body == "input":
-            request["input"][index] = kept
         else:
-            choice = answer["choices"][index]
-            _put(choice["message"], part, kept)
-            if choice.get("logprobs"):
-                choice["logprobs"] = None  # the tokens would spell out what was removed
+            request["input"][index] = kept
+        return
+    holder = (
+        request["messages"][index]
+        if body.startswith("request")
+        else answer["choices"][index]["message"]
+    )
+    if body.endswith("_calls"):
+        holder["tool_calls"][part]["function"]["arguments"] = kept
+    elif part is None:
+        holder["content"] = kept
+    else:
+        holder["content"][part]["text"] = kept
+
+
+def _apply(request: Any, answer: Any, planned: dict[Key, tuple[str, list[Removal]]]) -> Redacted:
+    request, answer = _copied(request, answer, {key[0] for key in planned})
+    removed = []
+    for key, (text, spans) in planned.items():
+        removed += spans
+        _put(request, answer, key, redact(text, [(r.start, r.end, r.replacement) for r in spans]))
+        if key[0] in ("answer", "answer_calls") and answer["choices"][key[1]].get("logprobs"):
+            answer["choices"][key[1]]["logprobs"] = None  # its tokens would spell out the text
     return Redacted(request, answer, removed)
 
 
