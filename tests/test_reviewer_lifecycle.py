@@ -6,14 +6,17 @@ in exports."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
+import pytest
 
 from tests.reviewing import Reviewer, flag, judgment, wait_for_item
 from tests.servers import Gateway
-from tests.web import Browserless, hidden
+from tests.web import Browserless, hidden, sign_in
 
 TRIAGE = ("test-context", "triage")
 
@@ -200,3 +203,27 @@ def test_the_admin_page_unassigns_disables_and_rotates(gateway: Gateway) -> None
     finally:
         page.close()
         theirs.close()
+
+
+UNLABELED = """[...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')]
+    .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                 && !e.textContent.trim()).map(e => e.outerHTML)"""
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_admin_pages_in_a_browser(gateway: Gateway, browser: Any, width: int) -> None:
+    """The reviewers page and the export form fit the window, every control has a label, and
+    a click disables a reviewer."""
+    admin = Reviewer(gateway, f"Browser Admin {width}", role="admin")
+    yuri = Reviewer(gateway, f"Yuri {width}", queues=(TRIAGE,))
+    page = sign_in(browser, gateway, admin.token, viewport={"width": width, "height": 800})
+    for path in ("/ui/reviewers", "/ui/exports"):
+        page.goto(f"{gateway.url}{path}")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
+        assert page.evaluate(UNLABELED) == [], path
+    page.goto(f"{gateway.url}/ui/reviewers")
+    page.get_by_role("button", name=f"Disable Yuri {width}").click()
+    page.wait_for_url(re.compile(r"/ui/reviewers\?notice=disabled"))
+    assert "Reviewer disabled" in page.text_content("main")
+    assert yuri.get("/me").status_code == 401
+    page.context.close()
