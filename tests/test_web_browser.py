@@ -9,10 +9,7 @@ holds the ones the README shows)."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +17,9 @@ import pytest
 
 from tests.reviewing import Reviewer, judgment
 from tests.servers import Gateway
-from tests.web import CONTEXT, QUEUE, ask, wait_waiting
+from tests.web import CONTEXT, QUEUE, ask, shot, sign_in, wait_waiting
 
 playwright = pytest.importorskip("playwright.sync_api", reason="the test extra installs playwright")
-
-CHROMIUM = "/usr/bin/chromium"
-# As root on a closed network: no sandbox, and none of Chromium's own calls home.
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-WIDE = {"width": 1280, "height": 800}
 
 # WCAG 2 contrast of every element that shows text against its effective background; the
 # elements whose ratio is under 4.5:1 (3:1 for large text).
@@ -66,37 +50,6 @@ LOW_CONTRAST = """() => {
   }
   return low;
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if shutil.which("chromium") is None and not Path(CHROMIUM).exists():
-        reason = f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("SITUATE_REQUIRE_BROWSER"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    with playwright.sync_playwright() as driver:
-        launched = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield launched
-        launched.close()
-
-
-def shot(page: Any, name: str) -> None:
-    folder = os.environ.get("SITUATE_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
-
-
-def sign_in(browser: Any, gateway: Gateway, token: str, viewport: dict[str, int] = WIDE) -> Any:
-    page = browser.new_context(viewport=viewport).new_page()
-    page.on("dialog", lambda d: pytest.fail(f"a dialog opened: {d.message}"))
-    page.goto(f"{gateway.url}/ui/")
-    assert "/ui/login" in page.url  # not signed in yet
-    page.get_by_label("Reviewer token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{gateway.url}/ui/")
-    return page
 
 
 def item_id(page: Any) -> str:

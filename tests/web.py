@@ -1,10 +1,15 @@
-"""Helpers for the web page's tests: a signed-in HTTP client, and the help desk's traffic."""
+"""Helpers for the web page's tests: a signed-in HTTP client, the help desk's traffic, and
+Debian's Chromium driven by Playwright (with a signed-in page)."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -14,6 +19,20 @@ from tests.reviewing import Reviewer, judgment
 from tests.servers import Gateway
 
 CONTEXT, QUEUE = "web-context", "desk"
+
+CHROMIUM = "/usr/bin/chromium"
+# As root on a closed network: no sandbox, and none of Chromium's own calls home.
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+WIDE = {"width": 1280, "height": 800}
+NARROW = {"width": 390, "height": 800}
 
 
 def hidden(html: str, name: str) -> str:
@@ -88,3 +107,36 @@ def desk(gateway: Gateway) -> Iterator[tuple[Reviewer, str]]:
     drain(admin)
     yield admin, desk_key(gateway)
     drain(admin)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    playwright = pytest.importorskip("playwright.sync_api", reason="the test extra installs it")
+    if shutil.which("chromium") is None and not Path(CHROMIUM).exists():
+        reason = f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("SITUATE_REQUIRE_BROWSER"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with playwright.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield launched
+        launched.close()
+
+
+def shot(page: Any, name: str) -> None:
+    """With SITUATE_SCREENSHOTS set to a folder, a full-page screenshot of the page there."""
+    folder = os.environ.get("SITUATE_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+def sign_in(browser: Any, gateway: Gateway, token: str, viewport: dict[str, int] = WIDE) -> Any:
+    page = browser.new_context(viewport=viewport).new_page()
+    page.on("dialog", lambda d: pytest.fail(f"a dialog opened: {d.message}"))
+    page.goto(f"{gateway.url}/ui/")
+    assert "/ui/login" in page.url  # not signed in yet
+    page.get_by_label("Reviewer token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{gateway.url}/ui/")
+    return page

@@ -29,7 +29,7 @@ from gateway.services import Services
 from gateway.web import forms
 from gateway.web.conversation import answers, conversation, span_texts
 from gateway.web.deps import FormDep, SignedInDep
-from gateway.web.pages import NOTICES
+from gateway.web.pages import NOTICES, pseudonyms
 from gateway.web.render import PREFIX, page, redirect
 from gateway.web.sessions import SignedIn
 
@@ -155,6 +155,7 @@ async def _show(
         numbers={o["rule"]: o["number"] for o in reversed(outcomes)},
         choices=_choices(signed.who, item, exchange),
         refused=_refused(exchange),
+        pseudonyms=await pseudonyms(services, (j["reviewer_id"] for j in view["judgments"])),
         placed=placed,
         opened_at=f"{time.time():.3f}",
         error=error,

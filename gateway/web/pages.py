@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import APIRouter, Request
+from sqlalchemy import select
 from starlette.responses import Response
 
-from gateway.db.models import GuidelineRevision
+from gateway.db.models import GuidelineRevision, Reviewer
 from gateway.deps import ServicesDep
 from gateway.errors import AuthenticationFailed, NotFound
 from gateway.review.queue import QueueStatus
@@ -136,6 +138,16 @@ async def home(
         notice=NOTICES.get(notice or ""),
         notice_queue=queue if queue in {f"{r.context}/{r.queue}" for r in rows} else None,
     )
+
+
+async def pseudonyms(services: Services, reviewer_ids: Iterable[str]) -> dict[str, str]:
+    """The pseudonym of each reviewer named: what the page and the exports call people."""
+    wanted = set(reviewer_ids)
+    if not wanted:
+        return {}
+    query = select(Reviewer.id, Reviewer.pseudonym).where(Reviewer.id.in_(wanted))
+    async with services.sessions() as session:
+        return {rid: name for rid, name in (await session.execute(query)).tuples()}
 
 
 @router.get("/items/{item_id}/guideline")
