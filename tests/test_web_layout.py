@@ -23,7 +23,6 @@ from tests.web import (
     ask,
     desk_key,
     drain,
-    shot,
     sign_in,
     wait_waiting,
 )
@@ -188,8 +187,6 @@ def test_no_page_runs_off_the_window_or_out_of_its_box(
         found = page.evaluate(OVERFLOW, viewport is NARROW)
         if found:
             problems[name] = found
-        if name in ("adjudication", "agreement", "guideline"):
-            shot(page, f"{name}{'-narrow' if viewport is NARROW else ''}")
     assert problems == {}, "\n".join(f"{k}: {v}" for k, v in problems.items())
 
 
