@@ -152,6 +152,8 @@ def test_serve_in_an_empty_folder_serves_the_demo(
         )
     assert "You said: Hello" in (reply.choices[0].message.content or "")
     assert (empty / "data" / "situate.db").is_file()
+    log = (empty / "serve.log").read_text()
+    assert "policies/ holds no policy file: serving the example policies shipped in" in log
 
 
 def _dockerfile() -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from gateway.cli.common import ConfigOption, config_or_exit
+from gateway.config import GatewayConfig
 from gateway.db import migrate
 from gateway.db.session import is_sqlite
 from gateway.version import __version__
@@ -29,6 +30,7 @@ def serve(
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
     if is_sqlite(settings.database_url):
         migrate.upgrade(settings.database_url)
+    _say_where_policies_come_from(settings)
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
     app = create_app(settings, demo_base_url=f"http://{local}:{port}{DEMO_PREFIX}/v1")
     logging.getLogger("gateway").info(
@@ -48,6 +50,20 @@ def serve(
         log_level="info",
         timeout_graceful_shutdown=30,
     )
+
+
+def _say_where_policies_come_from(settings: GatewayConfig) -> None:
+    from gateway.policy.store import served_folder
+
+    folder = served_folder(settings)
+    if folder != settings.policies_dir:
+        logging.getLogger("gateway").warning(
+            "%s/ holds no policy file: serving the example policies shipped in %s"
+            " (put your own in %s/ and they replace them)",
+            settings.policies_dir,
+            folder,
+            settings.policies_dir,
+        )
 
 
 def mock_upstream(
