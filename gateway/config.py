@@ -131,8 +131,8 @@ class GatewayConfig(_Strict):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     policies_dir: Path = Field(
         Path("policies"),
-        description="one YAML file per deployment context; when the folder "
-        "does not exist, the built-in demo policy is served",
+        description="one YAML file per deployment context; while the folder is "
+        "missing or holds none, the example policies shipped with the gateway are served",
     )
     policy_reload_seconds: float = Field(1.0, gt=0, description="how often files are re-read")
     exports_dir: Path = Field(Path("data/exports"), description="where API exports are written")
