@@ -3,6 +3,11 @@
 Made once, when an item is first claimed, and kept on the item, so every reviewer of the item
 sees the same alternative. A backend that fails is skipped; with no other model (or none
 answering) the item simply has no alternative, and reviewers write or keep the answer.
+
+The request is the one on the record: in a context that records content redacted, its personal
+data and secrets stand as their labels (as the model saw them where a rule redacted them) and
+everything else as the user wrote it, so the alternative answers the real question
+(``gateway/records/views.py``).
 """
 
 from __future__ import annotations

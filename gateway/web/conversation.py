@@ -4,6 +4,10 @@ The record keeps the request as the user sent it and the answer as the model gav
 decision says, per rule, which spans (message, offsets) it found and what the gateway did. Here
 the two are put together so that a template can mark every span without ever building HTML
 itself: the segments are plain text, escaped when they are rendered.
+
+A redacted record lists what it removed (``removed_from_record`` on its decision, at offsets
+into the original like the evidence): the kept spans are moved by what each removal before
+them changed in length, and each removed span is marked where its label stands.
 """
 
 from __future__ import annotations
