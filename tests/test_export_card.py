@@ -182,6 +182,7 @@ def test_items_below_reviewers_per_item_are_counted_and_included_on_request(
     done, card, stderr = export(fresh, tmp_path / "finished", "--context", CONTEXT)
     assert done.returncode == 0, stderr
     assert len(lines(tmp_path / "finished" / "data.jsonl")) == 1
+    assert "4 judgments on 2 unfinished items were left out" in stderr
     assert (
         "Left out: 4 judgments on 2 items that have not reached their queue's"
         " `reviewers_per_item` (2 items with 2 of 3)." in card
