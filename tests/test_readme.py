@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -280,3 +282,29 @@ def _check(ran: dict[str, str]) -> None:
     assert (queue["context"], queue["queue"], queue["waiting"]) == ("bank-support", "security", 1)
     exported = json.loads(output("export preferences"))
     assert exported["records_out"] == 1, exported
+
+
+def test_the_sdk_sample_prints_the_answer_as_it_streams(session: Session) -> None:
+    """Run as the README says, the sample shows the demo's words as they come, not at the end."""
+    (sample,) = [s for s in samples() if s.lang == "python"]
+    (session.home / "stream.py").write_text(session.fill(sample.code))
+    key = session.sh(".venv/bin/gateway keys create --context demo --name stream").strip()
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [".venv/bin/python", "stream.py"],
+        cwd=session.home,
+        env={**environment({"PYTHONUNBUFFERED": None}), "SITUATE_KEY": key},  # as in a shell
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    arrivals = []
+    with proc.stdout:
+        while piece := os.read(proc.stdout.fileno(), 4096):
+            arrivals.append((time.perf_counter() - started, piece))
+    assert proc.wait(timeout=60) == 0
+    total = time.perf_counter() - started
+    text = b"".join(piece for _, piece in arrivals).decode()
+    assert text.startswith("Hello! This is the Situate demo backend")
+    assert len(arrivals) >= 10, arrivals
+    streaming = arrivals[-1][0] - arrivals[0][0]  # from the first words printed to the last
+    assert streaming > 1.0, f"printed within {streaming:.2f}s of {total:.2f}s"
