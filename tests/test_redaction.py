@@ -342,3 +342,26 @@ def test_the_item_page_follows_the_revision_that_recorded_the_exchange(bank: Gat
     finally:
         path.write_text(original)
         serving(bank, full)
+
+
+def test_an_export_carries_the_kept_text_in_prompt_and_answer_alike(
+    bank: Gateway, tmp_path: Path
+) -> None:
+    desk = Reviewer(bank, "Dora", queues=((CONTEXT, "fraud"),))
+    text = f"NOTED-ANSWER someone stole my card, please block the card and write to {EMAIL}"
+    exchange_id, _ = ask(bank, text)
+    item = item_of(desk, "fraud", exchange_id)
+    made = desk.post(f"/items/{item['id']}/judgments", judgment(item, verdict="violation"))
+    assert made.status_code == 201, made.text
+    out = tmp_path / "export"
+    args = ["export", "preferences", "--format", "trl", "--context", CONTEXT, "--queue", "fraud"]
+    done = bank.cli(*args, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in (out / "data.jsonl").read_text().splitlines()]
+    ours = [r for r in rows if "NOTED-ANSWER" in json.dumps(r)]
+    assert len(ours) == 1
+    exported = json.dumps(ours[0])
+    assert EMAIL not in exported and "[keyword:" not in exported
+    # The prompt keeps the fraud report's words; prompt and answer both carry [email].
+    assert "someone stole my card, please block the card and write to [email]" in exported
+    assert "we will write to [email] about card [credit_card]" in exported
