@@ -365,3 +365,31 @@ def test_an_export_carries_the_kept_text_in_prompt_and_answer_alike(
     # The prompt keeps the fraud report's words; prompt and answer both carry [email].
     assert "someone stole my card, please block the card and write to [email]" in exported
     assert "we will write to [email] about card [credit_card]" in exported
+
+
+def test_kept_spans_are_moved_past_removals_and_overlaps_become_one() -> None:
+    from gateway.checks.registry import default_registry
+    from gateway.policy.decision import Decision
+    from gateway.policy.enforce import admit
+    from gateway.policy.loader import load_policy
+    from gateway.records.views import redacted_record
+    from gateway.web.conversation import conversation
+
+    policy = load_policy(ROOT / "policies" / f"{CONTEXT}.yaml", default_registry())
+    text = f"{EMAIL} {EMAIL}: my pin is 4821, someone stole my card"
+    body: dict[str, Any] = {"model": "demo-small", "messages": [{"role": "user", "content": text}]}
+    decision = Decision(policy.revision, policy.context)
+    admit(policy, body, decision)
+    kept = redacted_record(body, None, decision, policy)
+    assert kept.request["messages"][0]["content"] == (
+        "[email] [email]: [secret removed] someone stole my card"
+    )
+    assert body["messages"][0]["content"] == text  # the client's body is not touched
+    recorded = {**decision.as_dict(), "removed_from_record": [r.as_dict() for r in kept.removed]}
+    [message] = conversation(kept.request, recorded)
+    marks = {s.text: {m.rule for m in s.marks} for s in message.parts[0].segments if s.marks}
+    assert marks == {
+        "[email]": {"contact-details-in"},
+        "[secret removed]": {"credentials-in"},
+        "someone stole my": {"fraud-report"},
+    }
