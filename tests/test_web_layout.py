@@ -158,6 +158,7 @@ def _pages(scene: Scene) -> list[tuple[str, Reviewer | None, str]]:
         ("agreement", scene.lena, "/ui/lead/agreement"),
         ("agreement-queue", scene.lena, f"/ui/lead/agreement?context={CONTEXT}&queue={QUEUE}"),
         ("exports", scene.ada, "/ui/exports"),
+        ("reviewers", scene.ada, "/ui/reviewers"),
     ]
 
 
@@ -225,7 +226,7 @@ def test_a_form_that_cannot_be_sent_names_what_is_missing_and_keys_still_act(
     page.keyboard.press("w")
     page.keyboard.type("Repeats the address back.")
     page.keyboard.press("Control+Enter")  # the guideline is not acknowledged: the server says so
-    page.wait_for_load_state()
+    page.wait_for_url(f"{gateway.url}/ui/items/{scene.held}/judge")
     assert "Acknowledge the guideline" in page.get_by_role("alert").first.inner_text()
     assert page.evaluate("document.activeElement.getAttribute('role')") == "alert"
     page.keyboard.press("k")  # a shortcut, not a letter typed into the rationale

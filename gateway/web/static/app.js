@@ -92,8 +92,9 @@
       if (!judging.checkValidity()) { ev.preventDefault(); report(judging); }
     });
   }
-  // After the server refused a form, its message has the focus (not a field), so keys act.
-  var refused = document.querySelector("main .error[role=alert]");
+  // After the server refused a judgment, its message has the focus (not a field), so keys
+  // act. (Elsewhere, as on the sign-in page, the field to fix keeps it.)
+  var refused = judging && document.querySelector("main .error[role=alert]");
   if (refused) {
     if (!refused.hasAttribute("tabindex")) refused.tabIndex = -1;
     refused.focus();
