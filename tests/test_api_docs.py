@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.servers import free_port, process
+from tests.web import shot
 
 CLEAN_ENV: dict[str, str | None] = {"GATEWAY_DATABASE_URL": None, "GATEWAY_CONFIG": None}
 ASSET = re.compile(r"""(?:src|href)\s*[=:]\s*["']([^"']+)["']|url:\s*'([^']+)'""")
@@ -52,3 +54,30 @@ def test_the_schema_is_still_served(base: str) -> None:
     schema = httpx.get(base + "/openapi.json")
     assert schema.status_code == 200
     assert "/v1/chat/completions" in schema.json()["paths"]
+
+
+@pytest.mark.parametrize(
+    ("page", "shown"),
+    [("/docs", ".swagger-ui .info .title"), ("/redoc", "h1")],
+)
+def test_the_pages_render_in_a_browser_with_no_network(
+    browser: Any, base: str, page: str, shown: str
+) -> None:
+    tab = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    elsewhere: list[str] = []
+
+    def only_loopback(route: Any) -> None:
+        if route.request.url.startswith(base):
+            route.continue_()
+        else:  # what a machine without the internet would do
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    tab.route("**/*", only_loopback)
+    tab.goto(base + page)
+    tab.wait_for_selector(shown, timeout=20_000)
+    assert "Situate gateway" in tab.inner_text(shown)
+    assert "/v1/chat/completions" in tab.content()
+    assert elsewhere == []
+    shot(tab, f"api{page.replace('/', '-')}")
+    tab.context.close()
