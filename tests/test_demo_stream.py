@@ -10,6 +10,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from gateway.checks.registry import default_registry
 from gateway.config import default_config
 from gateway.policy.loader import load_policy
 from gateway.policy.store import policy_store
@@ -102,10 +103,4 @@ def test_without_the_setting_the_hold_back_is_the_longest_span(tmp_path: Path) -
     assert "stream:" in text
     path = tmp_path / "demo.yaml"
     path.write_text(text.split("stream:")[0])
-    assert load_policy(path, _registry()).hold_back == 300  # pii's longest match
-
-
-def _registry():  # type: ignore[no-untyped-def]
-    from gateway.checks.registry import default_registry
-
-    return default_registry()
+    assert load_policy(path, default_registry()).hold_back == 300  # pii's longest match
