@@ -12,7 +12,7 @@ import pytest
 
 from gateway.checks.registry import default_registry
 from gateway.config import default_config
-from gateway.policy.loader import load_policy
+from gateway.policy.loader import PolicyError, load_policy
 from gateway.policy.store import policy_store
 from tests.servers import cli, free_port, process
 
@@ -104,3 +104,14 @@ def test_without_the_setting_the_hold_back_is_the_longest_span(tmp_path: Path) -
     path = tmp_path / "demo.yaml"
     path.write_text(text.split("stream:")[0])
     assert load_policy(path, default_registry()).hold_back == 300  # pii's longest match
+
+
+def test_a_hold_back_of_nothing_is_refused_at_its_line(tmp_path: Path) -> None:
+    text = (REPO / "policies" / "demo.yaml").read_text().replace("hold_back: 64", "hold_back: 0")
+    path = tmp_path / "demo.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyError) as refused:
+        load_policy(path, default_registry())
+    line = text.splitlines().index("  hold_back: 0") + 1
+    assert f"demo.yaml:{line}:" in str(refused.value)
+    assert "hold_back" in str(refused.value)
