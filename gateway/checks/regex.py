@@ -27,6 +27,9 @@ class RegexParams(StrictParams):
     flags: str = ""
     label: str = Field(default="regex", min_length=1)
     max_span: int = Field(default=200, gt=0)
+    #: report this capture group's span, not the whole match: a pattern can then require a
+    #: context ("I live at ...") and find only what follows it
+    group: int | str | None = None
 
 
 def compile_flags(letters: str) -> re.RegexFlag:
@@ -56,15 +59,23 @@ class RegexCheck:
             raise CheckConfigError(f"regex: invalid pattern {settings.pattern!r}: {exc}") from exc
         self._label = settings.label
         self._max_span = settings.max_span
+        self._group = _group(self._pattern, settings.group)
 
     @property
     def max_span(self) -> int:
         return self._max_span
 
     def find(self, text: str) -> list[Finding]:
-        # Empty matches mark positions, not text; there is nothing to redact or report.
-        return [
-            Finding(match.start(), match.end(), self._label)
-            for match in self._pattern.finditer(text)
-            if match.end() > match.start()
-        ]
+        # Empty matches mark positions, not text; there is nothing to redact or report (nor is
+        # a group that took no part in the match).
+        spans = (match.span(self._group) for match in self._pattern.finditer(text))
+        return [Finding(start, end, self._label) for start, end in spans if end > start]
+
+
+def _group(pattern: re.Pattern[str], group: int | str | None) -> int | str:
+    if group is None:
+        return 0
+    known = group in pattern.groupindex if isinstance(group, str) else 0 <= group <= pattern.groups
+    if not known:
+        raise CheckConfigError(f"regex: the pattern has no group {group!r}")
+    return group
