@@ -47,7 +47,7 @@ def test_signing_in_and_out(gateway: Gateway) -> None:
         home = session.http.get("/")
         assert home.headers["content-security-policy"].startswith("default-src 'none'")
         assert home.headers["cache-control"] == "no-store"
-        assert home.status_code == 200 and f"{CONTEXT}</td><td>{QUEUE}" in home.text
+        assert home.status_code == 200 and f"<td>{CONTEXT}/{QUEUE}</td>" in home.text
         again = Browserless(gateway, rita.token, session.http)  # signs in again, same browser
         assert session.http.cookies["situate_session"] != cookie
         stale = httpx.get(f"{gateway.url}/ui/", cookies={"situate_session": cookie})

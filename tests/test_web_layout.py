@@ -186,6 +186,11 @@ def test_no_page_runs_off_the_window_or_out_of_its_box(
         assert "/ui/login" not in page.url or who is None, f"{name}: signed out"
         # Wide, everything fits as it is; narrow, a data table may scroll inside its box.
         found = page.evaluate(OVERFLOW, viewport is NARROW)
+        if name == "queues":  # the page's one action is in view, not scrolled away in its table
+            take = page.get_by_role("button", name=re.compile("Take the next item")).first
+            box = take.bounding_box()
+            if box["x"] + box["width"] > viewport["width"]:
+                found.append(f"'Take next' ends at {box['x'] + box['width']:.0f}px")
         if found:
             problems[name] = found
     assert problems == {}, "\n".join(f"{k}: {v}" for k, v in problems.items())
