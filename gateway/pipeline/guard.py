@@ -40,6 +40,7 @@ class OutputGuard:
         self._policy = policy
         self._rules = policy.rules_for("output")
         self._hold = policy.hold_back
+        self._reach = max(policy.hold_back, policy.longest_match)
         self._decision = decision
         notice = policy.policy.disclosure.notice.strip() if policy.policy.disclosure else None
         self._notice = notice if disclose else None
@@ -87,7 +88,7 @@ class OutputGuard:
         return sorted(i for i, choice in self._choices.items() if not choice.refused)
 
     def _scan(self, index: int, choice: _Choice) -> None:
-        start = max(0, choice.released - self._hold)
+        start = max(0, choice.released - self._reach)
         window = choice.raw[start:]
         for rule in self._rules:
             for finding in self._find(rule, window):
@@ -96,13 +97,20 @@ class OutputGuard:
                 if key in self._seen:
                     continue
                 self._seen.add(key)
-                self._outcome(rule).evidence.append(
-                    Evidence(index, begin, end, finding.label, finding.score)
-                )
+                outcome = self._outcome(rule)
+                outcome.evidence.append(Evidence(index, begin, end, finding.label, finding.score))
+                if begin < choice.released:
+                    outcome.note = self._sent_note(choice.released - begin)
                 if rule.spec.action == "block":
                     raise Blocked(rule)
                 if rule.spec.action == "redact":
                     choice.spans[(begin, end)] = rule.spec.replacement.format(label=finding.label)
+
+    def _sent_note(self, sent: int) -> str:
+        return (
+            f"{sent} characters of a match were already sent when it was found: the stream's "
+            f"hold_back ({self._hold}) is shorter than the match; the rest was not released"
+        )
 
     def _find(self, rule: CompiledRule, text: str) -> list:  # type: ignore[type-arg]
         outcome = self._outcome(rule)

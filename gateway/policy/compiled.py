@@ -95,6 +95,12 @@ class CompiledPolicy:
         unless the policy sets a shorter (or longer) window of its own."""
         if self.policy.stream.hold_back is not None:
             return self.policy.stream.hold_back
+        return self.longest_match
+
+    @property
+    def longest_match(self) -> int:
+        """The longest span a blocking or redacting output rule can match: how far back a
+        stream's scan must reach, whatever the hold-back, so a long match is still found."""
         spans = [
             rule.check.max_span
             for rule in self.rules_for("output")

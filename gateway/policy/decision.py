@@ -50,6 +50,7 @@ class Outcome:
     enforced: str = "none"
     why: str = ""
     review: str | None = None
+    note: str | None = None  # what the gateway could not do as the rule says, and why
 
     @property
     def fired(self) -> bool:
@@ -67,6 +68,7 @@ class Outcome:
             "duration_ms": round(self.duration_ms, 4),
             "error": self.error,
             "evidence": [e.as_dict() for e in self.evidence],
+            **({"note": self.note} if self.note else {}),
         }
 
 
