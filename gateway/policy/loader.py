@@ -22,6 +22,7 @@ from gateway.policy.locate import (
     Loc,
     PolicyError,
     Problem,
+    duplicate_keys,
     line_at,
     name_of,
     parse,
@@ -165,7 +166,7 @@ def _file(path: Path, text: str) -> _File:
     data, root = parse(path, text)
     if not isinstance(data, dict):
         raise PolicyError([Problem(path, 1, "a policy file must be a mapping")])
-    return _File(path, data, root)
+    return _File(path, data, root, duplicate_keys(path, root))
 
 
 def load_policy(

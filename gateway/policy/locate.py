@@ -16,6 +16,7 @@ Loc = Sequence[str | int]
 #: Constructs that a parser reports where it gave up looking for their end (often the next
 #: line, or the end of the file); the operator's mistake is where they opened.
 _UNCLOSED = ("flow", "quoted scalar", "simple key")
+_MERGE = "tag:yaml.org,2002:merge"  # "<<: *defaults" may be given more than once
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,56 @@ def parse(path: Path, text: str) -> tuple[Any, yaml.Node | None]:
         raise PolicyError([Problem(path, line, message)]) from exc
     finally:
         loader.dispose()
+
+
+def duplicate_keys(path: Path, root: yaml.Node | None) -> list[Problem]:
+    """Each key given twice in one mapping, at any depth. YAML keeps the last silently, so a
+    second ``rules:`` would replace the first; here each is an error at the second's line."""
+    found: list[Problem] = []
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(root, "")] if root is not None else []
+    while stack:
+        node, name = stack.pop()
+        if id(node) in seen:  # an alias of a node already read
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack += [(item, f"{name}[{_item_name(item, i)}]") for i, item in enumerate(node.value)]
+        elif isinstance(node, yaml.MappingNode):
+            found += _mapping_duplicates(path, node, name)
+            stack += [(value, _key_path(name, key)) for key, value in node.value]
+    return found
+
+
+def _mapping_duplicates(path: Path, node: yaml.MappingNode, name: str) -> list[Problem]:
+    first: dict[tuple[str, str], int] = {}
+    found = []
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE:
+            continue
+        line = key.start_mark.line + 1
+        if (key.tag, key.value) in first:
+            where = first[(key.tag, key.value)]
+            message = f"duplicate key (first at line {where}); YAML would keep only the last one"
+            found.append(Problem(path, line, f"{_key_path(name, key)}: {message}"))
+        else:
+            first[(key.tag, key.value)] = line
+    return found
+
+
+def _key_path(name: str, key: yaml.Node) -> str:
+    part = str(key.value) if isinstance(key, yaml.ScalarNode) else "?"
+    return f"{name}.{part}" if name else part
+
+
+def _item_name(item: yaml.Node, index: int) -> str:
+    """A list item as ``name_of`` names it: by its ``id`` or ``name``, else its index."""
+    if isinstance(item, yaml.MappingNode):
+        for wanted in ("id", "name"):
+            for key, value in item.value:
+                if key.value == wanted and isinstance(value, yaml.ScalarNode) and value.value:
+                    return str(value.value)
+    return str(index)
 
 
 def _yaml_problem(path: Path, exc: yaml.MarkedYAMLError) -> Problem:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.evaluate import evaluate
-from gateway.policy.locate import PolicyError, parse, validation_problems
+from gateway.policy.locate import PolicyError, duplicate_keys, parse, validation_problems
 
 
 class Expect(BaseModel):
@@ -58,13 +58,18 @@ def load_cases(path: Path) -> list[Case]:
     """The cases of a file, or a ValueError listing every problem as ``file:line: message``."""
     try:
         data, root = parse(path, path.read_text(encoding="utf-8"))
-        return CaseFile.model_validate(data or {}).cases
     except OSError as exc:
         raise ValueError(f"{path}:1: unreadable: {exc.strerror}") from exc
     except PolicyError as exc:
         raise ValueError(str(exc)) from exc
+    problems = duplicate_keys(path, root)
+    try:
+        cases = CaseFile.model_validate(data or {}).cases
     except ValidationError as exc:
-        raise ValueError(str(PolicyError(validation_problems(path, exc, data, root)))) from exc
+        problems += validation_problems(path, exc, data, root)
+    if problems:
+        raise ValueError(str(PolicyError(problems)))
+    return cases
 
 
 def run_case(policy: CompiledPolicy, case: Case) -> list[str]:
