@@ -107,6 +107,12 @@ def _limit_output(policy: CompiledPolicy, body: dict[str, Any], decision: Decisi
         body[key] = limit
 
 
+def scope_label(topic: str | None) -> str:
+    """The scope's evidence label: ``nearest:<topic>``, or ``no-topic-near`` when no topic
+    shares a content word with the text (what ``gateway policy explain`` says in words)."""
+    return f"nearest:{topic}" if topic is not None else "no-topic-near"
+
+
 def check_scope(policy: CompiledPolicy, refs: list[TextRef], decision: Decision) -> str | None:
     """The refusal text when the request is out of scope and the policy refuses it."""
     scope, classifier = policy.policy.scope, policy.scope
@@ -124,7 +130,7 @@ def check_scope(policy: CompiledPolicy, refs: list[TextRef], decision: Decision)
         "topic_scope",
         "input",
         scope.out_of_scope,
-        [Evidence(last.message, 0, len(last.text), f"nearest:{topic}", score, last.part)],
+        [Evidence(last.message, 0, len(last.text), scope_label(topic), score, last.part)],
         why=f"Out of scope for this deployment: {policy.policy.purpose.strip()}",
     )
     outcome.enforced = "block" if scope.out_of_scope == "refuse" else "flag"
