@@ -252,9 +252,11 @@ def test_keys_create_accepts_a_context_served_from_its_last_good_revision(
     path.write_text(BROKEN)
     made = keys_create(policies, database_url, "restart-context")
     assert made.returncode == 0, made.stderr
-    assert "served from its last good revision" in made.stderr
-    assert good[:12] in made.stderr and "its file is broken" in made.stderr
-    assert f"{path}:" in made.stderr  # and where it is broken
+    assert (
+        f"note: context 'restart-context' is served from its last good revision {good[:12]}"
+        f" in the database because its file {path} is broken" in made.stderr
+    )
+    assert f"{path}:14: not valid YAML" in made.stderr  # and where it is broken
     with run() as gateway:
         # The new key works on a gateway serving that revision: apples are still blocked.
         answered = gateway.chat(made.stdout.strip(), "I like apples")

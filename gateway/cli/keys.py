@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 
-from gateway.auth.keys import KeyService, key_summary
+from gateway.auth.keys import KeyService, NewKey, key_summary
 from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
-from gateway.policy.store import policy_store
+from gateway.db.session import Sessions
+from gateway.policy.revisions import RevisionRepository
+from gateway.policy.store import PolicyStore, policy_store
 from gateway.records.log import now
 
 app = typer.Typer(help="API keys for applications.", no_args_is_help=True)
@@ -25,15 +28,49 @@ def create(
     settings = config_or_exit(config)
     store = policy_store(settings)
     store.refresh()
-    if store.get(context) is None:
-        known = ", ".join(store.contexts) or "none"
-        raise fail(
-            f"no deployment context {context!r} is served (known: {known}); "
-            f"a context is a policy file in {settings.policies_dir}/"
+    if store.get(context) is None and not _broken(store, context):
+        raise fail(_not_served(store, context, settings.policies_dir))
+
+    async def work(sessions: Sessions) -> NewKey | None:
+        if store.get(context) is None:  # a broken file: served from its last good revision?
+            await store.restore(RevisionRepository(sessions))
+        if store.get(context) is None:
+            return None
+        return await KeyService(sessions).create(context, name, expires_in)
+
+    new = run_with_db(settings, work)
+    if new is None:
+        raise fail(_not_served(store, context, settings.policies_dir))
+    policy = store.get(context)
+    if policy is not None and store.served_from(context) == "database":
+        typer.echo(
+            f"note: context {context!r} is served from its last good revision "
+            f"{policy.short_revision} in the database because its file {policy.path} is broken "
+            "(the key keeps working once the file is fixed):\n"
+            f"{store.file_error(context)}",
+            err=True,
         )
-    new = run_with_db(settings, lambda s: KeyService(s).create(context, name, expires_in))
     typer.echo(new.secret)
     typer.echo(f"created {new.id} for context {context!r}", err=True)
+
+
+def _broken(store: PolicyStore, context: str) -> list[Path]:
+    """The context's refused file (a file that compiled was named after its context)."""
+    return [path for path in store.errors if path.stem == context]
+
+
+def _not_served(store: PolicyStore, context: str, folder: Path) -> str:
+    broken = _broken(store, context)
+    if broken:
+        return (
+            f"no deployment context {context!r} is served: its file is broken and it has no "
+            f"stored revision that can serve instead:\n{store.errors[broken[0]]}"
+        )
+    known = ", ".join(store.contexts) or "none"
+    return (
+        f"no deployment context {context!r} is served (known: {known}); "
+        f"a context is a policy file in {folder}/"
+    )
 
 
 @app.command("list")
