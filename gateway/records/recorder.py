@@ -109,7 +109,14 @@ class ExchangeRecorder:
         if self._telemetry is not None:
             self._telemetry.exchange(record)
         row = record.row()
-        reviews = review_rows(record.id, row["status"], record.decision, record.policy, self._rng)
+        reviews = review_rows(
+            record.id,
+            row["status"],
+            record.decision,
+            record.policy,
+            self._rng,
+            endpoint=record.endpoint,
+        )
         entry = Entry(row, record.finding_rows(), reviews)
         if self._queue.qsize() >= self._config.max_queue:
             self._spill([entry], "queue full")

@@ -8,6 +8,9 @@ The request is the one on the record: in a context that records content redacted
 data and secrets stand as their labels (as the model saw them where a rule redacted them) and
 everything else as the user wrote it, so the alternative answers the real question
 (``gateway/records/views.py``).
+
+An embeddings request has no answer to compare one with: none is asked for, and the item
+says so (``alternative_note`` in ``gateway/review/views.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.policy.enforce import admit, review_answer
 from gateway.records.log import now
+from gateway.review.views import EMBEDDINGS
 from gateway.services import Services
 from gateway.upstream.client import mapped_errors
 
@@ -40,6 +44,8 @@ async def ensure_alternative(services: Services, item: ReviewItem) -> ReviewItem
     request = exchange.request_body if exchange is not None else None
     if policy is None or exchange is None or not isinstance(request, dict):
         return item
+    if exchange.endpoint == EMBEDDINGS:
+        return item  # no answer to compare with: the item's alternative_note says so
     for alias in policy.policy.models.allow:
         if alias == exchange.requested_model or alias not in services.router.aliases:
             continue

@@ -5,6 +5,9 @@ context's default queue); a share of unflagged answered traffic (``review.sample
 sampled into the default queue for oversight, so that what the rules miss is seen too. The
 item keeps why it is there: the rule ids, or "sampled". Items are written in the same
 transaction as their exchange, by the recorder.
+
+An embeddings request has no answer: one goes to review only when a rule flags its inputs
+(the reviewer judges the rules), never by sampling, which is there to judge answers.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.records.log import now
+from gateway.review.views import EMBEDDINGS
 
 FALLBACK_QUEUE = "review"
 
@@ -26,6 +30,8 @@ def review_rows(
     decision: Decision | None,
     policy: CompiledPolicy | None,
     rng: random.Random,
+    *,
+    endpoint: str,
 ) -> list[dict[str, Any]]:
     if decision is None or policy is None:
         return []
@@ -38,7 +44,8 @@ def review_rows(
         return [
             _item(exchange_id, policy, decision, q, "flagged", rules) for q, rules in queues.items()
         ]
-    if status == "ok" and review.sample_rate > 0 and rng.random() < review.sample_rate:
+    answered = status == "ok" and endpoint != EMBEDDINGS
+    if answered and review.sample_rate > 0 and rng.random() < review.sample_rate:
         return [_item(exchange_id, policy, decision, default, "sampled", [])]
     return []
 

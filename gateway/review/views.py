@@ -15,6 +15,22 @@ from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.store import PolicyStore
 from gateway.review.reviewers import ReviewerIdentity
 
+EMBEDDINGS = "embeddings"  # the endpoint an embeddings exchange is recorded under
+NO_ALTERNATIVE_FOR_EMBEDDINGS = (
+    "No alternative answer is generated for an embeddings request: it has no answer to"
+    " compare one with, so there is no answer to prefer."
+)
+
+
+def embedding_inputs(request: Any) -> list[str] | None:
+    """An embeddings request's inputs as the texts the input rules checked (input ``i`` is
+    message ``i`` in the decision's evidence), as recorded; None for token arrays."""
+    value = request.get("input") if isinstance(request, dict) else None
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        return None
+    return list(texts)
+
 
 def judgment_view(j: Judgment) -> dict[str, Any]:
     return {
@@ -108,19 +124,23 @@ async def item_view(
         judgments = list(await session.scalars(query))
         policy = policies.get(item.context)
         content = await recorded_content(session, policy, item.policy_revision)
+    embeddings = exchange is not None and exchange.endpoint == EMBEDDINGS
     return {
         **item_summary(item),
         "alternative": item.alternative,
+        "alternative_note": NO_ALTERNATIVE_FOR_EMBEDDINGS if embeddings else None,
         "context_info": {
             "purpose": policy.policy.purpose.strip() if policy else None,
             "audience": policy.policy.audience if policy else None,
             "owner": policy.policy.owner if policy else None,
         },
         "exchange": {
+            "endpoint": exchange.endpoint if exchange else None,
             "status": exchange.status if exchange else None,
             "error_type": exchange.error_type if exchange else None,
             "request": exchange.request_body if exchange else None,
             "response": exchange.response_body if exchange else None,
+            "inputs": embedding_inputs(exchange.request_body) if exchange and embeddings else None,
             "decision": exchange.decision if exchange else None,
             "content_kept": exchange is not None and exchange.request_body is not None,
             "record": record_view(content, exchange),

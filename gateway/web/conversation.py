@@ -74,7 +74,8 @@ def segments(text: str, spans: list[Span]) -> list[Segment]:
 
 
 Key = tuple[int, int | None]
-_BODY = {"input": "request", "output": "answer"}
+# The record's body each stage's removals are in: an embeddings record's are in "input".
+_BODY = {"input": ("request", "input"), "output": ("answer",)}
 
 
 def removed(decision: Any, stage: str) -> dict[Key, list[dict[str, Any]]]:
@@ -83,7 +84,7 @@ def removed(decision: Any, stage: str) -> dict[Key, list[dict[str, Any]]]:
     listed = decision.get("removed_from_record") if isinstance(decision, dict) else None
     found: dict[Key, list[dict[str, Any]]] = {}
     for r in listed or []:
-        if isinstance(r, dict) and r.get("body") == _BODY[stage]:
+        if isinstance(r, dict) and r.get("body") in _BODY[stage]:
             found.setdefault((r.get("message", -1), r.get("part")), []).append(r)
     return {key: sorted(rs, key=lambda r: int(r.get("start", 0))) for key, rs in found.items()}
 
@@ -164,6 +165,17 @@ def conversation(request: Any, decision: Any) -> list[Message]:
             role = str(message.get("role", "?"))
             shown.append(_message(role, message, _parts(message.get("content"), index, spans)))
     return shown
+
+
+def inputs_request(inputs: list[str]) -> dict[str, Any]:
+    """An embeddings request's inputs as messages, so they are shown and highlighted as a
+    conversation is: input ``i`` is message ``i`` in the decision's evidence."""
+    n = len(inputs)
+    return {
+        "messages": [
+            {"role": f"input {i + 1} of {n}", "content": text} for i, text in enumerate(inputs)
+        ]
+    }
 
 
 def answers(response: Any, decision: Any) -> list[Message]:

@@ -24,10 +24,10 @@ from gateway.records.log import now
 from gateway.review.alternatives import ensure_alternative
 from gateway.review.data import answer_text
 from gateway.review.reviewers import ReviewerIdentity
-from gateway.review.views import item_view
+from gateway.review.views import EMBEDDINGS, item_view
 from gateway.services import Services
 from gateway.web import forms
-from gateway.web.conversation import answers, conversation, span_texts
+from gateway.web.conversation import answers, conversation, inputs_request, span_texts
 from gateway.web.deps import FormDep, SignedInDep
 from gateway.web.pages import NOTICES, pseudonyms
 from gateway.web.render import PREFIX, page, redirect
@@ -83,7 +83,13 @@ def _spans_placeable(record: dict[str, Any]) -> bool:
     return content == "full" or (content == "redacted" and bool(record.get("removals_listed")))
 
 
-def _fired(exchange: dict[str, Any], placed: bool) -> list[dict[str, Any]]:
+def _shown_request(exchange: dict[str, Any]) -> Any:
+    """The request as the page shows it: an embeddings request's inputs as its messages."""
+    inputs = exchange.get("inputs")
+    return inputs_request(inputs) if isinstance(inputs, list) else exchange["request"]
+
+
+def _fired(exchange: dict[str, Any], request: Any, placed: bool) -> list[dict[str, Any]]:
     """The rules that fired (or failed), numbered as the highlights name them."""
     decision = exchange["decision"]
     outcomes = decision.get("outcomes") if isinstance(decision, dict) else None
@@ -92,7 +98,7 @@ def _fired(exchange: dict[str, Any], placed: bool) -> list[dict[str, Any]]:
         {
             **o,
             "number": n,
-            "spans": span_texts(exchange["request"], exchange["response"], o, decision)
+            "spans": span_texts(request, exchange["response"], o, decision)
             if placed
             else [],
             "whole": any(e.get("message") == -1 for e in o.get("evidence") or []),
@@ -140,7 +146,8 @@ async def _show(
         mode = "correction"
         form = form or _prefill(mine)
     placed = _spans_placeable(exchange["record"])
-    outcomes = _fired(exchange, placed)
+    request_shown = _shown_request(exchange)
+    outcomes = _fired(exchange, request_shown, placed)
     return page(
         request,
         "item.html",
@@ -149,12 +156,13 @@ async def _show(
         item=view,
         mode=mode,
         correcting=mine["id"] if mine else None,
-        messages=conversation(exchange["request"], exchange["decision"] if placed else None),
+        messages=conversation(request_shown, exchange["decision"] if placed else None),
         answers=answers(exchange["response"], exchange["decision"] if placed else None),
         outcomes=outcomes,
         numbers={o["rule"]: o["number"] for o in reversed(outcomes)},
         choices=_choices(signed.who, item, exchange),
         refused=_refused(exchange),
+        embeddings=exchange["endpoint"] == EMBEDDINGS,
         pseudonyms=await pseudonyms(services, (j["reviewer_id"] for j in view["judgments"])),
         placed=placed,
         opened_at=f"{time.time():.3f}",
