@@ -321,7 +321,7 @@ def test_card_sections_come_from_the_data(tmp_path: Path) -> None:
     assert "guidelines/quality.md" in card
     assert "| `billing` | 1 | 0.710 |" in card
     assert "| `quality` | 0 | not computable |" in card
-    assert "1 (33.3%) judgments come from contexts whose records keep content redacted" in card
+    assert "1 (33.3%) judgments come from exchanges whose records were kept redacted" in card
 
 
 def test_card_names_nobody(tmp_path: Path) -> None:

@@ -58,13 +58,15 @@ def preferences(
     out.mkdir(parents=True, exist_ok=True)
     summary = run_with_db(settings, lambda s: run_export(s, store, flt, out, by))
     typer.echo(json.dumps(asdict(summary), default=str))
-    left = summary.left_out["judgments"]
-    if left and summary.nothing_exported is None:
+    unfinished = summary.left_out_reasons["unfinished"]
+    if unfinished["judgments"] and summary.nothing_exported is None:
         typer.echo(
-            f"note: {left} judgments on {summary.left_out['items']} unfinished items were left"
-            " out (see the card); --include-partial exports them",
+            f"note: {unfinished['judgments']} judgments on {unfinished['items']} unfinished"
+            " items were left out (see the card); --include-partial exports them",
             err=True,
         )
+    for note in summary.left_out_notes if summary.nothing_exported is None else ():
+        typer.echo(f"note: left out {note} (see the card)", err=True)
     if summary.nothing_exported is not None:
         typer.echo(f"nothing exported: {summary.nothing_exported}.", err=True)
         typer.echo(f"the card in {out / 'README.md'} says the same", err=True)

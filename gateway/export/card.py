@@ -162,6 +162,7 @@ def _summary(
             f"- Judgments on unfinished items among them: {stats.partial} (`partial: true`)."
         )
     lines += partial_lines(scope, flt) if scope is not None else []
+    lines += [f"- Left out: {phrase}." for phrase in stats.omitted_phrases()]
     return lines + (["", *_skipped(stats)] if stats.skipped else [])
 
 
@@ -280,13 +281,15 @@ def _sensitive(stats: CardStats) -> list[str]:
     return [
         "## Personal and Sensitive Information",
         "",
-        f"{_share(stats.redacted, stats.rows_out)} judgments come from contexts whose"
-        f" records keep content redacted (`record.content: redacted`; contexts: {where}).",
-        "In those, every span any policy rule detected (the PII detector finds e-mail"
-        " addresses, phone numbers, payment card numbers, IBANs, IP addresses, US SSNs,"
-        " passwords in URLs and API keys) was replaced by its label, such as `[email]`, before"
-        " the exchange was stored; the export carries that redacted text."
-        " Other contexts keep the text as sent and answered.",
+        f"{_share(stats.redacted, stats.rows_out)} judgments come from exchanges whose records"
+        " were kept redacted (`record.content: redacted` in the policy revision that recorded"
+        f" each; contexts: {where}).",
+        "In those, personal data and secrets were removed before the exchange was stored:"
+        " whatever a sensitive rule found (the PII detector finds e-mail addresses, phone"
+        " numbers, payment card numbers, IBANs, IP addresses, US SSNs, passwords in URLs and"
+        " API keys; rules with `action: redact` or `sensitive: true` too) stands as its label,"
+        " such as `[email]`, in the prompt and the answer alike. What the other rules found"
+        " is kept as written. Other exchanges keep the text as sent and answered.",
         "",
         "**Warning:** detectors miss things. Prompts, answers and reviewers' rewrites are free"
         " text and may still contain personal data (names, addresses, health or financial"

@@ -36,7 +36,9 @@ class PreferenceRow:
     judged_by: str  # "human" | "model"
     agreement: float | None  # Krippendorff's alpha of the item's queue, when computable
     judged_at: datetime
-    redacted: bool  # whether the record kept content redacted (policy record.content)
+    # Whether the record kept content redacted: ``record.content`` of the policy revision that
+    # recorded the exchange (``gateway/review/views.py``), not of the one in force now.
+    redacted: bool
     tools: list[dict[str, Any]] = field(default_factory=list)
     # The item's review state: anything but "done" is a partial item (``include_partial``).
     item_state: str = "done"
@@ -46,6 +48,20 @@ class PreferenceRow:
     @property
     def partial(self) -> bool:
         return self.item_state != "done"
+
+
+#: Why a judgment cannot be exported in any format (``Omitted.reason``), as the card counts it.
+OMISSIONS = ("no_content", "no_answer", "embeddings")
+
+
+@dataclass(frozen=True, slots=True)
+class Omitted:
+    """A judgment the filter reached that no format can carry, and why: its exchange was
+    recorded without content, has no answer from the model, or is an embeddings request.
+    The rows stream carries it so that the card counts it; nothing is dropped unsaid."""
+
+    reason: str  # one of OMISSIONS
+    item_id: str
 
 
 @dataclass(frozen=True, slots=True)

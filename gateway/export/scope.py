@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from gateway.export.rows import ExportFilter
+from gateway.export.rows import OMISSIONS, ExportFilter
 
 PARTIAL_OPTION = (
     "`--include-partial` on the command line, `include_partial` in the API and on the export page"
@@ -98,6 +98,33 @@ def partial_lines(scope: ExportScope, flt: ExportFilter) -> list[str]:
     ]
 
 
+def _omitted_why(reason: str, items: int) -> str:
+    exchanges = "whose exchange was" if items == 1 else "whose exchanges were"
+    if reason == "no_content":
+        return (
+            f"{exchanges} recorded without content (`record.content: none`), so there is no"
+            " prompt or answer to export"
+        )
+    if reason == "no_answer":
+        return (
+            f"{exchanges} not answered by the model (refused with an error, or failed before"
+            " an answer), so there is no answer to prefer or reject"
+        )
+    if items == 1:
+        return "that is an embeddings request (`/v1/embeddings`), which has no answer to prefer"
+    return "that are embeddings requests (`/v1/embeddings`), which have no answer to prefer"
+
+
+def omitted_phrases(judgments: Mapping[str, int], items: Mapping[str, int]) -> list[str]:
+    """'2 judgments on 2 items whose …', one phrase per reason no format can carry them."""
+    return [
+        f"{counted(judgments[r], 'judgment')} on {counted(items[r], 'item')}"
+        f" {_omitted_why(r, items[r])}"
+        for r in OMISSIONS
+        if judgments.get(r)
+    ]
+
+
 def _window(flt: ExportFilter) -> str:
     if flt.since and flt.until:
         return f"between {flt.since.isoformat()} and {flt.until.isoformat()}"
@@ -128,7 +155,11 @@ def _nothing_reached(scope: ExportScope, flt: ExportFilter) -> str:
 
 
 def why_empty(
-    scope: ExportScope, flt: ExportFilter, received: int, skipped: Mapping[str, int]
+    scope: ExportScope,
+    flt: ExportFilter,
+    received: int,
+    skipped: Mapping[str, int],
+    omitted: list[str] = [],  # noqa: B006 (read only): omitted_phrases of the rows
 ) -> str:
     """Why an export wrote no record, in one sentence without its full stop."""
     if scope.items == 0:
@@ -146,11 +177,12 @@ def why_empty(
             f"the {counted(received, 'judgment')} that matched cannot be written in the"
             f" `{flt.format}` format ({reasons})"
         )
-    return _unexported(scope, flt)
+    return _unexported(scope, flt, omitted)
 
 
-def _unexported(scope: ExportScope, flt: ExportFilter) -> str:
-    """Judgments matched but none reached the writer: unfinished items, or no content kept."""
+def _unexported(scope: ExportScope, flt: ExportFilter, omitted: list[str]) -> str:
+    """Judgments matched but none was written: unfinished items, or none that any format
+    can carry (no content kept, no answer, an embeddings request)."""
     reasons = []
     unfinished, _ = scope.unfinished_totals()
     if unfinished and not flt.include_partial:
@@ -158,12 +190,11 @@ def _unexported(scope: ExportScope, flt: ExportFilter) -> str:
             f"{'; '.join(unfinished_phrases(scope))} {_are(unfinished)} left out as"
             f" unfinished (export them with {PARTIAL_OPTION})"
         )
-    rest = scope.in_window - (0 if flt.include_partial else unfinished)
-    if rest > 0:
-        reasons.append(
-            f"{counted(rest, 'judgment')} {_are(rest)} on exchanges whose records kept no"
-            " content to export (`record.content: none`)"
-        )
+    if omitted:
+        others = "the others cannot" if reasons else "none can"
+        reasons.append(f"{others} be written in any format: {'; and '.join(omitted)}")
+    if not reasons:
+        return "no judgment that matched speaks for its item (each was superseded)"
     return "of the judgments that matched, " + "; and ".join(reasons)
 
 

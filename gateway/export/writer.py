@@ -19,8 +19,8 @@ from typing import IO, Any
 
 from gateway.export.card import CARD_FILE, DATA_FILE, PROVENANCE_FILE, dataset_card
 from gateway.export.formats import FORMATS, records, why_skipped
-from gateway.export.rows import ExportFilter, PreferenceRow, ReviewerProfile
-from gateway.export.scope import ExportScope, unfinished_counts, why_empty
+from gateway.export.rows import OMISSIONS, ExportFilter, Omitted, PreferenceRow, ReviewerProfile
+from gateway.export.scope import ExportScope, omitted_phrases, unfinished_counts, why_empty
 
 _PARTIAL = ".partial"
 
@@ -36,9 +36,12 @@ class ExportSummary:
     files: list[str]
     sha256: str  # of data.jsonl, as written
     nothing_exported: str | None = None  # why no record was written, when none was
-    # Judgments on unfinished items (below reviewers_per_item, with a lead) the filter reached.
+    # Judgments (and items) the filter reached that the export left out, in all, and per
+    # reason: unfinished (below reviewers_per_item, with a lead) and OMISSIONS.
     left_out: dict[str, int] = field(default_factory=dict)
+    left_out_reasons: dict[str, dict[str, int]] = field(default_factory=dict)
     partial_included: dict[str, int] = field(default_factory=dict)
+    left_out_notes: list[str] = field(default_factory=list)  # the card's OMISSIONS phrases
 
 
 @dataclass(slots=True)
@@ -83,6 +86,20 @@ class CardStats:
     alpha: dict[str, QueueAlpha] = field(default_factory=dict)
     # 8 bytes per row instead of a set of exchange ids: enough to count judgments per item.
     items: array[int] = field(default_factory=lambda: array("Q"))
+    # Judgments no format can carry (``Omitted``), and their items, per reason.
+    omitted: Counter[str] = field(default_factory=Counter)
+    omitted_items: Counter[str] = field(default_factory=Counter)
+    _last_omitted: str = ""
+
+    def omit(self, row: Omitted) -> None:
+        """Rows come item by item, so an item is new when its id differs from the last."""
+        self.omitted[row.reason] += 1
+        if row.item_id != self._last_omitted:
+            self.omitted_items[row.reason] += 1
+            self._last_omitted = row.item_id
+
+    def omitted_phrases(self) -> list[str]:
+        return omitted_phrases(self.omitted, self.omitted_items)
 
     def add(self, row: PreferenceRow, produced: int, skip_reason: str | None) -> None:
         self.rows_in += 1
@@ -165,7 +182,7 @@ def _line(value: dict[str, Any]) -> bytes:
 
 def _stream(
     format: str,
-    rows: Iterable[PreferenceRow],
+    rows: Iterable[PreferenceRow | Omitted],
     data: IO[bytes],
     sidecar: IO[bytes],
     stats: CardStats,
@@ -174,6 +191,9 @@ def _stream(
     digest = hashlib.sha256()
     line = 0
     for row in rows:
+        if isinstance(row, Omitted):
+            stats.omit(row)
+            continue
         out = records(format, row)
         stats.add(row, len(out), None if out else why_skipped(format, row))
         for row_id, record in out:
@@ -185,7 +205,9 @@ def _stream(
     return digest.hexdigest()
 
 
-def _write_data(out_dir: Path, format: str, rows: Iterable[PreferenceRow], stats: CardStats) -> str:
+def _write_data(
+    out_dir: Path, format: str, rows: Iterable[PreferenceRow | Omitted], stats: CardStats
+) -> str:
     # Written under temporary names and renamed at the end, so an export that fails half-way
     # (a bad row, a dropped database cursor) never leaves a plausible-looking truncated file.
     data_path, sidecar_path = out_dir / DATA_FILE, out_dir / PROVENANCE_FILE
@@ -205,7 +227,7 @@ def _write_data(out_dir: Path, format: str, rows: Iterable[PreferenceRow], stats
 def write_export(
     out_dir: Path,
     flt: ExportFilter,
-    rows: Iterable[PreferenceRow],
+    rows: Iterable[PreferenceRow | Omitted],
     reviewers: Mapping[str, ReviewerProfile],
     guidelines: Mapping[str, str],
     *,
@@ -228,8 +250,14 @@ def write_export(
     known = scope or ExportScope(
         items=stats.rows_in, judgments=stats.rows_in, in_window=stats.rows_in
     )
-    left_out, partial_included = unfinished_counts(known, flt)
-    nothing = why_empty(known, flt, stats.rows_in, stats.skipped) if not stats.records_out else None
+    unfinished, partial_included = unfinished_counts(known, flt)
+    reasons = {"unfinished": unfinished, **_omitted_counts(stats)}
+    omitted = stats.omitted_phrases()
+    nothing = (
+        None
+        if stats.records_out
+        else why_empty(known, flt, stats.rows_in, stats.skipped, omitted)
+    )
     card = dataset_card(
         stats,
         flt,
@@ -252,6 +280,14 @@ def write_export(
         files=[DATA_FILE, PROVENANCE_FILE, CARD_FILE],
         sha256=sha256,
         nothing_exported=nothing,
-        left_out=left_out,
+        left_out={k: sum(r[k] for r in reasons.values()) for k in ("judgments", "items")},
+        left_out_reasons=reasons,
         partial_included=partial_included,
+        left_out_notes=omitted,
     )
+
+
+def _omitted_counts(stats: CardStats) -> dict[str, dict[str, int]]:
+    return {
+        r: {"judgments": stats.omitted[r], "items": stats.omitted_items[r]} for r in OMISSIONS
+    }

@@ -12,11 +12,14 @@ from sqlalchemy import Select, or_, select
 from gateway.db.models import Exchange, Judgment, Reviewer, ReviewItem
 from gateway.db.session import Sessions
 from gateway.errors import NotFound
-from gateway.export.rows import ExportFilter, PreferenceRow, ReviewerProfile
+from gateway.export.rows import ExportFilter, Omitted, PreferenceRow, ReviewerProfile
 from gateway.policy.store import PolicyStore
 from gateway.review.agreement import Rating, rule_alphas, verdict_alpha
 from gateway.review.candidates import Candidates, candidates
 from gateway.review.reviewers import ReviewerIdentity
+from gateway.review.views import EMBEDDINGS, recorded_content
+
+Group = list[tuple[Judgment, ReviewItem, Exchange]]
 
 
 def _latest(judgments: list[Judgment]) -> list[Judgment]:
@@ -33,6 +36,24 @@ def answer_text(response: Any) -> str | None:
     message = choices[0].get("message") or {}
     content = message.get("content")
     return content if isinstance(content, str) else None
+
+
+class RecordedContent:
+    """``record.content`` of the policy revision that recorded each item's exchange, looked up
+    once per (context, revision): an export reads it for every item, the revisions are few."""
+
+    def __init__(self, sessions: Sessions, policies: PolicyStore) -> None:
+        self._sessions = sessions
+        self._policies = policies
+        self._found: dict[tuple[str, str | None], str] = {}
+
+    async def of(self, item: ReviewItem) -> str:
+        key = (item.context, item.policy_revision)
+        if key not in self._found:
+            async with self._sessions() as session:  # not the session streaming the rows
+                policy = self._policies.get(item.context)
+                self._found[key] = await recorded_content(session, policy, item.policy_revision)
+        return self._found[key]
 
 
 class ReviewData:
@@ -125,48 +146,56 @@ class ReviewData:
         flt: ExportFilter,
         alphas: dict[tuple[str, str], float | None],
         pseudonyms: dict[str, str],
-    ) -> AsyncIterator[PreferenceRow]:
-        """Streams rows item by item; an adjudication, where there is one, speaks for the item."""
-        group: list[tuple[Judgment, ReviewItem, Exchange]] = []
+    ) -> AsyncIterator[PreferenceRow | Omitted]:
+        """Streams rows item by item; an adjudication, where there is one, speaks for the item.
+        A judgment no format can carry comes as ``Omitted``, with why, for the card to count."""
+        group: Group = []
+        kept = RecordedContent(self._sessions, self._policies)
         async with self._sessions() as session:
             result = await session.stream(self._judgments(flt).execution_options(yield_per=500))
             async for judgment, item, exchange in result:
                 if group and group[0][1].id != item.id:
-                    for row in self._rows(group, alphas, pseudonyms):
+                    content = await kept.of(group[0][1])
+                    for row in _rows(group, alphas, pseudonyms, content):
                         yield row
                     group = []
                 group.append((judgment, item, exchange))
-        for row in self._rows(group, alphas, pseudonyms):
-            yield row
+        if group:
+            content = await kept.of(group[0][1])
+            for row in _rows(group, alphas, pseudonyms, content):
+                yield row
 
-    def _rows(
-        self,
-        group: list[tuple[Judgment, ReviewItem, Exchange]],
-        alphas: dict[tuple[str, str], float | None],
-        pseudonyms: dict[str, str],
-    ) -> list[PreferenceRow]:
-        if not group:
-            return []
-        judgments = [j for j, _, _ in group]
-        replaced = {j.supersedes for j in judgments if j.supersedes}
-        adjudicated = [j for j in judgments if j.purpose == "adjudication" and j.id not in replaced]
-        chosen = adjudicated[-1:] or _latest(judgments)
-        _, item, exchange = group[0]
-        policy = self._policies.get(item.context)
-        redacted = policy is not None and policy.policy.record.content != "full"
-        rows = []
-        for j in chosen:
-            row = _row(
-                j,
-                item,
-                exchange,
-                alphas.get((item.context, item.queue)),
-                pseudonyms.get(j.reviewer_id, "unknown"),
-                redacted,
-            )
-            if row is not None:
-                rows.append(row)
-        return rows
+
+def _rows(
+    group: Group,
+    alphas: dict[tuple[str, str], float | None],
+    pseudonyms: dict[str, str],
+    content: str,
+) -> list[PreferenceRow | Omitted]:
+    """The judgments that speak for one item, as rows; ``content`` is how the revision that
+    recorded its exchange kept content (full, redacted or none)."""
+    judgments = [j for j, _, _ in group]
+    replaced = {j.supersedes for j in judgments if j.supersedes}
+    adjudicated = [j for j in judgments if j.purpose == "adjudication" and j.id not in replaced]
+    chosen = adjudicated[-1:] or _latest(judgments)
+    _, item, exchange = group[0]
+    omitted = _omission(exchange)
+    if omitted is not None:
+        return [Omitted(omitted, item.id) for _ in chosen]
+    agreement = alphas.get((item.context, item.queue))
+    return [
+        _row(j, item, exchange, agreement, pseudonyms.get(j.reviewer_id, "unknown"), content)
+        for j in chosen
+    ]
+
+
+def _omission(exchange: Exchange) -> str | None:
+    """Why no format can carry a judgment of this exchange (``OMISSIONS``), or None."""
+    if exchange.endpoint == EMBEDDINGS:
+        return "embeddings"  # vectors, not an answer: nothing to prefer, whatever was kept
+    if not isinstance(exchange.request_body, dict):
+        return "no_content"
+    return "no_answer" if answer_text(exchange.response_body) is None else None
 
 
 def _row(
@@ -175,12 +204,11 @@ def _row(
     exchange: Exchange,
     agreement: float | None,
     pseudonym: str,
-    redacted: bool,
-) -> PreferenceRow | None:
-    request = exchange.request_body if isinstance(exchange.request_body, dict) else None
-    original = answer_text(exchange.response_body)
-    if request is None or original is None:
-        return None  # content not kept: nothing to export, counted by the caller
+    content: str,
+) -> PreferenceRow:
+    # _omission has made sure there are both (an Omitted stands for the judgment otherwise)
+    request = exchange.request_body if isinstance(exchange.request_body, dict) else {}
+    original = answer_text(exchange.response_body) or ""
     preferred = original if j.preferred_source == "original" else j.preferred_text
     return PreferenceRow(
         row_id=j.id,
@@ -204,7 +232,7 @@ def _row(
         judged_at=j.created_at
         if isinstance(j.created_at, datetime)
         else datetime.fromisoformat(str(j.created_at)),
-        redacted=redacted,
+        redacted=content == "redacted",
         tools=list(request.get("tools") or []),
         item_state=item.state,
         item_judgments=item.judgments_done,
