@@ -228,3 +228,18 @@ def redacted_record(
 ) -> Redacted:
     """The request and the answer with every sensitive span removed, and where each was."""
     return _apply(request, answer, _removals(request, answer, decision, policy))
+
+
+def text_at(body: Any, key: str, index: int, part: int | None) -> str | None:
+    """The text of ``body[key][index]`` (a request's message or an answer's choice), or of
+    its content part ``part``; None where the record holds no text there."""
+    items = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(items, list) or not 0 <= index < len(items):
+        return None
+    held = items[index]
+    if key == "choices" and isinstance(held, dict):
+        held = held.get("message")
+    content = held.get("content") if isinstance(held, dict) else None
+    if isinstance(content, list) and part is not None and 0 <= part < len(content):
+        content = content[part].get("text") if isinstance(content[part], dict) else None
+    return content if isinstance(content, str) else None

@@ -24,6 +24,7 @@ from typing import Any
 from gateway.db.models import Exchange, Judgment, ReviewItem
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.testcases import Case, run_case
+from gateway.records.views import text_at
 
 Row = tuple[Judgment, ReviewItem, Exchange]
 
@@ -45,18 +46,9 @@ def standing(judgments: list[Judgment]) -> list[Judgment]:
 
 
 def _text_at(exchange: Exchange, stage: str, message: int, part: int | None) -> str | None:
-    body = exchange.response_body if stage == "output" else exchange.request_body
-    key = "choices" if stage == "output" else "messages"
-    items = body.get(key) if isinstance(body, dict) else None
-    if not isinstance(items, list) or not 0 <= message < len(items):
-        return None
-    held = items[message]
-    if stage == "output" and isinstance(held, dict):
-        held = held.get("message")
-    content = held.get("content") if isinstance(held, dict) else None
-    if isinstance(content, list) and part is not None and 0 <= part < len(content):
-        content = content[part].get("text") if isinstance(content[part], dict) else None
-    return content if isinstance(content, str) else None
+    if stage == "output":
+        return text_at(exchange.response_body, "choices", message, part)
+    return text_at(exchange.request_body, "messages", message, part)
 
 
 def _outcomes(exchange: Exchange) -> list[dict[str, Any]]:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
+from gateway.records.views import text_at
+
 
 @dataclass(frozen=True, slots=True)
 class Mark:
@@ -191,19 +193,6 @@ def answers(response: Any, decision: Any) -> list[Message]:
     return shown
 
 
-def _text_at(container: Any, key: str, index: int, part: int | None) -> str | None:
-    items = container.get(key) if isinstance(container, dict) else None
-    if not isinstance(items, list) or not 0 <= index < len(items):
-        return None
-    message = items[index]
-    if key == "choices" and isinstance(message, dict):
-        message = message.get("message")
-    content = message.get("content") if isinstance(message, dict) else None
-    if isinstance(content, list) and part is not None and 0 <= part < len(content):
-        content = content[part].get("text") if isinstance(content[part], dict) else None
-    return content if isinstance(content, str) else None
-
-
 def span_texts(
     request: Any, response: Any, outcome: dict[str, Any], decision: Any = None
 ) -> list[str]:
@@ -214,7 +203,7 @@ def span_texts(
     found = []
     for ev in outcome.get("evidence") or []:
         key = (ev.get("message", -1), ev.get("part"))
-        text = _text_at(
+        text = text_at(
             response if output else request, "choices" if output else "messages", *key
         )
         if text is None or ev.get("end", 0) <= ev.get("start", 0):
