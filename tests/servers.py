@@ -151,3 +151,16 @@ class Gateway:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return cli([*args, "--config", str(self.config)], self.env)
+
+
+@contextmanager
+def scripted_upstream(folder: Path, script: Any) -> Iterator[Upstream]:
+    """A mock upstream process on a free port, answering by ``script`` (written to ``folder``)."""
+    import yaml
+
+    path = folder / "script.yaml"
+    path.write_text(yaml.safe_dump(script))
+    port = free_port()
+    args = ["mock-upstream", "--port", str(port), "--script", str(path)]
+    with process(args, f"http://127.0.0.1:{port}/healthz", folder / "upstream.log"):
+        yield Upstream(f"http://127.0.0.1:{port}")

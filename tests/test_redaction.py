@@ -20,7 +20,16 @@ import yaml
 
 from tests.conftest import gateway_config
 from tests.reviewing import Reviewer, judgment
-from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Gateway, Upstream, cli, free_port, process
+from tests.servers import (
+    ADMIN_TOKEN,
+    UPSTREAM_SECRET,
+    Gateway,
+    Upstream,
+    cli,
+    free_port,
+    process,
+    scripted_upstream,
+)
 from tests.web import Browserless
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,13 +50,8 @@ SCRIPT = {
 
 @pytest.fixture(scope="module")
 def bank_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
-    folder = tmp_path_factory.mktemp("bank-upstream")
-    script = folder / "script.yaml"
-    script.write_text(yaml.safe_dump(SCRIPT))
-    port = free_port()
-    args = ["mock-upstream", "--port", str(port), "--script", str(script)]
-    with process(args, f"http://127.0.0.1:{port}/healthz", folder / "upstream.log"):
-        yield Upstream(f"http://127.0.0.1:{port}")
+    with scripted_upstream(tmp_path_factory.mktemp("bank-upstream"), SCRIPT) as upstream:
+        yield upstream
 
 
 def bank_config(upstream: Upstream, folder: Path, policies: Path) -> Path:

@@ -28,6 +28,7 @@ from tests.servers import (
     cli,
     free_port,
     process,
+    scripted_upstream,
 )
 
 CONTEXT = "plain-context"
@@ -72,13 +73,8 @@ BACKENDS: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(scope="module")
 def uuid_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
-    folder = tmp_path_factory.mktemp("uuid-upstream")
-    script = folder / "script.yaml"
-    script.write_text(yaml.safe_dump(SCRIPT))
-    port = free_port()
-    args = ["mock-upstream", "--port", str(port), "--script", str(script)]
-    with process(args, f"http://127.0.0.1:{port}/healthz", folder / "upstream.log"):
-        yield Upstream(f"http://127.0.0.1:{port}")
+    with scripted_upstream(tmp_path_factory.mktemp("uuid-upstream"), SCRIPT) as upstream:
+        yield upstream
 
 
 def _config(upstream: Upstream, folder: Path) -> Path:
