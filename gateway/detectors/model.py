@@ -1,0 +1,36 @@
+"""The small interface every learned model follows, shipped or the operator's own.
+
+A model is loaded once per process and then scores batches of texts: for each text, the
+probability of each of its labels. Its name and revision go into every finding it produces,
+so a decision says which model (and which weights) made it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    #: the name policies use (``classifier: {model: injection}``) or the operator's own
+    name: str
+    #: identifies the weights: a digest of the model file, or the operator's version string
+    revision: str
+    #: the labels ``score`` returns a probability for
+    labels: tuple[str, ...]
+    #: the operating threshold per label, chosen when the model was trained (its card says how)
+    thresholds: dict[str, float]
+    #: the model card, if the model has one (a path or URL an operator can read)
+    card: str | None = None
+
+
+@runtime_checkable
+class TextModel(Protocol):
+    @property
+    def info(self) -> ModelInfo: ...
+
+    def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        """Per text, each label's probability in [0, 1]. Thread-safe; may be slow."""
+        ...
