@@ -22,6 +22,9 @@ class Finding:
     end: int
     label: str
     score: float = 1.0
+    #: what produced the finding when it is not the rule's detector alone: a learned model's
+    #: ``name@revision``, or the stage of a cascade that decided (``heuristic:injection``)
+    source: str | None = None
 
 
 class Check(Protocol):

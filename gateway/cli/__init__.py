@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import db, exchanges, export, keys, policy, review, serve
+from gateway.cli import db, detectors, exchanges, export, keys, policy, review, serve
 
 app = typer.Typer(
     name="gateway",
@@ -22,6 +22,7 @@ app.add_typer(exchanges.app, name="exchanges")
 app.add_typer(policy.app, name="policy")
 app.add_typer(review.app, name="review")
 app.add_typer(export.app, name="export")
+app.add_typer(detectors.app, name="detectors")
 
 
 def main() -> None:

@@ -98,7 +98,9 @@ class OutputGuard:
                     continue
                 self._seen.add(key)
                 outcome = self._outcome(rule)
-                outcome.evidence.append(Evidence(index, begin, end, finding.label, finding.score))
+                outcome.evidence.append(
+                    Evidence(index, begin, end, finding.label, finding.score, source=finding.source)
+                )
                 if begin < choice.released:
                     outcome.note = self._sent_note(choice.released - begin)
                 if rule.spec.action == "block":

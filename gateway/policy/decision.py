@@ -22,6 +22,8 @@ class Evidence:
     label: str
     score: float = 1.0
     part: int | None = None
+    #: the model (``name@revision``) or cascade stage that produced the finding, if any
+    source: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         found: dict[str, Any] = {
@@ -33,6 +35,8 @@ class Evidence:
         }
         if self.part is not None:
             found["part"] = self.part
+        if self.source is not None:
+            found["source"] = self.source
         return found
 
 

@@ -84,7 +84,9 @@ def _evidence(rule: CompiledRule, stage: str, refs: list[TextRef]) -> list[Evide
         if stage == "input" and ref.role not in roles:
             continue
         for f in rule.find(ref.text):
-            found.append(Evidence(ref.message, f.start, f.end, f.label, f.score, ref.part))
+            found.append(
+                Evidence(ref.message, f.start, f.end, f.label, f.score, ref.part, f.source)
+            )
     return found
 
 

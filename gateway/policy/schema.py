@@ -58,7 +58,11 @@ class Limits(_Strict):
 class Topic(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
-    examples: list[str] = []
+    examples: list[str] = Field([], description="messages that belong to this topic")
+    counter_examples: list[str] = Field(
+        [], description="messages that look close but are out of scope: they calibrate the"
+        " semantic scope's boundary"
+    )
 
 
 class Scope(_Strict):
@@ -100,6 +104,11 @@ class Rule(_Strict):
     route_to: str | None = Field(None, description="the allowed model a route action sends to")
     review: str | None = Field(None, description="the review queue for flagged exchanges")
     on_error: Literal["fail_closed", "fail_open"] = "fail_closed"
+    mode: Literal["enforce", "shadow"] = Field(
+        "enforce",
+        description="shadow: evaluated and recorded (and routed to review) but never enforced,"
+        " to measure a new rule or threshold on live traffic before it acts",
+    )
     roles: list[Role] = Field(["user", "tool"], description="input messages this rule reads")
 
     @model_validator(mode="after")
