@@ -12,7 +12,7 @@ import pytest
 
 from gateway.checks.base import CheckConfigError
 from gateway.checks.injection import InjectionCheck, signal_findings
-from gateway.checks.injection_eval import Prompt, evaluate, read_s_labs, read_xstest
+from gateway.evaluation.injection import Prompt, evaluate, read_s_labs, read_xstest
 from tests.shared_data import shared_file
 
 DEFAULT = InjectionCheck(None)

@@ -8,8 +8,8 @@ import pytest
 
 from gateway.checks.base import CheckConfigError
 from gateway.checks.pii import ENTITIES, PiiCheck
-from gateway.checks.pii_eval import evaluate, load_records
 from gateway.checks.pii_validators import card_number_valid, iban_valid, luhn_valid
+from gateway.evaluation.pii import evaluate, load_records
 from tests.shared_data import shared_file
 
 

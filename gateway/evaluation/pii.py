@@ -3,7 +3,7 @@
 Each record holds ``full_text`` and ``spans`` (``entity_type``, ``start_position``,
 ``end_position``). A gold span counts as found (true positive) when a finding of the mapped
 entity overlaps it; a finding that overlaps no gold span of its entity is a false positive.
-Run ``python -m gateway.checks.pii_eval FILE…`` for a table.
+Run ``python -m gateway.evaluation.pii FILE…`` for a table.
 """
 
 from __future__ import annotations

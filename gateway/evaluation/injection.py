@@ -3,7 +3,7 @@
 ``evaluate`` reports the share of injections caught and the share of benign prompts flagged.
 Readers cover the S-Labs CSV splits (``text``, ``label`` with 1 = injection) and XSTest
 (``prompt``, ``label`` "safe"/"unsafe"; none of its prompts is an injection, so every flag on
-a safe prompt is a false positive). Run ``python -m gateway.checks.injection_eval`` with
+a safe prompt is a false positive). Run ``python -m gateway.evaluation.injection`` with
 ``s-labs FILE`` or ``xstest FILE`` for the figures.
 """
 
