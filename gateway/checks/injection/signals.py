@@ -1,7 +1,7 @@
 """The injection heuristics for instruction overrides and system-prompt extraction.
 
-Each is a weighted pattern over the lower-cased, homoglyph-free views of ``injection_views``;
-persona, role-marker and other shapes live in ``injection_roles``. Weights reflect how rarely a
+Each is a weighted pattern over the lower-cased, homoglyph-free views of ``views``;
+persona, role-marker and other shapes live in ``roles``. Weights reflect how rarely a
 shape occurs in benign prompts: "ignore all previous instructions" almost never does, "your
 system prompt" sometimes does. Patterns and weights were tuned on the S-Labs training split
 only.
@@ -9,8 +9,8 @@ only.
 
 from __future__ import annotations
 
-from gateway.checks.injection_roles import PERSONAS, PRESSURE, ROLE_MARKERS
-from gateway.checks.injection_vocabulary import (
+from gateway.checks.injection.roles import PERSONAS, PRESSURE, ROLE_MARKERS
+from gateway.checks.injection.vocabulary import (
     COMMAND_END,
     COMPOUND,
     DETERMINER,

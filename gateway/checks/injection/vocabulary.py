@@ -8,26 +8,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+#: where the shipped signals' patterns and weights were tuned (and nowhere else)
+TUNED_ON = "S-Labs prompt-injection train split (MIT)"
+
 
 @dataclass(frozen=True, slots=True)
 class Signal:
     label: str
     weight: float
     pattern: re.Pattern[str]
+    #: the data the pattern and weight were tuned on: a signal's provenance
+    origin: str = TUNED_ON
 
 
-def signal(label: str, weight: float, pattern: str) -> Signal:
-    return Signal(f"injection:{label}", weight, re.compile(pattern))
-
-
-def prefilter(signals: tuple[Signal, ...]) -> re.Pattern[str] | None:
-    """One pattern that matches wherever any of ``signals`` does: a single scan rules out
-    the common case (no signal at all) before each pattern runs on its own. None when the
-    patterns cannot be combined (a group name used twice, a numbered back-reference)."""
-    try:
-        return re.compile("|".join(f"(?:{s.pattern.pattern})" for s in signals))
-    except re.error:
-        return None
+def signal(label: str, weight: float, pattern: str, origin: str = TUNED_ON) -> Signal:
+    return Signal(f"injection:{label}", weight, re.compile(pattern), origin)
 
 
 def any_of(*words: str) -> str:

@@ -1,6 +1,6 @@
 """The injection heuristics for personas, fake role markers and disguised spellings.
 
-``PERSONAS`` and ``ROLE_MARKERS`` run over the normalised views like ``injection_signals``;
+``PERSONAS`` and ``ROLE_MARKERS`` run over the normalised views like ``signals``;
 ``COMPACT_SIGNALS`` over the letters-only view; ``RAW_SIGNALS`` over the original text.
 Tuned on the S-Labs training split only.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.checks.injection_vocabulary import (
+from gateway.checks.injection.vocabulary import (
     AI,
     DETERMINER,
     FREE,

@@ -1,30 +1,22 @@
-"""``injection``: prompt-injection and jailbreak attempts in text sent to the model.
+"""The matcher: every signal over every view of a text, Unicode tag runs, and encoded blobs
+whose decoded text holds a signal.
 
-Heuristic, not learned: each known attack shape (see ``injection_signals``) is a weighted
-pattern run over normalised views of the text, so homoglyphs, zero-width characters, spacing,
-leetspeak and reversal do not hide it. Two shapes are found on the raw text: Unicode tag
-characters (invisible, and able to carry a whole hidden instruction) and encoded blobs whose
-decoded text contains an attack shape. A finding's score is its signal's weight (reduced when
-the shape is only quoted or asked about, see ``injection_context``); only findings at or above
-the rule's ``threshold`` are returned.
+Each known attack shape (``signals``, ``roles``) is a weighted pattern run over normalised
+views of the text (``views``), so homoglyphs, zero-width characters, spacing, leetspeak and
+reversal do not hide it. A finding's score is its signal's weight, reduced when the shape is
+only quoted or asked about (``context``).
 """
 
 from __future__ import annotations
 
-import functools
 import re
-from typing import Any, ClassVar
-
-from pydantic import Field
 
 from gateway.checks.base import Finding
-from gateway.checks.injection_context import demotion
-from gateway.checks.injection_encoded import MAX_BLOB, decoded_blobs
-from gateway.checks.injection_roles import COMPACT_SIGNALS, COMPACT_WORDS, RAW_SIGNALS
-from gateway.checks.injection_signals import SIGNALS
-from gateway.checks.injection_views import View, squeezed, views
-from gateway.checks.injection_vocabulary import prefilter
-from gateway.checks.params import StrictParams, parse_params
+from gateway.checks.injection.context import demotion
+from gateway.checks.injection.decoder import decoded_blobs
+from gateway.checks.injection.roles import COMPACT_SIGNALS, COMPACT_WORDS, RAW_SIGNALS
+from gateway.checks.injection.signals import SIGNALS
+from gateway.checks.injection.views import View, squeezed, views
 
 _TAG_RUN = re.compile("[\U000e0000-\U000e007f]+")
 _TAG_WEIGHT = 1.0
@@ -33,14 +25,6 @@ _ENCODED_BONUS = 0.1
 _WORD = re.compile(r"[a-z]+")
 
 Seen = dict[tuple[int, int, str], Finding]
-
-
-class InjectionParams(StrictParams):
-    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
-
-
-_ANY_SIGNAL = prefilter(SIGNALS)
-_ANY_RAW = prefilter(RAW_SIGNALS)
 
 
 def _span(origin: list[int], start: int, end: int) -> tuple[int, int]:
@@ -57,8 +41,6 @@ def _keep(seen: Seen, finding: Finding) -> None:
 
 def _view_matches(seen: Seen, view: View) -> None:
     copy, origin = view
-    if _ANY_SIGNAL is not None and _ANY_SIGNAL.search(copy) is None:
-        return
     for signal in SIGNALS:
         for match in signal.pattern.finditer(copy):
             start, end = _span(origin, match.start(), match.end())
@@ -67,8 +49,6 @@ def _view_matches(seen: Seen, view: View) -> None:
 
 
 def _raw_matches(seen: Seen, text: str) -> None:
-    if _ANY_RAW is not None and _ANY_RAW.search(text) is None:
-        return
     lowered = text.lower()
     for signal in RAW_SIGNALS:
         for match in signal.pattern.finditer(text):
@@ -122,7 +102,7 @@ def tag_findings(text: str) -> list[Finding]:
 
 
 def encoded_findings(text: str) -> list[Finding]:
-    """Blobs whose decoded text holds an attack shape."""
+    """Blobs whose decoded text (down to the decoder's depth) holds an attack shape."""
     findings: list[Finding] = []
     for start, end, decoded in decoded_blobs(text):
         inner = signal_findings(decoded) + tag_findings(decoded)
@@ -132,31 +112,6 @@ def encoded_findings(text: str) -> list[Finding]:
     return findings
 
 
-@functools.lru_cache(maxsize=4096)
-def _all_findings(text: str) -> tuple[Finding, ...]:
-    """Every shape in a text, whatever its score. Cached: a chat resends its whole history
-    with every turn, and only the new messages need the scan."""
-    return tuple(signal_findings(text) + tag_findings(text) + encoded_findings(text))
-
-
-class InjectionCheck:
-    """Known prompt-injection shapes scoring at least ``threshold``."""
-
-    name: ClassVar[str] = "injection"
-
-    def __init__(self, params: Any) -> None:
-        self._threshold = parse_params(self.name, InjectionParams, params).threshold
-
-    @property
-    def threshold(self) -> float:
-        return self._threshold
-
-    @property
-    def max_span(self) -> int:
-        return MAX_BLOB
-
-    def find(self, text: str) -> list[Finding]:
-        findings = _all_findings(text)
-        kept = [finding for finding in findings if finding.score >= self._threshold]
-        kept.sort(key=lambda finding: (finding.start, finding.end, finding.label))
-        return kept
+def all_findings(text: str) -> list[Finding]:
+    """Every shape in a text, whatever its score."""
+    return signal_findings(text) + tag_findings(text) + encoded_findings(text)

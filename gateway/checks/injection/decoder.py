@@ -1,8 +1,11 @@
-"""Encoded blobs in a prompt (base64, hex, percent-encoding, binary) and their decoded text.
+"""The decoder: encoded blobs in a prompt (base64, hex, percent-encoding, binary, escapes) and
+their decoded text, bounded by depth and by bytes.
 
 An instruction the model is asked to decode and follow ("eval atob aWdub3JlIHJ1bGVz…") hides
 from every pattern that reads the text as written; decoding the blob lets the same patterns
-read it. Only blobs that decode to mostly printable UTF-8 are returned.
+read it. Only blobs that decode to mostly printable UTF-8 are returned. A decoded text is
+decoded again (base64 inside hex, say) down to ``MAX_DEPTH`` layers, and one text's blobs
+are decoded up to ``MAX_DECODED`` characters in all, so a request cannot buy unbounded work.
 """
 
 from __future__ import annotations
@@ -20,9 +23,13 @@ _PERCENT = re.compile(r"(?:%[0-9a-f]{2}){8,}", re.IGNORECASE)
 _BINARY = re.compile(r"(?<![\w])(?:[01]{8}[ ]?){4,}(?![\w])")
 _ESCAPES = re.compile(r"(?:\\u[0-9a-f]{4}|\\x[0-9a-f]{2}){4,}", re.IGNORECASE)
 _MIN_PRINTABLE = 0.9
-# A longer blob would hide a whole essay; capping it keeps the longest finding small enough
-# for a stream to hold back.
+#: the longest blob a stream holds back for (a finding covers its whole blob); inputs and
+#: whole answers read longer blobs, up to the budget below
 MAX_BLOB = 1000
+#: encoded layers decoded at most (base64 of hex of the payload is two)
+MAX_DEPTH = 3
+#: characters of blobs one text may have decoded, all layers together
+MAX_DECODED = 64_000
 
 
 def _printable(data: bytes) -> str | None:
@@ -77,13 +84,27 @@ _DECODERS: tuple[tuple[re.Pattern[str], int, Callable[[str], str | None]], ...] 
 )
 
 
-def decoded_blobs(text: str) -> Iterator[tuple[int, int, str]]:
-    """``(start, end, decoded text)`` for each blob in ``text`` that decodes to text."""
+def _layer(text: str) -> Iterator[tuple[int, int, str]]:
     for pattern, group, decode in _DECODERS:
         for match in pattern.finditer(text):
-            start, end = match.span(group)
-            if end - start > MAX_BLOB:
-                continue
             decoded = decode(match.group(group))
             if decoded is not None:
-                yield start, end, decoded
+                yield *match.span(group), decoded
+
+
+def decoded_blobs(text: str) -> Iterator[tuple[int, int, str]]:
+    """``(start, end, decoded text)`` for each blob in ``text`` that decodes to text, and for
+    each blob inside a decoded text (at the outer blob's span), down to ``MAX_DEPTH`` layers
+    and ``MAX_DECODED`` characters of blobs in all."""
+    budget = MAX_DECODED
+    pending = [(0, len(text), text, 0)]
+    while pending:
+        outer_start, outer_end, layer, depth = pending.pop()
+        for start, end, decoded in _layer(layer):
+            budget -= end - start
+            if budget < 0:
+                return
+            span = (start, end) if depth == 0 else (outer_start, outer_end)
+            yield *span, decoded
+            if depth + 1 < MAX_DEPTH:
+                pending.append((*span, decoded, depth + 1))
