@@ -5,7 +5,8 @@ behind what was already released (``hold`` is the longest span any blocking or r
 rule can match). Text is released up to ``hold`` characters short of the end and never in
 the middle of a span to redact; redactions happen inside the stream. A block that answers
 (``block_as: answer``) ends its choice with the rule's refusal, as the whole answer would;
-a block that errs ends the stream.
+a block that errs ends the stream. A shadow rule's findings are recorded and nothing else:
+they neither block nor redact.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from gateway.pipeline.stream_text import apply_spans
 from gateway.policy.compiled import CompiledPolicy, CompiledRule
 from gateway.policy.decision import Decision, Evidence, Outcome
 from gateway.policy.enforce import refusal_text
+from gateway.policy.engine import failure_enforced, new_outcome
 
 
 @dataclass(slots=True)
@@ -101,6 +103,8 @@ class OutputGuard:
                 outcome.evidence.append(
                     Evidence(index, begin, end, finding.label, finding.score, source=finding.source)
                 )
+                if outcome.shadow:
+                    continue  # recorded, never enforced
                 if begin < choice.released:
                     outcome.note = self._sent_note(choice.released - begin)
                 if rule.spec.action == "block":
@@ -121,7 +125,7 @@ class OutputGuard:
             return rule.check.find(text)
         except Exception as exc:  # a failing check: closed unless the rule says open
             outcome.error = f"{type(exc).__name__}: {exc}"[:500]
-            outcome.enforced = "fail_open" if rule.spec.on_error == "fail_open" else "fail_closed"
+            outcome.enforced = failure_enforced(rule)
             if outcome.enforced == "fail_closed":
                 raise PolicyUnavailable(
                     f"A check of the policy failed (rule '{rule.id}')."
@@ -133,15 +137,7 @@ class OutputGuard:
     def _outcome(self, rule: CompiledRule) -> Outcome:
         outcome = self._outcomes.get(rule.id)
         if outcome is None:
-            outcome = Outcome(
-                rule.id,
-                rule.spec.detector,
-                "output",
-                rule.spec.action,
-                why=rule.spec.why,
-                review=rule.spec.review,
-            )
-            self._outcomes[rule.id] = outcome
+            outcome = self._outcomes[rule.id] = new_outcome(rule, "output")
         return outcome
 
     def _release(self, choice: _Choice, *, final: bool) -> str:

@@ -3,6 +3,11 @@
 One ``Decision`` per exchange, with an id and the policy revision, stamped on the record.
 Each rule that ran leaves an outcome: whether it fired, on which spans (message, offsets),
 how long its check took, and what was actually done about it.
+
+A rule in shadow mode (``mode: shadow``) leaves an outcome like any other, marked
+``mode: shadow`` and enforced ``shadow``: nothing was done about it. The verdict, what was
+enforced, the flags and the warnings are the enforcing rules' alone; the shadow findings are
+listed apart (``shadow``), and those that want a human still go to review (``to_review``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SEVERITY = {"block": 4, "route": 3, "redact": 2, "flag": 1, "warn": 1}
+#: what a shadow rule's outcome says was enforced: nothing, because it is in shadow mode
+SHADOW = "shadow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +62,19 @@ class Outcome:
     why: str = ""
     review: str | None = None
     note: str | None = None  # what the gateway could not do as the rule says, and why
+    mode: str = "enforce"  # or "shadow": recorded (and reviewed), never enforced
 
     @property
     def fired(self) -> bool:
         return bool(self.evidence)
+
+    @property
+    def shadow(self) -> bool:
+        return self.mode == SHADOW
+
+    @property
+    def wants_review(self) -> bool:
+        return self.fired and (self.action == "flag" or self.review is not None)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +89,7 @@ class Outcome:
             "error": self.error,
             "evidence": [e.as_dict() for e in self.evidence],
             **({"note": self.note} if self.note else {}),
+            **({"mode": self.mode} if self.shadow else {}),
         }
 
 
@@ -92,27 +109,45 @@ class Decision:
 
     @property
     def fired(self) -> list[Outcome]:
+        """Every rule that found something, shadow rules included (a redacted record removes
+        what a sensitive shadow rule found too)."""
         return [o for o in self.outcomes if o.fired]
 
     @property
+    def enforcing(self) -> list[Outcome]:
+        """The fired outcomes of enforcing rules: the ones the verdict is made of."""
+        return [o for o in self.fired if not o.shadow]
+
+    @property
+    def shadow(self) -> list[Outcome]:
+        """The fired outcomes of shadow rules: recorded, never enforced."""
+        return [o for o in self.fired if o.shadow]
+
+    @property
     def verdict(self) -> str:
-        """The most severe action the policy calls for, whatever was enforced."""
-        actions = [o.action for o in self.fired]
+        """The most severe action the enforcing rules call for, whatever was enforced."""
+        actions = [o.action for o in self.enforcing]
         return max(actions, key=lambda a: SEVERITY.get(a, 0), default="allow")
 
     @property
     def enforced(self) -> str:
-        done = [o.enforced for o in self.outcomes if o.enforced != "none"]
+        done = [o.enforced for o in self.outcomes if o.enforced not in ("none", SHADOW)]
         return max(done, key=lambda a: SEVERITY.get(a, 0), default="allow")
 
     @property
     def flagged(self) -> list[Outcome]:
-        """Fired outcomes that want a human: flags, and any rule that names a review queue."""
-        return [o for o in self.fired if o.action == "flag" or o.review is not None]
+        """Enforcing outcomes that want a human: flags, and any rule naming a review queue."""
+        return [o for o in self.enforcing if o.wants_review]
+
+    @property
+    def to_review(self) -> list[Outcome]:
+        """Every outcome that sends the exchange to review: the flagged ones and the shadow
+        ones that would have been flagged (a shadow rule is measured by its reviews)."""
+        return [o for o in self.fired if o.wants_review]
 
     @property
     def warnings(self) -> list[str]:
-        return [o.rule for o in self.fired if o.action == "warn"]
+        return [o.rule for o in self.enforcing if o.action == "warn"]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -124,6 +159,7 @@ class Decision:
             "disclosure": self.disclosure,
             "routed_to": self.routed_to,
             "flagged": [o.rule for o in self.flagged],
+            "shadow": [o.rule for o in self.shadow],
             "outcomes": [o.as_dict() for o in self.outcomes],
             "timings_ms": {k: round(v, 4) for k, v in self.timings.items()},
         }

@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.errors import PolicyUnavailable
 from gateway.policy.compiled import CompiledPolicy, CompiledRule
-from gateway.policy.decision import Decision, Evidence, Outcome
+from gateway.policy.decision import SHADOW, Decision, Evidence, Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,24 +44,18 @@ def message_texts(messages: Iterable[Any]) -> list[TextRef]:
 def run_rules(
     policy: CompiledPolicy, decision: Decision, stage: str, refs: list[TextRef]
 ) -> list[tuple[CompiledRule, Outcome]]:
-    """Run every rule of a stage; return the ones that fired. A failing check fails closed
-    (PolicyUnavailable) unless its rule says ``on_error: fail_open``; the decision says which."""
+    """Run every rule of a stage; return the enforcing ones that fired. A failing check fails
+    closed (PolicyUnavailable) unless its rule says ``on_error: fail_open``; the decision says
+    which. A shadow rule's findings and failures are recorded, never returned or raised."""
     fired = []
     for rule in policy.rules_for(stage):
-        outcome = Outcome(
-            rule.id,
-            rule.spec.detector,
-            stage,
-            rule.spec.action,
-            why=rule.spec.why,
-            review=rule.spec.review,
-        )
+        outcome = new_outcome(rule, stage)
         started = time.perf_counter()
         try:
             outcome.evidence = _evidence(rule, stage, refs)
         except Exception as exc:  # a detector's bug must not become a silent allow
             outcome.error = f"{type(exc).__name__}: {exc}"[:500]
-            outcome.enforced = "fail_open" if rule.spec.on_error == "fail_open" else "fail_closed"
+            outcome.enforced = failure_enforced(rule)
         elapsed = (time.perf_counter() - started) * 1000
         outcome.duration_ms = elapsed
         decision.timings[f"{stage}:{rule.id}"] = elapsed
@@ -72,9 +66,33 @@ def run_rules(
                 "the request was not processed.",
                 headers={"retry-after": "1"},
             )
-        if outcome.fired:
+        if outcome.fired and not outcome.shadow:
             fired.append((rule, outcome))
     return fired
+
+
+def new_outcome(rule: CompiledRule, stage: str) -> Outcome:
+    """A rule's outcome before it ran; a shadow rule's says from the start that nothing will
+    be enforced."""
+    outcome = Outcome(
+        rule.id,
+        rule.spec.detector,
+        stage,
+        rule.spec.action,
+        why=rule.spec.why,
+        review=rule.spec.review,
+        mode=rule.spec.mode,
+    )
+    if outcome.shadow:
+        outcome.enforced = SHADOW
+    return outcome
+
+
+def failure_enforced(rule: CompiledRule) -> str:
+    """What a failing check leaves enforced: a shadow rule never fails a request closed."""
+    if rule.spec.mode == SHADOW:
+        return SHADOW
+    return "fail_open" if rule.spec.on_error == "fail_open" else "fail_closed"
 
 
 def _evidence(rule: CompiledRule, stage: str, refs: list[TextRef]) -> list[Evidence]:

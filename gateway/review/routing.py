@@ -3,7 +3,9 @@
 A decision that flags an exchange sends it to the queue each flagging rule names (or the
 context's default queue); a share of unflagged answered traffic (``review.sample_rate``) is
 sampled into the default queue for oversight, so that what the rules miss is seen too. The
-item keeps why it is there: the rule ids, or "sampled". Items are written in the same
+item keeps why it is there: the rule ids, or "sampled". A shadow rule that would have flagged
+(its action is flag, or it names a queue) sends the exchange to review the same way: its
+reviews are how the rule is measured before it acts. Items are written in the same
 transaction as their exchange, by the recorder.
 
 An embeddings request has no answer: one goes to review only when a rule flags its inputs
@@ -38,7 +40,7 @@ def review_rows(
     review = policy.policy.review
     default = review.default_queue or FALLBACK_QUEUE
     queues: dict[str, list[str]] = {}
-    for outcome in decision.flagged:
+    for outcome in decision.to_review:
         queues.setdefault(outcome.review or default, []).append(outcome.rule)
     if queues:
         return [
