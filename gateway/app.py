@@ -20,8 +20,11 @@ from gateway.api import admin, health, openai, review
 from gateway.api import docs as api_docs
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.keys import KeyService
+from gateway.checks.classifier import DetectorRuntime
 from gateway.config import GatewayConfig
 from gateway.db.session import Sessions, create_engine, create_sessions
+from gateway.detectors.catalog import load_model
+from gateway.detectors.pool import DetectorPool, PoolSettings
 from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from gateway.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from gateway.pipeline.request import param_path
@@ -90,7 +93,8 @@ async def _services(config: GatewayConfig, base_urls: dict[str, str]) -> AsyncIt
     router = ModelRouter(config, base_urls)
     telemetry = Telemetry.console() if config.telemetry.exporter == "console" else None
     recorder = ExchangeRecorder(sessions, config.recording, telemetry)
-    policies = policy_store(config)
+    detectors = DetectorPool(PoolSettings.of(config.detectors))
+    policies = policy_store(config, DetectorRuntime(detectors, load_model))
     revisions = RevisionRepository(sessions)
     for compiled in policies.refresh():
         await revisions.save(compiled)
@@ -103,6 +107,7 @@ async def _services(config: GatewayConfig, base_urls: dict[str, str]) -> AsyncIt
         recorder,
         policies,
         revisions,
+        detectors,
     )
     recorder.start()
     watcher = asyncio.create_task(
@@ -112,6 +117,7 @@ async def _services(config: GatewayConfig, base_urls: dict[str, str]) -> AsyncIt
         yield services
     finally:
         watcher.cancel()
+        detectors.close()
         await recorder.stop()
         if telemetry is not None:
             telemetry.shutdown()
@@ -127,6 +133,7 @@ def _assemble(
     recorder: ExchangeRecorder,
     policies: PolicyStore,
     revisions: RevisionRepository,
+    detectors: DetectorPool,
 ) -> Services:
     keys = KeyService(sessions)
     queues = QueueService(sessions)
@@ -151,6 +158,7 @@ def _assemble(
         web_sessions=WebSessions(
             sessions, reviewers, timedelta(hours=config.review_page.session_hours)
         ),
+        detectors=detectors,
     )
 
 

@@ -125,6 +125,22 @@ class TelemetryConfig(_Strict):
     )
 
 
+class DetectorsConfig(_Strict):
+    """The worker pool learned detectors (``classifier`` rules, semantic scope) run in."""
+
+    workers: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="threads that run models at once (default: the CPU count, at most 4); "
+        "env GATEWAY_DETECTOR_WORKERS",
+    )
+    queue: int = Field(64, ge=0, description="texts that may wait for a worker; beyond: on_error")
+    cache_entries: int = Field(
+        8192, ge=0, description="scores kept, keyed by the text's SHA-256 digest"
+    )
+
+
 class GatewayConfig(_Strict):
     database_url: str = DEFAULT_DATABASE_URL
     admin_token_env: str = "GATEWAY_ADMIN_TOKEN"  # noqa: S105 (a variable name, not a secret)
@@ -143,6 +159,7 @@ class GatewayConfig(_Strict):
     auth: AuthConfig = AuthConfig()
     review_page: ReviewPageConfig = ReviewPageConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    detectors: DetectorsConfig = DetectorsConfig()
 
     @model_validator(mode="after")
     def _aliases_name_backends(self) -> GatewayConfig:
@@ -166,6 +183,7 @@ class EnvSettings(BaseSettings):
 
     config: Path | None = None
     database_url: str | None = None
+    detector_workers: int | None = Field(None, ge=1, le=256)
 
 
 def default_config() -> GatewayConfig:
@@ -205,4 +223,7 @@ def load_config(path: Path | None = None) -> GatewayConfig:
     config = _read_file(source) if source else default_config()
     if env.database_url:
         config = config.model_copy(update={"database_url": env.database_url})
+    if env.detector_workers:
+        detectors = config.detectors.model_copy(update={"workers": env.detector_workers})
+        config = config.model_copy(update={"detectors": detectors})
     return config

@@ -10,6 +10,7 @@ from gateway.auth.authenticator import Authenticator
 from gateway.auth.keys import KeyService
 from gateway.config import GatewayConfig
 from gateway.db.session import Sessions
+from gateway.detectors.pool import DetectorPool
 from gateway.policy.revisions import RevisionRepository
 from gateway.policy.store import PolicyStore
 from gateway.records.recorder import ExchangeRecorder
@@ -42,3 +43,5 @@ class Services:
     judging: JudgingService
     review_data: ReviewData
     web_sessions: WebSessions
+    #: the worker pool heavy policies are evaluated in and their models run in
+    detectors: DetectorPool

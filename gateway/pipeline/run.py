@@ -11,6 +11,7 @@ import asyncio
 import copy
 import json
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import anyio
@@ -148,7 +149,8 @@ class Pipeline:
         assert decision is not None
         log.stream = bool(chat.stream)
         log.requested_model = chat.model
-        admitted = admit(policy, body, decision)
+        pool = self.s.detectors
+        admitted = await pool.evaluate(policy.heavy, partial(admit, policy, body, decision))
         route = self._route(log, admitted.alias)
         if admitted.refusal is not None:
             return self._refuse(log, admitted, chat)
@@ -164,13 +166,15 @@ class Pipeline:
                 inject_usage=not chat.wants_usage,
                 guard=guard,
                 headers=decision_headers(decision),
+                heavy=policy.heavy,
             )
         raw, answer = await self._forward(route, "/chat/completions", log, admitted.body)
         # The record keeps the backend's answer as given; the decision says what was changed.
         changes = policy.rules_for("output") or (disclose and policy.policy.disclosure)
         log.response_body = copy.deepcopy(answer) if changes else answer
         filtered = upstream_filtered(answer.get("choices"))  # before the gateway's own blocks
-        if review_answer(policy, answer, decision, disclose=disclose):
+        reviewed = partial(review_answer, policy, answer, decision, disclose=disclose)
+        if await pool.evaluate(policy.heavy, reviewed):
             raw = json.dumps(answer).encode()
         _settle(log, decision, filtered)
         return self._answer(log, raw, answer)
@@ -196,7 +200,9 @@ class Pipeline:
     ) -> Response:
         validate(EmbeddingsRequest, body)
         assert log.decision is not None
-        admitted = admit_embeddings(policy, body, log.decision)
+        admitted = await self.s.detectors.evaluate(
+            policy.heavy, partial(admit_embeddings, policy, body, log.decision)
+        )
         route = self._route(log, admitted.alias)
         raw, answer = await self._forward(route, "/embeddings", log, admitted.body)
         log.response_body = _without_vectors(answer)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -36,6 +37,7 @@ _HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 _DONE = b"data: [DONE]\n\n"
+T = TypeVar("T")
 
 
 def _frame(payload: dict[str, Any]) -> bytes:
@@ -55,6 +57,7 @@ async def open_stream(
     inject_usage: bool,
     guard: OutputGuard | None = None,
     headers: dict[str, str] | None = None,
+    heavy: bool = False,
 ) -> ProxyStream:
     upstream_body = {**body, "model": route.upstream_model}
     inject = inject_usage and route.backend.stream_usage
@@ -85,6 +88,7 @@ async def open_stream(
         guard=guard if guard is not None and guard.active else None,
         headers=headers or {},
         choices=body.get("n") or 1,
+        heavy=heavy,
     )
 
 
@@ -136,8 +140,11 @@ class ProxyStream(Response):
         guard: OutputGuard | None,
         headers: dict[str, str],
         choices: int = 1,
+        heavy: bool = False,
     ) -> None:
         self.status_code = 200
+        # the guard runs a model: its feed and finish run in the detector pool, off the loop
+        self._heavy = heavy
         self.background = None
         self._guard = guard
         self._blocked: CompiledRule | None = None
@@ -178,7 +185,7 @@ class ProxyStream(Response):
     async def _pump(self, send: Send) -> None:
         event: Event | None = self._first
         while event is not None:
-            frame = self._frame(event)
+            frame = await self._frame(event)
             if frame:
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
                 if self._log.first_byte_at is None:
@@ -205,11 +212,11 @@ class ProxyStream(Response):
             self._end(status, exc.code or exc.type, exc.message)
             return Event(raw=error_frame(exc), data=None)
 
-    def _frame(self, event: Event) -> bytes:
+    async def _frame(self, event: Event) -> bytes:
         """The bytes to forward for one upstream event (possibly none)."""
         if event.done:
             self._settle()
-            return self._flush() + event.raw
+            return await self._off_loop(self._flush) + event.raw
         if event.data is None:
             return event.raw
         try:
@@ -226,14 +233,18 @@ class ProxyStream(Response):
         self._assembler.add(chunk)
         changed = self._strip(chunk) if self._strip_usage else False
         if self._guard is not None:
-            return self._guarded_frame(chunk)
+            return await self._guarded_frame(chunk)
         if not changed:
             return event.raw
         return _frame(chunk) if chunk.get("choices") or chunk.get("usage") else b""
 
-    def _guarded_frame(self, chunk: dict[str, Any]) -> bytes:
+    async def _off_loop(self, work: Callable[[], T]) -> T:
+        """The guard's work, in the detector pool when it runs a model (one hop per chunk)."""
+        return await self._s.detectors.evaluate(self._heavy, work)
+
+    async def _guarded_frame(self, chunk: dict[str, Any]) -> bytes:
         try:
-            self._guarded(chunk)
+            await self._off_loop(partial(self._guarded, chunk))
         except Blocked as blocked:
             return self._block(blocked.rule)
         except GatewayError as exc:  # a check failed closed mid-stream

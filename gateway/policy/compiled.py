@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import functools
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,38 @@ class ScopeClassifier(Protocol):
 
 
 _CACHED_TEXTS = 2048
+
+
+def is_heavy(component: object) -> bool:
+    """Whether a check or scope classifier runs a model (its class says ``heavy = True``)."""
+    return bool(getattr(component, "heavy", False))
+
+
+class _Findings:
+    """``check.find`` memoised by the SHA-256 digest of the text, never the text itself (the
+    memory must not keep what users wrote, whatever the policy records); thread-safe, as a
+    heavy policy is evaluated on worker threads."""
+
+    def __init__(self, check: Check) -> None:
+        self._check = check
+        self._lock = threading.Lock()
+        self._found: OrderedDict[bytes, tuple[Finding, ...]] = OrderedDict()
+
+    def __call__(self, text: str) -> tuple[Finding, ...]:
+        key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+        with self._lock:
+            found = self._found.get(key)
+            if found is not None:
+                self._found.move_to_end(key)
+                return found
+        found = tuple(self._check.find(text))  # outside the lock: a model may take a while
+        with self._lock:
+            self._found[key] = found
+            if len(self._found) > _CACHED_TEXTS:
+                self._found.popitem(last=False)
+        return found
+
+
 #: detectors whose findings are personal data or secrets by nature
 SENSITIVE_DETECTORS = frozenset({"pii"})
 
@@ -32,13 +66,7 @@ class CompiledRule:
     find: Callable[[str], tuple[Finding, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        check = self.check
-
-        @functools.lru_cache(maxsize=_CACHED_TEXTS)
-        def find(text: str) -> tuple[Finding, ...]:
-            return tuple(check.find(text))
-
-        object.__setattr__(self, "find", find)
+        object.__setattr__(self, "find", _Findings(self.check))
 
     @property
     def id(self) -> str:
@@ -84,6 +112,12 @@ class CompiledPolicy:
 
     def rules_for(self, stage: str) -> tuple[CompiledRule, ...]:
         return tuple(rule for rule in self.rules if rule.applies_to(stage))
+
+    @property
+    def heavy(self) -> bool:
+        """Whether evaluating this policy runs a model (a heavy rule check or scope): the
+        pipeline then evaluates it in the detector pool rather than on the event loop."""
+        return any(is_heavy(rule.check) for rule in self.rules) or is_heavy(self.scope)
 
     @property
     def sensitive_rules(self) -> tuple[CompiledRule, ...]:

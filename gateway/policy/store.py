@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.checks.base import Registry
+from gateway.checks.classifier import DetectorRuntime
 from gateway.checks.registry import default_registry
 from gateway.config import GatewayConfig
 from gateway.policy.compiled import CompiledPolicy
@@ -204,12 +205,13 @@ class PolicyStore:
                 await on_load(compiled)
 
 
-def policy_store(config: GatewayConfig) -> PolicyStore:
+def policy_store(config: GatewayConfig, runtime: DetectorRuntime | None = None) -> PolicyStore:
     """The configured policies folder; the shipped examples (demo among them) while it is
-    missing or empty."""
+    missing or empty. ``runtime``: the detector pool the policies' models run in (the
+    lifespan's; without one, the registry's own)."""
     return PolicyStore(
         [config.policies_dir],
-        default_registry(),
+        default_registry(runtime),
         aliases=config.models.keys(),
         fallback=SHIPPED_POLICIES,
     )

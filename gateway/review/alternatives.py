@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from typing import Any
 
 import anyio
@@ -70,7 +71,9 @@ async def _ask(
     (redacted, or not at all when it was refused), the answer comes back reviewed."""
     decision = Decision(policy.revision, policy.context)
     try:
-        admitted = admit(policy, {**request, "model": alias}, decision)
+        pool = services.detectors
+        asked = {**request, "model": alias}
+        admitted = await pool.evaluate(policy.heavy, partial(admit, policy, asked, decision))
         if admitted.refusal is not None:
             return None
         route = services.router.resolve(alias)
@@ -85,7 +88,9 @@ async def _ask(
         finally:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
-        review_answer(policy, answer, decision, disclose=False)
+        await pool.evaluate(
+            policy.heavy, partial(review_answer, policy, answer, decision, disclose=False)
+        )
         content = answer["choices"][0]["message"]["content"]
     except (GatewayError, ValueError, KeyError, IndexError, TypeError) as exc:
         log.warning("no alternative from %s for %s: %s", alias, item_id, exc)

@@ -1,0 +1,235 @@
+"""The bounded worker pool that runs learned detectors off the event loop.
+
+Two kinds of work go through it, on two executors, so that one can wait for the other:
+
+- *evaluations* (``run``): a heavy policy's synchronous evaluation (admit a request, review an
+  answer, feed a stream's guard) moved off the event loop as a whole. At most ``workers * 4``
+  run at once (they mostly wait for scores); the rest wait on the event loop, cancellably.
+- *scores* (``score``): one model's probabilities for one text. At most ``workers`` run at
+  once; at most ``queue`` more wait for a thread, beyond which a score fails at once
+  (``DetectorBusy``) and the rule's ``on_error`` decides, rather than queueing without end.
+
+Scores are cached by the SHA-256 digest of the text (never the text itself: the cache must not
+keep what users wrote, whatever the policy records), per model revision, in a bounded LRU: a
+chat resends its whole history every turn, and the history costs nothing the second time. Two
+requests that need the same score at once share one computation.
+
+The wait for a score honours the check's budget: past it, ``DetectorTimeout`` is raised in the
+waiting evaluation. The model's thread cannot be interrupted; it finishes in the background and
+its score still lands in the cache (the next identical text is free).
+
+Threads are the default because numpy, and models built on it, release the GIL while they
+compute. Executors are created on first use, so a pool nobody uses costs nothing, and a policy
+compiled only to be read (``gateway exchanges show``) never starts a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from gateway.config import DetectorsConfig
+from gateway.detectors.model import TextModel
+
+T = TypeVar("T")
+Scores = dict[str, float]
+
+DEFAULT_QUEUE = 64
+DEFAULT_CACHE_ENTRIES = 8192
+#: evaluations per scoring thread: an evaluation mostly waits for its scores
+EVALUATIONS_PER_WORKER = 4
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class DetectorError(RuntimeError):
+    """A learned detector could not give a score; the rule's ``on_error`` decides."""
+
+
+class DetectorTimeout(DetectorError, TimeoutError):
+    """The score took longer than the check's budget."""
+
+
+class DetectorBusy(DetectorError):
+    """The pool's queue is full: more texts wait for a model than it is bounded to hold."""
+
+
+def text_digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    workers: int
+    queue: int = DEFAULT_QUEUE
+    cache_entries: int = DEFAULT_CACHE_ENTRIES
+
+    @classmethod
+    def of(cls, config: DetectorsConfig) -> PoolSettings:
+        return cls(config.workers or default_workers(), config.queue, config.cache_entries)
+
+
+class ScoreCache:
+    """A thread-safe LRU of scores keyed by (model revision, text digest)."""
+
+    def __init__(self, entries: int) -> None:
+        self._entries = entries
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[str, bytes], Scores] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[str, bytes]) -> Scores | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return found
+
+    def put(self, key: tuple[str, bytes], scores: Scores) -> None:
+        if self._entries <= 0:
+            return
+        with self._lock:
+            self._items[key] = scores
+            self._items.move_to_end(key)
+            while len(self._items) > self._entries:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+class DetectorPool:
+    """Owned by the gateway's lifespan (or a command's run); ``close`` ends its threads."""
+
+    def __init__(self, settings: PoolSettings) -> None:
+        self.settings = settings
+        self.cache = ScoreCache(settings.cache_entries)
+        self._lock = threading.Lock()
+        self._scorer: ThreadPoolExecutor | None = None
+        self._evaluator: ThreadPoolExecutor | None = None
+        self._inflight: dict[tuple[str, bytes], Future[Scores]] = {}
+        self._slots: asyncio.Semaphore | None = None
+        self._closed = False
+
+    @property
+    def evaluations(self) -> int:
+        return self.settings.workers * EVALUATIONS_PER_WORKER
+
+    @property
+    def pending(self) -> int:
+        """Scores computing or waiting for a thread."""
+        with self._lock:
+            return len(self._inflight)
+
+    def score(self, model: TextModel, text: str, budget_s: float) -> Scores:
+        """The model's scores for ``text``, from the cache or computed within ``budget_s``."""
+        info = model.info
+        key = (f"{info.name}@{info.revision}", text_digest(text))
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        future = self._submit(key, model, text)
+        try:
+            return future.result(timeout=budget_s)
+        except TimeoutError as exc:
+            raise DetectorTimeout(
+                f"model {info.name!r} gave no score within its budget of "
+                f"{budget_s * 1000:g} ms ({self.pending} texts in the pool)"
+            ) from exc
+
+    def _submit(self, key: tuple[str, bytes], model: TextModel, text: str) -> Future[Scores]:
+        with self._lock:
+            running = self._inflight.get(key)
+            if running is not None:
+                return running  # the same text, asked for at the same time: one computation
+            if len(self._inflight) >= self.settings.workers + self.settings.queue:
+                raise DetectorBusy(
+                    f"the detector pool is full ({len(self._inflight)} texts waiting for "
+                    f"{self.settings.workers} workers); model {model.info.name!r} not run"
+                )
+            future = self._scorers().submit(_score_one, model, text)
+            self._inflight[key] = future
+        future.add_done_callback(lambda done: self._settle(key, done))
+        return future
+
+    def _settle(self, key: tuple[str, bytes], future: Future[Scores]) -> None:
+        with self._lock:
+            self._inflight.pop(key, None)
+        if not future.cancelled() and future.exception() is None:
+            self.cache.put(key, future.result())
+
+    def _scorers(self) -> ThreadPoolExecutor:
+        if self._closed:
+            raise DetectorError("the detector pool is shut down")
+        if self._scorer is None:
+            self._scorer = ThreadPoolExecutor(self.settings.workers, "situate-score")
+        return self._scorer
+
+    async def evaluate(self, heavy: bool, work: Callable[[], T]) -> T:
+        """``work()``: on an evaluation thread when ``heavy`` (the policy runs a model), else
+        right here on the event loop (cheap checks do not pay for a thread hop)."""
+        if not heavy:
+            return work()
+        return await self.run(work)
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """``work()`` on an evaluation thread; the event loop waits without blocking.
+
+        The slot is freed when the thread is, not when a cancelled caller stops waiting, so no
+        more than ``evaluations`` threads ever run, even while clients give up.
+        """
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.evaluations)
+        slots = self._slots
+        await slots.acquire()
+        loop = asyncio.get_running_loop()
+        try:
+            future = self._evaluators().submit(work)
+        except BaseException:
+            slots.release()
+            raise
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(slots.release))
+        return await asyncio.wrap_future(future)
+
+    def _evaluators(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._closed:
+                raise DetectorError("the detector pool is shut down")
+            if self._evaluator is None:
+                self._evaluator = ThreadPoolExecutor(self.evaluations, "situate-evaluate")
+            return self._evaluator
+
+    def close(self) -> None:
+        """Stop taking work; drop what waits for a thread; let running work finish."""
+        with self._lock:
+            self._closed = True
+            executors = [e for e in (self._evaluator, self._scorer) if e is not None]
+        for executor in executors:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _score_one(model: TextModel, text: str) -> Scores:
+    (scores,) = _checked(model, model.score([text]), 1)
+    return scores
+
+
+def _checked(model: TextModel, scores: Sequence[Scores], expected: int) -> list[Scores]:
+    if len(scores) != expected:
+        raise DetectorError(
+            f"model {model.info.name!r} returned {len(scores)} scores for {expected} texts"
+        )
+    return [dict(s) for s in scores]
