@@ -215,17 +215,26 @@ def provenance(group: Sequence[JudgedFinding]) -> dict[str, Any]:
     }
 
 
+def settled(judged: Sequence[JudgedFinding]) -> list[tuple[int, list[JudgedFinding]]]:
+    """Per finding (exchange, rule, stage) whose judgments settle a label: the label and the
+    judgments that gave one."""
+    found = []
+    for group in _by_finding(judged).values():
+        label = _resolve(group)
+        if label is not None:
+            found.append((label, [f for f in group if f.label is not None]))
+    return found
+
+
 def labelled_examples(judged: Sequence[JudgedFinding]) -> list[tuple[str, int, dict[str, Any]]]:
     """(text, label, provenance) per judged finding whose text was kept and whose judgments
     agree on a label (1 = the rule should have fired); several judgments of one finding make
     one example, with all their ids."""
-    examples = []
-    for group in _by_finding(judged).values():
-        label = _resolve(group)
-        text = group[0].text
-        if label is not None and text:
-            examples.append((text, label, provenance(group)))
-    return examples
+    return [
+        (group[0].text, label, provenance(group))
+        for label, group in settled(judged)
+        if group[0].text
+    ]
 
 
 def wilson(successes: int, total: int, z: float = Z95) -> tuple[float, float] | None:
