@@ -111,14 +111,15 @@ def test_eval_reports_both_sides(tmp_path: Path) -> None:
         "What is my overdraft limit?,0\n"
     )
     code, out, err = gateway(
-        "policy", "eval", "--context", "bank-support", "--dataset", str(data), "--json"
+        "policy", "eval", "--context", "bank-support", "--dataset", str(data), "--json", "-"
     )
     assert code == 0, err
-    report = json.loads(out)
-    assert (report["harmful"], report["benign"]) == (2, 2)
-    assert report["harmful_stopped"] == 2
-    assert report["benign_stopped"] == 0
-    assert report["rules"]["prompt-injection"]["harmful"] >= 1
+    (figures,) = json.loads(out)["datasets"]
+    assert (figures["harmful"], figures["benign"]) == (2, 2)
+    assert figures["caught"]["count"] == 2
+    assert figures["wrongly_stopped"]["count"] == 0
+    rules = {rule["rule"]: rule for rule in figures["rules"]}
+    assert rules["prompt-injection"]["caught"]["count"] >= 1
 
 
 def test_keys_can_only_be_bound_to_contexts_that_exist(tmp_path: Path) -> None:

@@ -1,132 +1,185 @@
 """``gateway policy eval``: what a policy catches on the harmful side, and wrongly stops on
-the benign side, per rule and overall."""
+the benign side, per rule, per dataset and per language, with 95% intervals; or, with
+``--from-reviews``, each rule's precision as reviewers judged it.
+
+Output: a short summary on stdout, and the report as JSON and Markdown where asked
+(``--json FILE``, ``--markdown FILE``, ``-`` for stdout; ``--report DIR`` for
+``DIR/<context>.json`` and ``DIR/<context>.md``).
+"""
 
 from __future__ import annotations
 
-import csv
 import json
-from collections import Counter
+import shlex
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from gateway.cli.common import ConfigOption
-from gateway.policy.compiled import CompiledPolicy
-from gateway.policy.evaluate import evaluate, without_scope
+from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
+from gateway.evaluation.datasets import (
+    DEFAULT_POSITIVE,
+    DatasetError,
+    DatasetSpec,
+    load_manifest,
+    missing,
+)
+from gateway.evaluation.markdown import render_context
+from gateway.evaluation.report import context_report
+from gateway.evaluation.stats import format_share
 
-DEFAULT_POSITIVE = "1,true,yes,harmful,unsafe,injection,jailbreak,positive"
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".csv":
-        return list(csv.DictReader(text.splitlines()))
-    if path.suffix == ".jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    data = json.loads(text)
-    if not isinstance(data, list):
-        raise typer.BadParameter(f"{path}: expected a list of records")
-    return data
+STDOUT = "-"
 
 
-def _pick(row: dict[str, Any], wanted: str | None, fallbacks: tuple[str, ...]) -> Any:
-    for key in (wanted,) if wanted else fallbacks:
-        if key in row:
-            return row[key]
-    raise typer.BadParameter(f"no column among {wanted or fallbacks}; columns: {list(row)}")
+def _outputs(
+    report_dir: Path | None, markdown: str | None, json_out: str | None, context: str
+) -> tuple[str | None, str | None]:
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        markdown = markdown or str(report_dir / f"{context}.md")
+        json_out = json_out or str(report_dir / f"{context}.json")
+    return markdown, json_out
 
 
-def _share(part: int, whole: int) -> str:
-    return f"{part}/{whole} ({100 * part / whole:.1f}%)" if whole else "0/0"
+def _write(target: str | None, text: str) -> None:
+    if target is None:
+        return
+    if target == STDOUT:
+        typer.echo(text)
+    else:
+        Path(target).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
 
 
-def _labelled(
-    dataset: Path,
-    text_column: str | None,
-    label_column: str | None,
-    positive: str,
-    limit: int | None,
-) -> list[tuple[str, bool]]:
-    """Each row's text, and whether its label is on the harmful side."""
-    positives = {v.strip().lower() for v in positive.split(",")}
-    return [
-        (
-            str(_pick(row, text_column, ("text", "prompt", "full_text"))),
-            str(row.get(label_column or "label", "")).strip().lower() in positives,
-        )
-        for row in read_rows(dataset)[:limit]
-    ]
+def _command() -> str:
+    return shlex.join(["gateway", *sys.argv[1:]])
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _summary(report: dict[str, Any]) -> None:
+    """The short form: per dataset, both sides overall and per rule that fired."""
+    typer.echo(f"{report['context']} at {report['policy_revision'][:12]}")
+    for data in report["datasets"]:
+        where = "" if data["scope"] else ", rules only"
+        typer.echo(f"{data['name']} ({data['stage']}{where}, {data['rows']} rows)")
+        if data["kind"] == "labelled":
+            typer.echo(
+                f"  overall: harmful caught {format_share(data['caught'])},"
+                f" benign wrongly stopped {format_share(data['wrongly_stopped'])}"
+            )
+        for rule in data["rules"]:
+            typer.echo(
+                f"  {rule['rule']:<28} fires on harmful {format_share(rule['caught'])},"
+                f" on benign {format_share(rule['wrongly_fired'])}"
+            )
+
+
+def _specs(
+    dataset: Path | None, datasets: Path | None, single: dict[str, Any]
+) -> list[DatasetSpec]:
+    if (dataset is None) == (datasets is None):
+        raise fail("give --dataset FILE or --datasets MANIFEST (or --from-reviews)")
+    try:
+        if datasets is not None:
+            specs = load_manifest(datasets)
+        else:
+            assert dataset is not None  # exactly one of the two, checked above
+            specs = [DatasetSpec(path=dataset, **single)]
+    except DatasetError as exc:
+        raise fail(str(exc)) from exc
+    absent = missing(specs)
+    if absent:
+        raise fail("no such dataset file: " + ", ".join(map(str, absent)))
+    return specs
 
 
 def eval_command(
-    dataset: Path = typer.Option(..., "--dataset", exists=True, dir_okay=False),
     context: str = typer.Option(..., "--context"),
-    text_column: str | None = typer.Option(None, help="default: text, prompt or full_text"),
-    label_column: str | None = typer.Option(None, help="default: label; none: all benign"),
+    dataset: Path | None = typer.Option(None, "--dataset", exists=True, dir_okay=False),
+    datasets: Path | None = typer.Option(
+        None,
+        "--datasets",
+        exists=True,
+        dir_okay=False,
+        help="A YAML/JSON list of datasets (path, name, source, license, the column options,"
+        " stage, scope, side, limit): several at once",
+    ),
+    name: str | None = typer.Option(None, help="the dataset's name in the report"),
+    source: str | None = typer.Option(None, help="where the dataset comes from"),
+    license_: str | None = typer.Option(None, "--license", help="the dataset's license"),
+    text_column: str | None = typer.Option(None, help="default: text, prompt, full_text or goal"),
+    label_column: str | None = typer.Option(None, help="default: label; none: all on --side"),
     positive: str = typer.Option(DEFAULT_POSITIVE, help="label values of the harmful side"),
+    side: str | None = typer.Option(None, help="harmful or benign: a file of one side, unlabelled"),
+    lang_column: str | None = typer.Option(None, help="default: lang, when the file has it"),
     stage: str = typer.Option("input", help="input or output"),
     scope: bool = typer.Option(True, help="include the topic scope (--no-scope: rules only)"),
     limit: int | None = typer.Option(None, min=1, help="only the first N rows"),
-    as_json: bool = typer.Option(False, "--json"),
+    json_out: str | None = typer.Option(
+        None, "--json", metavar="FILE", help="write the JSON report to FILE (-: stdout)"
+    ),
+    markdown: str | None = typer.Option(
+        None, "--markdown", metavar="FILE", help="write the Markdown report to FILE (-: stdout)"
+    ),
+    report_dir: Path | None = typer.Option(
+        None, "--report", file_okay=False, help="write DIR/<context>.json and DIR/<context>.md"
+    ),
+    from_reviews: bool = typer.Option(
+        False, "--from-reviews", help="each rule's precision as reviewers judged it"
+    ),
     config: ConfigOption = None,
 ) -> None:
-    """Per rule and overall: the harmful side caught, the benign side wrongly stopped."""
+    """Per rule, dataset and language: the harmful side caught, the benign side wrongly
+    stopped, with 95% intervals and the model revisions; or reviewers' judged precision."""
+    markdown, json_out = _outputs(report_dir, markdown, json_out, context)
+    if from_reviews:
+        _from_reviews(context, config, markdown, json_out)
+        return
+    if side not in (None, "harmful", "benign"):
+        raise fail("--side is harmful or benign")
+    single = {
+        "name": name or "",
+        "source": source,
+        "license": license_,
+        "text_column": text_column,
+        "label_column": label_column,
+        "positive": positive,
+        "side": side,
+        "lang_column": lang_column,
+        "stage": stage,
+        "scope": scope,
+        "limit": limit,
+    }
+    specs = _specs(dataset, datasets, single)
     from gateway.cli.policy import find_policy
 
     policy = find_policy(context, config)
-    policy = policy if scope else without_scope(policy)
-    rows = _labelled(dataset, text_column, label_column, positive, limit)
-    report = {
-        "context": policy.context,
-        "revision": policy.revision,
-        "dataset": str(dataset),
-        "stage": stage,
-        "scope": scope,
-        **tally(policy, rows, stage),
-    }
-    if as_json:
-        typer.echo(json.dumps(report, indent=2))
-        return
-    typer.echo(
-        f"{policy.context} at {policy.short_revision} on {dataset.name} ({stage}"
-        f"{'' if scope else ', rules only'})"
+    try:
+        report = context_report(policy, specs, _command(), _now())
+    except DatasetError as exc:
+        raise fail(str(exc)) from exc
+    if STDOUT not in (json_out, markdown):
+        _summary(report)
+    _write(json_out, json.dumps(report, indent=2, ensure_ascii=False))
+    _write(markdown, render_context(report, level=1))
+
+
+def _from_reviews(
+    context: str, config: Path | None, markdown: str | None, json_out: str | None
+) -> None:
+    from gateway.evaluation.reviews import render_reviews, reviews_report
+
+    settings = config_or_exit(config)
+    command, generated = _command(), _now()
+    report = run_with_db(
+        settings, lambda sessions: reviews_report(sessions, context, command, generated)
     )
-    _print(report)
-
-
-def tally(policy: CompiledPolicy, rows: list[tuple[str, bool]], stage: str) -> dict[str, Any]:
-    """Counts per side (harmful when the flag is true): stopped overall, fired per rule."""
-    sides: Counter[str] = Counter()
-    stopped: Counter[str] = Counter()
-    fired: Counter[tuple[str, str]] = Counter()
-    for text, harmful in rows:
-        side = "harmful" if harmful else "benign"
-        verdict = evaluate(policy, text, stage)
-        sides[side] += 1
-        stopped[side] += verdict.stopped
-        for rule in set(verdict.fired()):
-            fired[(rule, side)] += 1
-    return {
-        "harmful": sides["harmful"],
-        "benign": sides["benign"],
-        "harmful_stopped": stopped["harmful"],
-        "benign_stopped": stopped["benign"],
-        "rules": {
-            rule: {"harmful": fired[(rule, "harmful")], "benign": fired[(rule, "benign")]}
-            for rule in sorted({r for r, _ in fired})
-        },
-    }
-
-
-def _print(report: dict[str, Any]) -> None:
-    harmful, benign = report["harmful"], report["benign"]
-    typer.echo(
-        f"overall: harmful caught {_share(report['harmful_stopped'], harmful)}, "
-        f"benign wrongly stopped {_share(report['benign_stopped'], benign)}"
-    )
-    for rule, counts in report["rules"].items():
-        typer.echo(
-            f"  {rule:<32} fires on harmful {_share(counts['harmful'], harmful)}"
-            f", on benign {_share(counts['benign'], benign)}"
-        )
+    text = render_reviews(report)
+    if STDOUT not in (json_out, markdown):
+        typer.echo(text)
+    _write(json_out, json.dumps(report, indent=2, ensure_ascii=False))
+    _write(markdown, text)

@@ -32,7 +32,7 @@ PRESIDIO_TYPES = MappingProxyType(
 Scores = dict[str, dict[str, float]]
 
 
-def _gold(record: Mapping[str, Any]) -> list[tuple[str, int, int]]:
+def gold_spans(record: Mapping[str, Any]) -> list[tuple[str, int, int]]:
     return [
         (PRESIDIO_TYPES[span["entity_type"]], span["start_position"], span["end_position"])
         for span in record["spans"]
@@ -54,7 +54,7 @@ def evaluate(records: Iterable[Mapping[str, Any]], check: Check | None = None) -
     detector = check if check is not None else PiiCheck(list(PRESIDIO_TYPES.values()))
     counts = {entity: {"tp": 0, "fp": 0, "fn": 0} for entity in PRESIDIO_TYPES.values()}
     for record in records:
-        gold = _gold(record)
+        gold = gold_spans(record)
         findings = [f for f in detector.find(record["full_text"]) if f.label in counts]
         for entity, start, end in gold:
             hit = any(f.label == entity and _overlap(f, start, end) for f in findings)
