@@ -10,6 +10,9 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from gateway.checks.base import Registry
+from gateway.checks.classifier import DetectorRuntime
+from gateway.checks.registry import default_registry
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.db.migrate import current_revision, head_revision
 from gateway.db.session import Sessions, create_engine, create_sessions
@@ -38,6 +41,16 @@ def config_or_exit(path: Path | None) -> GatewayConfig:
         return load_config(path)
     except ConfigError as exc:
         raise fail(str(exc), 2) from exc
+
+
+def command_registry(config: GatewayConfig) -> Registry:
+    """The detectors a command compiles policies with, their models in a pool of the command's
+    own, sized by the config's ``detectors`` settings (threads start only if a model runs)."""
+    from gateway.detectors.catalog import load_model
+    from gateway.detectors.pool import DetectorPool, PoolSettings
+
+    pool = DetectorPool(PoolSettings.of(config.detectors))
+    return default_registry(DetectorRuntime(pool, load_model))
 
 
 @asynccontextmanager

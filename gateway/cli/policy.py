@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from gateway.checks.registry import default_registry
-from gateway.cli.common import ConfigOption, config_or_exit, fail
+from gateway.cli.common import ConfigOption, command_registry, config_or_exit, fail
 from gateway.cli.policy_eval import eval_command
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.evaluate import ScopeReading, evaluate, read_scope
@@ -31,7 +31,7 @@ def compile_all(path: Path | None, config: Path | None) -> tuple[list[CompiledPo
     if not target.exists():
         raise fail(f"{target}: no such file or folder")
     compiled, problems = [], []
-    registry = default_registry()
+    registry = command_registry(settings)
     for file in _files(target):
         try:
             compiled.append(load_policy(file, registry, settings.models.keys()))
