@@ -50,3 +50,7 @@ overrides = KeywordModel("overrides", "injection", ["ignore previous instruction
 def persona() -> KeywordModel:
     """A factory, as ``tests.models.keyword:persona``: an assistant claiming a human life."""
     return KeywordModel("persona", "human_likeness", ["i feel", "my childhood"], threshold=0.6)
+
+
+#: an output model, as ``tests.models.keyword:leaks``
+leaks = KeywordModel("leaks", "secret", ["launch code"])
