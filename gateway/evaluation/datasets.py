@@ -103,6 +103,8 @@ def load_rows(spec: DatasetSpec) -> list[Row]:
     for record in records:
         if spec.side is not None or spec.label_column == "none":
             harmful = spec.side == "harmful"
+        elif label not in record and "spans" in record:  # span-labelled: judged per rule
+            harmful = bool(record["spans"])
         elif label not in record:
             raise DatasetError(
                 f"{spec.path}: no label column {label!r} (columns: {list(record)});"

@@ -98,6 +98,8 @@ def _spans(dataset: dict[str, Any], rules: dict[str, Any]) -> list[str]:
 
 def _dataset(dataset: dict[str, Any], rules: dict[str, Any]) -> list[str]:
     where = "rules and topic scope" if dataset["scope"] else "rules only, no topic scope"
+    if dataset["kind"] == "spans":
+        where = "each `pii` rule on the entities it detects"
     origin = "; ".join(
         part
         for part in (

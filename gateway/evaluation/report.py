@@ -10,6 +10,7 @@ revision. Span-labelled PII sets are measured per ``pii`` rule by the spans it f
 
 from __future__ import annotations
 
+import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,9 @@ class _Tally:
 
 def declared_source(rule: CompiledRule) -> str | None:
     """The model behind a learned rule's check (``name@revision``), if the check exposes one."""
+    source = getattr(rule.check, "source", None)
+    if isinstance(source, str) and "@" in source:
+        return source
     for holder in (rule.check, getattr(rule.check, "model", None)):
         info = getattr(holder, "info", None)
         name, revision = getattr(info, "name", None), getattr(info, "revision", None)
@@ -107,7 +111,7 @@ def run_dataset(
     rows = load_rows(spec)
     head = {
         "name": spec.title,
-        "path": str(spec.path),
+        "path": os.path.relpath(spec.path.resolve()),
         "source": spec.source,
         "license": spec.license,
         "stage": spec.stage,

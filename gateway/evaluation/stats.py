@@ -46,8 +46,8 @@ class Share:
         return {
             "count": self.count,
             "of": self.whole,
-            "share": None if value is None else round(value, 4),
-            "ci95": None if interval is None else [round(interval[0], 4), round(interval[1], 4)],
+            "share": None if value is None else round(value, 6),
+            "ci95": None if interval is None else [round(interval[0], 6), round(interval[1], 6)],
         }
 
     def __str__(self) -> str:

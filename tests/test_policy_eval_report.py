@@ -1,0 +1,225 @@
+"""``gateway policy eval`` reports, run as operators run it: the counts, shares and intervals
+per rule, dataset and language in the JSON and the Markdown, and the model of a learned rule."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.detectors.model import ModelInfo
+from tests.servers import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+POLICY = """\
+context: fruit-stand
+purpose: Measure the report, with rules whose verdicts are known in advance.
+owner: tests@situate.invalid
+audience: the test suite
+models: {allow: [demo-small]}
+rules:
+  - id: no-apples
+    stage: input
+    why: Apples are not sold here.
+    detect: {keywords: [apple]}
+    action: block
+  - id: pear-watch
+    stage: input
+    why: Pears are counted.
+    detect: {keywords: [pear]}
+    action: flag
+  - id: fruit-model
+    stage: output
+    why: An answer the fruit model scores as fruity is flagged.
+    detect: {classifier: {model: "tests.test_policy_eval_report:fruit_model"}}
+    action: flag
+"""
+
+#: text, harmful, language: 4 harmful (3 caught: 2 of 3 en, 1 of 1 de) and 3 benign (1 wrongly
+#: stopped, the de one); no-apples fires on 3 harmful and 1 benign, pear-watch on 1 and 1
+ROWS = [
+    ("I want an apple", 1, "en"),
+    ("an apple and a pear", 1, "en"),
+    ("nothing to see here", 1, "en"),
+    ("ein apple bitte", 1, "de"),
+    ("a pear please", 0, "en"),
+    ("hello there", 0, "en"),
+    ("apple kuchen", 0, "de"),
+]
+
+
+class FruitModel:
+    """Scores 1 for a text that names a fruit, 0 otherwise: an operator's model, in miniature."""
+
+    info = ModelInfo("fruit", "rev-test-1", ("fruity",), {"fruity": 0.5})
+
+    def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        return [{"fruity": float(any(f in t.lower() for f in ("apple", "pear")))} for t in texts]
+
+
+def fruit_model() -> FruitModel:
+    return FruitModel()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "fruit-stand.yaml").write_text(POLICY)
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        f"policies_dir: {policies}\nbackends: {{demo: {{kind: demo}}}}\n"
+        "models: {demo-small: {backend: demo, model: mock-small}}\n"
+    )
+    return path
+
+
+def run(config: Path, *args: str) -> str:
+    result = cli(
+        ["policy", "eval", "--context", "fruit-stand", *args, "--config", str(config)],
+        {"GATEWAY_CONFIG": None, "GATEWAY_DATABASE_URL": None},
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def write_jsonl(path: Path, rows: list[tuple[str, int, str]]) -> Path:
+    path.write_text(
+        "".join(json.dumps({"text": t, "label": y, "lang": g}) + "\n" for t, y, g in rows)
+    )
+    return path
+
+
+def shares(share: dict[str, Any]) -> tuple[Any, ...]:
+    return (share["count"], share["of"], share["share"], share["ci95"])
+
+
+def by_rule(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {rule["rule"]: rule for rule in figures["rules"]}
+
+
+def test_the_json_and_markdown_report_both_sides_per_rule_and_language(
+    config: Path, tmp_path: Path
+) -> None:
+    data = write_jsonl(tmp_path / "fruit.jsonl", ROWS)
+    summary = run(
+        config,
+        "--dataset",
+        str(data),
+        "--name",
+        "fruit",
+        "--license",
+        "CC0",
+        "--report",
+        str(tmp_path / "out"),
+    )
+    report = json.loads((tmp_path / "out" / "fruit-stand.json").read_text())
+    assert len(report["policy_revision"]) == 64
+    (figures,) = report["datasets"]
+    assert (figures["rows"], figures["harmful"], figures["benign"]) == (7, 4, 3)
+    # Wilson 95% intervals as published tables give them: 3/4 is 0.3006-0.9544, 1/3 0.0615-0.7923
+    assert shares(figures["caught"]) == (
+        3,
+        4,
+        pytest.approx(0.75),
+        pytest.approx([0.3006, 0.9544], abs=1e-4),
+    )
+    assert shares(figures["wrongly_stopped"]) == (
+        1,
+        3,
+        pytest.approx(1 / 3),
+        pytest.approx([0.0615, 0.7923], abs=1e-4),
+    )
+    rules = by_rule(figures)
+    assert set(rules) == {"no-apples", "pear-watch"}  # the output rule never ran on inputs
+    assert (
+        rules["no-apples"]["caught"]["count"],
+        rules["no-apples"]["wrongly_fired"]["count"],
+    ) == (3, 1)
+    assert (
+        rules["pear-watch"]["caught"]["count"],
+        rules["pear-watch"]["wrongly_fired"]["count"],
+    ) == (1, 1)
+    de, en = figures["languages"]["de"], figures["languages"]["en"]
+    assert (de["caught"]["count"], de["caught"]["of"], de["wrongly_stopped"]["count"]) == (1, 1, 1)
+    assert (en["caught"]["count"], en["caught"]["of"], en["wrongly_stopped"]["count"]) == (2, 3, 0)
+    assert shares(by_rule(en)["pear-watch"]["wrongly_fired"]) == (
+        1,
+        2,
+        pytest.approx(0.5),
+        pytest.approx([0.0945, 0.9055], abs=1e-4),
+    )
+
+    assert "overall: harmful caught 3/4 (75.0%" in summary
+    assert "benign wrongly stopped 1/3 (33.3%" in summary
+
+    markdown = (tmp_path / "out" / "fruit-stand.md").read_text()
+    assert report["policy_revision"][:12] in markdown
+    assert "license: CC0" in markdown
+    assert (
+        "| policy (blocked) | 3/4 (75.0%, CI 30.1-95.4%) | 1/3 (33.3%, CI 6.1-79.2%) |" in markdown
+    )
+    assert (
+        "| `no-apples` (block) fired | 3/4 (75.0%, CI 30.1-95.4%) | 1/3 (33.3%, CI 6.1-79.2%) |"
+        in markdown
+    )
+    assert (
+        "| de | policy (blocked) | 1/1 (100.0%, CI 20.7-100.0%) | 1/1 (100.0%, CI 20.7-100.0%) |"
+        in markdown
+    )
+    assert (
+        "| en | `pear-watch` (flag) fired | 1/3 (33.3%, CI 6.1-79.2%) | 1/2 (50.0%, CI 9.5-90.5%) |"
+        in markdown
+    )
+
+
+def test_a_learned_rule_reports_its_model_and_the_output_stage(
+    config: Path, tmp_path: Path
+) -> None:
+    answers = tmp_path / "answers.csv"
+    answers.write_text("reply,human\nI love apples,yes\nA pear is a fruit,no\nThe sky is blue,no\n")
+    out = run(
+        config,
+        "--dataset",
+        str(answers),
+        "--stage",
+        "output",
+        "--text-column",
+        "reply",
+        "--label-column",
+        "human",
+        "--json",
+        "-",
+    )
+    report = json.loads(out)
+    assert report["rules"]["fruit-model"]["models"] == ["fruit@rev-test-1"]
+    (figures,) = report["datasets"]
+    fruit = by_rule(figures)["fruit-model"]
+    assert (fruit["caught"]["count"], fruit["caught"]["of"]) == (1, 1)
+    assert (fruit["wrongly_fired"]["count"], fruit["wrongly_fired"]["of"]) == (1, 2)
+    assert figures["caught"]["count"] == 0  # a flag stops nothing
+
+
+def test_parquet_one_sided_files_and_a_manifest(config: Path, tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(
+        pa.table({"prompt": [t for t, _, _ in ROWS], "label": [y for _, y, _ in ROWS]}),
+        tmp_path / "fruit.parquet",
+    )
+    (tmp_path / "attacks.json").write_text(json.dumps({"orchard": ["apple pie", "plum"]}))
+    (tmp_path / "manifest.yaml").write_text(
+        "- {name: fruit parquet, path: fruit.parquet, source: the test, license: CC0}\n"
+        "- {name: attacks, path: attacks.json, side: harmful}\n"
+    )
+    out = run(config, "--datasets", str(tmp_path / "manifest.yaml"), "--markdown", "-")
+    assert "## fruit parquet" in out and "## attacks" in out
+    assert "| policy (blocked) | 3/4 (75.0%, CI 30.1-95.4%) | 1/3 (33.3%, CI 6.1-79.2%) |" in out
+    assert "| policy (blocked) | 1/2 (50.0%, CI 9.5-90.5%) | — |" in out
+    assert "source: the test; license: CC0" in out
