@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -324,3 +325,14 @@ def test_a_failing_model_follows_on_error(registry: Registry) -> None:
     decision = Decision(closed.revision, closed.context)
     with pytest.raises(PolicyUnavailable, match="rule 'failing'"):
         run_rules(closed, decision, "input", refs)
+
+
+def test_a_model_that_holds_the_gil_scores_in_a_worker_process(registry: Registry) -> None:
+    check = registry.create(
+        "classifier", {"model": "tests.models.pure:PurePythonModel", "budget_ms": 30_000}
+    )
+    assert isinstance(check, ClassifierCheck)
+    (finding,) = check.find("an attack")
+    assert finding.source == "pure@p-1"
+    scores = check._pool.score(check._model, "an attack", 1.0, check._spec)  # cached now
+    assert scores["pid"] != os.getpid()  # scored in another process, loaded there by its spec

@@ -100,6 +100,8 @@ class ClassifierCheck:
         except ModelSpecError as exc:
             raise CheckConfigError(f"classifier: {exc}") from exc
         self._pool = runtime.pool
+        self._spec = settings.model
+        self._pool.prepare(self._model, self._spec)
         self._label = _label(self._model, settings.label)
         self._threshold = _threshold(self._model, self._label, settings.threshold)
         self._budget_s = settings.budget_ms / 1000
@@ -123,7 +125,7 @@ class ClassifierCheck:
     def find(self, text: str) -> list[Finding]:
         if not text.strip():
             return []
-        scores = self._pool.score(self._model, text, self._budget_s)
+        scores = self._pool.score(self._model, text, self._budget_s, self._spec)
         score = scores.get(self._label)
         if score is None:
             raise ValueError(f"model {self._model.info.name!r} gave no {self._label!r} score")

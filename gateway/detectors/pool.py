@@ -19,19 +19,23 @@ waiting evaluation. The model's thread cannot be interrupted; it finishes in the
 its score still lands in the cache (the next identical text is free).
 
 Threads are the default because numpy, and models built on it, release the GIL while they
-compute. Executors are created on first use, so a pool nobody uses costs nothing, and a policy
-compiled only to be read (``gateway exchanges show``) never starts a thread.
+compute. A model that holds the GIL (pure Python) says so with ``releases_gil = False``; its
+scores run in worker processes instead (``workers`` of them, started with ``spawn``), each of
+which loads the model once by its spec, and is told to as soon as a policy names it, so the
+first request does not pay for the load. Executors are created on first use, so a pool nobody
+uses costs nothing, and a policy compiled only to be read never starts a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import multiprocessing
 import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -61,6 +65,11 @@ class DetectorTimeout(DetectorError, TimeoutError):
 
 class DetectorBusy(DetectorError):
     """The pool's queue is full: more texts wait for a model than it is bounded to hold."""
+
+
+def holds_gil(model: TextModel) -> bool:
+    """Whether the model says its scoring holds the GIL (then it runs in processes)."""
+    return getattr(model, "releases_gil", True) is False
 
 
 def text_digest(text: str) -> bytes:
@@ -120,6 +129,7 @@ class DetectorPool:
         self.cache = ScoreCache(settings.cache_entries)
         self._lock = threading.Lock()
         self._scorer: ThreadPoolExecutor | None = None
+        self._processes: ProcessPoolExecutor | None = None
         self._evaluator: ThreadPoolExecutor | None = None
         self._inflight: dict[tuple[str, bytes], Future[Scores]] = {}
         self._slots: asyncio.Semaphore | None = None
@@ -135,14 +145,25 @@ class DetectorPool:
         with self._lock:
             return len(self._inflight)
 
-    def score(self, model: TextModel, text: str, budget_s: float) -> Scores:
-        """The model's scores for ``text``, from the cache or computed within ``budget_s``."""
+    def prepare(self, model: TextModel, spec: str) -> None:
+        """A policy names this model: a GIL-holding one is loaded in each process now."""
+        if holds_gil(model):
+            with self._lock:
+                executor = self._executor(processes=True)
+            for _ in range(self.settings.workers):
+                executor.submit(_load_by_spec, spec)
+
+    def score(
+        self, model: TextModel, text: str, budget_s: float, spec: str | None = None
+    ) -> Scores:
+        """The model's scores for ``text``, from the cache or computed within ``budget_s``.
+        ``spec`` (the catalog's) lets a GIL-holding model be loaded in a worker process."""
         info = model.info
         key = (f"{info.name}@{info.revision}", text_digest(text))
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        future = self._submit(key, model, text)
+        future = self._submit(key, model, text, spec)
         try:
             return future.result(timeout=budget_s)
         except TimeoutError as exc:
@@ -151,7 +172,9 @@ class DetectorPool:
                 f"{budget_s * 1000:g} ms ({self.pending} texts in the pool)"
             ) from exc
 
-    def _submit(self, key: tuple[str, bytes], model: TextModel, text: str) -> Future[Scores]:
+    def _submit(
+        self, key: tuple[str, bytes], model: TextModel, text: str, spec: str | None = None
+    ) -> Future[Scores]:
         with self._lock:
             running = self._inflight.get(key)
             if running is not None:
@@ -161,7 +184,10 @@ class DetectorPool:
                     f"the detector pool is full ({len(self._inflight)} texts waiting for "
                     f"{self.settings.workers} workers); model {model.info.name!r} not run"
                 )
-            future = self._scorers().submit(_score_one, model, text)
+            if spec is not None and holds_gil(model):
+                future = self._executor(processes=True).submit(_score_by_spec, spec, text)
+            else:
+                future = self._executor(processes=False).submit(_score_one, model, text)
             self._inflight[key] = future
         future.add_done_callback(lambda done: self._settle(key, done))
         return future
@@ -172,9 +198,15 @@ class DetectorPool:
         if not future.cancelled() and future.exception() is None:
             self.cache.put(key, future.result())
 
-    def _scorers(self) -> ThreadPoolExecutor:
+    def _executor(self, *, processes: bool) -> Executor:
+        """The scoring executor, made on first use (the caller holds ``_lock`` or needs none)."""
         if self._closed:
             raise DetectorError("the detector pool is shut down")
+        if processes:
+            if self._processes is None:
+                context = multiprocessing.get_context("spawn")  # never fork a threaded server
+                self._processes = ProcessPoolExecutor(self.settings.workers, mp_context=context)
+            return self._processes
         if self._scorer is None:
             self._scorer = ThreadPoolExecutor(self.settings.workers, "situate-score")
         return self._scorer
@@ -217,9 +249,22 @@ class DetectorPool:
         """Stop taking work; drop what waits for a thread; let running work finish."""
         with self._lock:
             self._closed = True
-            executors = [e for e in (self._evaluator, self._scorer) if e is not None]
+            made = (self._evaluator, self._scorer, self._processes)
+            executors: list[Executor] = [e for e in made if e is not None]
         for executor in executors:
             executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _load_by_spec(spec: str) -> None:
+    from gateway.detectors.catalog import load_model  # in a worker process: once per spec
+
+    load_model(spec)
+
+
+def _score_by_spec(spec: str, text: str) -> Scores:
+    from gateway.detectors.catalog import load_model
+
+    return _score_one(load_model(spec), text)
 
 
 def _score_one(model: TextModel, text: str) -> Scores:
