@@ -142,6 +142,11 @@ def shadowed(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> It
         yield gateway
 
 
+@pytest.fixture(scope="module")
+def triager(shadowed: Gateway) -> Reviewer:
+    return Reviewer(shadowed, "Sam", queues=((CONTEXT, "triage"),))
+
+
 def sdk(gateway: Gateway, context: str = CONTEXT) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.v1, api_key=gateway.keys[context], max_retries=0)
 
@@ -208,9 +213,8 @@ def test_shadow_input_rules_are_recorded_and_never_enforced(
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_shadow_output_block_lets_the_answer_through_and_goes_to_review(
-    shadowed: Gateway, stream: bool
+    shadowed: Gateway, triager: Reviewer, stream: bool
 ) -> None:
-    reviewer = Reviewer(shadowed, f"Sam {stream}", queues=((CONTEXT, "triage"),))
     answer, finish, headers = ask(shadowed, "RECIPE-FIRST please", stream=stream)
     assert (answer, finish) == ("The secret recipe is flour, water and salt.", "stop")
     request_id = headers["x-request-id"]
@@ -222,16 +226,17 @@ def test_a_shadow_output_block_lets_the_answer_through_and_goes_to_review(
     block = outcomes(record)["shadow-block-out"]
     assert (block["enforced"], block["evidence"][0]["start"]) == ("shadow", 4)
     # Only a shadow rule fired, and it names a queue: the exchange is there to be judged.
-    item = item_of(reviewer, request_id)
+    item = item_of(triager, request_id)
     assert (item["reason"], item["rule_ids"]) == ("flagged", ["shadow-block-out"])
-    assert reviewer.post(f"/items/{item['id']}/judgments", judgment(item)).status_code == 201
+    assert triager.post(f"/items/{item['id']}/judgments", judgment(item)).status_code == 201
 
 
-def test_the_item_page_shows_a_shadow_finding_as_shadow(shadowed: Gateway) -> None:
-    reviewer = Reviewer(shadowed, "Pia", queues=((CONTEXT, "triage"),))
+def test_the_item_page_shows_a_shadow_finding_as_shadow(
+    shadowed: Gateway, triager: Reviewer
+) -> None:
     _, _, headers = ask(shadowed, "shadow stop and flag me", stream=False)
-    item = item_of(reviewer, headers["x-request-id"])
-    session = Browserless(shadowed, reviewer.token)
+    item = item_of(triager, headers["x-request-id"])
+    session = Browserless(shadowed, triager.token)
     try:
         page = session.http.get(f"/items/{item['id']}")
     finally:
