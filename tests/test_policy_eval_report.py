@@ -8,10 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from gateway.detectors.model import ModelInfo
-from tests.servers import cli
+from tests.reviewing import Reviewer, judgment, wait_for_item
+from tests.servers import Gateway, Upstream, cli
+from tests.test_shadow import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -223,3 +226,73 @@ def test_parquet_one_sided_files_and_a_manifest(config: Path, tmp_path: Path) ->
     assert "| policy (blocked) | 3/4 (75.0%, CI 30.1-95.4%) | 1/3 (33.3%, CI 6.1-79.2%) |" in out
     assert "| policy (blocked) | 1/2 (50.0%, CI 9.5-90.5%) | — |" in out
     assert "source: the test; license: CC0" in out
+
+
+REVIEWED = "eval-reviewed"
+
+
+def _reviewed_policy() -> dict[str, Any]:
+    return {
+        "context": REVIEWED,
+        "purpose": "Reviewers judge a rule; the report says how precise they found it.",
+        "owner": "tests@situate.invalid",
+        "audience": "the test suite",
+        "models": {"allow": ["test-small"]},
+        "rules": [
+            {
+                "id": "fruit-flag",
+                "stage": "input",
+                "why": "Fruit is flagged for a look.",
+                "detect": {"keywords": ["fruit"]},
+                "action": "flag",
+                "review": "triage",
+            }
+        ],
+        "review": {"sample_rate": 0, "queues": {"triage": {"guidelines": "guidelines/triage.md"}}},
+    }
+
+
+def _judge(gateway: Gateway, reviewer: Reviewer, text: str, said: str) -> str:
+    with openai.OpenAI(base_url=gateway.v1, api_key=gateway.keys[REVIEWED], max_retries=0) as c:
+        c.chat.completions.create(model="test-small", messages=[{"role": "user", "content": text}])
+    item = wait_for_item(reviewer, REVIEWED, "triage")
+    done = reviewer.post(
+        f"/items/{item['id']}/judgments", judgment(item, rule_verdicts={"fruit-flag": said})
+    )
+    assert done.status_code == 201, done.text
+    return str(done.json()["id"])
+
+
+def test_from_reviews_reports_judged_precision_and_the_judgments_used(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    with serve(tmp_path, upstream, [_reviewed_policy()]) as gateway:
+        hana = Reviewer(gateway, "Hana", role="admin")
+        right = _judge(gateway, hana, "a fruit basket for my mother", "true_positive")
+        wrong = _judge(gateway, hana, "is fruit allowed in the branch", "false_positive")
+        out = gateway.cli(
+            "policy",
+            "eval",
+            "--from-reviews",
+            "--context",
+            REVIEWED,
+            "--report",
+            str(tmp_path / "r"),
+        )
+        assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "r" / f"{REVIEWED}.json").read_text())
+    (row,) = report["judged_by"]["human"]
+    assert (row["rule"], row["fired"], row["judged"], row["judged_right"]) == (
+        "fruit-flag",
+        2,
+        2,
+        1,
+    )
+    assert row["ci95"] == pytest.approx([0.0945, 0.9055], abs=1e-4)  # Wilson, 1 of 2
+    assert row["judgments"] == sorted([right, wrong])
+    assert report["judged_by"]["model"] == [] or all(
+        r["judged"] == 0 for r in report["judged_by"]["model"]
+    )
+    markdown = (tmp_path / "r" / f"{REVIEWED}.md").read_text()
+    assert "| `fruit-flag` | 2 | 2 | 1/2 (50.0%, CI 9.5-90.5%) | — | 0 |" in markdown
+    assert right in markdown and wrong in markdown
