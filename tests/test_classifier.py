@@ -304,7 +304,9 @@ def _compiled(registry: Registry, on_error: str = "fail_open") -> CompiledPolicy
 
 
 def test_a_policy_with_a_classifier_is_heavy_and_one_without_is_not(registry: Registry) -> None:
-    assert _compiled(registry).heavy
+    policy = _compiled(registry)
+    assert policy.heavy and policy.heavy_at("input")
+    assert not policy.heavy_at("output")  # a stream's guard stays on the event loop
     cheap = POLICY.split("rules:")[0] + "rules: []\n"
     assert not compile_policy(Path("classify.yaml"), cheap, registry).heavy
 

@@ -150,7 +150,9 @@ class Pipeline:
         log.stream = bool(chat.stream)
         log.requested_model = chat.model
         pool = self.s.detectors
-        admitted = await pool.evaluate(policy.heavy, partial(admit, policy, body, decision))
+        admitted = await pool.evaluate(
+            policy.heavy_at("input"), partial(admit, policy, body, decision)
+        )
         route = self._route(log, admitted.alias)
         if admitted.refusal is not None:
             return self._refuse(log, admitted, chat)
@@ -166,7 +168,7 @@ class Pipeline:
                 inject_usage=not chat.wants_usage,
                 guard=guard,
                 headers=decision_headers(decision),
-                heavy=policy.heavy,
+                heavy=policy.heavy_at("output"),
             )
         raw, answer = await self._forward(route, "/chat/completions", log, admitted.body)
         # The record keeps the backend's answer as given; the decision says what was changed.
@@ -174,7 +176,7 @@ class Pipeline:
         log.response_body = copy.deepcopy(answer) if changes else answer
         filtered = upstream_filtered(answer.get("choices"))  # before the gateway's own blocks
         reviewed = partial(review_answer, policy, answer, decision, disclose=disclose)
-        if await pool.evaluate(policy.heavy, reviewed):
+        if await pool.evaluate(policy.heavy_at("output"), reviewed):
             raw = json.dumps(answer).encode()
         _settle(log, decision, filtered)
         return self._answer(log, raw, answer)
@@ -201,7 +203,7 @@ class Pipeline:
         validate(EmbeddingsRequest, body)
         assert log.decision is not None
         admitted = await self.s.detectors.evaluate(
-            policy.heavy, partial(admit_embeddings, policy, body, log.decision)
+            policy.heavy_at("input"), partial(admit_embeddings, policy, body, log.decision)
         )
         route = self._route(log, admitted.alias)
         raw, answer = await self._forward(route, "/embeddings", log, admitted.body)

@@ -119,6 +119,13 @@ class CompiledPolicy:
         pipeline then evaluates it in the detector pool rather than on the event loop."""
         return any(is_heavy(rule.check) for rule in self.rules) or is_heavy(self.scope)
 
+    def heavy_at(self, stage: str) -> bool:
+        """Whether one stage's evaluation runs a model: the input stage's rules or the topic
+        scope (which reads the input), or the output stage's rules. A stream's guard needs no
+        thread hop per chunk when only the scope is a model."""
+        rules = any(is_heavy(rule.check) for rule in self.rules_for(stage))
+        return rules or (stage == "input" and is_heavy(self.scope))
+
     @property
     def sensitive_rules(self) -> tuple[CompiledRule, ...]:
         return tuple(rule for rule in self.rules if rule.sensitive)

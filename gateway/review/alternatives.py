@@ -73,7 +73,9 @@ async def _ask(
     try:
         pool = services.detectors
         asked = {**request, "model": alias}
-        admitted = await pool.evaluate(policy.heavy, partial(admit, policy, asked, decision))
+        admitted = await pool.evaluate(
+            policy.heavy_at("input"), partial(admit, policy, asked, decision)
+        )
         if admitted.refusal is not None:
             return None
         route = services.router.resolve(alias)
@@ -89,7 +91,8 @@ async def _ask(
             with anyio.CancelScope(shield=True):
                 await response.aclose()
         await pool.evaluate(
-            policy.heavy, partial(review_answer, policy, answer, decision, disclose=False)
+            policy.heavy_at("output"),
+            partial(review_answer, policy, answer, decision, disclose=False),
         )
         content = answer["choices"][0]["message"]["content"]
     except (GatewayError, ValueError, KeyError, IndexError, TypeError) as exc:
