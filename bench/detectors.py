@@ -140,7 +140,7 @@ def engine(iterations: int) -> None:
     print(
         f"engine ({where}, OMP/OPENBLAS threads 1, load average"
         f" {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs): bank-support on a"
-        " 500-character message + 500-character answer, every text new, {iterations} runs each"
+        f" 500-character message + 500-character answer, every text new, {iterations} runs each"
     )
     print(
         f"  as shipped: scope {shipped.policy.scope.classifier}, classifier rules:"
