@@ -16,6 +16,10 @@ SLUG = r"^[a-z0-9][a-z0-9_.-]{0,127}$"
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 Action = Literal["block", "redact", "flag", "warn", "route"]
 DEFAULT_REFUSAL = "I can't help with that here."
+DEFAULT_SCOPE_REFUSAL = "I can only help with {topics} here."
+SEMANTIC_THRESHOLD = 0.3
+SEMANTIC_MARGIN = 0.02
+LEXICAL_THRESHOLD = 0.2
 
 
 Loc = tuple[str | int, ...]
@@ -60,21 +64,53 @@ class Topic(_Strict):
     description: str = ""
     examples: list[str] = Field([], description="messages that belong to this topic")
     counter_examples: list[str] = Field(
-        [], description="messages that look close but are out of scope: they calibrate the"
-        " semantic scope's boundary"
+        [],
+        description="messages that look close but are out of scope: they calibrate the"
+        " semantic scope's boundary",
     )
 
 
 class Scope(_Strict):
     topics: list[Topic] = []
     out_of_scope: Literal["refuse", "flag", "allow"] = "allow"
-    refusal: str = DEFAULT_REFUSAL
+    refusal: str = Field(
+        DEFAULT_SCOPE_REFUSAL,
+        description="what an out-of-scope request is answered; {topics} becomes the topics' names",
+    )
     refuse_as: Literal["answer", "error"] = "answer"
-    classifier: Literal["lexical", "semantic"] = "lexical"
-    threshold: float = Field(0.2, ge=0, le=1, description="the least topic score in scope")
+    classifier: Literal["semantic", "lexical"] = Field(
+        "semantic",
+        description="semantic: sentence embeddings (multilingual); lexical: shared words, the"
+        " no-model fallback",
+    )
+    threshold: float = Field(
+        SEMANTIC_THRESHOLD,
+        ge=0,
+        le=1,
+        description="the least topic score in scope: for semantic, the least mean cosine"
+        " similarity of the two texts of a topic nearest the message (default"
+        f" {SEMANTIC_THRESHOLD}); for lexical, the least share of words found in a topic"
+        f" (default {LEXICAL_THRESHOLD})",
+    )
+    margin: float = Field(
+        SEMANTIC_MARGIN,
+        ge=-1,
+        le=1,
+        description="semantic only: how much nearer a topic than the counter-examples a message"
+        " must be (mean cosine similarity of the two nearest of each); nearer the"
+        " counter-examples than that, it is out of scope",
+    )
     min_words: int = Field(
         3, ge=0, description="shorter messages (greetings, follow-ups) are not judged"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _threshold_for_classifier(cls, data: Any) -> Any:
+        lexical = isinstance(data, dict) and data.get("classifier") == "lexical"
+        if lexical and "threshold" not in data:
+            return {**data, "threshold": LEXICAL_THRESHOLD}
+        return data
 
     @model_validator(mode="after")
     def _topics_when_enforced(self) -> Scope:
@@ -83,6 +119,19 @@ class Scope(_Strict):
                 (("out_of_scope",), "out_of_scope needs at least one topic to compare against")
             )
         return self
+
+    @property
+    def topic_names(self) -> str:
+        """The topics as a reader says them: "cards, accounts and digital banking"."""
+        names = [topic.name.replace("-", " ").replace("_", " ") for topic in self.topics]
+        if not names:
+            return "what this deployment is for"
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+    @property
+    def refusal_text(self) -> str:
+        """The refusal with its ``{topics}`` placeholder filled (other braces stay as written)."""
+        return self.refusal.replace("{topics}", self.topic_names)
 
 
 class Rule(_Strict):

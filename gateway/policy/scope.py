@@ -1,8 +1,11 @@
 """Topic scope: is a request about what this deployment is for?
 
-The default classifier is lexical and fast: each topic's name, description and examples make
-a vocabulary of word stems; a message's score for a topic is the share of its content words
-found there. A semantic classifier (sentence embeddings) is the optional ``semantic`` extra.
+The default classifier is semantic (``gateway.policy.semantic``: sentence embeddings of each
+topic's description, examples and counter-examples, multilingual). The lexical classifier
+here is the no-model fallback (``scope.classifier: lexical``): each topic's name, description
+and examples make a vocabulary of word stems; a message's score for a topic is the share of
+its content words found there. It is fast and needs no model, but it reads English word
+forms only and refuses what is said in other words (``docs/scope.md``).
 """
 
 from __future__ import annotations
@@ -34,12 +37,32 @@ def stem(word: str) -> str:
     return word
 
 
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+
+
+def word_count(text: str) -> int:
+    """Words in any script: runs of letters, and for Chinese, Japanese and Korean (written
+    without spaces) one word for every two characters."""
+    return max(len(_WORD.findall(text)), len(_CJK.findall(text)) // 2)
+
+
+def too_short(scope: Scope, text: str) -> bool:
+    """Whether a text is too short for the scope to judge (a greeting, "thanks", "yes
+    please"): fewer than ``min_words`` content words for the lexical classifier, fewer than
+    ``min_words`` words of any kind for the semantic one, which reads whole sentences."""
+    if scope.classifier == "semantic":
+        return word_count(text) < scope.min_words
+    return len(content_stems(text)) < scope.min_words
+
+
 def content_stems(text: str) -> list[str]:
     words = (w.casefold() for w in _WORD.findall(text))
     return [stem(w) for w in words if w not in _STOPWORDS and len(w) > 1]
 
 
 class LexicalScope:
+    heavy = False
+
     def __init__(self, topics: list[Topic], min_words: int) -> None:
         self._min_words = min_words
         self._vocabularies = [
@@ -72,5 +95,6 @@ def build_scope(scope: Scope) -> ScopeClassifier | None:
     if scope.classifier == "semantic":
         from gateway.policy.semantic import SemanticScope
 
-        return SemanticScope(scope.topics, scope.min_words)
+        # the encoder loads once a process (about 2 s), the topics once a revision
+        return SemanticScope(scope.topics, scope.min_words, scope.margin)
     return LexicalScope(scope.topics, scope.min_words)
