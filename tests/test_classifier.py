@@ -338,3 +338,20 @@ def test_a_model_that_holds_the_gil_scores_in_a_worker_process(registry: Registr
     assert finding.source == "pure@p-1"
     scores = check._pool.score(check._model, "an attack", 1.0, check._spec)  # cached now
     assert scores["pid"] != os.getpid()  # scored in another process, loaded there by its spec
+
+
+def test_a_cancelled_caller_still_waits_for_the_evaluation_it_started(pool: DetectorPool) -> None:
+    import anyio
+
+    finished: list[str] = []
+
+    def work() -> None:
+        time.sleep(0.2)
+        finished.append("decision filled")
+
+    async def main() -> None:
+        with anyio.move_on_after(0.05):  # a client leaving, as the pipeline sees it
+            await pool.evaluate(True, work)
+        assert finished == ["decision filled"]  # the record is written after the work ends
+
+    asyncio.run(main())

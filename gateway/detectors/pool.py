@@ -29,6 +29,7 @@ uses costs nothing, and a policy compiled only to be read never starts a thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -38,6 +39,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
+
+import anyio
 
 from gateway.config import DetectorsConfig
 from gateway.detectors.model import TextModel
@@ -221,8 +224,9 @@ class DetectorPool:
     async def run(self, work: Callable[[], T]) -> T:
         """``work()`` on an evaluation thread; the event loop waits without blocking.
 
-        The slot is freed when the thread is, not when a cancelled caller stops waiting, so no
-        more than ``evaluations`` threads ever run, even while clients give up.
+        Once started, the work is waited for to its end even when the caller is cancelled (a
+        client leaving): it fills the caller's decision, from which the record is then written,
+        and its checks' budgets bound how long that takes. The slot is freed when the thread is.
         """
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.evaluations)
@@ -234,8 +238,10 @@ class DetectorPool:
         except BaseException:
             slots.release()
             raise
-        future.add_done_callback(lambda _: loop.call_soon_threadsafe(slots.release))
-        return await asyncio.wrap_future(future)
+        future.add_done_callback(lambda _: _call_soon(loop, slots.release))
+        with anyio.CancelScope(shield=True):
+            result = await asyncio.wrap_future(future)
+        return result
 
     def _evaluators(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -253,6 +259,11 @@ class DetectorPool:
             executors: list[Executor] = [e for e in made if e is not None]
         for executor in executors:
             executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop closed (the gateway stopped) meanwhile
+        loop.call_soon_threadsafe(callback)
 
 
 def _load_by_spec(spec: str) -> None:
