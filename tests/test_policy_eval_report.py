@@ -219,13 +219,14 @@ def test_parquet_one_sided_files_and_a_manifest(config: Path, tmp_path: Path) ->
     (tmp_path / "attacks.json").write_text(json.dumps({"orchard": ["apple pie", "plum"]}))
     (tmp_path / "manifest.yaml").write_text(
         "- {name: fruit parquet, path: fruit.parquet, source: the test, license: CC0}\n"
-        "- {name: attacks, path: attacks.json, side: harmful}\n"
+        "- {name: attacks, path: attacks.json, side: harmful, by: group}\n"
     )
     out = run(config, "--datasets", str(tmp_path / "manifest.yaml"), "--markdown", "-")
     assert "## fruit parquet" in out and "## attacks" in out
     assert "| policy (blocked) | 3/4 (75.0%, CI 30.1-95.4%) | 1/3 (33.3%, CI 6.1-79.2%) |" in out
     assert "| policy (blocked) | 1/2 (50.0%, CI 9.5-90.5%) | — |" in out
     assert "source: the test; license: CC0" in out
+    assert "| orchard | policy (blocked) | 1/2 (50.0%, CI 9.5-90.5%) | — |" in out
 
 
 REVIEWED = "eval-reviewed"

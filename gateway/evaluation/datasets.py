@@ -33,6 +33,8 @@ class Row:
     text: str
     harmful: bool
     lang: str | None = None
+    #: the value of the dataset's ``by`` column (a category, a kind), for a table of its own
+    group: str | None = None
     #: the record as read, for span-labelled sets (``spans``) and anything else a reader needs
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -47,6 +49,8 @@ class DatasetSpec:
     positive: str = DEFAULT_POSITIVE
     side: Side | None = None
     lang_column: str | None = None
+    #: a column to break the figures down by as well (``category``, ``kind``)
+    by: str | None = None
     stage: str = "input"
     scope: bool = True
     limit: int | None = None
@@ -93,6 +97,11 @@ def _pick(path: Path, row: dict[str, Any], wanted: str | None) -> Any:
     raise DatasetError(f"{path}: no column among {wanted or TEXT_COLUMNS}; columns: {list(row)}")
 
 
+def _value(record: dict[str, Any], column: str | None) -> str | None:
+    value = record.get(column) if column else None
+    return None if value in (None, "") else str(value)
+
+
 def load_rows(spec: DatasetSpec) -> list[Row]:
     """Each row's text, whether it is on the harmful side, and its language if known."""
     records = read_records(spec.path)[: spec.limit]
@@ -112,12 +121,12 @@ def load_rows(spec: DatasetSpec) -> list[Row]:
             )
         else:
             harmful = str(record[label]).strip().lower() in positives
-        language = record.get(lang) if lang else None
         rows.append(
             Row(
                 str(_pick(spec.path, record, spec.text_column)),
                 harmful,
-                str(language) if language not in (None, "") else None,
+                _value(record, lang),
+                _value(record, spec.by),
                 record,
             )
         )

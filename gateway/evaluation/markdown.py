@@ -51,6 +51,12 @@ def _labelled(dataset: dict[str, Any], rules: dict[str, Any]) -> list[str]:
             ["language", "", "caught (harmful side)", "wrongly stopped (benign side)"],
             _language_rows(languages, rules),
         )
+    if dataset.get("groups"):
+        lines += ["", f"Per {dataset['by']}:", ""]
+        lines += _table(
+            [dataset["by"], "", "caught (harmful side)", "wrongly stopped (benign side)"],
+            _language_rows(dataset["groups"], rules),
+        )
     return lines
 
 

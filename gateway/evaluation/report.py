@@ -27,7 +27,7 @@ ALL = "all"
 
 @dataclass(slots=True)
 class _Tally:
-    """Counts keyed by (group, side): group is ``all`` or a language."""
+    """Counts keyed by (group, side): group is ``all``, ``lang:<code>`` or ``by:<value>``."""
 
     sides: Counter[tuple[str, str]] = field(default_factory=Counter)
     stopped: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -41,14 +41,20 @@ class _Tally:
         for outcome in verdict.decision.fired:
             self.sources[outcome.rule].update(e.source for e in outcome.evidence if e.source)
         self.errors += verdict.action == "error"
-        for group in (ALL, row.lang) if row.lang else (ALL,):
+        groups = [ALL]
+        if row.lang:
+            groups.append(f"lang:{row.lang}")
+        if row.group:
+            groups.append(f"by:{row.group}")
+        for group in groups:
             self.sides[(group, side)] += 1
             self.stopped[(group, side)] += verdict.stopped
             for rule in rules:
                 self.fired[(group, rule, side)] += 1
 
-    def groups(self) -> list[str]:
-        return sorted({g for g, _ in self.sides} - {ALL})
+    def groups(self, kind: str) -> list[str]:
+        """The languages (``lang``) or the values of the ``by`` column, as they were counted."""
+        return sorted(g for g in {g for g, _ in self.sides} if g.startswith(f"{kind}:"))
 
     def rules(self, order: Sequence[str]) -> list[str]:
         fired = {rule for _, rule, _ in self.fired}
@@ -132,7 +138,9 @@ def run_dataset(
         "kind": "labelled",
         "errors": tally.errors,
         **tally.summary(ALL, rules),
-        "languages": {lang: tally.summary(lang, rules) for lang in tally.groups()},
+        "languages": {g[5:]: tally.summary(g, rules) for g in tally.groups("lang")},
+        "by": spec.by,
+        "groups": {g[3:]: tally.summary(g, rules) for g in tally.groups("by")},
     }
 
 
@@ -164,7 +172,7 @@ def span_figures(policy: CompiledPolicy, rows: Iterable[Row], stage: str) -> dic
                 "false_spans": sum(int(scores[e]["fp"]) for e in entities),
             }
         )
-    return {"rules": figures, "languages": {}}
+    return {"rules": figures, "languages": {}, "by": None, "groups": {}}
 
 
 def _share(flags: Iterable[bool]) -> dict[str, Any]:
