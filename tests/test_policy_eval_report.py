@@ -40,6 +40,12 @@ rules:
     why: An answer the fruit model scores as fruity is flagged.
     detect: {classifier: {model: "tests.test_policy_eval_report:fruit_model"}}
     action: flag
+  - id: broken-model
+    stage: output
+    why: A model that fails; the rule lets the answer through.
+    detect: {classifier: {model: "tests.test_policy_eval_report:BrokenModel"}}
+    action: flag
+    on_error: fail_open
 """
 
 #: text, harmful, language: 4 harmful (3 caught: 2 of 3 en, 1 of 1 de) and 3 benign (1 wrongly
@@ -66,6 +72,13 @@ class FruitModel:
 
 def fruit_model() -> FruitModel:
     return FruitModel()
+
+
+class BrokenModel:
+    info = ModelInfo("broken", "rev-test-2", ("fruity",), {"fruity": 0.5})
+
+    def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        raise RuntimeError("the broken model fails")
 
 
 @pytest.fixture
@@ -206,6 +219,9 @@ def test_a_learned_rule_reports_its_model_and_the_output_stage(
     assert (fruit["caught"]["count"], fruit["caught"]["of"]) == (1, 1)
     assert (fruit["wrongly_fired"]["count"], fruit["wrongly_fired"]["of"]) == (1, 2)
     assert figures["caught"]["count"] == 0  # a flag stops nothing
+    assert figures["errors"] == 3
+    assert "broken-model" in figures["error_examples"][0]
+    assert "fails" in figures["error_examples"][0]
 
 
 def test_parquet_one_sided_files_and_a_manifest(config: Path, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import typer
 
+from gateway.checks.registry import default_registry
 from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
 from gateway.evaluation.datasets import (
     DEFAULT_POSITIVE,
@@ -28,7 +29,11 @@ from gateway.evaluation.datasets import (
 )
 from gateway.evaluation.markdown import render_context
 from gateway.evaluation.report import context_report
+from gateway.evaluation.runtime import evaluation_runtime
 from gateway.evaluation.stats import format_share
+from gateway.policy.compiled import CompiledPolicy
+from gateway.policy.loader import PolicyError, load_policy, policy_files
+from gateway.policy.store import served_folder
 
 STDOUT = "-"
 
@@ -76,6 +81,26 @@ def _summary(report: dict[str, Any]) -> None:
                 f"  {rule['rule']:<28} fires on harmful {format_share(rule['caught'])},"
                 f" on benign {format_share(rule['wrongly_fired'])}"
             )
+
+
+def _compiled(context: str, config: Path | None) -> CompiledPolicy:
+    """The context's policy as the gateway serves it, compiled with a detector runtime that
+    waits for every model score (the request path's time budgets are the bench's business)."""
+    settings = config_or_exit(config)
+    registry = default_registry(evaluation_runtime())
+    problems = []
+    for file in policy_files(served_folder(settings)):
+        try:
+            policy = load_policy(file, registry, settings.models.keys())
+        except PolicyError as exc:
+            problems += [str(p) for p in exc.problems]
+            continue
+        if policy.context == context:
+            return policy
+    raise fail(
+        f"no valid policy for context {context!r}"
+        + (": " + "; ".join(problems) if problems else "")
+    )
 
 
 def _specs(
@@ -157,9 +182,7 @@ def eval_command(
         "limit": limit,
     }
     specs = _specs(dataset, datasets, single)
-    from gateway.cli.policy import find_policy
-
-    policy = find_policy(context, config)
+    policy = _compiled(context, config)
     try:
         report = context_report(policy, specs, _command(), _now())
     except DatasetError as exc:

@@ -41,9 +41,12 @@ def _labelled(dataset: dict[str, Any], rules: dict[str, Any]) -> list[str]:
         ],
     )
     if dataset.get("errors"):
-        lines.append(
-            f"\n{dataset['errors']} rows ended in a gateway error (counted as not stopped)."
-        )
+        examples = "; ".join(dataset.get("error_examples", []))
+        lines += [
+            "",
+            f"On {dataset['errors']} rows a check failed and its rule's `on_error` decided"
+            f" (a fail_closed failure counts as not stopped): {examples}",
+        ]
     languages = dataset["languages"]
     if len(languages) > 1 or (languages and set(languages) != {"en"}):
         lines += ["", "Per language:", ""]

@@ -33,14 +33,19 @@ class _Tally:
     stopped: Counter[tuple[str, str]] = field(default_factory=Counter)
     fired: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     sources: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    #: rows on which a check failed (its rule's on_error decided) or the gateway failed
     errors: int = 0
+    error_notes: Counter[str] = field(default_factory=Counter)
 
     def add(self, row: Row, verdict: Verdict) -> None:
         side = "harmful" if row.harmful else "benign"
         rules = {o.rule for o in verdict.decision.fired}
         for outcome in verdict.decision.fired:
             self.sources[outcome.rule].update(e.source for e in outcome.evidence if e.source)
-        self.errors += verdict.action == "error"
+        failed = [f"{o.rule}: {o.error}" for o in verdict.decision.outcomes if o.error]
+        if verdict.action == "error" or failed:
+            self.errors += 1
+            self.error_notes.update(failed or [verdict.error or "gateway error"])
         groups = [ALL]
         if row.lang:
             groups.append(f"lang:{row.lang}")
@@ -137,6 +142,7 @@ def run_dataset(
         **head,
         "kind": "labelled",
         "errors": tally.errors,
+        "error_examples": [note for note, _ in tally.error_notes.most_common(3)],
         **tally.summary(ALL, rules),
         "languages": {g[5:]: tally.summary(g, rules) for g in tally.groups("lang")},
         "by": spec.by,
