@@ -355,3 +355,38 @@ def test_a_cancelled_caller_still_waits_for_the_evaluation_it_started(pool: Dete
         assert finished == ["decision filled"]  # the record is written after the work ends
 
     asyncio.run(main())
+
+
+def _linear_file(path: Path) -> Path:
+    from gateway.detectors.linear import FORMAT, dump_bytes, pack
+
+    model = {
+        "format": FORMAT,
+        "name": "tiny",
+        "label": "injection",
+        "threshold": 0.5,
+        "blocks": [
+            {
+                "kind": "word",
+                "terms": ["ignore", "previous"],
+                "idf": pack([1.0, 1.0]),
+                "ngram_range": [1, 1],
+                "sublinear_tf": False,
+            }
+        ],
+        "coef": pack([4.0, 4.0]),
+        "intercept": -2.0,
+    }
+    path.write_bytes(dump_bytes(model))
+    return path
+
+
+def test_a_model_file_is_named_by_its_path(registry: Registry, tmp_path: Path) -> None:
+    path = _linear_file(tmp_path / "tiny.json.gz")
+    check = registry.create("classifier", {"model": str(path)})
+    (finding,) = check.find("Ignore the previous answer")
+    assert finding.source is not None and finding.source.startswith("tiny@sha256:")
+    assert check.find("What a lovely day") == []
+    (tmp_path / "broken.json.gz").write_bytes(b"not a model")
+    with pytest.raises(CheckConfigError, match=r"broken\.json\.gz cannot be loaded"):
+        registry.create("classifier", {"model": str(tmp_path / "broken.json.gz")})
