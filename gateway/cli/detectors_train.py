@@ -51,16 +51,25 @@ def _reviewed(
 
 
 def _cost(model: linear.LinearModel) -> str:
-    """p50 and p99 of one 500-character text, scored alone (each text new to any cache)."""
+    """CPU time of scoring one 500-character text (thread time, so a busy machine does not
+    inflate it): p50 and p99, with its sentence embedding new and then cached."""
     base = "Please ignore the noise in this signal and summarise the report for our team. " * 8
-    timings = []
+    fresh: list[float] = []
+    cached: list[float] = []
     for i in range(200):
         text = f"{i} {base}"[:500]
-        start = time.perf_counter()
-        model.score([text])
-        timings.append(1000 * (time.perf_counter() - start))
-    cuts = statistics.quantiles(timings, n=100)
-    return f"p50 {statistics.median(timings):.2f} ms, p99 {cuts[98]:.2f} ms"
+        for timings in (fresh, cached):
+            start = time.thread_time()
+            model.score([text])
+            timings.append(1000 * (time.thread_time() - start))
+
+    def cut(timings: list[float]) -> str:
+        p99 = statistics.quantiles(timings, n=100)[98]
+        return f"p50 {statistics.median(timings):.2f} ms, p99 {p99:.2f} ms"
+
+    if not model.needs_encoder:
+        return cut(fresh)
+    return f"{cut(fresh)} with a new embedding; {cut(cached)} with the embedding cached"
 
 
 def _features(recipe: recipes.Recipe) -> str:

@@ -23,7 +23,6 @@ import json
 import math
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,6 @@ import numpy.typing as npt
 from gateway.detectors.model import ModelInfo
 
 FORMAT = "situate-linear/1"
-_SPACES = re.compile(r"\s\s+")
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 
 Floats = npt.NDArray[np.float64]
@@ -53,15 +51,14 @@ def normalise(text: str) -> str:
 def char_ngrams(text: str, low: int, high: int) -> list[str]:
     """Character n-grams of each space-padded word (scikit-learn's ``char_wb``)."""
     grams: list[str] = []
-    for word in _SPACES.sub(" ", normalise(text)).split():
+    for word in normalise(text).split():
         padded = f" {word} "
         size = len(padded)
-        for n in range(low, high + 1):
-            if size < n:
-                if n == low:
-                    grams.append(padded)  # a word shorter than n counts once, whole
-                break
-            grams.extend(padded[i : i + n] for i in range(size - n + 1))
+        if size <= low:
+            grams.append(padded)  # a word no longer than the shortest n counts once, whole
+            continue
+        for n in range(low, min(high, size) + 1):
+            grams += [padded[i : i + n] for i in range(size - n + 1)]
     return grams
 
 
@@ -115,15 +112,11 @@ class TermBlock:
 
     def features(self, text: str) -> tuple[npt.NDArray[np.intp], Floats]:
         """The non-zero features' positions (in the whole vector) and values."""
-        counts = Counter(
-            position
-            for gram in self.analyzer(text)
-            if (position := self.index.get(gram)) is not None
-        )
-        if not counts:
+        found = [p for p in map(self.index.get, self.analyzer(text)) if p is not None]
+        if not found:
             return np.empty(0, dtype=np.intp), np.empty(0)
-        positions = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
-        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        positions, counts = np.unique(np.array(found, dtype=np.intp), return_counts=True)
+        tf = counts.astype(np.float64)
         if self.sublinear_tf:
             tf = np.log(tf) + 1.0
         values = tf * self.idf[positions]
