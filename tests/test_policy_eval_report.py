@@ -3,7 +3,10 @@ per rule, dataset and language in the JSON and the Markdown, and the model of a 
 
 from __future__ import annotations
 
+import csv
 import json
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ import pytest
 from gateway.detectors.model import ModelInfo
 from tests.reviewing import Reviewer, judgment, wait_for_item
 from tests.servers import Gateway, Upstream, cli
+from tests.shared_data import shared_file
 from tests.test_shadow import serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -313,3 +317,31 @@ def test_from_reviews_reports_judged_precision_and_the_judgments_used(
     markdown = (tmp_path / "r" / f"{REVIEWED}.md").read_text()
     assert "| `fruit-flag` | 2 | 2 | 1/2 (50.0%, CI 9.5-90.5%) | — | 0 |" in markdown
     assert right in markdown and wrong in markdown
+
+
+def test_the_efficacy_script_writes_the_page_and_keeps_unchanged_reports(tmp_path: Path) -> None:
+    s_labs = shared_file("prompt-injection/s-labs/test.csv")
+    data = s_labs.parents[2]
+    with s_labs.open(encoding="utf-8", newline="") as handle:
+        labels = [row["label"] for _, row in zip(range(4), csv.DictReader(handle), strict=False)]
+    out, cache = tmp_path / "efficacy.md", tmp_path / "cache"
+    command = [
+        *(sys.executable, str(ROOT / "scripts" / "efficacy"), "--contexts", "demo"),
+        *("--limit", "4", "--jobs", "1", "--data", str(data)),
+        *("--out", str(out), "--cache", str(cache)),
+    ]
+    first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    assert first.returncode == 0, first.stderr
+    page = out.read_text()
+    assert "## demo" in page and "# Efficacy of the shipped policies" in page
+    assert "s-labs/test.csv` | 4 | S-Labs prompt-injection-dataset" in page
+    assert "| CC-BY-4.0 |" in page  # XSTest's license beside it
+    harmful = labels.count("1")
+    assert "| demo | S-Labs test | policy (blocked) | " in page
+    assert f"/{harmful} (" in page and f"/{4 - harmful} (" in page
+    assert ".venv/bin/python scripts/efficacy" in page
+    report = json.loads((cache / "demo" / "demo.json").read_text())
+    assert report["policy_revision"][:12] in page
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stderr
+    assert "demo: unchanged, kept its report" in again.stderr
