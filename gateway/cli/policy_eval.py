@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+import yaml
 
 from gateway.checks.registry import default_registry
 from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
@@ -90,6 +91,8 @@ def _compiled(context: str, config: Path | None) -> CompiledPolicy:
     registry = default_registry(evaluation_runtime())
     problems = []
     for file in policy_files(served_folder(settings)):
+        if _declared_context(file) not in (context, None):
+            continue  # compiling a policy builds its scope's embeddings: only the one asked
         try:
             policy = load_policy(file, registry, settings.models.keys())
         except PolicyError as exc:
@@ -101,6 +104,15 @@ def _compiled(context: str, config: Path | None) -> CompiledPolicy:
         f"no valid policy for context {context!r}"
         + (": " + "; ".join(problems) if problems else "")
     )
+
+
+def _declared_context(file: Path) -> str | None:
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None  # the loader says what is wrong with it
+    found = data.get("context") if isinstance(data, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def _specs(
@@ -165,8 +177,6 @@ def eval_command(
     if from_reviews:
         _from_reviews(context, config, markdown, json_out)
         return
-    if side not in (None, "harmful", "benign"):
-        raise fail("--side is harmful or benign")
     single = {
         "name": name or "",
         "source": source,

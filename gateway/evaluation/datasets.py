@@ -57,6 +57,12 @@ class DatasetSpec:
     source: str | None = None
     license: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.side not in (None, "harmful", "benign"):
+            raise DatasetError(f"{self.path}: side is harmful or benign, not {self.side!r}")
+        if self.stage not in ("input", "output"):
+            raise DatasetError(f"{self.path}: stage is input or output, not {self.stage!r}")
+
     @property
     def title(self) -> str:
         return self.name or self.path.name
