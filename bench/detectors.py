@@ -11,6 +11,10 @@
    throughput drop <= 25%.
 
     python bench/detectors.py [--iterations 300] [--duration 10] [--concurrency 32]
+                              [--add-learned] [--skip-gateway]
+
+--add-learned puts the shipped injection and human_likeness models into bank-support as
+classifier rules (when it names none itself), to measure them before a policy ships them.
 
 The gateway is not pinned (the load generator shares this machine with it and the mock
 upstream); quote medians of runs.
@@ -94,8 +98,31 @@ def compiled(policy: dict[str, Any]) -> CompiledPolicy:
     return compile_policy(path, text, default_registry(), policy["models"]["allow"])
 
 
-def bank() -> dict[str, Any]:
+#: the shipped models as a policy would name them, for --add-learned
+LEARNED_RULES = [
+    {
+        "id": "injection-model",
+        "stage": "input",
+        "why": "The shipped injection model.",
+        "detect": {"classifier": {"model": "injection"}},
+        "action": "block",
+    },
+    {
+        "id": "human-likeness-model",
+        "stage": "output",
+        "why": "The shipped human-likeness model.",
+        "detect": {"classifier": {"model": "human_likeness", "evidence": {"anthropomorphism": {}}}},
+        "action": "flag",
+    },
+]
+
+
+def bank(add_learned: bool = False) -> dict[str, Any]:
+    """bank-support as shipped; with ``add_learned``, also the shipped models' classifier rules
+    (when it has none of its own), to measure them before a policy names them."""
     loaded: dict[str, Any] = yaml.safe_load((ROOT / "policies" / "bank-support.yaml").read_text())
+    if add_learned and not any("classifier" in r["detect"] for r in loaded["rules"]):
+        loaded["rules"] = [*LEARNED_RULES, *loaded["rules"]]
     return loaded
 
 
@@ -132,9 +159,9 @@ def timed(policy: CompiledPolicy, iterations: int, offset: int) -> list[float]:
     return timings
 
 
-def engine(iterations: int) -> None:
+def engine(iterations: int, add_learned: bool) -> None:
     where = pin_one_core()
-    shipped = compiled(bank())
+    shipped = compiled(bank(add_learned))
     plain = compiled(heuristics_only(bank()) | {"context": "bank-heuristics"})
     learned = [r.id for r in shipped.rules if r.spec.detector == "classifier"]
     print(
@@ -213,9 +240,9 @@ async def load(
     return Result("gateway", concurrency, len(latencies), seconds, latencies, errors), refused
 
 
-def throughput(duration: float, concurrency: int) -> None:
+def throughput(duration: float, concurrency: int, add_learned: bool) -> None:
     extra = {
-        "bank-shipped.yaml": served(bank(), "bank-shipped"),
+        "bank-shipped.yaml": served(bank(add_learned), "bank-shipped"),
         "bank-heuristics.yaml": served(heuristics_only(bank()), "bank-heuristics"),
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -246,10 +273,16 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--skip-gateway", action="store_true", help="the in-process part only")
+    parser.add_argument(
+        "--add-learned",
+        action="store_true",
+        help="add the shipped injection and human_likeness classifier rules to bank-support"
+        " when it names no model itself",
+    )
     args = parser.parse_args()
     if not args.skip_gateway:  # first, before this process is pinned to one core
-        throughput(args.duration, args.concurrency)
-    engine(args.iterations)
+        throughput(args.duration, args.concurrency, args.add_learned)
+    engine(args.iterations, args.add_learned)
 
 
 if __name__ == "__main__":
