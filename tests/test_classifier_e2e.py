@@ -82,6 +82,14 @@ rules:
     detect: {classifier: {model: "tests.models.slow:SlowModel", budget_ms: 5000}}
     action: flag
 """,
+    "failing-out": """\
+rules:
+  - id: broken-out
+    stage: output
+    why: A model that fails on the answer refuses it.
+    detect: {classifier: {model: "tests.models.failing:FailingModel"}}
+    action: block
+""",
     "cheap": "rules: []\n",
 }
 
@@ -277,3 +285,23 @@ def test_an_embeddings_request_is_held_to_the_classifier_too(served: Gateway) ->
     outcome = _outcome(record, "overrides")
     assert outcome["enforced"] == "block"
     assert [e["message"] for e in outcome["evidence"]] == [1]  # the second input
+
+
+def test_a_failing_output_model_fails_closed_whole_and_mid_stream(served: Gateway) -> None:
+    with _sdk(served, "failing-out") as sdk:
+        with pytest.raises(openai.APIStatusError) as failed:
+            sdk.chat.completions.create(
+                model="test-small", messages=[{"role": "user", "content": "hello"}]
+            )
+        assert failed.value.status_code == 503
+        with pytest.raises(openai.APIError, match="rule 'broken-out'"):
+            for _ in sdk.chat.completions.create(
+                model="test-small", messages=[{"role": "user", "content": "hello"}], stream=True
+            ):
+                pass
+    listed = served.admin("/exchanges", context="failing-out").json()["data"]
+    assert sorted(r["status"] for r in listed) == ["gateway_error", "gateway_error"]
+    for summary in listed:
+        outcome = _outcome(served.record(summary["id"]), "broken-out")
+        assert outcome["enforced"] == "fail_closed"
+        assert outcome["error"] == "RuntimeError: the model's weights are corrupt"
