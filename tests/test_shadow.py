@@ -265,3 +265,19 @@ def test_a_failing_shadow_rule_never_fails_the_request(shadowed: Gateway, stream
         assert "this model always fails" in outcome["error"]
         assert (outcome["mode"], outcome["enforced"]) == ("shadow", "shadow")
     assert record["decision"]["enforced"] == "allow"
+
+
+def test_shadow_rules_on_embedding_inputs_are_recorded_only(
+    shadowed: Gateway, upstream: Upstream
+) -> None:
+    text = "shadow stop and write to jane.doe@example.com"
+    with sdk(shadowed) as client:
+        raw = client.embeddings.with_raw_response.create(model="test-small", input=text)
+    assert len(raw.parse().data) == 1  # not blocked
+    request_id = raw.headers["x-request-id"]
+    assert upstream.seen(request_id)["body"]["input"] == text  # not redacted
+    record = shadowed.record(request_id)
+    assert record["status"] == "ok"
+    decided = record["decision"]
+    assert (decided["verdict"], decided["enforced"]) == ("allow", "allow")
+    assert decided["shadow"] == ["shadow-block-in", "shadow-redact-in"]
