@@ -306,3 +306,39 @@ def test_calibrate_proposes_a_threshold_from_the_judgments_it_prints(reviewed: R
     assert "proposed threshold: 0.7000" in with_model.stdout
     assert "threshold: 0.7\n" in path.read_text()
     path.write_text(before)
+
+
+def test_a_rule_on_both_stages_is_labelled_where_it_fired() -> None:
+    from gateway.db.models import Exchange, Judgment, ReviewItem
+    from gateway.detectors.feedback import _findings_of
+
+    exchange = Exchange(
+        id="req_1",
+        request_body={"messages": [{"role": "user", "content": "a question"}]},
+        response_body={"choices": [{"message": {"role": "assistant", "content": "I feel sad"}}]},
+        decision={
+            "timings_ms": {"input:both-rule": 0.1, "output:both-rule": 0.1, "input:scope.x": 0},
+            "outcomes": [
+                {
+                    "rule": "both-rule",
+                    "stage": "output",
+                    "evidence": [{"message": 0, "start": 2, "end": 6, "score": 0.9}],
+                }
+            ],
+        },
+    )
+    item = ReviewItem(id="rvi_1", context="c", policy_revision="rev")
+    said = Judgment(
+        id="jdg_1",
+        reviewer_id="rvr_1",
+        kind="human",
+        purpose="review",
+        verdict="violation",
+        rule_verdicts={"both-rule": "true_positive"},
+        guideline_revision="g1",
+    )
+    found = {f.stage: f for f in _findings_of(said, item, exchange, "both-rule")}
+    assert (found["output"].fired, found["output"].label, found["output"].score) == (True, 1, 0.9)
+    assert found["output"].text == "I feel sad"
+    assert (found["input"].fired, found["input"].label) == (False, None)
+    assert found["input"].text == "a question"

@@ -113,11 +113,13 @@ def _read_text(exchange: Exchange, stage: str, outcome: dict[str, Any] | None) -
 
 
 def _correct(judgment: Judgment, rule: str, fired: bool) -> bool | None:
+    """Where the rule fired, the reviewer's word on it; where it stayed silent (a ``both``
+    rule may fire on one stage only), right when the whole exchange was acceptable."""
+    if not fired:
+        return True if judgment.verdict == "acceptable" else None
     said = (judgment.rule_verdicts or {}).get(rule)
     if said in ("true_positive", "false_positive"):
         return bool(said == "true_positive")
-    if not fired and judgment.verdict == "acceptable":
-        return True
     return None
 
 
