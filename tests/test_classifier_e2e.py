@@ -90,6 +90,14 @@ rules:
     detect: {classifier: {model: "tests.models.failing:FailingModel"}}
     action: block
 """,
+    "pure": """\
+rules:
+  - id: pure-attack
+    stage: input
+    why: A model that holds the GIL runs in the pool's worker processes.
+    detect: {classifier: {model: "tests.models.pure:PurePythonModel", budget_ms: 20000}}
+    action: block
+""",
     "cheap": "rules: []\n",
 }
 
@@ -305,3 +313,18 @@ def test_a_failing_output_model_fails_closed_whole_and_mid_stream(served: Gatewa
         outcome = _outcome(served.record(summary["id"]), "broken-out")
         assert outcome["enforced"] == "fail_closed"
         assert outcome["error"] == "RuntimeError: the model's weights are corrupt"
+
+
+def test_a_model_that_holds_the_gil_runs_in_worker_processes(served: Gateway) -> None:
+    with _sdk(served, "pure") as sdk:
+        answer = sdk.chat.completions.create(
+            model="test-small", messages=[{"role": "user", "content": "a harmless question"}]
+        )
+        assert "a harmless question" in (answer.choices[0].message.content or "")
+        with pytest.raises(openai.APIStatusError) as refused:
+            sdk.chat.completions.create(
+                model="test-small", messages=[{"role": "user", "content": "an attack"}]
+            )
+    record = served.record(refused.value.response.headers["x-request-id"])
+    (evidence,) = _outcome(record, "pure-attack")["evidence"]
+    assert evidence["source"] == "pure@p-1"

@@ -252,13 +252,16 @@ class DetectorPool:
             return self._evaluator
 
     def close(self) -> None:
-        """Stop taking work; drop what waits for a thread; let running work finish."""
+        """Stop taking work; drop what waits for a thread; let running work finish. Worker
+        processes are waited for (one score at most each), so none outlives the gateway."""
         with self._lock:
             self._closed = True
-            made = (self._evaluator, self._scorer, self._processes)
-            executors: list[Executor] = [e for e in made if e is not None]
-        for executor in executors:
+            threads = [e for e in (self._evaluator, self._scorer) if e is not None]
+            processes = self._processes
+        for executor in threads:
             executor.shutdown(wait=False, cancel_futures=True)
+        if processes is not None:
+            processes.shutdown(wait=True, cancel_futures=True)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
