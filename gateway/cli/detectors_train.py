@@ -50,6 +50,13 @@ def _reviewed(
     return run_with_db(config_or_exit(config_path), work)
 
 
+def _reviews_line(extra: list[datasets.Example]) -> str:
+    kinds = [e.provenance.get("reviewer_kinds", []) for e in extra]
+    human = sum(1 for k in kinds if "human" in k)
+    model = sum(1 for k in kinds if "model" in k)
+    return f"from reviews: {len(extra)} examples ({human} with human, {model} with model judgments)"
+
+
 def _cost(model: linear.LinearModel) -> str:
     """CPU time of scoring one 500-character text (thread time, so a busy machine does not
     inflate it): p50 and p99, with its sentence embedding new and then cached."""
@@ -176,6 +183,8 @@ def register(app: typer.Typer) -> None:
             raise fail(f"no model {model!r}; choose one of {', '.join(recipes.RECIPES)}", 2)
         kinds = ("human", "model") if include_model else ("human",)
         extra = _reviewed(config, from_reviews, kinds) if from_reviews else []
+        if from_reviews:
+            typer.echo(_reviews_line(extra))
         try:
             recipe = recipes.RECIPES[model](data or datasets.default_shared_data(), examples, extra)
         except datasets.DataMissing as exc:

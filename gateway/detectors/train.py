@@ -38,6 +38,9 @@ class Features:
     c: float = 8.0
     #: how much more one of the project's written (or reviewers') examples counts
     project_weight: float = 3.0
+    #: how much more a benign row of neuralchemy counts: its benign side is hard negatives
+    #: (role-play set-ups, security questions, trap words), the rows a threshold trips on
+    hard_negative_weight: float = 1.0
 
 
 @dataclass
@@ -62,11 +65,18 @@ def _vectorizer(kind: str, grams: tuple[int, int], terms: int, min_df: int) -> A
 
 
 def _weights(examples: Sequence[Example], features: Features) -> npt.NDArray[np.float64]:
-    """Balanced classes, with the project's own examples counting ``project_weight`` times."""
+    """Balanced classes, with the project's own examples counting ``project_weight`` times
+    and neuralchemy's benign rows ``hard_negative_weight`` times."""
     labels = np.array([e.label for e in examples])
     raw = np.array(
         [
             features.project_weight if e.source in {"situate-written", "review"} else 1.0
+            for e in examples
+        ]
+    )
+    raw *= np.array(
+        [
+            features.hard_negative_weight if e.source == "neuralchemy" and e.label == 0 else 1.0
             for e in examples
         ]
     )
