@@ -37,6 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -206,15 +207,17 @@ def served(policy: dict[str, Any], context: str) -> str:
 
 async def load(
     url: str, key: str, concurrency: int, duration: float, offset: int
-) -> tuple[Result, int]:
-    """Requests per second with a new message each request; also how many were refused."""
+) -> tuple[Result, int, Counter[int]]:
+    """Answered requests per second with a new message each request; also how many the
+    policy refused, and the statuses of the failed ones (a 503: a check over its budget)."""
     headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
     latencies: list[float] = []
-    errors = refused = 0
+    failed: Counter[int] = Counter()
+    refused = 0
     counter = iter(range(offset, offset + 10_000_000))
 
     async def one(session: aiohttp.ClientSession) -> None:
-        nonlocal errors, refused
+        nonlocal refused
         body = {
             "model": "bench",
             "messages": [{"role": "user", "content": unique(MESSAGE, next(counter))}],
@@ -223,7 +226,7 @@ async def load(
         async with session.post(url, data=json.dumps(body)) as response:
             answer = await response.read()
         if response.status != 200:
-            errors += 1
+            failed[response.status] += 1
             return
         latencies.append(time.perf_counter() - started)
         refused += json.loads(answer)["choices"][0]["finish_reason"] == "content_filter"
@@ -233,6 +236,7 @@ async def load(
         for _ in range(20):  # warm up connections, models and caches
             await one(session)
         latencies.clear()
+        failed.clear()
         refused = 0
         deadline = time.perf_counter() + duration
 
@@ -243,7 +247,16 @@ async def load(
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - started
-    return Result("gateway", concurrency, len(latencies), seconds, latencies, errors), refused
+    errors = sum(failed.values())
+    return (
+        Result("gateway", concurrency, len(latencies), seconds, latencies, errors),
+        refused,
+        failed,
+    )
+
+
+def _ms(result: Result, q: float) -> str:
+    return f"{result.pct(q):.1f} ms" if result.latencies else "n/a"
 
 
 def throughput(duration: float, concurrency: int, add_learned: bool) -> None:
@@ -260,13 +273,16 @@ def throughput(duration: float, concurrency: int, add_learned: bool) -> None:
                 for i, name in enumerate(("bank-heuristics", "bank-shipped"))
             }
     print(f"through the gateway, concurrency {concurrency}, {duration:.0f} s each, non-streaming:")
-    for name, (result, refused) in runs.items():
+    for name, (result, refused, failed) in runs.items():
+        statuses = ", ".join(f"{n} HTTP {status}" for status, n in sorted(failed.items()))
         print(
-            f"  {name:<16} {result.rps:7.1f} req/s, p50 {result.pct(0.5):.1f} ms,"
-            f" p99 {result.pct(0.99):.1f} ms, {result.requests} requests,"
-            f" {refused} refused by the policy, {result.errors} errors"
+            f"  {name:<16} {result.rps:7.1f} answered req/s, p50 {_ms(result, 0.5)},"
+            f" p99 {_ms(result, 0.99)}, {result.requests} answered,"
+            f" {refused} refused by the policy, {result.errors} failed ({statuses or 'none'})"
         )
     base, full = runs["bank-heuristics"][0], runs["bank-shipped"][0]
+    if not base.requests:
+        return
     print(
         f"  throughput with the learned detectors: {full.rps / base.rps:.2f} of heuristics only"
         f" (a drop of {100 * (1 - full.rps / base.rps):.1f}%; target <= 25%)"
