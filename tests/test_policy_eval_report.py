@@ -1,5 +1,7 @@
 """``gateway policy eval`` reports, run as operators run it: the counts, shares and intervals
-per rule, dataset and language in the JSON and the Markdown, and the model of a learned rule."""
+per rule, dataset, language and category in the JSON and the Markdown, the model of a learned
+rule, reviewers' judged precision (``--from-reviews``), and scripts/efficacy, which builds
+docs/efficacy.md from them, so the report commands cannot rot."""
 
 from __future__ import annotations
 
