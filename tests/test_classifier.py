@@ -390,3 +390,14 @@ def test_a_model_file_is_named_by_its_path(registry: Registry, tmp_path: Path) -
     (tmp_path / "broken.json.gz").write_bytes(b"not a model")
     with pytest.raises(CheckConfigError, match=r"broken\.json\.gz cannot be loaded"):
         registry.create("classifier", {"model": str(tmp_path / "broken.json.gz")})
+
+
+def test_a_worker_process_that_dies_is_replaced(registry: Registry) -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    check = registry.create(
+        "classifier", {"model": "tests.models.pure:CrashingModel", "budget_ms": 30_000}
+    )
+    with pytest.raises(BrokenProcessPool):
+        check.find("crash now")  # the rule's on_error decides this request
+    assert check.find("a fine text") == []  # scored by a new pool's processes

@@ -37,6 +37,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -152,9 +153,8 @@ class DetectorPool:
         """A policy names this model: a GIL-holding one is loaded in each process now."""
         if holds_gil(model):
             with self._lock:
-                executor = self._executor(processes=True)
-            for _ in range(self.settings.workers):
-                executor.submit(_load_by_spec, spec)
+                for _ in range(self.settings.workers):
+                    self._in_process(_load_by_spec, spec)
 
     def score(
         self, model: TextModel, text: str, budget_s: float, spec: str | None = None
@@ -188,7 +188,7 @@ class DetectorPool:
                     f"{self.settings.workers} workers); model {model.info.name!r} not run"
                 )
             if spec is not None and holds_gil(model):
-                future = self._executor(processes=True).submit(_score_by_spec, spec, text)
+                future = self._in_process(_score_by_spec, spec, text)
             else:
                 future = self._executor(processes=False).submit(_score_one, model, text)
             self._inflight[key] = future
@@ -200,6 +200,15 @@ class DetectorPool:
             self._inflight.pop(key, None)
         if not future.cancelled() and future.exception() is None:
             self.cache.put(key, future.result())
+
+    def _in_process(self, work: Callable[..., T], *args: str) -> Future[T]:
+        """Submit to the worker processes (the caller holds ``_lock``); a pool broken by a
+        process that died (a model that crashed the interpreter) is replaced, not kept."""
+        try:
+            return self._executor(processes=True).submit(work, *args)
+        except BrokenProcessPool:
+            self._processes = None
+            return self._executor(processes=True).submit(work, *args)
 
     def _executor(self, *, processes: bool) -> Executor:
         """The scoring executor, made on first use (the caller holds ``_lock`` or needs none)."""
