@@ -66,7 +66,7 @@ WRITTEN = "the project's written examples, gateway/detectors/data/{name}*.jsonl"
 
 #: the injection model: TF-IDF n-grams and the multilingual sentence embedding
 INJECTION_FEATURES = Features(sentence_scale=1.0, hard_negative_weight=3.0)
-HUMAN_FEATURES = Features(char_terms=20_000, word_terms=10_000, min_df=1, sentence_scale=1.0)
+HUMAN_FEATURES = Features(char_terms=20_000, word_terms=10_000, min_df=1, sentence_scale=1.0, c=3.0)
 
 
 def injection(data: Path, project: Path, extra: Sequence[ds.Example] = ()) -> Recipe:
