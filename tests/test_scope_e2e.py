@@ -55,7 +55,6 @@ def test_a_question_in_other_words_and_another_language_reaches_the_model(
     assert finish != "content_filter" and REFUSAL not in text
     upstream.seen(request_id)
     assert scope_outcome(gateway, request_id) is None
-    assert "input:scope.topic" in gateway.record(request_id)["decision"]["timings"]
 
 
 @pytest.mark.parametrize("stream", [False, True])

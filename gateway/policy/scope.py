@@ -95,6 +95,7 @@ def build_scope(scope: Scope) -> ScopeClassifier | None:
     if scope.classifier == "semantic":
         from gateway.policy.semantic import SemanticScope
 
-        # the encoder loads once a process (about 2 s), the topics once a revision
-        return SemanticScope(scope.topics, scope.min_words, scope.margin)
+        # the encoder loads once a process (about 2 s), the topics once a revision, both in
+        # the background from now
+        return SemanticScope(scope.topics, scope.min_words, scope.margin, warm=True)
     return LexicalScope(scope.topics, scope.min_words)

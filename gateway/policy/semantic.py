@@ -21,6 +21,7 @@ that resembles the topic twice.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ import numpy as np
 from gateway.detectors.embedding import DIMENSIONS, SentenceEncoder, Vectors, shared_encoder
 from gateway.policy.schema import Topic
 from gateway.policy.scope import word_count
+
+_log = logging.getLogger(__name__)
 
 #: how many of the nearest texts are averaged, per topic and for the counter-examples
 NEAREST = 2
@@ -122,8 +125,10 @@ def _embed(encoder: SentenceEncoder, texts: Sequence[str]) -> Vectors:
 
 class SemanticScope:
     """The semantic classifier of one policy revision. The encoder is loaded (once a process,
-    about 2 s) and the topics embedded (once a revision) on first use or on ``prepare()``, so
-    a command that only validates policies (``gateway keys create``) never loads a model."""
+    about 2 s) and the topics embedded (once a revision) in a background thread started when
+    the policy is compiled, so compiling never waits for a model (``gateway keys create``
+    does not), and a server has it ready by its first request; ``classify`` (or
+    ``prepare()``) waits for it if it is not done yet."""
 
     #: inference: the pipeline runs a policy with this scope off the event loop (contracts 4)
     heavy = True
@@ -134,6 +139,8 @@ class SemanticScope:
         min_words: int,
         margin: float = 0.0,
         encoder: SentenceEncoder | None = None,
+        *,
+        warm: bool = False,
     ) -> None:
         self._min_words = min_words
         self._margin = margin
@@ -141,6 +148,14 @@ class SemanticScope:
         self._encoder = encoder
         self._embedded: _Embedded | None = None
         self._lock = threading.Lock()
+        if warm:
+            threading.Thread(target=self._warm, name="scope-warm-up", daemon=True).start()
+
+    def _warm(self) -> None:
+        try:
+            self.prepare()
+        except Exception:  # the first classify raises it again, where it is handled
+            _log.exception("the semantic scope could not load its encoder")
 
     def prepare(self) -> None:
         """Load the encoder and embed the topics now (a server does it before it serves)."""
