@@ -9,7 +9,13 @@ detect:
     budget_ms: 250            # the longest wait for a score; past it the rule's on_error decides
     window: 2000              # the longest text one finding covers (a stream's scan reaches back)
     evidence: {anthropomorphism: {}}   # optional: a pattern detector whose spans become evidence
+    first: {injection: {threshold: 0.9}}  # optional: a cheap first stage that decides alone
 ```
+
+With ``first``, the rule is a cascade: a pattern detector runs first, and when it finds
+something at its own (confident) threshold, that decides without the model; only texts it
+passes are scored. Each finding's ``source`` says which stage decided: the first stage's
+(``heuristic:injection``) or the model's (``name@revision``).
 
 The model runs in the detector pool (``gateway.detectors.pool``), never on the caller's thread:
 the wait is bounded by ``budget_ms`` and a timeout, a full pool or a failing model raises, so the
@@ -43,6 +49,7 @@ class ClassifierParams(StrictParams):
     budget_ms: int = Field(default=DEFAULT_BUDGET_MS, gt=0, le=60_000)
     window: int = Field(default=DEFAULT_WINDOW, gt=0)
     evidence: dict[str, Any] | None = None
+    first: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +114,7 @@ class ClassifierCheck:
         self._budget_s = settings.budget_ms / 1000
         self._window = settings.window
         self._evidence = _evidence_check(settings.evidence, evidence)
+        self._first = _evidence_check(settings.first, evidence, "first")
         info = self._model.info
         self._source = f"{info.name}@{info.revision}"
 
@@ -125,6 +133,10 @@ class ClassifierCheck:
     def find(self, text: str) -> list[Finding]:
         if not text.strip():
             return []
+        if self._first is not None:
+            decided = self._first.find(text)
+            if decided:  # a confident first stage decides: the model is not asked
+                return [f if f.source else _sourced(f, self._first) for f in decided]
         scores = self._pool.score(self._model, text, self._budget_s, self._spec)
         score = scores.get(self._label)
         if score is None:
@@ -138,22 +150,26 @@ class ClassifierCheck:
         ]
 
 
+def _sourced(finding: Finding, stage: Check) -> Finding:
+    return Finding(finding.start, finding.end, finding.label, finding.score, f"first:{stage.name}")
+
+
 def _evidence_check(
-    raw: dict[str, Any] | None, create: Callable[[str, Any], Check]
+    raw: dict[str, Any] | None, create: Callable[[str, Any], Check], key: str = "evidence"
 ) -> Check | None:
     if raw is None:
         return None
     if len(raw) != 1:
-        raise CheckConfigError("classifier: evidence names one detector, as {anthropomorphism: {}}")
+        raise CheckConfigError(f"classifier: {key} names one detector, as {{injection: {{}}}}")
     ((detector, params),) = raw.items()
     if detector == ClassifierCheck.name:
-        raise CheckConfigError("classifier: evidence must be a pattern detector, not a model")
+        raise CheckConfigError(f"classifier: {key} must be a pattern detector, not a model")
     try:
         check = create(detector, params)
     except CheckConfigError as exc:
-        raise CheckConfigError(f"classifier: evidence: {exc}") from exc
+        raise CheckConfigError(f"classifier: {key}: {exc}") from exc
     if getattr(check, "heavy", False):
-        raise CheckConfigError("classifier: evidence must be a pattern detector, not a model")
+        raise CheckConfigError(f"classifier: {key} must be a pattern detector, not a model")
     return check
 
 
