@@ -21,6 +21,7 @@ PARAMS: tuple[tuple[str, object], ...] = (
 def test_names() -> None:
     assert default_registry().names == [
         "anthropomorphism",
+        "classifier",
         "guardrails",
         "human_likeness",
         "injection",
