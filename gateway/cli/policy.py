@@ -142,12 +142,16 @@ def explain(
     if stage == "input":
         typer.echo(scope_sentence(read_scope(policy, text)))
     for outcome in verdict.decision.outcomes:
-        typer.echo(f"- {outcome.rule} [{outcome.detector}] → {outcome.action}: {outcome.why}")
+        mode = " (shadow: recorded, not enforced)" if outcome.shadow else ""
+        typer.echo(
+            f"- {outcome.rule} [{outcome.detector}] → {outcome.action}{mode}: {outcome.why}"
+        )
         if outcome.rule == "scope.topic":
             continue  # the scope line above says what its evidence would
         for e in outcome.evidence:
             shown = text[e.start : e.end] if e.message >= 0 else ""
-            typer.echo(f"    {e.start}-{e.end} {e.label} (score {e.score:.2f}) {shown!r}")
+            by = f", {e.source}" if e.source else ""
+            typer.echo(f"    {e.start}-{e.end} {e.label} (score {e.score:.2f}{by}) {shown!r}")
     if not verdict.decision.outcomes:
         typer.echo("no rule fired")
 
