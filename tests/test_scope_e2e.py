@@ -72,6 +72,6 @@ def test_an_off_topic_request_is_refused_with_the_nearest_topic_recorded(
 
 
 def test_a_greeting_is_not_judged(scoped: openai.OpenAI, gateway: Gateway) -> None:
-    text, finish, request_id = ask(scoped, "hello there", stream=False)
+    _, finish, request_id = ask(scoped, "hello there", stream=False)
     assert finish != "content_filter"
     assert scope_outcome(gateway, request_id) is None

@@ -17,7 +17,7 @@ Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 Action = Literal["block", "redact", "flag", "warn", "route"]
 DEFAULT_REFUSAL = "I can't help with that here."
 DEFAULT_SCOPE_REFUSAL = "I can only help with {topics} here."
-SEMANTIC_THRESHOLD = 0.3
+SEMANTIC_THRESHOLD = 0.35
 SEMANTIC_MARGIN = 0.02
 LEXICAL_THRESHOLD = 0.2
 
