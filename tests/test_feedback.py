@@ -1,5 +1,6 @@
 """Reviewers feed the detectors back: the judged findings, the labelled examples, each rule's
-judged precision, and ``gateway detectors calibrate`` use exactly the judgments they say.
+judged precision, ``gateway detectors calibrate`` and ``gateway detectors train --from-reviews``
+use exactly the judgments they say.
 
 Reviewed exchanges are made as users make them (the SDK sends requests, reviewers judge them
 through the API) on a database built by the migrations; the feedback is read from it."""
@@ -7,8 +8,10 @@ through the API) on a database built by the migrations; the feedback is read fro
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import krippendorff
@@ -342,3 +345,50 @@ def test_a_rule_on_both_stages_is_labelled_where_it_fired() -> None:
     assert found["output"].text == "I feel sad"
     assert (found["input"].fired, found["input"].label) == (False, None)
     assert found["input"].text == "a question"
+
+
+def _written_examples(folder: Path) -> Path:
+    """A handful of the project's kind of examples: the cheapest training run there is."""
+    person = ["I miss my mother's cooking", "My knees hurt after the run", "I love you too"]
+    assistant = ["Here is the summary you asked for", "The function returns a list", "Try again"]
+    rows = [
+        {"text": f"{text} ({n})", "label": label}
+        for n in range(6)
+        for label, texts in ((1, person), (0, assistant))
+        for text in texts
+    ]
+    folder.mkdir()
+    lines = (json.dumps(row) for row in rows)
+    (folder / "human_likeness.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.mark.filterwarnings("ignore:'click.utils:DeprecationWarning")  # typer's import
+@pytest.mark.parametrize("include_model", [False, True])
+def test_train_from_reviews_names_the_judgments(
+    reviewed: Reviewed, tmp_path: Path, include_model: bool
+) -> None:
+    pytest.importorskip("sklearn")
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    gateway = reviewed.gateway
+    wanted = ["--include-model"] if include_model else []
+    result = CliRunner().invoke(
+        app,
+        ["detectors", "train", "human_likeness", "--examples", str(_written_examples(
+            tmp_path / "written")), "--no-sentence", "--out", str(tmp_path), "--from-reviews",
+         f"{CONTEXT}:scored", "--config", str(gateway.config), *wanted],
+        env=gateway.env,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    model_examples = 1 if include_model else 0
+    assert f"from reviews: {6 + model_examples} examples (6 with human, " in result.output
+    card = (tmp_path / "human_likeness.md").read_text()
+    used = next(line for line in card.splitlines() if line.startswith("- human judgments:"))
+    assert all(judgment in used for judgment in reviewed.scored_human.values())
+    assert reviewed.hana.id in used and reviewed.scored_model not in used
+    assert reviewed.superseded not in card and reviewed.elsewhere not in card
+    model_line = next(line for line in card.splitlines() if line.startswith("- model judgments:"))
+    assert (reviewed.scored_model in model_line) is include_model

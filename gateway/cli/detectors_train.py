@@ -8,7 +8,6 @@ card lists the judgments used; model judgments only with ``--include-model``, an
 
 from __future__ import annotations
 
-import dataclasses
 import shlex
 import statistics
 import sys
@@ -197,12 +196,7 @@ def register(app: typer.Typer) -> None:
         command = "gateway detectors train " + shlex.join(
             sys.argv[3:] if len(sys.argv) > 3 else [model]
         )
-        # what the weights came from; not the command line, whose --out would change the digest
-        metadata = {
-            "rows": {"train": len(recipe.train), "validation": len(recipe.validation)},
-            "features": dataclasses.asdict(recipe.features),
-        }
-        built = recipes.build(recipe, encode, typer.echo, metadata)
+        built = recipes.build(recipe, encode, typer.echo, recipes.weights_metadata(recipe))
         meta = {
             "name": model,
             "purpose": PURPOSES[model],

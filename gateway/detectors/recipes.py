@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,8 @@ RECIPES = {"injection": injection, "human_likeness": human_likeness}
 
 
 def sampled(recipe: Recipe, size: int, seed: int = 7) -> Recipe:
-    """A small fixed sample of every split (a quick run, in tests): both labels kept."""
+    """A small fixed sample of every split (a quick run, in tests): both labels kept, and
+    every reviewer-labelled example kept in training (the card names them all)."""
 
     def take(rows: list[ds.Example]) -> list[ds.Example]:
         if len(rows) <= size:
@@ -153,7 +154,8 @@ def sampled(recipe: Recipe, size: int, seed: int = 7) -> Recipe:
 
     return replace(
         recipe,
-        train=take(recipe.train),
+        train=take([e for e in recipe.train if e.source != "review"])
+        + [e for e in recipe.train if e.source == "review"],
         validation=take(recipe.validation),
         tests={name: take(rows) for name, rows in recipe.tests.items()},
     )
@@ -192,6 +194,15 @@ def build(
     for name, result in figures.items():
         progress(f"  {name}: {describe(result)}")
     return Built(recipe, trained, threshold, figures)
+
+
+def weights_metadata(recipe: Recipe) -> dict[str, Any]:
+    """What the weights came from, stored in the file; not the command line, whose --out
+    would change the digest."""
+    return {
+        "rows": {"train": len(recipe.train), "validation": len(recipe.validation)},
+        "features": asdict(recipe.features),
+    }
 
 
 def with_sentence(features: Features, on: bool) -> Features:
