@@ -22,6 +22,12 @@ class ScopeClassifier(Protocol):
 
 _CACHED_TEXTS = 2048
 
+#: on a stream, a heavy (model) output rule is scanned again once the answer has grown by this
+#: many characters since its last scan (or by ``STREAM_SENTENCE_STEP`` ending a sentence), and
+#: once more at the end: not on every chunk
+STREAM_STEP = 200
+STREAM_SENTENCE_STEP = 100
+
 
 def is_heavy(component: object) -> bool:
     """Whether a check or scope classifier runs a model (its class says ``heavy = True``)."""
@@ -140,11 +146,14 @@ class CompiledPolicy:
 
     @property
     def longest_match(self) -> int:
-        """The longest span a blocking or redacting output rule can match: how far back a
-        stream's scan must reach, whatever the hold-back, so a long match is still found."""
-        spans = [
-            rule.check.max_span
-            for rule in self.rules_for("output")
-            if rule.spec.action in ("block", "redact")
-        ]
-        return max(spans, default=0)
+        """The longest span an enforced blocking or redacting output rule can match (for a
+        heavy one, at least its scan step): the text a stream holds back by default. A shadow
+        rule never blocks or redacts, so it holds nothing back; the guard still scans it."""
+        return max((_held_for(rule) for rule in self.rules_for("output")), default=0)
+
+
+def _held_for(rule: CompiledRule) -> int:
+    if rule.spec.mode == "shadow" or rule.spec.action not in ("block", "redact"):
+        return 0
+    span = rule.check.max_span
+    return max(span, STREAM_STEP) if is_heavy(rule.check) else span
