@@ -135,22 +135,18 @@ def test_a_regex_group_is_the_finding_and_must_exist() -> None:
         RegexCheck({"pattern": r"(x)", "group": 2})
 
 
-def test_a_record_says_no_topic_is_near_as_explain_does(examples: Gateway) -> None:
+def test_a_record_names_the_nearest_topic_as_explain_does(examples: Gateway) -> None:
     text = "which cryptocurrency wallet should grandpa choose"
     record = examples.record(send(examples, "kids-tutor", text))
     [scope] = [o for o in record["decision"]["outcomes"] if o["rule"] == "scope.topic"]
-    assert [e["label"] for e in scope["evidence"]] == ["no-topic-near"]
+    [label] = [e["label"] for e in scope["evidence"]]
+    assert label.startswith("nearest:")
     assert "None" not in json.dumps(record["decision"])
     args = ["policy", "explain", "--context", "kids-tutor", text]
     explained = cli(args, DEFAULT, cwd=ROOT)
-    assert "scope: no topic is near" in explained.stdout, explained.stderr
-
-
-def test_a_record_names_the_nearest_topic(examples: Gateway) -> None:
-    text = "which planets does grandpa like to watch from his garden bench at night"
-    record = examples.record(send(examples, "kids-tutor", text))
-    [scope] = [o for o in record["decision"]["outcomes"] if o["rule"] == "scope.topic"]
-    assert [e["label"] for e in scope["evidence"]] == ["nearest:science"]
+    topic = label.removeprefix("nearest:")
+    assert f"scope: nearest topic '{topic}'" in explained.stdout, explained.stderr
+    assert "out of scope (refuse)" in explained.stdout
 
 
 HEAD = """\

@@ -162,7 +162,7 @@ def scope_sentence(reading: ScopeReading) -> str:
         return "scope: no topics are defined, so every subject is in scope"
     if not reading.judged:
         return (
-            f"scope: not judged: fewer than {reading.min_words} content words "
+            f"scope: not judged: fewer than {reading.min_words} words "
             "(greetings and follow-ups are let through)"
         )
     if reading.topic is None:

@@ -139,15 +139,15 @@ def check_scope(policy: CompiledPolicy, refs: list[TextRef], decision: Decision)
     if scope.out_of_scope != "refuse":
         return None
     if scope.refuse_as == "error":
-        raise PolicyViolation("scope.topic", scope.refusal, "input")
-    return scope.refusal
+        raise PolicyViolation("scope.topic", scope.refusal_text, "input")
+    return scope.refusal_text
 
 
 def refusal_text(rule: CompiledRule, policy: CompiledPolicy) -> str | None:
     """What a blocking rule answers in the model's place; None when it blocks with an error."""
     if rule.spec.block_as == "error":
         return None
-    return rule.spec.message or policy.policy.scope.refusal
+    return rule.spec.message or policy.policy.scope.refusal_text
 
 
 def _block(rule: CompiledRule, stage: str, policy: CompiledPolicy) -> str:

@@ -10,7 +10,7 @@ from gateway.errors import GatewayError
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.policy.enforce import admit, review_answer
-from gateway.policy.scope import build_scope, content_stems
+from gateway.policy.scope import build_scope, too_short
 
 STOPPING = ("block",)
 
@@ -61,7 +61,7 @@ def read_scope(policy: CompiledPolicy, text: str) -> ScopeReading:
     reading = ScopeReading(
         len(scope.topics), scope.out_of_scope, scope.threshold, scope.min_words, judged=False
     )
-    if not scope.topics or len(content_stems(text)) < scope.min_words:
+    if not scope.topics or too_short(scope, text):
         return reading
     classifier = policy.scope or build_scope(scope.model_copy(update={"out_of_scope": "flag"}))
     assert classifier is not None  # there are topics
