@@ -45,11 +45,14 @@ def config_or_exit(path: Path | None) -> GatewayConfig:
 
 def command_registry(config: GatewayConfig) -> Registry:
     """The detectors a command compiles policies with, their models in a pool of the command's
-    own, sized by the config's ``detectors`` settings (threads start only if a model runs)."""
+    own, sized by the config's ``detectors`` settings (threads start only if a model runs).
+    A command waits for every score: a rule's time budget is the request path's, and a
+    command's verdict (test, explain, check) is about the policy, not about the machine."""
     from gateway.detectors.catalog import load_model
-    from gateway.detectors.pool import DetectorPool, PoolSettings
+    from gateway.detectors.pool import PoolSettings
+    from gateway.evaluation.runtime import UnhurriedPool
 
-    pool = DetectorPool(PoolSettings.of(config.detectors))
+    pool = UnhurriedPool(PoolSettings.of(config.detectors))
     return default_registry(DetectorRuntime(pool, load_model))
 
 

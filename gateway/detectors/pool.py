@@ -59,6 +59,9 @@ def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+#: what a model scores once when a policy names it, to load what it loads on first use
+WARM_UP = "warm-up"
+
 class DetectorError(RuntimeError):
     """A learned detector could not give a score; the rule's ``on_error`` decides."""
 
@@ -150,11 +153,18 @@ class DetectorPool:
             return len(self._inflight)
 
     def prepare(self, model: TextModel, spec: str) -> None:
-        """A policy names this model: a GIL-holding one is loaded in each process now."""
+        """A policy names this model: a GIL-holding one is loaded in each process now; any
+        other scores a warm-up text on a worker thread, so what the model loads on first use
+        (the sentence encoder) is loaded before the first request waits on it."""
         if holds_gil(model):
             with self._lock:
                 for _ in range(self.settings.workers):
                     self._in_process(_load_by_spec, spec)
+            return
+        key = (f"{model.info.name}@{model.info.revision}", text_digest(WARM_UP))
+        if self.cache.get(key) is None:
+            with contextlib.suppress(DetectorError):
+                self._submit(key, model, WARM_UP, spec)
 
     def score(
         self, model: TextModel, text: str, budget_s: float, spec: str | None = None
