@@ -166,3 +166,23 @@ def dedupe(examples: Iterable[Example], against: Sequence[Example] = ()) -> list
             seen.add(key)
             kept.append(example)
     return kept
+
+
+def template_key(text: str, prefix: int = 120) -> str:
+    """The start of a text, casefolded with its spaces collapsed: rows that share it are the
+    same prompt template with another ending."""
+    return " ".join(text.casefold().split())[:prefix]
+
+
+def contradictions(examples: Iterable[Example]) -> set[str]:
+    """The template keys labelled both ways (an attack template whose rows a dataset also
+    labels benign): such rows cannot train a label or set a threshold."""
+    labels: dict[str, set[int]] = {}
+    for example in examples:
+        labels.setdefault(template_key(example.text), set()).add(example.label)
+    return {key for key, seen in labels.items() if len(seen) > 1}
+
+
+def without(examples: Iterable[Example], keys: set[str]) -> list[Example]:
+    """The examples whose template key is not in ``keys``."""
+    return [example for example in examples if template_key(example.text) not in keys]

@@ -41,6 +41,8 @@ class Features:
     #: how much more a benign row of neuralchemy counts: its benign side is hard negatives
     #: (role-play set-ups, security questions, trap words), the rows a threshold trips on
     hard_negative_weight: float = 1.0
+    #: how much more every row of a dataset counts, e.g. (("s-labs", 2.0),)
+    source_weights: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass
@@ -66,7 +68,8 @@ def _vectorizer(kind: str, grams: tuple[int, int], terms: int, min_df: int) -> A
 
 def _weights(examples: Sequence[Example], features: Features) -> npt.NDArray[np.float64]:
     """Balanced classes, with the project's own examples counting ``project_weight`` times
-    and neuralchemy's benign rows ``hard_negative_weight`` times."""
+    and neuralchemy's benign rows ``hard_negative_weight`` times, and each dataset's rows its
+    ``source_weights`` times."""
     labels = np.array([e.label for e in examples])
     raw = np.array(
         [
@@ -80,6 +83,8 @@ def _weights(examples: Sequence[Example], features: Features) -> npt.NDArray[np.
             for e in examples
         ]
     )
+    by_source = dict(features.source_weights)
+    raw *= np.array([by_source.get(e.source, 1.0) for e in examples])
     weights = raw.copy()
     for label in (0, 1):
         mask = labels == label
