@@ -80,6 +80,9 @@ SCRIPT = {
         {"contains": "LONG-FLAG", "reply": LONG_FLAG},
         {"contains": "LONG-BLOCK", "reply": LONG_BLOCK},
         {"contains": "LONG-PLAIN", "reply": _prose(15, {})},
+        {"contains": "SHORT-CODE", "reply": "Sure: the launch code is 0000"},
+        # [DONE] with no finish chunk (llama-cpp-python's way to cut a stream short)
+        {"contains": "CUT-CODE", "reply": "the launch code is 0000", "fault": {"done_after": 3}},
     ]
 }
 MODELS = "tests.test_stream_guard_models"
@@ -111,6 +114,13 @@ POLICIES: dict[str, dict[str, Any]] = {
     "block-short-hold": {
         "rules": [_classifier("codes-out", "held", "block")],
         "stream": {"hold_back": 20},
+    },
+    "answer-model": {
+        "rules": [
+            _classifier(
+                "codes-out", "codes", "block", block_as="answer", message="I cannot share that."
+            )
+        ]
     },
     "shadow-model": {
         "rules": [_classifier("codes-shadow", "shadows", "block", window=2000, mode="shadow")]
@@ -245,6 +255,46 @@ def test_a_plain_answer_past_a_blocking_model_is_scored_a_window_at_a_time(
     assert "".join(pieces) == _prose(15, {})
     assert gateway.record(request_id)["status"] == "ok"
     assert lengths and max(lengths) <= 400 + 200 + 20  # its window and one step, no more
+
+
+_NEEDS_STREAM_FIX = pytest.mark.xfail(
+    strict=True,
+    reason="a heavy rule's last scan runs in the guard's finish, whose Blocked "
+    "gateway/pipeline/stream.py does not yet handle as it handles feed's (see the A2 report)",
+)
+
+
+@_NEEDS_STREAM_FIX
+def test_a_model_that_blocks_at_the_end_answers_with_its_refusal(
+    served: tuple[Gateway, Path],
+) -> None:
+    gateway, _ = served
+    sdk = openai.OpenAI(base_url=gateway.v1, api_key=gateway.keys["answer-model"], max_retries=0)
+    with (
+        sdk,
+        sdk.chat.completions.with_streaming_response.create(
+            model="test-small", messages=[{"role": "user", "content": "SHORT-CODE"}], stream=True
+        ) as response,
+    ):
+        chunks = [c for chunk in response.parse() for c in chunk.choices]
+        request_id = response.headers["x-request-id"]
+    assert "".join(c.delta.content or "" for c in chunks) == "I cannot share that."
+    assert [c.finish_reason for c in chunks if c.finish_reason] == ["content_filter"]
+    record = gateway.record(request_id)
+    assert record["status"] == "blocked"
+    assert _outcome(record, "codes-out")["enforced"] == "block"
+
+
+@_NEEDS_STREAM_FIX
+def test_a_model_that_blocks_a_stream_cut_short_ends_it_cleanly(
+    served: tuple[Gateway, Path],
+) -> None:
+    gateway, _ = served
+    pieces, request_id = _stream(gateway, "block-model", "CUT-CODE")
+    assert "launch" not in "".join(pieces)
+    record = gateway.record(request_id)
+    assert record["status"] == "blocked"
+    assert _outcome(record, "codes-out")["enforced"] == "block"
 
 
 def test_a_shadow_model_holds_nothing_back_and_is_recorded(served: tuple[Gateway, Path]) -> None:
