@@ -90,6 +90,12 @@ def _features(recipe: recipes.Recipe) -> str:
         text += (
             f", with the 512-d multilingual USE v3 sentence embedding (weight {f.sentence_scale})"
         )
+    text += f"; regularisation C={f.c:g}"
+    weights = [f"{name} rows count {w:g} times" for name, w in f.source_weights]
+    if f.hard_negative_weight != 1:
+        weights.append(f"neuralchemy's benign rows {f.hard_negative_weight:g} times")
+    if weights:
+        text += "; " + ", ".join(weights) + " (classes balanced)"
     return text
 
 

@@ -4,7 +4,9 @@
 project's written examples (``injection*.jsonl``: non-English benign and attacks, benign
 prompts full of trap words) on their train side. The threshold is chosen on S-Labs and
 neuralchemy validation plus the project's validation side; measured on S-Labs and neuralchemy
-test, XSTest's safe prompts and JailbreakBench's benign behaviours.
+test, XSTest's safe prompts and JailbreakBench's benign behaviours. A prompt template labelled
+both ways in training or validation (neuralchemy labels some rows of one jailbreak template
+benign) neither trains nor sets the threshold; the test splits are measured as they are.
 
 ``human_likeness``: the project's written assistant replies (``human_likeness*.jsonl``); there
 is no public set of this kind, so validation is the project's own validation side.
@@ -64,8 +66,15 @@ PUBLIC_INJECTION = [
 ]
 WRITTEN = "the project's written examples, gateway/detectors/data/{name}*.jsonl"
 
-#: the injection model: TF-IDF n-grams and the multilingual sentence embedding
-INJECTION_FEATURES = Features(sentence_scale=1.0, hard_negative_weight=3.0)
+#: the injection model: TF-IDF n-grams and the multilingual sentence embedding (at weight 2),
+#: S-Labs rows three times; chosen on validation (C 1-30, sentence weight 1-4, S-Labs weight
+#: 1 or 3, 40k/20k to 100k/50k terms)
+INJECTION_FEATURES = Features(
+    sentence_scale=2.0,
+    c=3.0,
+    hard_negative_weight=3.0,
+    source_weights=(("s-labs", 3.0),),
+)
 HUMAN_FEATURES = Features(char_terms=20_000, word_terms=10_000, min_df=1, sentence_scale=1.0, c=3.0)
 
 
@@ -82,17 +91,19 @@ def injection(data: Path, project: Path, extra: Sequence[ds.Example] = ()) -> Re
         "XSTest safe prompts": ds.xstest_safe(data),
         "JailbreakBench benign": ds.jailbreakbench_benign(data),
     }
+    candidates = [
+        *ds.s_labs(data, "train"),
+        *ds.neuralchemy(data, "train"),
+        *ds.bipia_attacks(data),
+        *written_train,
+        *extra,
+    ]
+    # a template labelled both ways (in training or validation) neither trains nor sets the
+    # threshold; the test splits are measured as they are
+    contradictory = ds.contradictions([*candidates, *validation])
+    validation = ds.without(validation, contradictory)
     held = [*validation, *(e for rows in tests.values() for e in rows)]
-    train = ds.dedupe(
-        [
-            *ds.s_labs(data, "train"),
-            *ds.neuralchemy(data, "train"),
-            *ds.bipia_attacks(data),
-            *written_train,
-            *extra,
-        ],
-        held,
-    )
+    train = ds.dedupe(ds.without(candidates, contradictory), held)
     return Recipe(
         "injection",
         "injection",
