@@ -257,14 +257,6 @@ def test_a_plain_answer_past_a_blocking_model_is_scored_a_window_at_a_time(
     assert lengths and max(lengths) <= 400 + 200 + 20  # its window and one step, no more
 
 
-_NEEDS_STREAM_FIX = pytest.mark.xfail(
-    strict=True,
-    reason="a heavy rule's last scan runs in the guard's finish, whose Blocked "
-    "gateway/pipeline/stream.py does not yet handle as it handles feed's (see the A2 report)",
-)
-
-
-@_NEEDS_STREAM_FIX
 def test_a_model_that_blocks_at_the_end_answers_with_its_refusal(
     served: tuple[Gateway, Path],
 ) -> None:
@@ -285,7 +277,6 @@ def test_a_model_that_blocks_at_the_end_answers_with_its_refusal(
     assert _outcome(record, "codes-out")["enforced"] == "block"
 
 
-@_NEEDS_STREAM_FIX
 def test_a_model_that_blocks_a_stream_cut_short_ends_it_cleanly(
     served: tuple[Gateway, Path],
 ) -> None:

@@ -215,8 +215,15 @@ class ProxyStream(Response):
     async def _frame(self, event: Event) -> bytes:
         """The bytes to forward for one upstream event (possibly none)."""
         if event.done:
+            try:
+                flushed = await self._off_loop(self._flush)
+            except Blocked as blocked:  # a heavy rule's last scan, at the end
+                return self._block(blocked.rule)
+            except GatewayError as failed:  # a check failed closed at the end
+                self._end(Status.GATEWAY_ERROR, failed.code or failed.type, failed.message)
+                return error_frame(failed)
             self._settle()
-            return await self._off_loop(self._flush) + event.raw
+            return flushed + event.raw
         if event.data is None:
             return event.raw
         try:
@@ -281,20 +288,10 @@ class ProxyStream(Response):
         text = delta.get("content")
         try:
             released = self._guard.feed(index, text) if isinstance(text, str) and text else ""
+            if choice.get("finish_reason"):  # a heavy rule's last scan may block here
+                released += self._guard.finish(index)
         except Blocked as blocked:
-            refusal = self._guard.refuse(index, blocked.rule)
-            if refusal is None:
-                raise
-            self._refused[index] = blocked.rule.id
-            content = {"content": refusal}
-            return {
-                "index": index,
-                "delta": content,
-                "logprobs": None,
-                "finish_reason": "content_filter",
-            }
-        if choice.get("finish_reason"):
-            released += self._guard.finish(index)
+            return self._refusal(index, blocked)
         if released or "content" in delta:
             delta["content"] = released
         if released or choice.get("finish_reason") or set(delta) - {"content"}:
@@ -303,15 +300,37 @@ class ProxyStream(Response):
             return {**choice, "delta": delta, "logprobs": None}
         return None
 
+    def _refusal(self, index: int, blocked: Blocked) -> dict[str, Any]:
+        """A block that answers ends its choice with the rule's refusal; one that errs raises."""
+        assert self._guard is not None
+        refusal = self._guard.refuse(index, blocked.rule)
+        if refusal is None:
+            raise blocked
+        self._refused[index] = blocked.rule.id
+        return {
+            "index": index,
+            "delta": {"content": refusal},
+            "logprobs": None,
+            "finish_reason": "content_filter",
+        }
+
     def _flush(self) -> bytes:
-        """Text still held back when the stream ends without a finish chunk."""
+        """Text still held back when the stream ends without a finish chunk (or the refusal
+        of a rule whose last scan blocks it). Raises Blocked for a block that errs."""
         if self._guard is None:
             return b""
-        choices: list[dict[str, Any]] = [
-            {"index": i, "delta": {"content": rest}, "logprobs": None, "finish_reason": None}
-            for i in self._guard.unfinished()
-            if (rest := self._guard.finish(i))
-        ]
+        choices: list[dict[str, Any]] = []
+        for i in self._guard.unfinished():
+            try:
+                rest = self._guard.finish(i)
+            except Blocked as blocked:
+                choices.append(self._refusal(i, blocked))
+                continue
+            if rest:
+                delta = {"content": rest}
+                choices.append(
+                    {"index": i, "delta": delta, "logprobs": None, "finish_reason": None}
+                )
         return _frame(self._chunk(choices)) if choices else b""
 
     def _block(self, rule: CompiledRule) -> bytes:
