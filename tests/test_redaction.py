@@ -241,8 +241,10 @@ def page_of(bank: Gateway, reviewer: Reviewer, item_id: str) -> str:
 
 
 def marked(html: str, rule: str) -> list[str]:
-    """The texts the page highlights for a rule."""
-    return re.findall(rf'<mark class="[^"]*" title="{re.escape(rule)}: [^"]*">([^<]*)</mark>', html)
+    """The texts the page highlights for a rule (a text under several rules' marks, such as a
+    model's verdict on the whole message, names each rule in its title)."""
+    rule_mark = rf'<mark class="[^"]*" title="(?:[^"]*; )?{re.escape(rule)}: [^"]*">([^<]*)</mark>'
+    return re.findall(rule_mark, html)
 
 
 def test_candidate_cases_fail_until_the_policy_changes(bank: Gateway, tmp_path: Path) -> None:
