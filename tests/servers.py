@@ -19,6 +19,18 @@ UPSTREAM_SECRET = "sk-upstream-secret"
 ADMIN_TOKEN = "admin-test-token"
 
 
+def admin_key(url: str, context: str, name: str = "tests") -> str:
+    """A new key for a context, made through the admin API as an operator's script would."""
+    made = httpx.post(
+        f"{url}/admin/keys",
+        json={"context": context, "name": name},
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert made.status_code == 201, made.text
+    key: str = made.json()["key"]
+    return key
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

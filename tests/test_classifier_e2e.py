@@ -13,13 +13,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
 from tests.conftest import gateway_config
 from tests.models.slow import DELAY_ENV
-from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Gateway, Upstream, cli, free_port, process
+from tests.servers import (
+    ADMIN_TOKEN,
+    UPSTREAM_SECRET,
+    Gateway,
+    Upstream,
+    admin_key,
+    cli,
+    free_port,
+    process,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOW_SECONDS = 1.0
@@ -124,19 +132,8 @@ def served(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iter
     url = f"http://127.0.0.1:{port}"
     args = ["serve", "--config", str(config), "--port", str(port)]
     with process(args, f"{url}/readyz", folder / "gateway.log", env, cwd=ROOT):
-        keys = {context: _key(url, context) for context in POLICIES}
+        keys = {context: admin_key(url, context) for context in POLICIES}
         yield Gateway(url, keys["classify"], env, config, "sqlite", keys, policies)
-
-
-def _key(url: str, context: str) -> str:
-    made = httpx.post(
-        f"{url}/admin/keys",
-        json={"context": context, "name": "tests"},
-        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
-    )
-    assert made.status_code == 201, made.text
-    key: str = made.json()["key"]
-    return key
 
 
 def _sdk(served: Gateway, context: str) -> openai.OpenAI:

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.servers import ADMIN_TOKEN, Gateway, Upstream
+from tests.servers import Gateway, Upstream, admin_key
 
 NOTICE = "[automated assistant]"
 REFUSAL = "That is not something I can share."
@@ -81,14 +81,7 @@ def _loaded(gateway: Gateway, contexts: set[str], timeout: float = 15.0) -> None
 
 
 def _key(gateway: Gateway, context: str) -> str:
-    made = httpx.post(
-        f"{gateway.url}/admin/keys",
-        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
-        json={"context": context, "name": "policy gaps"},
-    )
-    assert made.status_code == 201, made.text
-    key: str = made.json()["key"]
-    return key
+    return admin_key(gateway.url, context, "policy gaps")
 
 
 @pytest.fixture(scope="module")

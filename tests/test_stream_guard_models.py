@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import httpx
 import openai
 import pytest
 import yaml
@@ -30,6 +29,7 @@ from tests.servers import (
     ADMIN_TOKEN,
     UPSTREAM_SECRET,
     Gateway,
+    admin_key,
     cli,
     free_port,
     process,
@@ -151,19 +151,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, 
         url = f"http://127.0.0.1:{port}"
         args = ["serve", "--config", str(config), "--port", str(port)]
         with process(args, f"{url}/readyz", folder / "gateway.log", env, cwd=ROOT):
-            keys = {context: _key(url, context) for context in POLICIES}
+            keys = {context: admin_key(url, context) for context in POLICIES}
             yield Gateway(url, keys["flag-only"], env, config, "sqlite", keys, policies), log
-
-
-def _key(url: str, context: str) -> str:
-    made = httpx.post(
-        f"{url}/admin/keys",
-        json={"context": context, "name": "tests"},
-        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
-    )
-    assert made.status_code == 201, made.text
-    key: str = made.json()["key"]
-    return key
 
 
 def _stream(gateway: Gateway, context: str, text: str) -> tuple[list[str], str]:
