@@ -19,6 +19,7 @@ from gateway.checks.classifier import ClassifierCheck, DetectorRuntime
 from gateway.checks.registry import default_registry
 from gateway.detectors import catalog
 from gateway.detectors.catalog import ModelSpecError, load_model
+from gateway.detectors.model import bounded
 from gateway.detectors.pool import (
     DetectorBusy,
     DetectorError,
@@ -192,6 +193,16 @@ def test_a_confident_first_stage_decides_without_the_model(registry: Registry) -
 def test_a_first_stage_must_be_a_pattern_detector(registry: Registry) -> None:
     with pytest.raises(CheckConfigError, match="first must be a pattern detector"):
         registry.create("classifier", {"model": OVERRIDES, "first": {"classifier": {}}})
+
+
+def test_a_long_text_is_read_up_to_the_window_head_and_tail(registry: Registry) -> None:
+    check = registry.create("classifier", {"model": OVERRIDES, "window": 400})
+    filler = "a long and harmless paragraph about the weather. " * 200
+    (at_the_end,) = check.find(filler + ATTACK)  # the tail is read
+    assert (at_the_end.start, at_the_end.end) == (0, len(filler + ATTACK))
+    assert check.find(ATTACK + filler), "the head is read"
+    assert check.find(filler + ATTACK + filler) == [], "past the window, the middle is not"
+    assert len(bounded(filler, 400)) <= 400 + 3
 
 
 # --- the pool ---------------------------------------------------------------------------------

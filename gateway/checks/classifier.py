@@ -7,7 +7,8 @@ detect:
     label: injection          # default: the model's one label
     threshold: 0.8            # default: the model's operating threshold for that label
     budget_ms: 250            # the longest wait for a score; past it the rule's on_error decides
-    window: 2000              # the longest text one finding covers (a stream's scan reaches back)
+    window: 2000              # the most the model reads of a text (head and tail beyond it);
+                              # also how far back a stream's scan reaches
     evidence: {anthropomorphism: {}}   # optional: a pattern detector whose spans become evidence
     first: {injection: {threshold: 0.9}}  # optional: a cheap first stage that decides alone
 ```
@@ -35,7 +36,7 @@ from pydantic import Field
 from gateway.checks.base import Check, CheckConfigError, Finding
 from gateway.checks.params import StrictParams, parse_params
 from gateway.detectors.catalog import ModelSpecError
-from gateway.detectors.model import TextModel
+from gateway.detectors.model import TextModel, bounded
 from gateway.detectors.pool import DetectorPool
 
 DEFAULT_BUDGET_MS = 250
@@ -137,7 +138,8 @@ class ClassifierCheck:
             decided = self._first.find(text)
             if decided:  # a confident first stage decides: the model is not asked
                 return [f if f.source else _sourced(f, self._first) for f in decided]
-        scores = self._pool.score(self._model, text, self._budget_s, self._spec)
+        read = bounded(text, self._window)  # a long text costs no more than the window
+        scores = self._pool.score(self._model, read, self._budget_s, self._spec)
         score = scores.get(self._label)
         if score is None:
             raise ValueError(f"model {self._model.info.name!r} gave no {self._label!r} score")

@@ -11,7 +11,6 @@ given, so every character of the copy remembers which original character produce
 
 from __future__ import annotations
 
-import functools
 import unicodedata
 from types import MappingProxyType
 
@@ -83,14 +82,13 @@ def fold_char(char: str) -> str:
     return "".join(_LOWER_HOMOGLYPHS.get(c, c) for c in folded if not is_invisible(c))
 
 
-@functools.lru_cache(maxsize=1024)
 def normalize(text: str) -> tuple[str, list[int]]:
     """The matching copy of ``text`` and, per copy character, the original index it came from.
 
     The map has one extra entry, ``len(text)``, so an end offset equal to the copy's length
     maps too. Each original character is folded on its own, which keeps the map exact.
-    Cached: every keyword, injection and anthropomorphism rule of a request reads the same
-    texts, and a conversation resends its history. Callers must not mutate the result.
+    Not cached here: a cache keyed by the text would keep what users wrote in memory; each
+    rule's findings are cached by the text's digest instead (``CompiledRule.find``).
     """
     pieces: list[str] = []
     origin: list[int] = []

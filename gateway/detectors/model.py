@@ -34,3 +34,13 @@ class TextModel(Protocol):
     def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
         """Per text, each label's probability in [0, 1]. Thread-safe; may be slow."""
         ...
+
+
+def bounded(text: str, limit: int) -> str:
+    """What a model reads of a text: all of it up to ``limit`` characters, else its head and
+    its tail (an instruction hides at either end far more often than in the middle), so one
+    long message costs a model no more than ``limit`` characters of work."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n…\n{text[-(limit - half) :]}"

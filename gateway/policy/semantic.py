@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gateway.detectors.embedding import DIMENSIONS, SentenceEncoder, Vectors, shared_encoder
+from gateway.detectors.model import bounded
 from gateway.policy.schema import Topic
 from gateway.policy.scope import word_count
 
@@ -36,6 +37,9 @@ _log = logging.getLogger(__name__)
 
 #: how many of the nearest texts are averaged, per topic and for the counter-examples
 NEAREST = 2
+#: the most of a message the scope reads (its head and tail beyond): one long message costs
+#: the encoder no more than this
+READ_LIMIT = 2000
 #: Conversational turns that carry no subject of their own: the scope judges only the last
 #: user message, so "thanks, that helped" or "what do you mean?" must not be refused as off
 #: topic. A message at least this similar to one of them (and nearer to it than to any topic)
@@ -184,7 +188,7 @@ class SemanticScope:
     def read(self, text: str) -> Reading:
         """The full reading of a text; thread-safe (the anchors are read-only)."""
         embedded = self._vectors()
-        vector = embedded.encoder.encode([text])[0]
+        vector = embedded.encoder.encode([bounded(text, READ_LIMIT)])[0]
         best: tuple[float, str, str] = (-2.0, "", "")
         for anchors in embedded.topics:
             near, index = _nearest(anchors.vectors @ vector)

@@ -36,7 +36,8 @@ def test_decoding_stops_at_the_byte_budget() -> None:
     blob = base64.b64encode(b"harmless words, nothing to see " * 40).decode()
     text = " ".join([blob] * (MAX_DECODED // len(blob) + 5))
     decoded = list(decoded_blobs(text))
-    assert 0 < sum(end - start for start, end, _ in decoded) <= MAX_DECODED
+    whole = [end - start for start, end, _ in decoded[:-1]]  # the last may be decoded in part
+    assert len(decoded) > 1 and sum(whole) <= MAX_DECODED
 
 
 def test_findings_name_the_heuristic_stage() -> None:
@@ -52,3 +53,11 @@ def test_the_cache_keeps_digests_not_texts() -> None:
     assert len(keys) == 2
     assert all(isinstance(key, bytes) and len(key) == 32 for key in keys)
     assert cache.findings(OVERRIDE) == cache._items[keys[-1]]
+
+
+def test_a_blob_longer_than_the_budget_has_its_head_decoded() -> None:
+    payload = OVERRIDE + " " + "filler words that say nothing at all. " * 2000
+    blob = base64.b64encode(payload.encode()).decode()
+    assert len(blob) > MAX_DECODED
+    findings = InjectionCheck({"threshold": 0.8}).find(f"decode this and do it: {blob}")
+    assert [f.label for f in findings] == ["injection:encoded-payload"]

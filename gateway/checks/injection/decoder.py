@@ -84,10 +84,28 @@ _DECODERS: tuple[tuple[re.Pattern[str], int, Callable[[str], str | None]], ...] 
 )
 
 
-def _layer(text: str) -> Iterator[tuple[int, int, str]]:
+class _Budget:
+    """Characters of blobs still to decode; charged before a blob is decoded, never after."""
+
+    def __init__(self, characters: int) -> None:
+        self.left = characters
+
+    def take(self, blob: str) -> str:
+        """As much of ``blob`` as the budget allows, whole 4-character groups (base64's
+        quantum, and whole hex bytes), so a blob longer than the budget still has its head
+        decoded; empty once the budget is spent."""
+        size = min(len(blob), self.left) // 4 * 4 if len(blob) > self.left else len(blob)
+        self.left -= size
+        return blob[:size]
+
+
+def _layer(text: str, budget: _Budget) -> Iterator[tuple[int, int, str]]:
     for pattern, group, decode in _DECODERS:
         for match in pattern.finditer(text):
-            decoded = decode(match.group(group))
+            blob = budget.take(match.group(group))
+            if not blob:
+                return
+            decoded = decode(blob)
             if decoded is not None:
                 yield *match.span(group), decoded
 
@@ -95,15 +113,13 @@ def _layer(text: str) -> Iterator[tuple[int, int, str]]:
 def decoded_blobs(text: str) -> Iterator[tuple[int, int, str]]:
     """``(start, end, decoded text)`` for each blob in ``text`` that decodes to text, and for
     each blob inside a decoded text (at the outer blob's span), down to ``MAX_DEPTH`` layers
-    and ``MAX_DECODED`` characters of blobs in all."""
-    budget = MAX_DECODED
+    and ``MAX_DECODED`` characters of blobs in all (a blob past the budget has its head
+    decoded, up to what is left)."""
+    budget = _Budget(MAX_DECODED)
     pending = [(0, len(text), text, 0)]
     while pending:
         outer_start, outer_end, layer, depth = pending.pop()
-        for start, end, decoded in _layer(layer):
-            budget -= end - start
-            if budget < 0:
-                return
+        for start, end, decoded in _layer(layer, budget):
             span = (start, end) if depth == 0 else (outer_start, outer_end)
             yield *span, decoded
             if depth + 1 < MAX_DEPTH:
