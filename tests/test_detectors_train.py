@@ -167,6 +167,11 @@ def test_train_command_refuses_an_unknown_model() -> None:
     result = CliRunner().invoke(app, ["detectors", "train", "nonsense"])
     assert result.exit_code == 2
     assert "injection" in result.output
+    # reviewer labels come from the rule that uses the model, never from every rule
+    unruled = ["detectors", "train", "injection", "--from-reviews", "bank-support"]
+    result = CliRunner().invoke(app, unruled)
+    assert result.exit_code == 2
+    assert "name the rule as CONTEXT:RULE" in result.output
 
 
 @pytest.mark.skipif(not (MODELS / "injection.json.gz").is_file(), reason="not trained yet")

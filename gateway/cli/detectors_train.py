@@ -41,7 +41,7 @@ def _reviewed(
         examples = []
         for spec in specs:
             context, _, rule = spec.partition(":")
-            judged = await judged_findings(sessions, context, rule or None, kinds=kinds)
+            judged = await judged_findings(sessions, context, rule, kinds=kinds)
             for text, label, provenance in labelled_examples(judged):
                 examples.append(datasets.Example(text, label, "review", provenance=provenance))
         return examples
@@ -156,7 +156,8 @@ def register(app: typer.Typer) -> None:
             list[str] | None,
             typer.Option(
                 "--from-reviews",
-                help="CONTEXT[:RULE] whose reviewer labels join training (repeatable).",
+                help="CONTEXT:RULE whose reviewer labels join training (repeatable): the rule"
+                " that uses this model, so other rules' verdicts never become its labels.",
             ),
         ] = None,
         include_model: Annotated[
@@ -187,6 +188,13 @@ def register(app: typer.Typer) -> None:
         if model not in recipes.RECIPES:
             raise fail(f"no model {model!r}; choose one of {', '.join(recipes.RECIPES)}", 2)
         kinds = ("human", "model") if include_model else ("human",)
+        unruled = [spec for spec in from_reviews or [] if not spec.partition(":")[2]]
+        if unruled:
+            raise fail(
+                f"--from-reviews {unruled[0]}: name the rule as CONTEXT:RULE (the rule that uses"
+                f" the {model} model); another rule's verdicts are no labels for it",
+                2,
+            )
         extra = _reviewed(config, from_reviews, kinds) if from_reviews else []
         if from_reviews:
             typer.echo(_reviews_line(extra))
