@@ -392,3 +392,13 @@ def test_train_from_reviews_names_the_judgments(
     assert reviewed.superseded not in card and reviewed.elsewhere not in card
     model_line = next(line for line in card.splitlines() if line.startswith("- model judgments:"))
     assert (reviewed.scored_model in model_line) is include_model
+
+
+def test_a_threshold_is_calibrated_on_the_models_scores_only() -> None:
+    from gateway.detectors.feedback import _threshold_scores
+
+    model = {"score": 0.97, "source": "injection@sha256:abc"}
+    first = {"score": 0.95, "source": "heuristic:injection"}
+    assert _threshold_scores([first, model]) == [0.97]
+    assert _threshold_scores([first]) == [], "a first stage decided: no model score to move"
+    assert _threshold_scores([{"score": 0.4}, {"score": 0.6}]) == [0.4, 0.6]

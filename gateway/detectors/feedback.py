@@ -123,6 +123,18 @@ def _correct(judgment: Judgment, rule: str, fired: bool) -> bool | None:
     return None
 
 
+def _threshold_scores(evidence: list[dict[str, Any]]) -> list[float]:
+    """The scores a rule's threshold acts on: a model's (``source`` ``name@revision``) when a
+    model found anything; none when only a cascade's first stage decided (its finding does
+    not depend on the model's threshold); every score for a rule without sources."""
+    sources = [str(e.get("source") or "") for e in evidence]
+    if not any(sources):
+        return [float(e.get("score", 1.0)) for e in evidence]
+    return [
+        float(e.get("score", 1.0)) for e, src in zip(evidence, sources, strict=True) if "@" in src
+    ]
+
+
 def _findings_of(
     judgment: Judgment, item: ReviewItem, exchange: Exchange, rule: str | None
 ) -> list[JudgedFinding]:
@@ -132,7 +144,7 @@ def _findings_of(
         if rule is not None and ran != rule:
             continue
         outcome = outcomes.get((stage, ran))
-        scores = [float(e.get("score", 1.0)) for e in outcome["evidence"]] if outcome else []
+        scores = _threshold_scores(outcome["evidence"]) if outcome else []
         found.append(
             JudgedFinding(
                 judgment_id=judgment.id,
