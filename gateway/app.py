@@ -93,7 +93,7 @@ async def _services(config: GatewayConfig, base_urls: dict[str, str]) -> AsyncIt
     router = ModelRouter(config, base_urls)
     telemetry = Telemetry.console() if config.telemetry.exporter == "console" else None
     recorder = ExchangeRecorder(sessions, config.recording, telemetry)
-    detectors = DetectorPool(PoolSettings.of(config.detectors))
+    detectors = DetectorPool(PoolSettings.of(config.detectors, warm=True))
     policies = policy_store(config, DetectorRuntime(detectors, load_model))
     revisions = RevisionRepository(sessions)
     for compiled in policies.refresh():

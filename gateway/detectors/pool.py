@@ -88,10 +88,13 @@ class PoolSettings:
     workers: int
     queue: int = DEFAULT_QUEUE
     cache_entries: int = DEFAULT_CACHE_ENTRIES
+    #: warm a model when a policy names it (the server); a command scores only what it needs
+    #: and must not wait at exit for a warm-up it never used
+    warm: bool = False
 
     @classmethod
-    def of(cls, config: DetectorsConfig) -> PoolSettings:
-        return cls(config.workers or default_workers(), config.queue, config.cache_entries)
+    def of(cls, config: DetectorsConfig, *, warm: bool = False) -> PoolSettings:
+        return cls(config.workers or default_workers(), config.queue, config.cache_entries, warm)
 
 
 class ScoreCache:
@@ -162,7 +165,7 @@ class DetectorPool:
                     self._in_process(_load_by_spec, spec)
             return
         key = (f"{model.info.name}@{model.info.revision}", text_digest(WARM_UP))
-        if self.cache.get(key) is None:
+        if self.settings.warm and self.cache.get(key) is None:
             with contextlib.suppress(DetectorError):
                 self._submit(key, model, WARM_UP, spec)
 
