@@ -92,7 +92,8 @@ def attributes(log: ExchangeLog) -> dict[str, Any]:
                 "gateway.policy.revision": decision.policy_revision,
                 "gateway.policy.verdict": decision.verdict,
                 "gateway.policy.enforced": decision.enforced,
-                "gateway.policy.rules": [o.rule for o in decision.fired],
+                "gateway.policy.rules": [o.rule for o in decision.enforcing],
+                "gateway.policy.shadow_rules": [o.rule for o in decision.shadow],
             }
         )
     return found

@@ -36,6 +36,12 @@ def test_an_exchange_becomes_a_genai_span_with_its_decision() -> None:
             "pii-out", "pii", "output", "redact", [Evidence(0, 1, 5, "email")], enforced="redact"
         )
     )
+    decision.add(
+        Outcome(
+            "model-check", "classifier", "input", "block", [Evidence(0, 0, 6, "injection")],
+            enforced="shadow", mode="shadow",
+        )
+    )  # fmt: skip
     log.decision = decision
     telemetry.exchange(log)
     (span,) = exporter.get_finished_spans()
@@ -47,7 +53,8 @@ def test_an_exchange_becomes_a_genai_span_with_its_decision() -> None:
     assert attributes["gen_ai.response.time_to_first_chunk"] == 0.148
     assert attributes["gateway.policy.revision"] == "rev123"
     assert attributes["gateway.policy.enforced"] == "redact"
-    assert tuple(attributes["gateway.policy.rules"]) == ("pii-out",)
+    assert tuple(attributes["gateway.policy.rules"]) == ("pii-out",)  # a shadow rule is apart
+    assert tuple(attributes["gateway.policy.shadow_rules"]) == ("model-check",)
     assert "secret" not in repr(attributes)  # no content in spans
     assert (span.end_time - span.start_time) == 900_000_000  # type: ignore[operator]
 
