@@ -16,7 +16,8 @@ detect:
 With ``first``, the rule is a cascade: a pattern detector runs first, and when it finds
 something at its own (confident) threshold, that decides without the model; only texts it
 passes are scored. Each finding's ``source`` says which stage decided: the first stage's
-(``heuristic:injection``) or the model's (``name@revision``).
+(``heuristic:injection``, or ``first:<detector>`` for one that names no source of its own)
+or the model's (``name@revision``).
 
 The model runs in the detector pool (``gateway.detectors.pool``), never on the caller's thread:
 the wait is bounded by ``budget_ms`` and a timeout, a full pool or a failing model raises, so the
