@@ -176,3 +176,20 @@ def scripted_upstream(folder: Path, script: Any) -> Iterator[Upstream]:
     args = ["mock-upstream", "--port", str(port), "--script", str(path)]
     with process(args, f"http://127.0.0.1:{port}/healthz", folder / "upstream.log"):
         yield Upstream(f"http://127.0.0.1:{port}")
+
+
+@contextmanager
+def serving_gateway(
+    config: Path,
+    env: Mapping[str, str | None],
+    contexts: tuple[str, ...] | list[str],
+    cwd: Path | None = None,
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """``gateway serve`` on a migrated database and a free port, with a key per context made
+    through the admin API: the gateway's URL and the keys by context."""
+    migrated = cli(["db", "upgrade", "--config", str(config)], env)
+    assert migrated.returncode == 0, migrated.stderr
+    url = f"http://127.0.0.1:{free_port()}"
+    args = ["serve", "--config", str(config), "--port", url.rsplit(":", 1)[1]]
+    with process(args, f"{url}/readyz", config.parent / "gateway.log", env, cwd=cwd):
+        yield url, {context: admin_key(url, context) for context in contexts}

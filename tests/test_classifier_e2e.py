@@ -23,10 +23,7 @@ from tests.servers import (
     UPSTREAM_SECRET,
     Gateway,
     Upstream,
-    admin_key,
-    cli,
-    free_port,
-    process,
+    serving_gateway,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,12 +124,7 @@ def served(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iter
         DELAY_ENV: str(SLOW_SECONDS),
         "PYTHONPATH": str(ROOT),  # the operator's models: tests.models.*
     }
-    assert cli(["db", "upgrade", "--config", str(config)], env).returncode == 0
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = ["serve", "--config", str(config), "--port", str(port)]
-    with process(args, f"{url}/readyz", folder / "gateway.log", env, cwd=ROOT):
-        keys = {context: admin_key(url, context) for context in POLICIES}
+    with serving_gateway(config, env, list(POLICIES), cwd=ROOT) as (url, keys):
         yield Gateway(url, keys["classify"], env, config, "sqlite", keys, policies)
 
 

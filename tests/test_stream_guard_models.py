@@ -29,11 +29,8 @@ from tests.servers import (
     ADMIN_TOKEN,
     UPSTREAM_SECRET,
     Gateway,
-    admin_key,
-    cli,
-    free_port,
-    process,
     scripted_upstream,
+    serving_gateway,
 )
 
 ROOT = HERE.parent
@@ -146,12 +143,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, 
     }
     with scripted_upstream(folder, SCRIPT) as upstream:
         config = gateway_config(upstream, folder, policies)
-        assert cli(["db", "upgrade", "--config", str(config)], env).returncode == 0
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        args = ["serve", "--config", str(config), "--port", str(port)]
-        with process(args, f"{url}/readyz", folder / "gateway.log", env, cwd=ROOT):
-            keys = {context: admin_key(url, context) for context in POLICIES}
+        with serving_gateway(config, env, list(POLICIES), cwd=ROOT) as (url, keys):
             yield Gateway(url, keys["flag-only"], env, config, "sqlite", keys, policies), log
 
 
