@@ -9,9 +9,10 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.auth.keys import key_summary
+from gateway.clock import now
 from gateway.deps import AdminDep, ServicesDep
 from gateway.errors import InvalidRequest, NotFound
-from gateway.records.log import Status, now
+from gateway.records.log import Status
 from gateway.records.repository import ExchangeFilter, full, summary
 
 router = APIRouter(prefix="/admin", tags=["admin"])

@@ -9,10 +9,10 @@ import typer
 
 from gateway.auth.keys import KeyService, NewKey, key_summary
 from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
+from gateway.clock import now
 from gateway.db.session import Sessions
 from gateway.policy.revisions import RevisionRepository
 from gateway.policy.store import PolicyStore, policy_store
-from gateway.records.log import now
 
 app = typer.Typer(help="API keys for applications.", no_args_is_help=True)
 

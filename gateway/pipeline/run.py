@@ -18,6 +18,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.clock import now
 from gateway.errors import (
     ClientGone,
     GatewayError,
@@ -39,7 +40,7 @@ from gateway.policy.enforce import (
     first_turn,
     review_answer,
 )
-from gateway.records.log import ExchangeLog, Status, now
+from gateway.records.log import ExchangeLog, Status
 from gateway.services import Services
 from gateway.upstream.client import mapped_errors
 from gateway.upstream.router import Route

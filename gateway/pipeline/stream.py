@@ -20,12 +20,13 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from gateway.clock import now
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
 from gateway.pipeline.answers import upstream_filtered
 from gateway.pipeline.assemble import StreamAssembler
 from gateway.pipeline.guard import Blocked, OutputGuard
 from gateway.policy.compiled import CompiledRule
-from gateway.records.log import ExchangeLog, Status, now
+from gateway.records.log import ExchangeLog, Status
 from gateway.services import Services
 from gateway.upstream.client import UpstreamClient, mapped_errors
 from gateway.upstream.router import Route

@@ -8,10 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from gateway.clock import now
 from gateway.db.models import Exchange, GuidelineRevision, PolicyRevision
 from gateway.db.session import Sessions
 from gateway.policy.compiled import CompiledPolicy
-from gateway.records.log import now
 
 log = logging.getLogger("gateway.policy")
 

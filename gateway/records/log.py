@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from gateway.clock import now
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.records.views import redacted_record
@@ -24,10 +25,6 @@ class Status(StrEnum):
     INCOMPLETE = "incomplete"
     CLIENT_DISCONNECTED = "client_disconnected"
     GATEWAY_ERROR = "gateway_error"  # a fault of the gateway itself, answered with a 500
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(slots=True)

@@ -101,6 +101,11 @@ class ExchangeRecorder:
     def healthy(self) -> bool:
         return not self.stats.failing and self.pending < self._config.max_queue
 
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The writer task, for the app's supervisor."""
+        return self._task
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="exchange-recorder")
 

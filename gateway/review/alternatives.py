@@ -23,12 +23,12 @@ from typing import Any
 import anyio
 from sqlalchemy import update
 
+from gateway.clock import now
 from gateway.db.models import Exchange, ReviewItem
 from gateway.errors import GatewayError
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.policy.enforce import admit, review_answer
-from gateway.records.log import now
 from gateway.review.views import EMBEDDINGS
 from gateway.services import Services
 from gateway.upstream.client import mapped_errors

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, distinct, exists, func, select
 from sqlalchemy.orm import aliased
 
+from gateway.clock import now
 from gateway.db.models import ExportRecord, GuidelineRevision, Judgment, ReviewItem
 from gateway.db.session import Sessions
 from gateway.errors import NotFound
@@ -24,7 +25,6 @@ from gateway.export.rows import ExportFilter
 from gateway.export.scope import ExportScope, Unfinished
 from gateway.export.writer import ExportSummary, write_export
 from gateway.policy.store import PolicyStore
-from gateway.records.log import now
 from gateway.review.agreement import verdict_alpha
 from gateway.review.data import ReviewData
 

@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.clock import now
 from gateway.db.models import Judgment, ReviewItem
 from gateway.db.session import Sessions
 from gateway.errors import InvalidRequest, NotFound, PermissionDenied
-from gateway.records.log import now
 from gateway.review.queue import QueueService
 from gateway.review.reviewers import ReviewerIdentity
 

@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.clock import now
 from gateway.db.models import Judgment, ReviewItem, ReviewSkip
 from gateway.db.session import Sessions
 from gateway.errors import NotFound, PermissionDenied
-from gateway.records.log import now
 from gateway.review.reviewers import ReviewerIdentity
 
 LEASE = timedelta(minutes=15)

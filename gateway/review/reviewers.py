@@ -10,10 +10,10 @@ from typing import Literal
 from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.clock import now
 from gateway.db.models import Reviewer, ReviewerQueue, ReviewItem, WebSession
 from gateway.db.session import Sessions
 from gateway.errors import AuthenticationFailed, NotFound, PermissionDenied
-from gateway.records.log import now
 
 Role = Literal["reviewer", "lead", "admin"]
 TOKEN_PREFIX = "rv-"  # noqa: S105 (a prefix, not a secret)

@@ -18,9 +18,9 @@ import random
 import secrets
 from typing import Any
 
+from gateway.clock import now
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
-from gateway.records.log import now
 from gateway.review.views import EMBEDDINGS
 
 FALLBACK_QUEUE = "review"

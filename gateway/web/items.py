@@ -17,10 +17,10 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from gateway.clock import now
 from gateway.db.models import ReviewItem
 from gateway.deps import ServicesDep
 from gateway.errors import InvalidRequest, PermissionDenied
-from gateway.records.log import now
 from gateway.review.alternatives import ensure_alternative
 from gateway.review.data import answer_text
 from gateway.review.reviewers import ReviewerIdentity

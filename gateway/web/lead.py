@@ -7,11 +7,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response
 
+from gateway.clock import now
 from gateway.deps import ServicesDep
 from gateway.errors import InvalidRequest, NotFound
 from gateway.export.formats import FORMATS
 from gateway.export.rows import ExportFilter
-from gateway.records.log import now
 from gateway.review.exporting import (
     export_by,
     export_file,

@@ -14,10 +14,10 @@ from datetime import timedelta
 
 from sqlalchemy import delete, update
 
+from gateway.clock import now
 from gateway.db.models import WebSession
 from gateway.db.session import Sessions
 from gateway.errors import AuthenticationFailed
-from gateway.records.log import now
 from gateway.review.reviewers import ReviewerIdentity, ReviewerService, token_digest
 
 COOKIE = "situate_session"
