@@ -197,13 +197,15 @@ def _load(url: str, mock_url: str, key: str, args: argparse.Namespace) -> None:
         rps = statistics.median(v[0] for v in values)
         p50 = statistics.median(v[1] for v in values)
         print(f"  {name:<12} {rps:8.1f} req/s   p50 {p50:7.3f} ms")
-    added = [via[1] - direct[1] for via, direct in zip(rows["via c=1"], rows["direct c=1"])]
+    pairs = zip(rows["via c=1"], rows["direct c=1"], strict=True)
+    added = [via[1] - direct[1] for via, direct in pairs]
     print(f"  added p50 at c=1: {statistics.median(added):.3f} ms")
 
 
 def _streams(url: str, keys: dict[str, str], pid: int, runs: int) -> None:
     print(f"streams: gateway CPU seconds per answer, medians of {runs}")
-    print(f"  {'chars':>8} {'no rules':>10} {'output rules':>13} {'ratio':>6} {'us/char (rules)':>16}")
+    head = f"{'chars':>8} {'no rules':>10} {'output rules':>13} {'ratio':>6}"
+    print(f"  {head} {'us/char (rules)':>16}")
     for length in LENGTHS:
         plain = stream_cpu(url, keys["plain"], pid, length, runs)
         ruled = stream_cpu(url, keys["output"], pid, length, runs)
