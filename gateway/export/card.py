@@ -1,7 +1,7 @@
 """The dataset card: a Hugging Face README whose every figure comes from the exported rows.
 
-The figures arrive already counted (the writer's ``CardStats``), so describing an export never
-needs the rows again. People appear only in aggregate.
+The figures arrive already counted (``gateway.export.stats.CardStats``, filled by the writer),
+so describing an export never needs the rows again. People appear only in aggregate.
 """
 
 from __future__ import annotations
@@ -10,15 +10,12 @@ import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import yaml
 
 from gateway.export.rows import ExportFilter, ReviewerProfile
 from gateway.export.scope import ExportScope, counted, partial_lines
-
-if TYPE_CHECKING:  # the writer imports this module to render the card
-    from gateway.export.writer import CardStats
+from gateway.export.stats import CardStats
 
 DATA_FILE = "data.jsonl"
 PROVENANCE_FILE = "provenance.jsonl"
