@@ -31,7 +31,7 @@ import numpy as np
 from gateway.detectors.embedding import DIMENSIONS, SentenceEncoder, Vectors, shared_encoder
 from gateway.detectors.model import bounded
 from gateway.policy.schema import Topic
-from gateway.policy.scope import word_count
+from gateway.policy.words import word_count
 
 _log = logging.getLogger(__name__)
 
