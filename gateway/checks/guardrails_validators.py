@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway.checks.guardrails_bridge import load_guardrails
 from gateway.checks.registry import default_registry
-from gateway.policy.engine import redact
+from gateway.checks.spans import redact
 
 load_guardrails()
 

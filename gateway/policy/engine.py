@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+# re-exported for the pipeline, until its stages import it from gateway.checks.spans
+from gateway.checks.spans import redact as redact
 from gateway.errors import PolicyUnavailable
 from gateway.policy.compiled import CompiledPolicy, CompiledRule
 from gateway.policy.decision import SHADOW, Decision, Evidence, Outcome
@@ -106,17 +108,3 @@ def _evidence(rule: CompiledRule, stage: str, refs: list[TextRef]) -> list[Evide
                 Evidence(ref.message, f.start, f.end, f.label, f.score, ref.part, f.source)
             )
     return found
-
-
-def redact(text: str, spans: list[tuple[int, int, str]]) -> str:
-    """Replace spans (merged where they overlap) from the end, so offsets stay valid."""
-    merged: list[tuple[int, int, str]] = []
-    for start, end, replacement in sorted(spans):
-        if merged and start < merged[-1][1]:
-            last = merged[-1]
-            merged[-1] = (last[0], max(last[1], end), last[2])
-        else:
-            merged.append((start, end, replacement))
-    for start, end, replacement in reversed(merged):
-        text = text[:start] + replacement + text[end:]
-    return text

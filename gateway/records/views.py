@@ -21,9 +21,10 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.checks.spans import redact
 from gateway.policy.compiled import SENSITIVE_DETECTORS, CompiledPolicy, CompiledRule
 from gateway.policy.decision import Decision
-from gateway.policy.engine import message_texts, redact
+from gateway.policy.engine import message_texts
 
 #: where a text sits in the record: (body, message or choice, content part or tool call); body
 #: is "request", "input" (embeddings), "answer", or "request_calls" / "answer_calls" for the
