@@ -19,7 +19,7 @@ import openai
 import pytest
 
 from gateway.db.session import create_engine, create_sessions
-from gateway.detectors.feedback import (
+from gateway.evaluation.feedback import (
     JudgedFinding,
     judged_findings,
     labelled_examples,
@@ -313,7 +313,7 @@ def test_calibrate_proposes_a_threshold_from_the_judgments_it_prints(reviewed: R
 
 def test_a_rule_on_both_stages_is_labelled_where_it_fired() -> None:
     from gateway.db.models import Exchange, Judgment, ReviewItem
-    from gateway.detectors.feedback import _findings_of
+    from gateway.evaluation.feedback import _findings_of
 
     exchange = Exchange(
         id="req_1",
@@ -395,7 +395,7 @@ def test_train_from_reviews_names_the_judgments(
 
 
 def test_a_threshold_is_calibrated_on_the_models_scores_only() -> None:
-    from gateway.detectors.feedback import _threshold_scores
+    from gateway.evaluation.feedback import _threshold_scores
 
     model = {"score": 0.97, "source": "injection@sha256:abc"}
     first = {"score": 0.95, "source": "heuristic:injection"}

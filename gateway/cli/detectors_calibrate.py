@@ -25,7 +25,7 @@ import typer
 import yaml
 
 from gateway.cli.common import ConfigOption, config_or_exit, database, fail
-from gateway.detectors.feedback import JudgedFinding, judged_findings, settled, wilson
+from gateway.evaluation.feedback import JudgedFinding, judged_findings, settled, wilson
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ def _reviewed(
     config_path: Path | None, specs: list[str], kinds: tuple[str, ...]
 ) -> list[datasets.Example]:
     from gateway.db.session import Sessions
-    from gateway.detectors.feedback import judged_findings, labelled_examples
+    from gateway.evaluation.feedback import judged_findings, labelled_examples
 
     async def work(sessions: Sessions) -> list[datasets.Example]:
         examples = []

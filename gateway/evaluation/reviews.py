@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.db.session import Sessions
-from gateway.detectors.feedback import rule_precision
+from gateway.evaluation.feedback import rule_precision
 from gateway.evaluation.stats import format_share
 
 KINDS = ("human", "model")
