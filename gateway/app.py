@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import TypedDict
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +23,7 @@ from gateway.auth.keys import KeyService
 from gateway.checks.classifier import DetectorRuntime
 from gateway.config import GatewayConfig
 from gateway.db.session import Sessions, create_engine, create_sessions
+from gateway.deps import AppState
 from gateway.detectors.catalog import load_model
 from gateway.detectors.pool import DetectorPool, PoolSettings
 from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
@@ -38,10 +39,12 @@ from gateway.review.judging import JudgingService
 from gateway.review.queue import QueueService
 from gateway.review.reviewers import ReviewerService
 from gateway.services import Services
+from gateway.supervise import Supervisor
 from gateway.telemetry import Telemetry
 from gateway.upstream.client import UpstreamClient, create_http_client
 from gateway.upstream.router import ModelRouter
 from gateway.version import __version__
+from gateway.web.deps import WebState
 from gateway.web.render import error_page, is_page
 from gateway.web.sessions import WebSessions
 from gateway.web.site import install as install_web
@@ -51,16 +54,29 @@ log = logging.getLogger("gateway")
 DEMO_PREFIX = "/_demo"
 
 
+class LifespanState(TypedDict):
+    """What the lifespan yields: Starlette hands each request a copy, as its ``state``.
+    The keys are ``gateway.deps.APP_STATE`` and ``gateway.web.deps.WEB_STATE``."""
+
+    gateway: AppState
+    web: WebState
+
+
 def create_app(config: GatewayConfig, *, demo_base_url: str | None = None) -> FastAPI:
     """Build the gateway. ``demo_base_url`` is where this server's own demo backend answers."""
     base_urls = _base_urls(config, demo_base_url)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
         async with _services(config, base_urls) as services:
-            app.state.services = services
-            app.state.pipeline = Pipeline(services)
-            yield
+            sign_ins = WebSessions(
+                services.sessions,
+                services.reviewers,
+                timedelta(hours=config.review_page.session_hours),
+            )
+            yield LifespanState(
+                gateway=AppState(services, Pipeline(services)), web=WebState(sign_ins)
+            )
 
     app = FastAPI(
         title="Situate gateway",
@@ -87,18 +103,24 @@ def create_app(config: GatewayConfig, *, demo_base_url: str | None = None) -> Fa
 @asynccontextmanager
 async def _services(config: GatewayConfig, base_urls: dict[str, str]) -> AsyncIterator[Services]:
     """Every resource a request needs, built here and closed here, in reverse order."""
-    engine = create_engine(config.database_url)
+    database = config.database
+    engine = create_engine(
+        config.database_url, pool_size=database.pool_size, max_overflow=database.max_overflow
+    )
     sessions = create_sessions(engine)
     http = create_http_client(config.upstream)
     router = ModelRouter(config, base_urls)
     telemetry = Telemetry.console() if config.telemetry.exporter == "console" else None
-    recorder = ExchangeRecorder(sessions, config.recording, telemetry)
+    recorder = ExchangeRecorder(
+        sessions, config.recording, [telemetry.exchange] if telemetry is not None else []
+    )
     detectors = DetectorPool(PoolSettings.of(config.detectors, warm=True))
     policies = policy_store(config, DetectorRuntime(detectors, load_model))
     revisions = RevisionRepository(sessions)
     for compiled in policies.refresh():
         await revisions.save(compiled)
     await policies.restore(revisions)  # a context whose file is broken: its last good revision
+    supervisor = Supervisor()
     services = _assemble(
         config,
         sessions,
@@ -108,21 +130,30 @@ async def _services(config: GatewayConfig, base_urls: dict[str, str]) -> AsyncIt
         policies,
         revisions,
         detectors,
+        supervisor,
     )
-    recorder.start()
-    watcher = asyncio.create_task(
-        policies.watch(config.policy_reload_seconds, revisions.save), name="policy-watch"
-    )
+    _start_background(config, services)
     try:
         yield services
     finally:
-        watcher.cancel()
+        await supervisor.stop()  # the watcher, then the recorder (it writes what is queued)
         detectors.close()
-        await recorder.stop()
         if telemetry is not None:
             telemetry.shutdown()
         await http.aclose()
         await engine.dispose()
+
+
+def _start_background(config: GatewayConfig, services: Services) -> None:
+    """The recorder's writer (fatal when it fails: records spill by the recorder's own logic)
+    and the policy watcher (restarted with backoff), under the supervisor."""
+    recorder, policies, revisions = services.recorder, services.policies, services.revisions
+    recorder.start()
+    assert recorder.task is not None  # start() made it
+    services.supervisor.fatal(recorder.task.get_name(), recorder.task, stop=recorder.stop)
+    services.supervisor.restarting(
+        "policy-watch", lambda: policies.watch(config.policy_reload_seconds, revisions.save)
+    )
 
 
 def _assemble(
@@ -134,9 +165,10 @@ def _assemble(
     policies: PolicyStore,
     revisions: RevisionRepository,
     detectors: DetectorPool,
+    supervisor: Supervisor,
 ) -> Services:
     keys = KeyService(sessions)
-    queues = QueueService(sessions)
+    queues = QueueService(sessions, timedelta(minutes=config.review.claim_lease_minutes))
     reviewers = ReviewerService(sessions)
     return Services(
         config=config,
@@ -155,10 +187,8 @@ def _assemble(
         queues=queues,
         judging=JudgingService(sessions, queues),
         review_data=ReviewData(sessions, policies),
-        web_sessions=WebSessions(
-            sessions, reviewers, timedelta(hours=config.review_page.session_hours)
-        ),
         detectors=detectors,
+        supervisor=supervisor,
     )
 
 

@@ -114,6 +114,21 @@ class ReviewPageConfig(_Strict):
     )
 
 
+class ReviewConfig(_Strict):
+    claim_lease_minutes: float = Field(
+        15.0, gt=0, le=24 * 60, description="how long a claimed item stays its reviewer's"
+    )
+
+
+class DatabaseConfig(_Strict):
+    """The connection pool of a PostgreSQL database (SQLite has one file and no pool)."""
+
+    pool_size: int = Field(10, ge=1, le=1000, description="connections kept open")
+    max_overflow: int = Field(
+        10, ge=0, le=1000, description="connections opened beyond pool_size under load"
+    )
+
+
 class UpstreamConfig(_Strict):
     transport: Literal["aiohttp", "httpx"] = "aiohttp"
     max_connections: int = Field(512, ge=1)
@@ -143,6 +158,7 @@ class DetectorsConfig(_Strict):
 
 class GatewayConfig(_Strict):
     database_url: str = DEFAULT_DATABASE_URL
+    database: DatabaseConfig = DatabaseConfig()
     admin_token_env: str = "GATEWAY_ADMIN_TOKEN"  # noqa: S105 (a variable name, not a secret)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     policies_dir: Path = Field(
@@ -157,6 +173,7 @@ class GatewayConfig(_Strict):
     upstream: UpstreamConfig = UpstreamConfig()
     recording: RecordingConfig = RecordingConfig()
     auth: AuthConfig = AuthConfig()
+    review: ReviewConfig = ReviewConfig()
     review_page: ReviewPageConfig = ReviewPageConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     detectors: DetectorsConfig = DetectorsConfig()

@@ -1,4 +1,8 @@
-"""Everything a request needs, built once in the lifespan and closed there."""
+"""Everything a request needs, built once in the lifespan and closed there.
+
+It sits below the HTTP surfaces: the web page's own state (its sign-in sessions) is the web
+layer's, carried beside this in the lifespan state (``gateway.web.deps.WebState``).
+"""
 
 from __future__ import annotations
 
@@ -19,9 +23,9 @@ from gateway.review.data import ReviewData
 from gateway.review.judging import JudgingService
 from gateway.review.queue import QueueService
 from gateway.review.reviewers import ReviewerService
+from gateway.supervise import Supervisor
 from gateway.upstream.client import UpstreamClient
 from gateway.upstream.router import ModelRouter
-from gateway.web.sessions import WebSessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,7 @@ class Services:
     queues: QueueService
     judging: JudgingService
     review_data: ReviewData
-    web_sessions: WebSessions
     #: the worker pool heavy policies are evaluated in and their models run in
     detectors: DetectorPool
+    #: the background tasks (recorder, policy watcher) and how they fare, for /readyz
+    supervisor: Supervisor

@@ -10,6 +10,10 @@ from starlette.responses import JSONResponse
 
 from gateway.db.migrate import head_revision
 from gateway.deps import ServicesDep
+from gateway.policy.store import PolicyStore
+from gateway.records.recorder import ExchangeRecorder
+from gateway.services import Services
+from gateway.supervise import Supervisor
 
 router = APIRouter(tags=["health"])
 
@@ -19,14 +23,30 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database is reachable, the config loaded, records flowing")
+@router.get(
+    "/readyz",
+    summary="The database is reachable, the config loaded, records flowing, background tasks up",
+)
 async def readyz(services: ServicesDep) -> JSONResponse:
-    checks: dict[str, Any] = {"config": {"ok": True, "models": services.router.aliases}}
-    store = services.policies
+    checks: dict[str, Any] = {
+        "config": {"ok": True, "models": services.router.aliases},
+        "policies": _policies(services.policies),
+        "database": await _database(services),
+        "recorder": _recorder(services.recorder),
+        "background": _background(services.supervisor),
+    }
+    ready = all(check["ok"] for check in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+def _policies(store: PolicyStore) -> dict[str, Any]:
     # A refused edit does not make the gateway unready: the last good revision keeps serving
     # (an unready fleet after one bad ConfigMap edit would be an outage), from memory or, after
     # a restart, from the database; it is reported.
-    checks["policies"] = {
+    return {
         "ok": bool(store.contexts),
         "refused_edits": len(store.errors),
         "contexts": {p.context: p.short_revision for p in store.all()},
@@ -40,23 +60,33 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         },
         "errors": [str(error) for error in store.errors.values()],
     }
+
+
+async def _database(services: Services) -> dict[str, Any]:
     try:
         async with services.sessions() as session:
             version = await session.scalar(text("SELECT version_num FROM alembic_version"))
-        expected = head_revision()
-        checks["database"] = {"ok": version == expected, "schema": version, "expected": expected}
     except Exception as exc:  # any driver error means "not ready", and says which
-        checks["database"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
-    recorder = services.recorder
-    checks["recorder"] = {
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    expected = head_revision()
+    return {"ok": version == expected, "schema": version, "expected": expected}
+
+
+def _recorder(recorder: ExchangeRecorder) -> dict[str, Any]:
+    return {
         "ok": recorder.healthy,
         "pending": recorder.pending,
         "written": recorder.stats.written,
         "spilled": recorder.stats.spilled,
         "last_error": recorder.stats.last_error,
     }
-    ready = all(check["ok"] for check in checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks},
-        status_code=200 if ready else 503,
-    )
+
+
+def _background(supervisor: Supervisor) -> dict[str, Any]:
+    # A background task that failed (and, if it restarts, has not settled since) is named
+    # here with its error: the gateway is not ready while it is down.
+    return {
+        "ok": supervisor.healthy,
+        "tasks": supervisor.status(),
+        "failed": {name: f.error for name, f in supervisor.failures.items()},
+    }

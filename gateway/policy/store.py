@@ -119,8 +119,8 @@ class PolicyStore:
     def _load(self, path: Path) -> CompiledPolicy | None:
         try:
             compiled = load_policy(path, self._registry, self._aliases)
-        except PolicyError as exc:
-            self.errors[path] = str(exc)
+        except Exception as exc:  # any failure to compile is this file's problem, no one else's
+            self.errors[path] = _problem(path, exc)
             serving = self._contexts_of.get(path)
             log.error(
                 "policy %s refused%s:\n%s",
@@ -128,7 +128,8 @@ class PolicyStore:
                 f"; revision {self._policies[serving].short_revision} keeps serving"
                 if serving in self._policies
                 else "",
-                exc,
+                self.errors[path],
+                exc_info=None if isinstance(exc, PolicyError) else exc,
             )
             return None
         self.errors.pop(path, None)
@@ -176,11 +177,15 @@ class PolicyStore:
             return None
         try:
             compiled = compile_policy(path, stored.text, self._registry, self._aliases)
-        except PolicyError as exc:
+        except Exception as exc:  # as in _load: the context stays unserved, the others serve
+            problem = _problem(path, exc)
             self.errors[path] += (
-                f"\n(its last good revision {stored.revision[:12]} does not compile now:\n{exc})"
+                f"\n(its last good revision {stored.revision[:12]} does not compile now:\n"
+                f"{problem})"
             )
-            log.error("policy %s refused; revision %s fails too:\n%s", path, stored.revision, exc)
+            log.error(
+                "policy %s refused; revision %s fails too:\n%s", path, stored.revision, problem
+            )
             return None
         self._policies[context] = compiled
         self._contexts_of[path] = context
@@ -198,11 +203,27 @@ class PolicyStore:
         return compiled
 
     async def watch(self, interval: float, on_load: OnLoad) -> None:
-        """Poll the folders for changes until cancelled."""
+        """Poll the folders for changes until cancelled. When ``on_load`` fails (the database
+        is down), the files not yet handed over are forgotten so the next poll loads them
+        again, and the error ends the watch for its supervisor to report and restart."""
         while True:
             await asyncio.sleep(interval)
-            for compiled in self.refresh():
-                await on_load(compiled)
+            loaded = self.refresh()
+            for done, compiled in enumerate(loaded):
+                try:
+                    await on_load(compiled)
+                except Exception:
+                    for unsaved in loaded[done:]:
+                        self._files.pop(unsaved.path, None)
+                    raise
+
+
+def _problem(path: Path, exc: Exception) -> str:
+    """What a refused file's error says: a PolicyError's own text (it names the file and
+    line), anything else with its type, since it comes from code the policy named."""
+    if isinstance(exc, PolicyError):
+        return str(exc)
+    return f"{path}: cannot compile: {type(exc).__name__}: {exc}"
 
 
 def policy_store(config: GatewayConfig, runtime: DetectorRuntime | None = None) -> PolicyStore:

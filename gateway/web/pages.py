@@ -16,10 +16,10 @@ from gateway.errors import AuthenticationFailed, NotFound
 from gateway.review.queue import QueueStatus
 from gateway.review.reviewers import ReviewerIdentity
 from gateway.services import Services
-from gateway.web.deps import FormDep, SignedInDep
+from gateway.web.deps import FormDep, SignedInDep, SignInsDep
 from gateway.web.forms import check_csrf, check_origin, text
 from gateway.web.render import PREFIX, page, redirect
-from gateway.web.sessions import COOKIE
+from gateway.web.sessions import COOKIE, WebSessions
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -50,8 +50,8 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https" or forwarded == "https"
 
 
-def _login_page(request: Request, services: Services, status: int, **context: Any) -> Response:
-    hours = f"{services.web_sessions.lifetime.total_seconds() / 3600:g}"
+def _login_page(request: Request, sign_ins: WebSessions, status: int, **context: Any) -> Response:
+    hours = f"{sign_ins.lifetime.total_seconds() / 3600:g}"
     return page(request, "login.html", None, status, hours=hours, **context)
 
 
@@ -62,11 +62,11 @@ async def root() -> Response:
 
 @router.get("/login")
 async def login_form(
-    request: Request, services: ServicesDep, next: str | None = None, notice: str | None = None
+    request: Request, sign_ins: SignInsDep, next: str | None = None, notice: str | None = None
 ) -> Response:
     csrf = secrets.token_urlsafe(24)
     response = _login_page(
-        request, services, 200, next=_next(next), csrf=csrf, notice=NOTICES.get(notice or "")
+        request, sign_ins, 200, next=_next(next), csrf=csrf, notice=NOTICES.get(notice or "")
     )
     response.set_cookie(
         LOGIN_COOKIE, csrf, httponly=True, samesite="strict", secure=_secure(request), path=PREFIX
@@ -75,22 +75,22 @@ async def login_form(
 
 
 @router.post("/login")
-async def login(request: Request, services: ServicesDep) -> Response:
+async def login(request: Request, sign_ins: SignInsDep) -> Response:
     check_origin(request)
     form = await request.form()
     check_csrf(form, request.cookies.get(LOGIN_COOKIE))
     target = _next(text(form, "next"))
     try:
-        cookie, _ = await services.web_sessions.start(text(form, "token") or "")
+        cookie, _ = await sign_ins.start(text(form, "token") or "")
     except AuthenticationFailed as exc:
         csrf = request.cookies.get(LOGIN_COOKIE, "")
-        return _login_page(request, services, 401, next=target, csrf=csrf, error=exc.message)
-    await services.web_sessions.end(request.cookies.get(COOKIE))
+        return _login_page(request, sign_ins, 401, next=target, csrf=csrf, error=exc.message)
+    await sign_ins.end(request.cookies.get(COOKIE))
     response = redirect(target)
     response.set_cookie(
         COOKIE,
         cookie,
-        max_age=int(services.web_sessions.lifetime.total_seconds()),
+        max_age=int(sign_ins.lifetime.total_seconds()),
         httponly=True,
         samesite="lax",
         secure=_secure(request),
@@ -101,8 +101,8 @@ async def login(request: Request, services: ServicesDep) -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request, _: FormDep, services: ServicesDep) -> Response:
-    await services.web_sessions.end(request.cookies.get(COOKIE))
+async def logout(request: Request, _: FormDep, sign_ins: SignInsDep) -> Response:
+    await sign_ins.end(request.cookies.get(COOKIE))
     response = redirect(f"{PREFIX}/login?notice=signed-out")
     response.delete_cookie(COOKIE, path=PREFIX)
     return response

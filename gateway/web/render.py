@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway.errors import AuthenticationFailed, GatewayError
+from gateway.web.deps import web_state
 from gateway.web.sessions import COOKIE, SignedIn
 
 HERE = Path(__file__).resolve().parent
@@ -89,11 +90,11 @@ def is_page(request: Request) -> bool:
 async def _signed_in(request: Request) -> SignedIn | None:
     """Who is signed in, for the error page's navigation; nobody when that cannot be told
     (no session, or the database is what failed): the page then offers to sign in."""
-    services = getattr(request.app.state, "services", None)
-    if services is None:
+    state = web_state(request)
+    if state is None:
         return None
     try:
-        signed: SignedIn = await services.web_sessions.resume(request.cookies.get(COOKIE))
+        signed = await state.sign_ins.resume(request.cookies.get(COOKIE))
     except (GatewayError, SQLAlchemyError, OSError):
         return None
     return signed
