@@ -1,0 +1,90 @@
+"""Databases made in the test process: migrated by ``gateway.db.migrate`` (the code behind
+``gateway db upgrade``), with keys and reviewers made by the services the CLI calls, so a
+fixture costs milliseconds instead of a ``python -m gateway`` subprocess each."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+from gateway.auth.keys import KeyService, NewKey
+from gateway.db import migrate
+from gateway.db.session import Sessions, create_engine, create_sessions
+from gateway.review.reviewers import ReviewerService, Role
+
+T = TypeVar("T")
+
+
+def upgrade(url: str) -> str:
+    """The database at ``url`` migrated to head (from a thread with no event loop)."""
+    migrate.upgrade(url)
+    return url
+
+
+@asynccontextmanager
+async def sessions_on(url: str) -> AsyncIterator[Sessions]:
+    """Sessions on ``url`` for one event loop, the engine disposed afterwards."""
+    engine = create_engine(url)
+    try:
+        yield create_sessions(engine)
+    finally:
+        await engine.dispose()
+
+
+def run_on(url: str, work: Callable[[Sessions], Awaitable[T]]) -> T:
+    """``work`` on the database at ``url``, from synchronous test code."""
+
+    async def runner() -> T:
+        async with sessions_on(url) as sessions:
+            return await work(sessions)
+
+    return asyncio.run(runner())
+
+
+def make_key(url: str, context: str, name: str = "tests", expires_in: int | None = None) -> str:
+    """A new API key for ``context``, as ``gateway keys create`` makes it; the secret."""
+
+    async def work(sessions: Sessions) -> NewKey:
+        return await KeyService(sessions).create(context, name, expires_in)
+
+    return run_on(url, work).secret
+
+
+def make_keys(url: str, contexts: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """A key per context, on one engine."""
+
+    async def work(sessions: Sessions) -> dict[str, str]:
+        keys = KeyService(sessions)
+        return {context: (await keys.create(context, "tests")).secret for context in contexts}
+
+    return run_on(url, work)
+
+
+def make_reviewer(
+    url: str,
+    name: str,
+    role: Role = "reviewer",
+    queues: tuple[tuple[str, str], ...] = (),
+    *,
+    kind: str = "human",
+) -> tuple[str, str]:
+    """A reviewer as ``gateway review add-reviewer`` (and ``assign``) makes one, with the
+    same organisation, locale and languages the tests' reviewers always had: (id, token)."""
+
+    async def work(sessions: Sessions) -> tuple[str, str]:
+        service = ReviewerService(sessions)
+        reviewer, token = await service.create(
+            name,
+            role,
+            kind=kind,
+            organisation="Acme Labelling",
+            locale="de-DE",
+            languages=["de", "en"],
+        )
+        for context, queue in queues:
+            await service.assign(reviewer.id, context, queue)
+        return reviewer.id, token
+
+    return run_on(url, work)
