@@ -1,33 +1,89 @@
-"""Rebuild a whole chat completion from its stream chunks, for the record."""
+"""Rebuild a whole chat completion from its stream chunks, for the record.
+
+Texts arrive a piece at a time: each is kept as a list of pieces and joined once, when the
+body is built, so a long answer costs its length, not its length squared.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
+_TEXTS = ("content", "refusal")
 
-def _merge_tool_calls(target: list[dict[str, Any]], deltas: list[Any]) -> None:
-    for delta in deltas:
-        if not isinstance(delta, dict):
-            continue
-        index = delta.get("index", len(target))
-        while len(target) <= index:
-            target.append(
-                {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
-            )
-        call = target[index]
-        if delta.get("id"):
-            call["id"] = delta["id"]
-        if delta.get("type"):
-            call["type"] = delta["type"]
-        function = delta.get("function") or {}
-        call["function"]["name"] += function.get("name") or ""
-        call["function"]["arguments"] += function.get("arguments") or ""
+
+@dataclass(slots=True)
+class _ToolCall:
+    id: Any = None
+    type: str = "function"
+    name: list[str] = field(default_factory=list)
+    arguments: list[str] = field(default_factory=list)
+
+    def body(self) -> dict[str, Any]:
+        function = {"name": "".join(self.name), "arguments": "".join(self.arguments)}
+        return {"id": self.id, "type": self.type, "function": function}
+
+
+@dataclass(slots=True)
+class _Choice:
+    index: Any
+    role: Any = "assistant"
+    texts: dict[str, list[str]] = field(default_factory=dict)
+    tool_calls: list[_ToolCall] | None = None
+    finish_reason: Any = None
+    logprobs: list[Any] | None = None
+
+    def add(self, choice: dict[str, Any]) -> None:
+        delta = choice.get("delta") or {}
+        if delta.get("role"):
+            self.role = delta["role"]
+        for key in _TEXTS:
+            if delta.get(key) is not None:
+                self.texts.setdefault(key, []).append(delta[key])
+        if delta.get("tool_calls"):
+            self._merge_tool_calls(delta["tool_calls"])
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+        logprobs = choice.get("logprobs")
+        if isinstance(logprobs, dict) and logprobs.get("content"):
+            if self.logprobs is None:
+                self.logprobs = []
+            self.logprobs.extend(logprobs["content"])
+
+    def _merge_tool_calls(self, deltas: list[Any]) -> None:
+        calls = self.tool_calls = self.tool_calls if self.tool_calls is not None else []
+        for delta in deltas:
+            if not isinstance(delta, dict):
+                continue
+            index = delta.get("index", len(calls))
+            while len(calls) <= index:
+                calls.append(_ToolCall())
+            call = calls[index]
+            if delta.get("id"):
+                call.id = delta["id"]
+            if delta.get("type"):
+                call.type = delta["type"]
+            function = delta.get("function") or {}
+            call.name.append(function.get("name") or "")
+            call.arguments.append(function.get("arguments") or "")
+
+    def body(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": self.role, "content": None}
+        for key in _TEXTS:
+            if key in self.texts:
+                message[key] = "".join(self.texts[key])
+        if self.tool_calls is not None:
+            message["tool_calls"] = [call.body() for call in self.tool_calls]
+        body = {"index": self.index, "message": message, "finish_reason": self.finish_reason}
+        if self.logprobs is not None:
+            body["logprobs"] = {"content": list(self.logprobs)}
+        return body
 
 
 class StreamAssembler:
     def __init__(self) -> None:
         self.head: dict[str, Any] = {}
-        self.choices: dict[int, dict[str, Any]] = {}
+        self._choices: dict[Any, _Choice] = {}
         self.usage: Any = None
         self.chunks = 0
 
@@ -39,42 +95,21 @@ class StreamAssembler:
             self.usage = chunk["usage"]
         for choice in chunk.get("choices") or ():
             if isinstance(choice, dict):
-                self._add_choice(choice)
-
-    def _add_choice(self, choice: dict[str, Any]) -> None:
-        index = choice.get("index", 0)
-        state = self.choices.setdefault(
-            index,
-            {
-                "index": index,
-                "message": {"role": "assistant", "content": None},
-                "finish_reason": None,
-            },
-        )
-        delta = choice.get("delta") or {}
-        message = state["message"]
-        if delta.get("role"):
-            message["role"] = delta["role"]
-        for key in ("content", "refusal"):
-            if delta.get(key) is not None:
-                message[key] = (message.get(key) or "") + delta[key]
-        if delta.get("tool_calls"):
-            _merge_tool_calls(message.setdefault("tool_calls", []), delta["tool_calls"])
-        if choice.get("finish_reason"):
-            state["finish_reason"] = choice["finish_reason"]
-        logprobs = choice.get("logprobs")
-        if isinstance(logprobs, dict) and logprobs.get("content"):
-            state.setdefault("logprobs", {"content": []})["content"].extend(logprobs["content"])
+                index = choice.get("index", 0)
+                state = self._choices.get(index)
+                if state is None:
+                    state = self._choices[index] = _Choice(index)
+                state.add(choice)
 
     @property
     def finished(self) -> bool:
-        return bool(self.choices) and all(c["finish_reason"] for c in self.choices.values())
+        return bool(self._choices) and all(c.finish_reason for c in self._choices.values())
 
     def body(self) -> dict[str, Any]:
         body = {
             **self.head,
             "object": "chat.completion",
-            "choices": [self.choices[i] for i in sorted(self.choices)],
+            "choices": [self._choices[i].body() for i in sorted(self._choices)],
             "usage": self.usage,
         }
         if self.usage is None:  # unknown, never guessed (llama-cpp-python streams send none)

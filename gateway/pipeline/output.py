@@ -1,0 +1,401 @@
+"""The output stage: a policy's output rules on an answer, whole or streamed, in one place.
+
+Each choice's text is scanned as it grows. A rule's scan reaches ``max_span`` characters behind
+where its previous scan ended, so every match up to that long is found, and a whole-text
+verdict (a classifier's) judges the answer up to its window. A heavy rule (``heavy = True``: a
+model) scans only once the text has grown by ``STREAM_STEP`` characters since its last scan, or
+by ``STREAM_SENTENCE_STEP`` and ends a sentence, and once more at the end. A light (pattern)
+rule scans as soon as the text it has not read could reach into what is released next: an
+enforced block or redact whose span is the hold-back's scans every piece, a shorter one when
+the hold-back's spare length is used up, any other rule once the text grew by its span.
+
+Text is released up to ``hold`` characters short of the end (``hold`` is the longest span any
+enforced blocking or redacting rule can match, a heavy one's at least its step), never past
+what an enforced blocking or redacting heavy rule has scanned, and never in the middle of a
+span to redact. A block that answers (``block_as: answer``) ends its choice with the rule's
+refusal; a block that errs ends the answer. A whole-text finding is one piece of evidence per
+rule and choice (the highest score), however many scans found it. A shadow rule's findings
+are recorded and nothing else: they neither block, redact nor hold text back.
+
+A whole answer (``answer``) is the same stage with every choice's text scanned at once: the
+rules in order, each over every choice. Choices are held to the rules one by one, so a block in
+one does not moot a redaction in another; token logprobs go where a block or redaction applied.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.checks.base import Finding
+from gateway.errors import PolicyUnavailable, PolicyViolation
+from gateway.pipeline.stream_text import Spans, StreamText
+from gateway.policy.compiled import (
+    STREAM_SENTENCE_STEP,
+    STREAM_STEP,
+    CompiledPolicy,
+    CompiledRule,
+    is_heavy,
+)
+from gateway.policy.decision import Decision, Evidence
+from gateway.policy.enforce import refusal_text
+from gateway.policy.engine import failure_enforced, new_outcome
+
+_SENTENCE_END = re.compile(r"[.!?\n\u3002\uff01\uff1f]")
+
+
+class Blocked(Exception):
+    def __init__(self, rule: CompiledRule) -> None:
+        super().__init__(rule.id)
+        self.rule = rule
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One output rule and when it scans."""
+
+    rule: CompiledRule
+    heavy: bool
+    enforced: bool  # an enforced block or redact: its findings change what is released
+    #: how much unread text a light rule may leave before it scans again
+    lag: int
+
+    @classmethod
+    def of(cls, rule: CompiledRule, hold: int) -> _Plan:
+        span = rule.check.max_span
+        enforced = rule.spec.mode != "shadow" and rule.spec.action in ("block", "redact")
+        # An enforced rule's unread text must not reach what the hold-back releases; any other
+        # rule changes nothing released, so it reads a span at a time.
+        lag = max(0, hold - span) if enforced else span
+        return cls(rule, is_heavy(rule.check), enforced, lag)
+
+    @property
+    def gates(self) -> bool:
+        """Whether the release waits for the rule's scan: an enforced heavy block or redact."""
+        return self.heavy and self.enforced
+
+
+@dataclass(slots=True)
+class _Choice:
+    text: StreamText = field(default_factory=StreamText)
+    released: int = 0
+    started: bool = False
+    refused: bool = False
+    spans: Spans = field(default_factory=Spans)
+    #: rule id → the length of the text when the rule last scanned it
+    scanned: dict[str, int] = field(default_factory=dict)
+    #: rule id → where its whole-text finding is in the outcome's evidence
+    whole: dict[str, int] = field(default_factory=dict)
+    #: the first rule (in the policy's order) whose enforced block was found
+    blocking: CompiledRule | None = None
+    #: an enforced block or redaction applied: the token logprobs would spell out the text
+    touched: bool = False
+
+
+class OutputStage:
+    def __init__(self, policy: CompiledPolicy, decision: Decision, *, disclose: bool) -> None:
+        self._policy = policy
+        self._hold = policy.hold_back
+        self._plans = tuple(_Plan.of(rule, self._hold) for rule in policy.rules_for("output"))
+        self._gating = tuple(plan for plan in self._plans if plan.gates)
+        self._decision = decision
+        notice = policy.policy.disclosure.notice.strip() if policy.policy.disclosure else None
+        self._notice = notice if disclose else None
+        self._choices: dict[int, _Choice] = {}
+        self._outcomes = {plan.rule.id: new_outcome(plan.rule, "output") for plan in self._plans}
+        self._ran: set[str] = set()
+        self._seen: set[tuple[str, int, int, int]] = set()
+        self._whole_answer = False
+
+    @property
+    def active(self) -> bool:
+        return bool(self._plans) or self._notice is not None
+
+    # A stream, a piece at a time.
+
+    def feed(self, index: int, text: str) -> str:
+        """Take new text of a choice; return what may be released now. Raises Blocked."""
+        choice = self._choices.setdefault(index, _Choice())
+        if choice.refused:
+            return ""
+        choice.text.append(text)
+        self._step(index, choice, final=False)
+        return self._release(choice, final=False)
+
+    def finish(self, index: int) -> str:
+        """The choice ended: every rule scans what it has not read yet (a heavy rule's last
+        scan), then everything still held back is released. Raises Blocked."""
+        choice = self._choices.setdefault(index, _Choice())
+        if choice.refused:
+            return ""
+        self._step(index, choice, final=True)
+        return self._release(choice, final=True)
+
+    def models_due(self, index: int, text: str, *, final: bool) -> bool:
+        """Whether feeding ``text`` (and finishing, if ``final``) may run a heavy rule: the
+        caller moves only that work off the event loop."""
+        choice = self._choices.get(index)
+        size = (choice.text.size if choice is not None else 0) + len(text)
+        for plan in self._plans:
+            if plan.heavy:
+                last = choice.scanned.get(plan.rule.id, 0) if choice is not None else 0
+                grown = size - last
+                if grown > 0 and (final or grown >= STREAM_SENTENCE_STEP):
+                    return True
+        return False
+
+    def refuse(self, index: int, rule: CompiledRule) -> str | None:
+        """End a blocked choice with the rule's refusal (after the notice, if nothing was
+        released yet); None when the rule blocks with an error instead."""
+        refusal = refusal_text(rule, self._policy)
+        if refusal is None:
+            return None
+        choice = self._choices.setdefault(index, _Choice())
+        if choice.started:
+            refusal = f"\n\n{refusal}"
+        elif self._notice is not None:
+            refusal = f"{self._notice}\n\n{refusal}"
+        choice.started = choice.refused = True
+        return refusal
+
+    def refused(self, index: int) -> bool:
+        choice = self._choices.get(index)
+        return choice is not None and choice.refused
+
+    def unfinished(self) -> list[int]:
+        return sorted(i for i, choice in self._choices.items() if not choice.refused)
+
+    def close(self, blocked: CompiledRule | None) -> None:
+        """Put the outcomes on the decision, with what was enforced: a redaction is moot when
+        a block ended the whole answer with an error (nothing of it went out). A stream cut
+        short is read to its end by the light rules first, so the record holds what they find
+        in it, as the choice's end would have."""
+        for index, choice in self._choices.items():
+            if not choice.refused:
+                self._catch_up(index, choice, stop_on_failure=True)
+        self._settle(blocked, enforce=True)
+
+    def _catch_up(self, index: int, choice: _Choice, *, stop_on_failure: bool = False) -> None:
+        """Every light rule reads what it has not read yet."""
+        for plan in self._plans:
+            if not plan.heavy and choice.scanned.get(plan.rule.id, 0) < choice.text.size:
+                try:
+                    self._scan(plan, index, choice)
+                except PolicyUnavailable:
+                    if not stop_on_failure:
+                        raise
+                    return  # the outcome says the check failed; nothing more goes out anyway
+
+    # A whole answer, in place.
+
+    def answer(self, answer: dict[str, Any]) -> bool:
+        """Hold a whole answer to the output rules, in place; True when it was changed.
+        Raises PolicyViolation for a block that errs, PolicyUnavailable for a check that
+        failed closed; the decision has the outcomes either way."""
+        self._whole_answer = True
+        choices = [c for c in answer.get("choices") or () if isinstance(c, dict)]
+        texts = {i: _content(c) for i, c in enumerate(choices)}
+        for i, text in texts.items():
+            if text is not None:
+                self._choices[i] = _Choice(StreamText(text))
+        try:
+            for plan in self._plans:
+                self._ran.add(plan.rule.id)
+                for i, choice in self._choices.items():
+                    self._scan(plan, i, choice)
+        except PolicyUnavailable:
+            self._settle(None, enforce=False)
+            raise
+        erring = self._erring()
+        self._settle(erring, enforce=True)
+        if erring is not None:
+            raise PolicyViolation(erring.id, erring.spec.why, "output")
+        changed = any(choice.touched for choice in self._choices.values())
+        for i, choice in self._choices.items():
+            self._apply(choices[i], choice)
+        if self._notice is not None and choices:
+            for i in self._choices:
+                message = choices[i]["message"]
+                message["content"] = f"{self._notice}\n\n{message['content']}"
+            self._decision.disclosure = changed = True
+        return changed
+
+    def _erring(self) -> CompiledRule | None:
+        """The first rule (in the policy's order) that blocks a choice with an error."""
+        order = {plan.rule.id: n for n, plan in enumerate(self._plans)}
+        erring = [
+            c.blocking
+            for c in self._choices.values()
+            if c.blocking is not None and refusal_text(c.blocking, self._policy) is None
+        ]
+        return min(erring, key=lambda rule: order[rule.id], default=None)
+
+    def _apply(self, target: dict[str, Any], choice: _Choice) -> None:
+        message = target["message"]
+        if choice.blocking is not None:
+            refusal = refusal_text(choice.blocking, self._policy)
+            message.update(content=refusal, refusal=refusal)
+            target["finish_reason"] = "content_filter"
+        elif choice.spans:
+            message["content"] = choice.spans.cut(choice.text, 0, choice.text.size)
+        if choice.touched:
+            target["logprobs"] = None
+
+    # Scanning, shared.
+
+    def _step(self, index: int, choice: _Choice, *, final: bool) -> None:
+        """Every rule due scans the new text; a block found (the first rule's, in the
+        policy's order) raises once every light rule has read the text so far."""
+        for plan in self._plans:
+            if _due(plan, choice, final=final):
+                self._scan(plan, index, choice)
+        if choice.blocking is not None:
+            self._catch_up(index, choice)
+            raise Blocked(choice.blocking)
+
+    def _scan(self, plan: _Plan, index: int, choice: _Choice) -> None:
+        """Scan from ``max_span`` characters before the rule's last scan ended to the end."""
+        rule = plan.rule
+        self._ran.add(rule.id)
+        start = max(0, choice.scanned.get(rule.id, 0) - rule.check.max_span)
+        window = choice.text.read(start)
+        choice.scanned[rule.id] = choice.text.size
+        found = self._find(rule, window)
+        for finding in found:
+            whole = finding.start == 0 and finding.end == len(window)
+            if self._record(rule, index, choice, finding, start, whole=whole):
+                self._enforce(rule, choice, finding, start, whole=whole)
+
+    def _record(
+        self,
+        rule: CompiledRule,
+        index: int,
+        choice: _Choice,
+        finding: Finding,
+        start: int,
+        *,
+        whole: bool,
+    ) -> bool:
+        """Put the finding in the rule's evidence; False when it was found before."""
+        begin, end = finding.start + start, finding.end + start
+        key = (rule.id, index, begin, end)
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        outcome = self._outcomes[rule.id]
+        evidence = Evidence(index, begin, end, finding.label, finding.score, source=finding.source)
+        at = choice.whole.get(rule.id) if whole else None
+        if at is None:
+            if whole:
+                choice.whole[rule.id] = len(outcome.evidence)
+            outcome.evidence.append(evidence)
+        elif evidence.score >= outcome.evidence[at].score:
+            outcome.evidence[at] = evidence  # the same verdict on more of the text
+        return True
+
+    def _enforce(
+        self, rule: CompiledRule, choice: _Choice, finding: Finding, start: int, *, whole: bool
+    ) -> None:
+        outcome = self._outcomes[rule.id]
+        action = rule.spec.action
+        if outcome.shadow or action not in ("block", "redact"):
+            return  # a shadow rule's finding is recorded, never enforced
+        choice.touched = True
+        begin, end = finding.start + start, finding.end + start
+        if begin < choice.released and not whole:
+            outcome.note = self._sent_note(choice.released - begin)
+        if action == "block":
+            choice.blocking = choice.blocking or rule
+        elif end > choice.released:
+            choice.spans.add((begin, end, rule.spec.replacement.format(label=finding.label)))
+
+    def _sent_note(self, sent: int) -> str:
+        return (
+            f"{sent} characters of a match were already sent when it was found: the stream's "
+            f"hold_back ({self._hold}) is shorter than the match; the rest was not released"
+        )
+
+    def _find(self, rule: CompiledRule, text: str) -> list[Finding]:
+        outcome = self._outcomes[rule.id]
+        started = time.perf_counter()
+        try:
+            return list(rule.check.find(text))
+        except Exception as exc:  # a failing check: closed unless the rule says open
+            outcome.error = f"{type(exc).__name__}: {exc}"[:500]
+            outcome.enforced = failure_enforced(rule)
+            if outcome.enforced == "fail_closed":
+                raise self._unavailable(rule) from exc
+            return []
+        finally:
+            outcome.duration_ms += (time.perf_counter() - started) * 1000
+
+    def _unavailable(self, rule: CompiledRule) -> PolicyUnavailable:
+        if self._whole_answer:
+            return PolicyUnavailable(
+                f"A check of the deployment's policy failed (rule '{rule.id}'); "
+                "the request was not processed.",
+                headers={"retry-after": "1"},
+            )
+        return PolicyUnavailable(f"A check of the policy failed (rule '{rule.id}').")
+
+    def _release(self, choice: _Choice, *, final: bool) -> str:
+        size, released = choice.text.size, choice.released
+        end = size if final else max(released, size - self._hold)
+        for plan in self._gating:  # nothing an enforced model has not read yet
+            end = min(end, max(released, choice.scanned.get(plan.rule.id, 0)))
+        end = choice.spans.not_inside(end)  # never cut a span to redact in two
+        text = choice.spans.cut(choice.text, released, end)
+        choice.released = max(released, end)
+        choice.text.forget(self._oldest_read(choice))
+        if text and not choice.started and self._notice is not None:
+            text = f"{self._notice}\n\n{text}"
+        choice.started = choice.started or bool(text)
+        return text
+
+    def _oldest_read(self, choice: _Choice) -> int:
+        """Where the text is still read from: the release, or a rule's next scan."""
+        oldest = choice.released
+        for plan in self._plans:
+            oldest = min(oldest, choice.scanned.get(plan.rule.id, 0) - plan.rule.check.max_span)
+        return oldest
+
+    def _settle(self, blocked: CompiledRule | None, *, enforce: bool) -> None:
+        for plan in self._plans:
+            rule_id = plan.rule.id
+            if rule_id not in self._ran:
+                continue
+            outcome = self._outcomes[rule_id]
+            self._decision.timings[f"output:{rule_id}"] = outcome.duration_ms
+            if enforce and outcome.fired and outcome.enforced == "none":
+                moot = blocked is not None and outcome.action == "redact"
+                outcome.enforced = "none" if moot else outcome.action
+            self._decision.add(outcome)
+
+
+def _due(plan: _Plan, choice: _Choice, *, final: bool) -> bool:
+    """Whether the rule scans the choice's text now: at the end whatever it has not read; a
+    light rule once its unread text exceeds its lag; a heavy one once the text grew by a step
+    (or by a shorter step that ends a sentence)."""
+    last = choice.scanned.get(plan.rule.id, 0)
+    grown = choice.text.size - last
+    if grown <= 0:
+        return False
+    if final:
+        return True
+    if not plan.heavy:
+        return grown > plan.lag
+    if grown >= STREAM_STEP:
+        return True
+    return grown >= STREAM_SENTENCE_STEP and choice.text.search(
+        _SENTENCE_END, last + STREAM_SENTENCE_STEP - 1
+    )
+
+
+def _content(choice: dict[str, Any]) -> str | None:
+    message = choice.get("message")
+    if isinstance(message, dict) and isinstance(message.get("content"), str):
+        content: str = message["content"]
+        return content
+    return None
