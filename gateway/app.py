@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from functools import partial
 from typing import TypedDict
 
 from fastapi import FastAPI
@@ -150,10 +151,20 @@ def _start_background(config: GatewayConfig, services: Services) -> None:
     recorder, policies, revisions = services.recorder, services.policies, services.revisions
     recorder.start()
     assert recorder.task is not None  # start() made it
-    services.supervisor.fatal(recorder.task.get_name(), recorder.task, stop=recorder.stop)
+    services.supervisor.fatal(
+        recorder.task.get_name(), recorder.task, stop=partial(_stop_recorder, recorder)
+    )
     services.supervisor.restarting(
         "policy-watch", lambda: policies.watch(config.policy_reload_seconds, revisions.save)
     )
+
+
+async def _stop_recorder(recorder: ExchangeRecorder) -> None:
+    """Write what is queued, then stop; when the writer had failed, a fresh one writes (or
+    spills, by the recorder's own logic) what it left queued, so the shutdown drops nothing."""
+    if recorder.task is not None and recorder.task.done():
+        recorder.start()
+    await recorder.stop()
 
 
 def _assemble(

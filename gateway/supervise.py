@@ -64,7 +64,8 @@ class Supervisor:
 
     def fatal(self, name: str, task: asyncio.Task[None], stop: Stop | None = None) -> None:
         """Watch a task someone else started; a failure is reported and never restarted.
-        ``stop``: how the shutdown ends it (the recorder drains its queue), else a cancel."""
+        ``stop``: how the shutdown ends it (the recorder drains its queue), called also when
+        the task has failed; without one, the task is cancelled."""
         self._add(_Watched(name, task, None, stop))
 
     def _add(self, watched: _Watched) -> None:
@@ -152,12 +153,15 @@ class Supervisor:
     @staticmethod
     async def _end(watched: _Watched) -> None:
         task = watched.task
-        if task.done():
-            if watched.failure is not None:
-                log.error("at shutdown, %s had failed: %s", watched.name, watched.failure.error)
+        if watched.failure is not None:
+            log.error("at shutdown, %s had failed: %s", watched.name, watched.failure.error)
+        if watched.stop is not None:  # its owner's stop, also after a failure (to drain)
+            try:
+                await watched.stop()
+            except Exception:
+                log.exception("stopping background task %s failed", watched.name)
             return
-        if watched.stop is not None:
-            await watched.stop()
+        if task.done():
             return
         task.cancel()
         try:

@@ -9,9 +9,21 @@ import logging
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from gateway.db.models import Exchange
+from gateway.db.session import create_engine, create_sessions
 from gateway.supervise import Factory, Supervisor
 from tests.inprocess import config_for, eventually, running, write_policy
+
+
+async def _exchange_ids(url: str) -> list[str]:
+    engine = create_engine(url)
+    try:
+        async with create_sessions(engine)() as session:
+            return list(await session.scalars(select(Exchange.id)))
+    finally:
+        await engine.dispose()
 
 
 async def _forever() -> None:
@@ -150,6 +162,11 @@ def test_a_recorder_that_dies_makes_the_gateway_unready_and_shutdown_is_clean(
         failing = eventually(lambda: (r := client.get("/readyz")).status_code == 503 and r)
         failed = failing.json()["checks"]["background"]["failed"]
         assert failed == {"exchange-recorder": "cancelled (not by the shutdown)"}
+        refused = client.post("/v1/chat/completions", json={"messages": []})
+        assert refused.status_code == 401
+        assert state.services.recorder.pending == 1  # queued, with no writer to take it
+    # The shutdown's fresh writer wrote what the dead one left queued.
+    assert asyncio.run(_exchange_ids(config.database_url)) == [refused.headers["x-request-id"]]
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("BACKGROUND TASK FAILED: exchange-recorder") for m in messages)
     assert any("at shutdown, exchange-recorder had failed" in m for m in messages)
