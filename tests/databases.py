@@ -5,9 +5,12 @@ fixture costs milliseconds instead of a ``python -m gateway`` subprocess each.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TypeVar
+
+import asyncpg
+from sqlalchemy.engine import make_url
 
 from gateway.auth.keys import KeyService, NewKey
 from gateway.db import migrate
@@ -15,6 +18,28 @@ from gateway.db.session import Sessions, create_engine, create_sessions
 from gateway.review.reviewers import ReviewerService, Role
 
 T = TypeVar("T")
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _admin_sql(url: str, statement: str) -> None:
+    connection = await asyncpg.connect(_asyncpg_dsn(url))
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@contextmanager
+def postgres_database(base: str, name: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server of ``base``, dropped afterwards: its URL."""
+    asyncio.run(_admin_sql(base, f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_admin_sql(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def upgrade(url: str) -> str:
