@@ -61,6 +61,9 @@ class _Plan:
     enforced: bool  # an enforced block or redact: its findings change what is released
     #: how much unread text a light rule may leave before it scans again
     lag: int
+    #: a light rule whose findings near the end may wait for more text: one that changes
+    #: nothing released, or whose span the hold-back covers
+    settles: bool
 
     @classmethod
     def of(cls, rule: CompiledRule, hold: int) -> _Plan:
@@ -69,7 +72,8 @@ class _Plan:
         # An enforced rule's unread text must not reach what the hold-back releases; any other
         # rule changes nothing released, so it reads a span at a time.
         lag = max(0, hold - span) if enforced else span
-        return cls(rule, is_heavy(rule.check), enforced, lag)
+        heavy = is_heavy(rule.check)
+        return cls(rule, heavy, enforced, lag, not heavy and (not enforced or span <= hold))
 
     @property
     def gates(self) -> bool:
@@ -88,6 +92,8 @@ class _Choice:
     scanned: dict[str, int] = field(default_factory=dict)
     #: rule id → where its whole-text finding is in the outcome's evidence
     whole: dict[str, int] = field(default_factory=dict)
+    #: rules whose last scan left findings for more text to settle
+    deferred: set[str] = field(default_factory=set)
     #: the first rule (in the policy's order) whose enforced block was found
     blocking: CompiledRule | None = None
     #: an enforced block or redaction applied: the token logprobs would spell out the text
@@ -180,9 +186,9 @@ class OutputStage:
     def _catch_up(self, index: int, choice: _Choice, *, stop_on_failure: bool = False) -> None:
         """Every light rule reads what it has not read yet."""
         for plan in self._plans:
-            if not plan.heavy and choice.scanned.get(plan.rule.id, 0) < choice.text.size:
+            if not plan.heavy and _unread(plan, choice):
                 try:
-                    self._scan(plan, index, choice)
+                    self._scan(plan, index, choice, final=True)
                 except PolicyUnavailable:
                     if not stop_on_failure:
                         raise
@@ -204,7 +210,7 @@ class OutputStage:
             for plan in self._plans:
                 self._ran.add(plan.rule.id)
                 for i, choice in self._choices.items():
-                    self._scan(plan, i, choice)
+                    self._scan(plan, i, choice, final=True)
         except PolicyUnavailable:
             self._settle(None, enforce=False)
             raise
@@ -250,19 +256,26 @@ class OutputStage:
         policy's order) raises once every light rule has read the text so far."""
         for plan in self._plans:
             if _due(plan, choice, final=final):
-                self._scan(plan, index, choice)
+                self._scan(plan, index, choice, final=final)
         if choice.blocking is not None:
             self._catch_up(index, choice)
             raise Blocked(choice.blocking)
 
-    def _scan(self, plan: _Plan, index: int, choice: _Choice) -> None:
+    def _scan(self, plan: _Plan, index: int, choice: _Choice, *, final: bool) -> None:
         """Scan from ``max_span`` characters before the rule's last scan ended to the end."""
         rule = plan.rule
         self._ran.add(rule.id)
-        start = max(0, choice.scanned.get(rule.id, 0) - rule.check.max_span)
+        last, span = choice.scanned.get(rule.id, 0), rule.check.max_span
+        start = max(0, last - span)
         window = choice.text.read(start)
-        choice.scanned[rule.id] = choice.text.size
+        size = choice.text.size
+        choice.scanned[rule.id] = size
         found = self._find(rule, window)
+        if plan.settles:
+            choice.deferred.discard(rule.id)
+            if not final and any(f.start + start + span > size for f in found):
+                choice.deferred.add(rule.id)
+            found = [f for f in found if _settled(f.start + start, span, last, size, final)]
         for finding in found:
             whole = finding.start == 0 and finding.end == len(window)
             if self._record(rule, index, choice, finding, start, whole=whole):
@@ -380,10 +393,10 @@ def _due(plan: _Plan, choice: _Choice, *, final: bool) -> bool:
     (or by a shorter step that ends a sentence)."""
     last = choice.scanned.get(plan.rule.id, 0)
     grown = choice.text.size - last
+    if final:
+        return _unread(plan, choice)
     if grown <= 0:
         return False
-    if final:
-        return True
     if not plan.heavy:
         return grown > plan.lag
     if grown >= STREAM_STEP:
@@ -391,6 +404,23 @@ def _due(plan: _Plan, choice: _Choice, *, final: bool) -> bool:
     return grown >= STREAM_SENTENCE_STEP and choice.text.search(
         _SENTENCE_END, last + STREAM_SENTENCE_STEP - 1
     )
+
+
+def _unread(plan: _Plan, choice: _Choice) -> bool:
+    """Whether the rule has text to read at the end: new text, or findings left to settle."""
+    rule_id = plan.rule.id
+    return choice.scanned.get(rule_id, 0) < choice.text.size or rule_id in choice.deferred
+
+
+def _settled(begin: int, span: int, last: int, size: int, final: bool) -> bool:
+    """Whether a light rule's finding is recorded now. One that more text could still grow
+    (it begins within a span of the end) waits for the next scan, which reaches back to it,
+    unless the text ended; one the last scan already settled (it begins a span or more before
+    where that scan ended) is not new: found again, or an artefact of where the window starts.
+    So the findings of a stream are those of the whole text, however it came in pieces."""
+    if begin + span <= last:
+        return False
+    return final or begin + span <= size
 
 
 def _content(choice: dict[str, Any]) -> str | None:
