@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.checks.registry import default_registry
-from gateway.pipeline.guard import OutputGuard
+from gateway.pipeline.output import OutputStage as OutputGuard
 from gateway.policy.decision import Decision
 from gateway.policy.loader import load_policy
 

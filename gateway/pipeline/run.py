@@ -28,7 +28,7 @@ from gateway.errors import (
     UpstreamPassthrough,
 )
 from gateway.pipeline.answers import decision_headers, refusal_response, upstream_filtered
-from gateway.pipeline.guard import OutputGuard
+from gateway.pipeline.output import OutputStage
 from gateway.pipeline.request import ChatRequest, EmbeddingsRequest, read_json, validate
 from gateway.pipeline.stream import open_stream
 from gateway.policy.compiled import CompiledPolicy
@@ -159,7 +159,7 @@ class Pipeline:
             return self._refuse(log, admitted, chat)
         disclose = first_turn(body)
         if chat.stream:
-            guard = OutputGuard(policy, decision, disclose=disclose)
+            output = OutputStage(policy, decision, disclose=disclose)
             decision.disclosure = disclose and policy.policy.disclosure is not None
             return await open_stream(
                 self.s,
@@ -167,7 +167,7 @@ class Pipeline:
                 log,
                 admitted.body,
                 inject_usage=not chat.wants_usage,
-                guard=guard,
+                output=output,
                 headers=decision_headers(decision),
                 heavy=policy.heavy_at("output"),
             )

@@ -24,7 +24,7 @@ from gateway.clock import now
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
 from gateway.pipeline.answers import upstream_filtered
 from gateway.pipeline.assemble import StreamAssembler
-from gateway.pipeline.guard import Blocked, OutputGuard
+from gateway.pipeline.output import Blocked, OutputStage
 from gateway.policy.compiled import CompiledRule
 from gateway.records.log import ExchangeLog, Status
 from gateway.services import Services
@@ -56,7 +56,7 @@ async def open_stream(
     body: dict[str, Any],
     *,
     inject_usage: bool,
-    guard: OutputGuard | None = None,
+    output: OutputStage | None = None,
     headers: dict[str, str] | None = None,
     heavy: bool = False,
 ) -> ProxyStream:
@@ -86,7 +86,7 @@ async def open_stream(
         frames,
         first,
         strip_usage=inject,
-        guard=guard if guard is not None and guard.active else None,
+        output=output if output is not None and output.active else None,
         headers=headers or {},
         choices=body.get("n") or 1,
         heavy=heavy,
@@ -138,16 +138,17 @@ class ProxyStream(Response):
         first: Event,
         *,
         strip_usage: bool,
-        guard: OutputGuard | None,
+        output: OutputStage | None,
         headers: dict[str, str],
         choices: int = 1,
         heavy: bool = False,
     ) -> None:
         self.status_code = 200
-        # the guard runs a model: its feed and finish run in the detector pool, off the loop
+        # the output stage runs a model: its work runs in the detector pool, off the loop,
+        # whenever a model is due to read the text
         self._heavy = heavy
         self.background = None
-        self._guard = guard
+        self._output = output
         self._blocked: CompiledRule | None = None
         self._choices = choices
         self._refused: dict[int, str] = {}  # choice → the rule whose refusal ended it
@@ -240,19 +241,31 @@ class ProxyStream(Response):
             return event.raw
         self._assembler.add(chunk)
         changed = self._strip(chunk) if self._strip_usage else False
-        if self._guard is not None:
-            return await self._guarded_frame(chunk)
+        if self._output is not None:
+            return await self._output_frame(chunk)
         if not changed:
             return event.raw
         return _frame(chunk) if chunk.get("choices") or chunk.get("usage") else b""
 
-    async def _off_loop(self, work: Callable[[], T]) -> T:
-        """The guard's work, in the detector pool when it runs a model (one hop per chunk)."""
-        return await self._s.detectors.evaluate(self._heavy, work)
+    async def _off_loop(self, work: Callable[[], T], *, models: bool = True) -> T:
+        """The output stage's work: in the detector pool when it may run a model, else here."""
+        return await self._s.detectors.evaluate(self._heavy and models, work)
 
-    async def _guarded_frame(self, chunk: dict[str, Any]) -> bytes:
+    def _models_due(self, chunk: dict[str, Any]) -> bool:
+        """Whether the chunk's text makes a model read: only then does it leave the loop."""
+        assert self._output is not None
+        for choice in chunk.get("choices") or ():
+            text = (choice.get("delta") or {}).get("content")
+            text = text if isinstance(text, str) else ""
+            final = bool(choice.get("finish_reason"))
+            if self._output.models_due(choice.get("index", 0), text, final=final):
+                return True
+        return False
+
+    async def _output_frame(self, chunk: dict[str, Any]) -> bytes:
         try:
-            await self._off_loop(partial(self._guarded, chunk))
+            models = self._heavy and self._models_due(chunk)
+            await self._off_loop(partial(self._released, chunk), models=models)
         except Blocked as blocked:
             return self._block(blocked.rule)
         except GatewayError as exc:  # a check failed closed mid-stream
@@ -271,26 +284,27 @@ class ProxyStream(Response):
         del chunk["usage"]
         return True
 
-    def _guarded(self, chunk: dict[str, Any]) -> None:
-        """Replace each choice's new text by what the guard releases; drop empty choices."""
+    def _released(self, chunk: dict[str, Any]) -> None:
+        """Replace each choice's new text by what the output stage releases; drop empty
+        choices."""
         kept = []
         for choice in chunk.get("choices") or ():
-            guarded = self._guarded_choice(choice)
-            if guarded is not None:
-                kept.append(guarded)
+            released = self._released_choice(choice)
+            if released is not None:
+                kept.append(released)
         chunk["choices"] = kept
 
-    def _guarded_choice(self, choice: dict[str, Any]) -> dict[str, Any] | None:
-        assert self._guard is not None
+    def _released_choice(self, choice: dict[str, Any]) -> dict[str, Any] | None:
+        assert self._output is not None
         delta = dict(choice.get("delta") or {})
         index = choice.get("index", 0)
-        if self._guard.refused(index):
+        if self._output.refused(index):
             return None  # the rest of a refused choice is the backend's, never shown
         text = delta.get("content")
         try:
-            released = self._guard.feed(index, text) if isinstance(text, str) and text else ""
+            released = self._output.feed(index, text) if isinstance(text, str) and text else ""
             if choice.get("finish_reason"):  # a heavy rule's last scan may block here
-                released += self._guard.finish(index)
+                released += self._output.finish(index)
         except Blocked as blocked:
             return self._refusal(index, blocked)
         if released or "content" in delta:
@@ -303,8 +317,8 @@ class ProxyStream(Response):
 
     def _refusal(self, index: int, blocked: Blocked) -> dict[str, Any]:
         """A block that answers ends its choice with the rule's refusal; one that errs raises."""
-        assert self._guard is not None
-        refusal = self._guard.refuse(index, blocked.rule)
+        assert self._output is not None
+        refusal = self._output.refuse(index, blocked.rule)
         if refusal is None:
             raise blocked
         self._refused[index] = blocked.rule.id
@@ -318,12 +332,12 @@ class ProxyStream(Response):
     def _flush(self) -> bytes:
         """Text still held back when the stream ends without a finish chunk (or the refusal
         of a rule whose last scan blocks it). Raises Blocked for a block that errs."""
-        if self._guard is None:
+        if self._output is None:
             return b""
         choices: list[dict[str, Any]] = []
-        for i in self._guard.unfinished():
+        for i in self._output.unfinished():
             try:
-                rest = self._guard.finish(i)
+                rest = self._output.finish(i)
             except Blocked as blocked:
                 choices.append(self._refusal(i, blocked))
                 continue
@@ -336,10 +350,10 @@ class ProxyStream(Response):
 
     def _block(self, rule: CompiledRule) -> bytes:
         """A block that errs, mid-stream: content_filter on every choice left, then [DONE]."""
-        assert self._guard is not None
+        assert self._output is not None
         self._blocked = rule
         self._end(Status.BLOCKED, "policy_violation", f"output blocked by rule '{rule.id}'")
-        indices = self._guard.unfinished() or [0]
+        indices = self._output.unfinished() or [0]
         choices: list[dict[str, Any]] = [
             {"index": i, "delta": {}, "logprobs": None, "finish_reason": "content_filter"}
             for i in indices
@@ -374,8 +388,8 @@ class ProxyStream(Response):
 
     def _finish(self) -> None:
         log = self._log
-        if self._guard is not None:
-            self._guard.close(self._blocked)
+        if self._output is not None:
+            self._output.close(self._blocked)
         status, error_type, message = self._outcome or (
             Status.CLIENT_DISCONNECTED,
             "client_disconnected",
