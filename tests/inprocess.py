@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.db.migrate import upgrade
 from gateway.deps import APP_STATE, AppState
+from gateway.review.reviewers import Role
 from tests.servers import ADMIN_TOKEN, free_port
 
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -31,6 +33,18 @@ models:
 review:
   queues:
     triage: {{guidelines: guidelines/triage.md}}
+"""
+
+
+#: a context whose requests saying "flagme" are blocked and queued for review in triage
+FLAGGING = POLICY + """\
+rules:
+  - id: flag-me
+    stage: input
+    why: A test of the review queue.
+    detect: {{keywords: [flagme]}}
+    action: block
+    review: triage
 """
 
 
@@ -66,6 +80,44 @@ def running(config: GatewayConfig) -> Iterator[tuple[TestClient, AppState]]:
         state = client.app_state[APP_STATE]
         assert isinstance(state, AppState)
         yield client, state
+
+
+def admin_key(client: TestClient, context: str) -> str:
+    made = client.post("/admin/keys", headers=ADMIN, json={"context": context, "name": "t"})
+    assert made.status_code == 201, made.text
+    key: str = made.json()["key"]
+    return key
+
+
+def reviewer(
+    client: TestClient, state: AppState, role: Role, queues: tuple[tuple[str, str], ...] = ()
+) -> tuple[str, dict[str, str]]:
+    """A new reviewer (made by the service, as the CLI makes one): its id and its headers."""
+    portal = client.portal
+    assert portal is not None
+    reviewers = state.services.reviewers
+    made, token = portal.call(partial(reviewers.create, f"{role} of the tests", role))
+    for context, queue in queues:
+        portal.call(reviewers.assign, made.id, context, queue)
+    return made.id, {"authorization": f"Bearer {token}"}
+
+
+def flagged(client: TestClient, key: str, count: int = 1) -> list[str]:
+    """``count`` requests blocked and queued for review (a FLAGGING context's key): their ids,
+    once their records, and so their review items, are written."""
+    ids = []
+    for _ in range(count):
+        response = client.post(
+            "/v1/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={"model": "test-small", "messages": [{"role": "user", "content": "flagme"}]},
+        )
+        assert response.status_code == 400, response.text
+        ids.append(response.headers["x-request-id"])
+    for request_id in ids:
+        path = f"/admin/exchanges/{request_id}"
+        eventually(partial(lambda p: client.get(p, headers=ADMIN).is_success, path))
+    return ids
 
 
 def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
