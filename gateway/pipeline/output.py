@@ -24,61 +24,24 @@ one does not moot a redaction in another; token logprobs go where a block or red
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.checks.base import Finding
 from gateway.errors import PolicyUnavailable, PolicyViolation
+from gateway.pipeline.output_scan import ScanPlan
 from gateway.pipeline.stream_text import Spans, StreamText
-from gateway.policy.compiled import (
-    STREAM_SENTENCE_STEP,
-    STREAM_STEP,
-    CompiledPolicy,
-    CompiledRule,
-    is_heavy,
-)
+from gateway.policy.compiled import CompiledPolicy, CompiledRule
 from gateway.policy.decision import Decision, Evidence
 from gateway.policy.enforce import refusal_text
 from gateway.policy.engine import failure_enforced, new_outcome
-
-_SENTENCE_END = re.compile(r"[.!?\n\u3002\uff01\uff1f]")
 
 
 class Blocked(Exception):
     def __init__(self, rule: CompiledRule) -> None:
         super().__init__(rule.id)
         self.rule = rule
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """One output rule and when it scans."""
-
-    rule: CompiledRule
-    heavy: bool
-    enforced: bool  # an enforced block or redact: its findings change what is released
-    #: how much unread text a light rule may leave before it scans again
-    lag: int
-    #: a light rule whose findings near the end may wait for more text: one that changes
-    #: nothing released, or whose span the hold-back covers
-    settles: bool
-
-    @classmethod
-    def of(cls, rule: CompiledRule, hold: int) -> _Plan:
-        span = rule.check.max_span
-        enforced = rule.spec.mode != "shadow" and rule.spec.action in ("block", "redact")
-        # An enforced rule's unread text must not reach what the hold-back releases; any other
-        # rule changes nothing released, so it reads a span at a time.
-        lag = max(0, hold - span) if enforced else span
-        heavy = is_heavy(rule.check)
-        return cls(rule, heavy, enforced, lag, not heavy and (not enforced or span <= hold))
-
-    @property
-    def gates(self) -> bool:
-        """Whether the release waits for the rule's scan: an enforced heavy block or redact."""
-        return self.heavy and self.enforced
 
 
 @dataclass(slots=True)
@@ -104,7 +67,7 @@ class OutputStage:
     def __init__(self, policy: CompiledPolicy, decision: Decision, *, disclose: bool) -> None:
         self._policy = policy
         self._hold = policy.hold_back
-        self._plans = tuple(_Plan.of(rule, self._hold) for rule in policy.rules_for("output"))
+        self._plans = tuple(ScanPlan.of(rule, self._hold) for rule in policy.rules_for("output"))
         self._gating = tuple(plan for plan in self._plans if plan.gates)
         self._decision = decision
         notice = policy.policy.disclosure.notice.strip() if policy.policy.disclosure else None
@@ -121,9 +84,15 @@ class OutputStage:
 
     # A stream, a piece at a time.
 
+    def _choice(self, index: int) -> _Choice:
+        choice = self._choices.get(index)
+        if choice is None:
+            choice = self._choices[index] = _Choice()
+        return choice
+
     def feed(self, index: int, text: str) -> str:
         """Take new text of a choice; return what may be released now. Raises Blocked."""
-        choice = self._choices.setdefault(index, _Choice())
+        choice = self._choice(index)
         if choice.refused:
             return ""
         choice.text.append(text)
@@ -133,7 +102,7 @@ class OutputStage:
     def finish(self, index: int) -> str:
         """The choice ended: every rule scans what it has not read yet (a heavy rule's last
         scan), then everything still held back is released. Raises Blocked."""
-        choice = self._choices.setdefault(index, _Choice())
+        choice = self._choice(index)
         if choice.refused:
             return ""
         self._step(index, choice, final=True)
@@ -144,13 +113,12 @@ class OutputStage:
         caller moves only that work off the event loop."""
         choice = self._choices.get(index)
         size = (choice.text.size if choice is not None else 0) + len(text)
-        for plan in self._plans:
-            if plan.heavy:
-                last = choice.scanned.get(plan.rule.id, 0) if choice is not None else 0
-                grown = size - last
-                if grown > 0 and (final or grown >= STREAM_SENTENCE_STEP):
-                    return True
-        return False
+        scanned = choice.scanned if choice is not None else {}
+        return any(
+            plan.may_scan(size - scanned.get(plan.rule.id, 0), final=final)
+            for plan in self._plans
+            if plan.heavy
+        )
 
     def refuse(self, index: int, rule: CompiledRule) -> str | None:
         """End a blocked choice with the rule's refusal (after the notice, if nothing was
@@ -158,7 +126,7 @@ class OutputStage:
         refusal = refusal_text(rule, self._policy)
         if refusal is None:
             return None
-        choice = self._choices.setdefault(index, _Choice())
+        choice = self._choice(index)
         if choice.started:
             refusal = f"\n\n{refusal}"
         elif self._notice is not None:
@@ -186,7 +154,7 @@ class OutputStage:
     def _catch_up(self, index: int, choice: _Choice, *, stop_on_failure: bool = False) -> None:
         """Every light rule reads what it has not read yet."""
         for plan in self._plans:
-            if not plan.heavy and _unread(plan, choice):
+            if not plan.heavy and self._due(plan, choice, final=True):
                 try:
                     self._scan(plan, index, choice, final=True)
                 except PolicyUnavailable:
@@ -254,14 +222,22 @@ class OutputStage:
     def _step(self, index: int, choice: _Choice, *, final: bool) -> None:
         """Every rule due scans the new text; a block found (the first rule's, in the
         policy's order) raises once every light rule has read the text so far."""
+        size, scanned = choice.text.size, choice.scanned
         for plan in self._plans:
-            if _due(plan, choice, final=final):
+            grown = size - scanned.get(plan.id, 0)
+            maybe = grown > plan.lag or final or plan.heavy  # else not due: skip the call
+            if maybe and self._due(plan, choice, final=final):
                 self._scan(plan, index, choice, final=final)
         if choice.blocking is not None:
             self._catch_up(index, choice)
             raise Blocked(choice.blocking)
 
-    def _scan(self, plan: _Plan, index: int, choice: _Choice, *, final: bool) -> None:
+    def _due(self, plan: ScanPlan, choice: _Choice, *, final: bool) -> bool:
+        last = choice.scanned.get(plan.id, 0)
+        waiting = plan.id in choice.deferred
+        return plan.due(choice.text, last, waiting=waiting, final=final)
+
+    def _scan(self, plan: ScanPlan, index: int, choice: _Choice, *, final: bool) -> None:
         """Scan from ``max_span`` characters before the rule's last scan ended to the end."""
         rule = plan.rule
         self._ran.add(rule.id)
@@ -271,11 +247,10 @@ class OutputStage:
         size = choice.text.size
         choice.scanned[rule.id] = size
         found = self._find(rule, window)
-        if plan.settles:
-            choice.deferred.discard(rule.id)
-            if not final and any(f.start + start + span > size for f in found):
-                choice.deferred.add(rule.id)
-            found = [f for f in found if _settled(f.start + start, span, last, size, final)]
+        choice.deferred.discard(rule.id)
+        if not final and any(plan.waits(f.start + start, size) for f in found):
+            choice.deferred.add(rule.id)
+        found = [f for f in found if plan.settled(f.start + start, last, size, final=final)]
         for finding in found:
             whole = finding.start == 0 and finding.end == len(window)
             if self._record(rule, index, choice, finding, start, whole=whole):
@@ -357,11 +332,12 @@ class OutputStage:
         size, released = choice.text.size, choice.released
         end = size if final else max(released, size - self._hold)
         for plan in self._gating:  # nothing an enforced model has not read yet
-            end = min(end, max(released, choice.scanned.get(plan.rule.id, 0)))
+            end = min(end, max(released, choice.scanned.get(plan.id, 0)))
         end = choice.spans.not_inside(end)  # never cut a span to redact in two
         text = choice.spans.cut(choice.text, released, end)
         choice.released = max(released, end)
-        choice.text.forget(self._oldest_read(choice))
+        if choice.text.forgets(choice.released):
+            choice.text.forget(self._oldest_read(choice))
         if text and not choice.started and self._notice is not None:
             text = f"{self._notice}\n\n{text}"
         choice.started = choice.started or bool(text)
@@ -371,7 +347,7 @@ class OutputStage:
         """Where the text is still read from: the release, or a rule's next scan."""
         oldest = choice.released
         for plan in self._plans:
-            oldest = min(oldest, choice.scanned.get(plan.rule.id, 0) - plan.rule.check.max_span)
+            oldest = min(oldest, choice.scanned.get(plan.id, 0) - plan.span)
         return oldest
 
     def _settle(self, blocked: CompiledRule | None, *, enforce: bool) -> None:
@@ -385,42 +361,6 @@ class OutputStage:
                 moot = blocked is not None and outcome.action == "redact"
                 outcome.enforced = "none" if moot else outcome.action
             self._decision.add(outcome)
-
-
-def _due(plan: _Plan, choice: _Choice, *, final: bool) -> bool:
-    """Whether the rule scans the choice's text now: at the end whatever it has not read; a
-    light rule once its unread text exceeds its lag; a heavy one once the text grew by a step
-    (or by a shorter step that ends a sentence)."""
-    last = choice.scanned.get(plan.rule.id, 0)
-    grown = choice.text.size - last
-    if final:
-        return _unread(plan, choice)
-    if grown <= 0:
-        return False
-    if not plan.heavy:
-        return grown > plan.lag
-    if grown >= STREAM_STEP:
-        return True
-    return grown >= STREAM_SENTENCE_STEP and choice.text.search(
-        _SENTENCE_END, last + STREAM_SENTENCE_STEP - 1
-    )
-
-
-def _unread(plan: _Plan, choice: _Choice) -> bool:
-    """Whether the rule has text to read at the end: new text, or findings left to settle."""
-    rule_id = plan.rule.id
-    return choice.scanned.get(rule_id, 0) < choice.text.size or rule_id in choice.deferred
-
-
-def _settled(begin: int, span: int, last: int, size: int, final: bool) -> bool:
-    """Whether a light rule's finding is recorded now. One that more text could still grow
-    (it begins within a span of the end) waits for the next scan, which reaches back to it,
-    unless the text ended; one the last scan already settled (it begins a span or more before
-    where that scan ended) is not new: found again, or an artefact of where the window starts.
-    So the findings of a stream are those of the whole text, however it came in pieces."""
-    if begin + span <= last:
-        return False
-    return final or begin + span <= size
 
 
 def _content(choice: dict[str, Any]) -> str | None:

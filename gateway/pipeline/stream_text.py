@@ -44,6 +44,11 @@ class StreamText:
         self.read(self.size)  # joins the new pieces
         return pattern.search(self._tail, max(0, start - self._base)) is not None
 
+    def forgets(self, before: int) -> bool:
+        """Whether ``forget(before)`` could drop anything (a cheap test before working out
+        where the oldest reader is, which is never after ``before``)."""
+        return before - self._base >= _FORGET_AT
+
     def forget(self, before: int) -> None:
         """Nothing before ``before`` is read again: drop it once that is worth a copy."""
         dead = before - self._base

@@ -1,0 +1,98 @@
+"""When an output rule reads a choice's text, and which of its findings it takes then: the
+schedule of the output stage (``gateway.pipeline.output``).
+
+A rule reads from ``max_span`` characters before where its last scan ended, so no match up to
+that long is missed, and it reads again once the text it has not read grew past its *lag*:
+
+- an enforced light (pattern) block or redact: as soon as its unread text could reach into what
+  the hold-back releases next (a rule whose span is the hold-back's reads every piece);
+- a heavy (model) rule: a step of ``STREAM_STEP`` characters, or of ``STREAM_SENTENCE_STEP``
+  that ends a sentence; the release waits for an enforced block's or redaction's scan;
+- any other light rule (a flag, a warning, a shadow rule) changes nothing released, so it
+  reads ``IDLE_STEP`` characters (or its span) at a time.
+
+A light rule's finding that more text could still grow (it begins within a span of the end)
+waits for the next scan, which reaches back to it, unless the text ended; one the last scan
+settled is not taken again: found before, or an artefact of where the window starts. So a
+stream's findings are those of the whole text, however it came in pieces.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gateway.pipeline.stream_text import StreamText
+from gateway.policy.compiled import STREAM_SENTENCE_STEP, STREAM_STEP, CompiledRule, is_heavy
+
+_SENTENCE_END = re.compile(r"[.!?\n\u3002\uff01\uff1f]")
+#: how much new text a light rule that changes nothing released reads at a time, at least
+IDLE_STEP = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ScanPlan:
+    """One output rule and when it scans."""
+
+    rule: CompiledRule
+    id: str
+    span: int
+    heavy: bool
+    enforced: bool  # an enforced block or redact: its findings change what is released
+    #: how much unread text the rule leaves before it scans again
+    lag: int
+    #: a light rule whose findings near the end may wait for more text: one that changes
+    #: nothing released, or whose span the hold-back covers
+    settles: bool
+
+    @classmethod
+    def of(cls, rule: CompiledRule, hold: int) -> ScanPlan:
+        span = rule.check.max_span
+        enforced = rule.spec.mode != "shadow" and rule.spec.action in ("block", "redact")
+        heavy = is_heavy(rule.check)
+        if heavy:
+            lag = STREAM_STEP - 1
+        else:
+            lag = max(0, hold - span) if enforced else max(span, IDLE_STEP)
+        settles = not heavy and (not enforced or span <= hold)
+        return cls(rule, rule.id, span, heavy, enforced, lag, settles)
+
+    @property
+    def gates(self) -> bool:
+        """Whether the release waits for the rule's scan: an enforced heavy block or redact."""
+        return self.heavy and self.enforced
+
+    def due(self, text: StreamText, last: int, *, waiting: bool, final: bool) -> bool:
+        """Whether the rule scans now, having last scanned the text at length ``last``: at the
+        end whatever it has not read (or findings ``waiting`` to settle), else once its unread
+        text exceeds its lag (or a model's shorter step ends a sentence)."""
+        grown = text.size - last
+        if final:
+            return grown > 0 or waiting
+        if grown > self.lag:
+            return True
+        return (
+            self.heavy
+            and grown >= STREAM_SENTENCE_STEP
+            and text.search(_SENTENCE_END, last + STREAM_SENTENCE_STEP - 1)
+        )
+
+    def may_scan(self, grown: int, *, final: bool) -> bool:
+        """Whether the rule might scan once the text grew by ``grown`` since its last scan
+        (``due`` without reading the text: it never says no where ``due`` says yes)."""
+        if final:
+            return grown > 0
+        return grown > self.lag or (self.heavy and grown >= STREAM_SENTENCE_STEP)
+
+    def settled(self, begin: int, last: int, size: int, *, final: bool) -> bool:
+        """Whether a finding that begins at ``begin`` is taken by the scan at length ``size``
+        (the previous one was at ``last``); always, for a rule whose findings never wait."""
+        if not self.settles:
+            return True
+        if begin + self.span <= last:
+            return False
+        return final or begin + self.span <= size
+
+    def waits(self, begin: int, size: int) -> bool:
+        """Whether a finding that begins at ``begin`` waits for more text to settle."""
+        return self.settles and begin + self.span > size
