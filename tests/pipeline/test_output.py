@@ -16,10 +16,11 @@ import yaml
 
 from gateway.checks.base import Finding
 from gateway.checks.registry import default_registry
-from gateway.errors import PolicyViolation
+from gateway.errors import PolicyUnavailable, PolicyViolation
 from gateway.pipeline.output import Blocked, OutputStage
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
+from gateway.policy.loader import load_policy
 
 NOTICE = "You are talking to a program."
 HEAD = {
@@ -69,11 +70,13 @@ class Stepping:
         return [Finding(0, len(text), "hit", 0.9)] if self.phrase in text else []
 
 
-def _policy(tmp_path: Path, rules: list[dict[str, Any]] = RULES, **more: Any) -> CompiledPolicy:
-    from gateway.policy.loader import load_policy
-
+def _policy(
+    tmp_path: Path, rules: list[dict[str, Any]] = RULES, registered: Any = None, **more: Any
+) -> CompiledPolicy:
     registry = default_registry()
     registry.register(Stepping.name, Stepping)
+    if registered is not None:
+        registry.register(registered.name, registered)
     path = tmp_path / "output.yaml"
     body = {"context": "output", **HEAD, "rules": rules, **more}
     path.write_text(yaml.safe_dump(body, sort_keys=False))
@@ -255,3 +258,52 @@ def test_the_notice_goes_before_the_first_text_and_the_refusal(tmp_path: Path) -
     untouched = _answer(["hello there"])
     stage = OutputStage(policy, Decision("r", "c"), disclose=False)
     assert not stage.answer(copy.deepcopy(untouched))
+
+
+class Failing:
+    """A light check that always fails: the rule's ``on_error`` decides."""
+
+    name: ClassVar[str] = "failing"
+
+    def __init__(self, params: Any) -> None:
+        pass
+
+    @property
+    def max_span(self) -> int:
+        return 10
+
+    def find(self, text: str) -> list[Finding]:
+        raise RuntimeError("the check broke")
+
+
+def test_a_check_that_fails_closed_fails_the_answer_and_says_so(tmp_path: Path) -> None:
+    failing = {"id": "broken", "stage": "output", "why": "t", "detect": {"failing": {}},
+               "action": "flag"}  # fmt: skip
+    rules = [RULES[2], failing]
+    policy = _policy(tmp_path, rules, registered=Failing)
+    decision = Decision(policy.revision, policy.context)
+    with pytest.raises(PolicyUnavailable) as raised:
+        OutputStage(policy, decision, disclose=False).answer(_answer(["call +1 415 555 0123"]))
+    assert raised.value.extra_headers == {"retry-after": "1"}
+    outcomes = {o.rule: (o.enforced, o.error) for o in decision.outcomes}
+    assert outcomes == {
+        "contact": ("none", None),  # found, but nothing was enforced: the answer failed
+        "broken": ("fail_closed", "RuntimeError: the check broke"),
+    }
+    assert set(decision.timings) == {"output:contact", "output:broken"}
+    stage = OutputStage(policy, Decision("r", "c"), disclose=False)
+    assert stage.feed(0, "hello") == ""  # held back; the flag reads it later
+    with pytest.raises(PolicyUnavailable) as raised:
+        stage.finish(0)
+    assert "rule 'broken'" in raised.value.message
+
+
+def test_a_stream_cut_short_is_read_to_its_end_for_the_record(tmp_path: Path) -> None:
+    policy = _policy(tmp_path)
+    decision = Decision(policy.revision, policy.context)
+    stage = OutputStage(policy, decision, disclose=False)
+    stage.feed(0, "All good. ")
+    stage.feed(0, "I feel so happy to help you")  # a flag reads 1000 characters at a time
+    stage.close(None)  # the client went away: no finish
+    (outcome,) = decision.outcomes
+    assert (outcome.rule, outcome.enforced, len(outcome.evidence)) == ("persona", "flag", 1)
