@@ -1,18 +1,17 @@
 """The output stage: a policy's output rules on an answer, whole or streamed, in one place.
 
-Each choice's text is scanned as it grows. A rule's scan reaches ``max_span`` characters behind
-where its previous scan ended, so every match up to that long is found, and a whole-text
-verdict (a classifier's) judges the answer up to its window. A heavy rule (``heavy = True``: a
-model) scans only once the text has grown by ``STREAM_STEP`` characters since its last scan, or
-by ``STREAM_SENTENCE_STEP`` and ends a sentence, and once more at the end. A light (pattern)
-rule scans as soon as the text it has not read could reach into what is released next: an
-enforced block or redact whose span is the hold-back's scans every piece, a shorter one when
-the hold-back's spare length is used up, any other rule once the text grew by its span.
+Each choice's text is scanned as it grows, every rule on the schedule ``output_scan`` draws: a
+scan reaches ``max_span`` characters behind where the rule's previous scan ended, so every
+match up to that long is found, and a whole-text verdict (a classifier's) judges the answer up
+to its window; a heavy rule (a model) scans once per step of text, a pattern rule as soon as
+what it has not read could be released (or, for one that changes nothing released, once per
+longer step), and every rule once more at the end. Text is kept as a tail that is only joined
+when read (``stream_text``), so a piece costs its own length plus the scans it makes due.
 
 Text is released up to ``hold`` characters short of the end (``hold`` is the longest span any
 enforced blocking or redacting rule can match, a heavy one's at least its step), never past
-what an enforced blocking or redacting heavy rule has scanned, and never in the middle of a
-span to redact. A block that answers (``block_as: answer``) ends its choice with the rule's
+what an enforced blocking or redacting heavy rule has scanned or where a match an enforced
+pattern rule has not read yet could begin, and never in the middle of a span to redact. A block that answers (``block_as: answer``) ends its choice with the rule's
 refusal; a block that errs ends the answer. A whole-text finding is one piece of evidence per
 rule and choice (the highest score), however many scans found it. A shadow rule's findings
 are recorded and nothing else: they neither block, redact nor hold text back.
@@ -69,6 +68,7 @@ class OutputStage:
         self._hold = policy.hold_back
         self._plans = tuple(ScanPlan.of(rule, self._hold) for rule in policy.rules_for("output"))
         self._gating = tuple(plan for plan in self._plans if plan.gates)
+        self._bounding = tuple(plan for plan in self._plans if plan.bounds)
         self._decision = decision
         notice = policy.policy.disclosure.notice.strip() if policy.policy.disclosure else None
         self._notice = notice if disclose else None
@@ -331,8 +331,8 @@ class OutputStage:
     def _release(self, choice: _Choice, *, final: bool) -> str:
         size, released = choice.text.size, choice.released
         end = size if final else max(released, size - self._hold)
-        for plan in self._gating:  # nothing an enforced model has not read yet
-            end = min(end, max(released, choice.scanned.get(plan.id, 0)))
+        if not final:
+            end = min(end, self._unread_from(choice))
         end = choice.spans.not_inside(end)  # never cut a span to redact in two
         text = choice.spans.cut(choice.text, released, end)
         choice.released = max(released, end)
@@ -342,6 +342,16 @@ class OutputStage:
             text = f"{self._notice}\n\n{text}"
         choice.started = choice.started or bool(text)
         return text
+
+    def _unread_from(self, choice: _Choice) -> int:
+        """Where text the release must wait for may begin: what an enforced model has not
+        read, or a match an enforced pattern rule that lags has not read yet."""
+        released, scanned, end = choice.released, choice.scanned, choice.text.size
+        for plan in self._gating:
+            end = min(end, max(released, scanned.get(plan.id, 0)))
+        for plan in self._bounding:
+            end = min(end, max(released, scanned.get(plan.id, 0) - plan.span + 1))
+        return end
 
     def _oldest_read(self, choice: _Choice) -> int:
         """Where the text is still read from: the release, or a rule's next scan."""

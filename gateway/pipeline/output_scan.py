@@ -4,8 +4,12 @@ schedule of the output stage (``gateway.pipeline.output``).
 A rule reads from ``max_span`` characters before where its last scan ended, so no match up to
 that long is missed, and it reads again once the text it has not read grew past its *lag*:
 
-- an enforced light (pattern) block or redact: as soon as its unread text could reach into what
-  the hold-back releases next (a rule whose span is the hold-back's reads every piece);
+- an enforced light (pattern) block or redact: once its unread text could reach into what the
+  hold-back releases next, and, when the hold-back covers its span, by a further quarter of
+  the hold-back (``QUANTUM``): the release then waits for its scan, so text goes out in steps
+  of about that size rather than a piece at a time, and a piece costs a fraction of the span
+  to scan, not the whole span (a rule longer than the hold-back reads every piece, as a
+  shorter hold-back lets its match's head out anyway);
 - a heavy (model) rule: a step of ``STREAM_STEP`` characters, or of ``STREAM_SENTENCE_STEP``
   that ends a sentence; the release waits for an enforced block's or redaction's scan;
 - any other light rule (a flag, a warning, a shadow rule) changes nothing released, so it
@@ -28,6 +32,8 @@ from gateway.policy.compiled import STREAM_SENTENCE_STEP, STREAM_STEP, CompiledR
 _SENTENCE_END = re.compile(r"[.!?\n\u3002\uff01\uff1f]")
 #: how much new text a light rule that changes nothing released reads at a time, at least
 IDLE_STEP = 1000
+#: the share of the hold-back an enforced light rule's scan may lag by, beyond its spare
+QUANTUM = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +58,10 @@ class ScanPlan:
         heavy = is_heavy(rule.check)
         if heavy:
             lag = STREAM_STEP - 1
+        elif not enforced:
+            lag = max(span, IDLE_STEP)
         else:
-            lag = max(0, hold - span) if enforced else max(span, IDLE_STEP)
+            lag = hold - span + hold // QUANTUM if span <= hold else 0
         settles = not heavy and (not enforced or span <= hold)
         return cls(rule, rule.id, span, heavy, enforced, lag, settles)
 
@@ -61,6 +69,12 @@ class ScanPlan:
     def gates(self) -> bool:
         """Whether the release waits for the rule's scan: an enforced heavy block or redact."""
         return self.heavy and self.enforced
+
+    @property
+    def bounds(self) -> bool:
+        """Whether the release stops where a match the rule has not read yet could begin: an
+        enforced light rule whose scan lags by a quantum."""
+        return self.enforced and self.settles
 
     def due(self, text: StreamText, last: int, *, waiting: bool, final: bool) -> bool:
         """Whether the rule scans now, having last scanned the text at length ``last``: at the

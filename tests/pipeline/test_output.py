@@ -307,3 +307,20 @@ def test_a_stream_cut_short_is_read_to_its_end_for_the_record(tmp_path: Path) ->
     stage.close(None)  # the client went away: no finish
     (outcome,) = decision.outcomes
     assert (outcome.rule, outcome.enforced, len(outcome.evidence)) == ("persona", "flag", 1)
+
+
+def test_text_goes_out_a_quantum_behind_the_hold_back(tmp_path: Path) -> None:
+    policy = _policy(tmp_path)
+    hold = policy.hold_back
+    stage = OutputStage(policy, Decision(policy.revision, policy.context), disclose=False)
+    text = PLAIN[3] * 4
+    size = released = 0
+    releases = []
+    for piece in re.findall(r"\S+\s*", text):
+        size += len(piece)
+        out = stage.feed(0, piece)
+        released += len(out)
+        releases.append(len(out))
+        assert size - hold - hold // 4 - len(piece) <= released <= max(0, size - hold)
+    assert released + len(stage.finish(0)) == len(text)
+    assert max(releases) <= hold // 4 + 20  # steps of about a quantum, not the whole text
