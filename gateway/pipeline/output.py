@@ -11,8 +11,9 @@ when read (``stream_text``), so a piece costs its own length plus the scans it m
 Text is released up to ``hold`` characters short of the end (``hold`` is the longest span any
 enforced blocking or redacting rule can match, a heavy one's at least its step), never past
 what an enforced blocking or redacting heavy rule has scanned or where a match an enforced
-pattern rule has not read yet could begin, and never in the middle of a span to redact. A block that answers (``block_as: answer``) ends its choice with the rule's
-refusal; a block that errs ends the answer. A whole-text finding is one piece of evidence per
+pattern rule has not read yet could begin, and never in the middle of a span to redact. A
+block that answers (``block_as: answer``) ends its choice with the rule's refusal; a block
+that errs ends the answer. A whole-text finding is one piece of evidence per
 rule and choice (the highest score), however many scans found it. A shadow rule's findings
 are recorded and nothing else: they neither block, redact nor hold text back.
 
@@ -111,11 +112,11 @@ class OutputStage:
     def models_due(self, index: int, text: str, *, final: bool) -> bool:
         """Whether feeding ``text`` (and finishing, if ``final``) may run a heavy rule: the
         caller moves only that work off the event loop."""
-        choice = self._choices.get(index)
-        size = (choice.text.size if choice is not None else 0) + len(text)
-        scanned = choice.scanned if choice is not None else {}
+        choice = self._choice(index)
+        if choice.refused:
+            return False
         return any(
-            plan.may_scan(size - scanned.get(plan.rule.id, 0), final=final)
+            plan.due_with(choice.text, choice.scanned.get(plan.id, 0), text, final=final)
             for plan in self._plans
             if plan.heavy
         )

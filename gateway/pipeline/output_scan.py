@@ -91,12 +91,18 @@ class ScanPlan:
             and text.search(_SENTENCE_END, last + STREAM_SENTENCE_STEP - 1)
         )
 
-    def may_scan(self, grown: int, *, final: bool) -> bool:
-        """Whether the rule might scan once the text grew by ``grown`` since its last scan
-        (``due`` without reading the text: it never says no where ``due`` says yes)."""
-        if final:
+    def due_with(self, text: StreamText, last: int, piece: str, *, final: bool) -> bool:
+        """Whether ``due`` will say yes once ``piece`` is appended to ``text`` (for a rule
+        whose findings never wait), without appending it."""
+        grown = text.size + len(piece) - last
+        if final or grown > self.lag:
             return grown > 0
-        return grown > self.lag or (self.heavy and grown >= STREAM_SENTENCE_STEP)
+        if not self.heavy or grown < STREAM_SENTENCE_STEP:
+            return False
+        start = last + STREAM_SENTENCE_STEP - 1  # where a sentence's end makes the step
+        if start < text.size and text.search(_SENTENCE_END, start):
+            return True
+        return _SENTENCE_END.search(piece, max(0, start - text.size)) is not None
 
     def settled(self, begin: int, last: int, size: int, *, final: bool) -> bool:
         """Whether a finding that begins at ``begin`` is taken by the scan at length ``size``
