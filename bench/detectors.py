@@ -53,7 +53,8 @@ from gateway.checks.registry import default_registry
 from gateway.errors import GatewayError
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
-from gateway.policy.enforce import admit, review_answer
+from gateway.pipeline.output import OutputStage
+from gateway.pipeline.stages.inputs import admit
 from gateway.policy.loader import compile_policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,7 +159,7 @@ def timed(policy: CompiledPolicy, iterations: int, offset: int) -> tuple[list[fl
         decision = Decision(policy.revision, policy.context)
         try:
             admit(policy, body, decision)
-            review_answer(policy, answer, decision, disclose=True)
+            OutputStage(policy, decision, disclose=True).answer(answer)
         except GatewayError:  # a model over its budget: the rule's on_error decided
             failures += 1
         timings.append((time.perf_counter() - started) * 1000)

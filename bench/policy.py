@@ -29,7 +29,8 @@ from bench.proxy import BENCH_POLICY, start_servers
 from gateway.checks.registry import default_registry
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
-from gateway.policy.enforce import admit, review_answer
+from gateway.pipeline.output import OutputStage
+from gateway.pipeline.stages.inputs import admit
 from gateway.policy.loader import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +84,7 @@ def _timed(
         started = time.perf_counter()
         decision = Decision(policy.revision, policy.context)
         admit(policy, body, decision)
-        review_answer(policy, answer, decision, disclose=True)
+        OutputStage(policy, decision, disclose=True).answer(answer)
         timings.append((time.perf_counter() - started) * 1000)
     return timings
 

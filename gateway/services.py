@@ -6,15 +6,20 @@ layer's, carried beside this in the lifespan state (``gateway.web.deps.WebState`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
 
 from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.keys import KeyService
 from gateway.config import GatewayConfig
-from gateway.db.session import Sessions
+from gateway.db.session import InSession, Sessions
 from gateway.detectors.pool import DetectorPool
+from gateway.pipeline.alternatives import ask_alternative
+from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.revisions import RevisionRepository
 from gateway.policy.store import PolicyStore
 from gateway.records.recorder import ExchangeRecorder
@@ -50,3 +55,27 @@ class Services:
     detectors: DetectorPool
     #: the background tasks (recorder, policy watcher) and how they fare, for /readyz
     supervisor: Supervisor
+
+    async def ask_alternative(
+        self, policy: CompiledPolicy, alias: str, request: dict[str, Any], item_id: str
+    ) -> str | None:
+        """A review item's alternative answer, asked through the request path and recorded."""
+        return await ask_alternative(self, policy, alias, request, item_id)
+
+    def in_unit(self, session: AsyncSession) -> Services:
+        """These services with their stored side doing its work in ``session``: one unit of
+        work, which its owner commits once or rolls back whole (a request's, see
+        ``gateway.deps.UnitDep``). The rest (router, recorder, policies, caches) is shared."""
+        sessions = InSession(session)
+        queues = QueueService(sessions, timedelta(minutes=self.config.review.claim_lease_minutes))
+        return replace(
+            self,
+            sessions=sessions,
+            keys=KeyService(sessions),
+            exchanges=ExchangeRepository(sessions),
+            revisions=RevisionRepository(sessions),
+            reviewers=ReviewerService(sessions),
+            queues=queues,
+            judging=JudgingService(sessions, queues),
+            review_data=ReviewData(sessions, self.policies),
+        )

@@ -2,9 +2,10 @@
 
 Off by default (no provider, no cost). With ``telemetry.exporter: console`` spans are printed;
 an operator who wants OTLP installs an exporter and sets ``OTEL_*`` as usual for the SDK. The
-span is written from the finished exchange record, so its times are the record's times and
-nothing is added to the request path but one function call. Prompt and answer text never go
-into spans (the GenAI conventions make content opt-in; this gateway does not opt in).
+span is written from the finished exchange's row, in the recorder's writer task (an observer of
+the recorder), so its times are the record's times and nothing is added to the request path;
+spans are exported in batches by the SDK's own thread. Prompt and answer text never go into
+spans (the GenAI conventions make content opt-in; this gateway does not opt in).
 """
 
 from __future__ import annotations
@@ -14,41 +15,47 @@ from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from gateway.records.log import ExchangeLog
+from gateway.records.recorder import Entry
 from gateway.version import __version__
 
 OPERATION = {"chat.completions": "chat", "embeddings": "embeddings"}
 
 
 class Telemetry:
-    def __init__(self, exporter: SpanExporter) -> None:
+    def __init__(self, exporter: SpanExporter, *, batch: bool = True) -> None:
         self._provider = TracerProvider(
             resource=Resource.create(
                 {"service.name": "situate-gateway", "service.version": __version__}
             )
         )
-        self._provider.add_span_processor(SimpleSpanProcessor(exporter))
+        processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
+        self._provider.add_span_processor(processor)
         self._tracer = self._provider.get_tracer("situate.gateway", __version__)
 
     @classmethod
     def console(cls) -> Telemetry:
         return cls(ConsoleSpanExporter())
 
-    def exchange(self, log: ExchangeLog) -> None:
-        operation = OPERATION.get(log.endpoint, log.endpoint)
-        ended = log.ended_at or log.received_at
+    def exchange(self, entry: Entry) -> None:
+        row = entry.row
+        operation = OPERATION.get(row["endpoint"], row["endpoint"])
         span = self._tracer.start_span(
-            f"{operation} {log.requested_model or ''}".strip(),
+            f"{operation} {row['requested_model'] or ''}".strip(),
             kind=SpanKind.CLIENT,
-            start_time=_ns(log.received_at),
-            attributes=attributes(log),
+            start_time=_ns(row["received_at"]),
+            attributes=attributes(entry),
         )
-        if log.http_status >= 400 or log.status.value in ("upstream_error", "gateway_error"):
-            span.set_status(Status(StatusCode.ERROR, log.error_message or log.status.value))
-        span.end(end_time=_ns(ended))
+        if row["http_status"] >= 400 or row["status"] in ("upstream_error", "gateway_error"):
+            span.set_status(Status(StatusCode.ERROR, row["error_message"] or row["status"]))
+        span.end(end_time=_ns(row["ended_at"] or row["received_at"]))
 
     def shutdown(self) -> None:
         self._provider.shutdown()
@@ -62,29 +69,29 @@ def _ns(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
-def attributes(log: ExchangeLog) -> dict[str, Any]:
+def attributes(entry: Entry) -> dict[str, Any]:
+    row = entry.row
     found: dict[str, Any] = {
-        "gen_ai.operation.name": OPERATION.get(log.endpoint, log.endpoint),
-        "gen_ai.provider.name": log.backend or "unknown",
-        "gen_ai.request.model": log.requested_model or "",
-        "gen_ai.request.stream": log.stream,
-        "gateway.request_id": log.id,
-        "gateway.context": log.context or "",
-        "gateway.exchange.status": log.status.value,
-        "http.response.status_code": log.http_status,
+        "gen_ai.operation.name": OPERATION.get(row["endpoint"], row["endpoint"]),
+        "gen_ai.provider.name": row["backend"] or "unknown",
+        "gen_ai.request.model": row["requested_model"] or "",
+        "gen_ai.request.stream": row["stream"],
+        "gateway.request_id": row["id"],
+        "gateway.context": row["context"] or "",
+        "gateway.exchange.status": row["status"],
+        "http.response.status_code": row["http_status"],
     }
     optional = {
-        "gen_ai.response.model": log.response_model,
-        "gen_ai.usage.input_tokens": log.prompt_tokens,
-        "gen_ai.usage.output_tokens": log.completion_tokens,
-        "error.type": log.error_type,
+        "gen_ai.response.model": row["response_model"],
+        "gen_ai.usage.input_tokens": row["prompt_tokens"],
+        "gen_ai.usage.output_tokens": row["completion_tokens"],
+        "error.type": row["error_type"],
     }
     found.update({k: v for k, v in optional.items() if v is not None})
-    if log.first_byte_at is not None and log.upstream_started_at is not None:
-        found["gen_ai.response.time_to_first_chunk"] = (
-            log.first_byte_at - log.upstream_started_at
-        ).total_seconds()
-    decision = log.decision
+    first, started = row["first_byte_at"], row["upstream_started_at"]
+    if first is not None and started is not None:
+        found["gen_ai.response.time_to_first_chunk"] = (first - started).total_seconds()
+    decision = entry.decision
     if decision is not None:
         found.update(
             {

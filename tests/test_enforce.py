@@ -14,10 +14,10 @@ from gateway.config import RecordingConfig
 from gateway.db import migrate
 from gateway.db.models import Exchange
 from gateway.db.session import create_engine, create_sessions
+from gateway.pipeline.context import ExchangeRecord
 from gateway.policy.decision import Decision
-from gateway.policy.enforce import review_answer
+from gateway.pipeline.output import OutputStage
 from gateway.policy.loader import load_policy
-from gateway.records.log import ExchangeLog
 from gateway.records.recorder import ExchangeRecorder
 
 POLICIES = Path(__file__).resolve().parent / "policies"
@@ -46,7 +46,7 @@ def test_a_block_in_one_choice_does_not_let_another_choices_redaction_through() 
         ]
     }
     decision = Decision(policy.revision, policy.context)
-    assert review_answer(policy, answer, decision, disclose=False)
+    assert OutputStage(policy, decision, disclose=False).answer(answer)
     first, second, third = answer["choices"]
     assert first["finish_reason"] == "content_filter"
     assert first["message"]["content"] == "That is not something I can share."
@@ -71,7 +71,7 @@ def test_one_record_postgres_refuses_does_not_spill_its_batch(
         for i in range(5):
             text = "a\x00b" if i == 2 else f"fine {i}"
             recorder.submit(
-                ExchangeLog(
+                ExchangeRecord(
                     id=f"{prefix}-{i}",
                     endpoint="chat.completions",
                     request_body={"messages": [{"content": text}]},

@@ -9,19 +9,23 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from gateway.auth.keys import KeyService, Principal
+from gateway.checks.registry import default_registry
 from gateway.config import RecordingConfig
 from gateway.db import migrate
 from gateway.db.models import Exchange
 from gateway.db.session import create_engine, create_sessions
-from gateway.records.log import ExchangeLog, Status
+from gateway.pipeline.context import ExchangeRecord, RequestContext
+from gateway.policy.loader import load_policy
 from gateway.records.recorder import ExchangeRecorder, read_spill
 from gateway.records.repository import ExchangeRepository
+from gateway.records.status import Status
 from tests.servers import cli
 
 
-def logs(count: int, prefix: str) -> list[ExchangeLog]:
+def logs(count: int, prefix: str) -> list[ExchangeRecord]:
     return [
-        ExchangeLog(
+        ExchangeRecord(
             id=f"{prefix}{i}", endpoint="chat.completions", status=Status.OK, request_body={"i": i}
         )
         for i in range(count)
@@ -165,12 +169,15 @@ def test_purge_erases_content_past_retention_and_keeps_the_record(tmp_path: Path
     url = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
     migrate.upgrade(url)
     old, new = logs(2, "p")
-    old.context = new.context = "kept"
+    kept = load_policy(policies / "kept.yaml", default_registry(), ["demo-small"])
     old.received_at = old.received_at - timedelta(days=2)
 
     async def write() -> None:
         engine = create_engine(url)
-        recorder = ExchangeRecorder(create_sessions(engine), RecordingConfig(spill_dir=tmp_path))
+        sessions = create_sessions(engine)
+        key = await KeyService(sessions).create("kept", "tests")
+        old.ctx = new.ctx = RequestContext.of(Principal(key.id, "kept", "tests"), kept)
+        recorder = ExchangeRecorder(sessions, RecordingConfig(spill_dir=tmp_path))
         recorder.start()
         recorder.submit(old)
         recorder.submit(new)

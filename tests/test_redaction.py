@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import gateway_config
+from tests.databases import make_key, upgrade
 from tests.reviewing import Reviewer, judgment
 from tests.servers import (
     ADMIN_TOKEN,
@@ -91,11 +92,7 @@ def bank(
         "MOCK_UPSTREAM_KEY": UPSTREAM_SECRET,
         "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
     }
-    assert cli(["db", "upgrade", "--config", str(config)], env).returncode == 0
-    args = ["keys", "create", "--context", CONTEXT, "--name", "t", "--config", str(config)]
-    made = cli(args, env)
-    assert made.returncode == 0, made.stderr
-    key = made.stdout.strip()
+    key = make_key(upgrade(database), CONTEXT, "t")
     port = free_port()
     args = ["serve", "--config", str(config), "--port", str(port)]
     backend = "postgresql" if request.param == "postgres" else "sqlite"
@@ -376,7 +373,7 @@ def test_an_export_carries_the_kept_text_in_prompt_and_answer_alike(
 def test_kept_spans_are_moved_past_removals_and_overlaps_become_one() -> None:
     from gateway.checks.registry import default_registry
     from gateway.policy.decision import Decision
-    from gateway.policy.enforce import admit
+    from gateway.pipeline.stages.inputs import admit
     from gateway.policy.loader import load_policy
     from gateway.records.views import redacted_record
     from gateway.web.conversation import conversation

@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from gateway.policy.decision import Decision, Evidence, Outcome
-from gateway.records.log import ExchangeLog, Status
+from gateway.auth.keys import Principal
+from gateway.checks.registry import default_registry
+from gateway.pipeline.context import ExchangeRecord, RequestContext
+from gateway.policy.decision import Evidence, Outcome
+from gateway.policy.loader import load_policy
+from gateway.records.status import Status
 from gateway.telemetry import Telemetry
+
+POLICIES = Path(__file__).resolve().parent / "policies"
+MODELS = ["test-small", "test-large", "dead-model"]
 
 
 def test_an_exchange_becomes_a_genai_span_with_its_decision() -> None:
     exporter = InMemorySpanExporter()
-    telemetry = Telemetry(exporter)
-    log = ExchangeLog(
+    telemetry = Telemetry(exporter, batch=False)
+    policy = load_policy(POLICIES / "test-context.yaml", default_registry(), MODELS)
+    ctx = RequestContext.of(Principal("key_1", policy.context, "tests"), policy)
+    log = ExchangeRecord(
         id="req_1",
         endpoint="chat.completions",
-        context="bank-support",
+        ctx=ctx,
         requested_model="support-small",
         backend="openai",
         stream=True,
@@ -30,7 +40,7 @@ def test_an_exchange_becomes_a_genai_span_with_its_decision() -> None:
     log.upstream_started_at = log.received_at + timedelta(milliseconds=2)
     log.first_byte_at = log.received_at + timedelta(milliseconds=150)
     log.ended_at = log.received_at + timedelta(milliseconds=900)
-    decision = Decision("rev123", "bank-support")
+    decision = ctx.decision
     decision.add(
         Outcome(
             "pii-out", "pii", "output", "redact", [Evidence(0, 1, 5, "email")], enforced="redact"
@@ -42,8 +52,7 @@ def test_an_exchange_becomes_a_genai_span_with_its_decision() -> None:
             enforced="shadow", mode="shadow",
         )
     )  # fmt: skip
-    log.decision = decision
-    telemetry.exchange(log)
+    telemetry.exchange(log.entry())
     (span,) = exporter.get_finished_spans()
     assert span.name == "chat support-small" and span.kind == SpanKind.CLIENT
     attributes = dict(span.attributes or {})
@@ -51,20 +60,21 @@ def test_an_exchange_becomes_a_genai_span_with_its_decision() -> None:
     assert attributes["gen_ai.provider.name"] == "openai"
     assert attributes["gen_ai.usage.output_tokens"] == 30
     assert attributes["gen_ai.response.time_to_first_chunk"] == 0.148
-    assert attributes["gateway.policy.revision"] == "rev123"
+    assert attributes["gateway.policy.revision"] == policy.revision
+    assert attributes["gateway.context"] == policy.context
     assert attributes["gateway.policy.enforced"] == "redact"
     assert tuple(attributes["gateway.policy.rules"]) == ("pii-out",)  # a shadow rule is apart
     assert tuple(attributes["gateway.policy.shadow_rules"]) == ("model-check",)
     assert "secret" not in repr(attributes)  # no content in spans
     assert (span.end_time - span.start_time) == 900_000_000  # type: ignore[operator]
 
-    failed = ExchangeLog(
+    failed = ExchangeRecord(
         id="req_2",
         endpoint="embeddings",
         status=Status.UPSTREAM_ERROR,
         http_status=502,
         error_type="upstream_unreachable",
     )
-    telemetry.exchange(failed)
+    telemetry.exchange(failed.entry())
     assert exporter.get_finished_spans()[-1].status.status_code == StatusCode.ERROR
     telemetry.shutdown()

@@ -1,4 +1,7 @@
-"""The admin API: exchange records and API keys, behind the admin token."""
+"""The admin API: exchange records and API keys, behind the admin token.
+
+A route's database work is one unit (``UnitDep``): it commits once, or not at all.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +13,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.auth.keys import key_summary
 from gateway.clock import now
-from gateway.deps import AdminDep, ServicesDep
+from gateway.db.session import after_commit
+from gateway.deps import AdminDep, ServicesDep, SessionDep, UnitDep
 from gateway.errors import InvalidRequest, NotFound
-from gateway.records.log import Status
 from gateway.records.repository import ExchangeFilter, full, summary
+from gateway.records.status import Status
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 
 @router.get("/exchanges", summary="Exchange records, newest first")
 async def list_exchanges(
-    services: ServicesDep,
+    services: UnitDep,
     _admin: AdminDep,
     context: str | None = None,
     status: Status | None = None,
@@ -47,7 +51,7 @@ async def list_exchanges(
 
 
 @router.get("/exchanges/{exchange_id}", summary="One exchange record in full")
-async def get_exchange(exchange_id: str, services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
+async def get_exchange(exchange_id: str, services: UnitDep, _admin: AdminDep) -> dict[str, Any]:
     row = await services.exchanges.get(exchange_id)
     if row is None:
         raise NotFound(f"No exchange '{exchange_id}'.", param="exchange_id")
@@ -64,7 +68,7 @@ class KeyCreate(BaseModel):
 @router.post(
     "/keys", summary="Create an API key (the key is shown only in this answer)", status_code=201
 )
-async def create_key(payload: KeyCreate, services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
+async def create_key(payload: KeyCreate, services: UnitDep, _admin: AdminDep) -> dict[str, Any]:
     if services.policies.get(payload.context) is None:
         raise InvalidRequest(
             f"No deployment context '{payload.context}' is served; known: "
@@ -82,16 +86,19 @@ async def create_key(payload: KeyCreate, services: ServicesDep, _admin: AdminDep
 
 
 @router.get("/keys", summary="API keys (never the keys themselves)")
-async def list_keys(services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
+async def list_keys(services: UnitDep, _admin: AdminDep) -> dict[str, Any]:
     current = now()
     return {"object": "list", "data": [key_summary(k, current) for k in await services.keys.list()]}
 
 
 @router.delete("/keys/{key_id}", summary="Revoke an API key")
-async def revoke_key(key_id: str, services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
+async def revoke_key(
+    key_id: str, services: UnitDep, session: SessionDep, _admin: AdminDep
+) -> dict[str, Any]:
     if not await services.keys.revoke(key_id):
         raise NotFound(f"No active key '{key_id}'.", param="key_id")
-    services.authenticator.forget()
+    # Forgotten once revoked for all to see: a lookup before the commit would cache it again.
+    after_commit(session, services.authenticator.forget)
     return {"id": key_id, "revoked": True}
 
 
@@ -118,7 +125,7 @@ async def list_policies(services: ServicesDep, _admin: AdminDep) -> dict[str, An
 
 
 @router.get("/policies/revisions/{revision}", summary="The text of a policy revision")
-async def get_revision(revision: str, services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
+async def get_revision(revision: str, services: UnitDep, _admin: AdminDep) -> dict[str, Any]:
     row = await services.revisions.get(revision)
     if row is None:
         raise NotFound(f"No policy revision '{revision}'.", param="revision")
@@ -133,7 +140,7 @@ async def get_revision(revision: str, services: ServicesDep, _admin: AdminDep) -
 
 @router.get("/findings", summary="Rules that fired, newest first, by rule and context")
 async def list_findings(
-    services: ServicesDep,
+    services: UnitDep,
     _admin: AdminDep,
     rule: str | None = None,
     context: str | None = None,

@@ -13,9 +13,9 @@ import typer
 from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
 from gateway.db.session import Sessions
 from gateway.policy.store import policy_store
-from gateway.records.log import Status
 from gateway.records.recorder import insert_entries, read_spill
 from gateway.records.repository import ExchangeFilter, ExchangeRepository, full, summary
+from gateway.records.status import Status
 
 app = typer.Typer(help="Exchange records.", no_args_is_help=True)
 

@@ -34,8 +34,8 @@ from gateway.pipeline.output_scan import ScanPlan
 from gateway.pipeline.stream_text import Spans, StreamText
 from gateway.policy.compiled import CompiledPolicy, CompiledRule
 from gateway.policy.decision import Decision, Evidence
-from gateway.policy.enforce import refusal_text
 from gateway.policy.engine import failure_enforced, new_outcome
+from gateway.policy.judge import refusal_text
 
 
 class Blocked(Exception):

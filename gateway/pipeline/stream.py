@@ -22,12 +22,14 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.clock import now
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
-from gateway.pipeline.answers import upstream_filtered
 from gateway.pipeline.assemble import StreamAssembler
+from gateway.pipeline.context import ExchangeRecord
+from gateway.pipeline.needs import PipelineNeeds
 from gateway.pipeline.output import Blocked, OutputStage
+from gateway.pipeline.stages.record import finish
+from gateway.pipeline.stages.respond import upstream_filtered
 from gateway.policy.compiled import CompiledRule
-from gateway.records.log import ExchangeLog, Status
-from gateway.services import Services
+from gateway.records.status import Status
 from gateway.upstream.client import UpstreamClient, mapped_errors
 from gateway.upstream.router import Route
 from gateway.upstream.sse import Event, events, parse_event
@@ -50,9 +52,9 @@ def error_frame(exc: GatewayError) -> bytes:
 
 
 async def open_stream(
-    services: Services,
+    services: PipelineNeeds,
     route: Route,
-    log: ExchangeLog,
+    log: ExchangeRecord,
     body: dict[str, Any],
     *,
     inject_usage: bool,
@@ -130,9 +132,9 @@ class ProxyStream(Response):
 
     def __init__(
         self,
-        services: Services,
+        services: PipelineNeeds,
         route: Route,
-        log: ExchangeLog,
+        log: ExchangeRecord,
         response: httpx.Response,
         frames: AsyncIterator[Event],
         first: Event,
@@ -400,4 +402,4 @@ class ProxyStream(Response):
         log.response_model = self._assembler.head.get("model")
         log.take_usage(self._assembler.usage)
         log.ended_at = now()
-        self._s.recorder.submit(log)
+        finish(self._s.recorder, log)

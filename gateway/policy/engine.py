@@ -1,7 +1,8 @@
 """Running a compiled policy's rules over texts: findings, timings, failures.
 
 The engine knows nothing of HTTP: it takes texts with their positions in the exchange and
-fills a ``Decision``. What to do about the findings is ``gateway.policy.enforce``'s business.
+fills a ``Decision``. What to do about the findings is judged by ``gateway.policy.judge``
+and applied by the pipeline's stages.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 # re-exported for the pipeline, until its stages import it from gateway.checks.spans
 from gateway.checks.spans import redact as redact
 from gateway.errors import PolicyUnavailable
+from gateway.policy.actions import Enforced, Mode, OnError, Stage
 from gateway.policy.compiled import CompiledPolicy, CompiledRule
-from gateway.policy.decision import SHADOW, Decision, Evidence, Outcome
+from gateway.policy.decision import Decision, Evidence, Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +64,7 @@ def run_rules(
         outcome.duration_ms = elapsed
         decision.timings[f"{stage}:{rule.id}"] = elapsed
         decision.add(outcome)
-        if outcome.enforced == "fail_closed":
+        if outcome.enforced == Enforced.FAIL_CLOSED:
             raise PolicyUnavailable(
                 f"A check of the deployment's policy failed (rule '{rule.id}'); "
                 "the request was not processed.",
@@ -86,22 +88,24 @@ def new_outcome(rule: CompiledRule, stage: str) -> Outcome:
         mode=rule.spec.mode,
     )
     if outcome.shadow:
-        outcome.enforced = SHADOW
+        outcome.enforced = Enforced.SHADOW
     return outcome
 
 
 def failure_enforced(rule: CompiledRule) -> str:
     """What a failing check leaves enforced: a shadow rule never fails a request closed."""
-    if rule.spec.mode == SHADOW:
-        return SHADOW
-    return "fail_open" if rule.spec.on_error == "fail_open" else "fail_closed"
+    if rule.mode == Mode.SHADOW:
+        return Enforced.SHADOW
+    if rule.on_error == OnError.FAIL_OPEN:
+        return Enforced.FAIL_OPEN
+    return Enforced.FAIL_CLOSED
 
 
 def _evidence(rule: CompiledRule, stage: str, refs: list[TextRef]) -> list[Evidence]:
     roles = rule.spec.roles
     found = []
     for ref in refs:
-        if stage == "input" and ref.role not in roles:
+        if stage == Stage.INPUT and ref.role not in roles:
             continue
         for f in rule.find(ref.text):
             found.append(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 from gateway.errors import GatewayError
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
-from gateway.policy.enforce import admit, review_answer
+from gateway.policy.engine import TextRef, run_rules
+from gateway.policy.judge import block, judge_input, mark_enforced
+from gateway.policy.limits import check_sizes
 from gateway.policy.scope import build_scope, too_short
 
 STOPPING = ("block",)
@@ -70,26 +71,21 @@ def read_scope(policy: CompiledPolicy, text: str) -> ScopeReading:
 
 
 def evaluate(policy: CompiledPolicy, text: str, stage: str = "input") -> Verdict:
+    """Judge a text as a user's message (input) or as an answer (output), as a request would
+    be judged: the same rules, limits and scope, nothing sent anywhere."""
     decision = Decision(policy.revision, policy.context)
     try:
         if stage == "output":
-            answer: dict[str, Any] = {
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": text},
-                    }
-                ]
-            }
-            review_answer(policy, answer, decision, disclose=False)
-            blocked = answer["choices"][0]["finish_reason"] == "content_filter"
+            refs = [TextRef(0, None, "assistant", text)]
+            fired = run_rules(policy, decision, "output", refs)
+            blocking = mark_enforced(fired, block_moots=False)
+            if blocking is not None:
+                block(blocking, "output", policy)  # raises for a block that errs
+            blocked = blocking is not None
         else:
-            body = {
-                "model": policy.policy.models.allow[0],
-                "messages": [{"role": "user", "content": text}],
-            }
-            blocked = admit(policy, body, decision).refusal is not None
+            refs = [TextRef(0, None, "user", text)]
+            check_sizes(policy, 1, 1, refs, decision)
+            blocked = judge_input(policy, refs, decision).refusal is not None
     except GatewayError as exc:
         action = "block" if exc.status < 500 else "error"
         return Verdict(decision, action, exc.message)

@@ -1,5 +1,9 @@
 """The batched writer: requests hand over records without waiting; one task writes them.
 
+A request hands over a ``Recordable`` (the pipeline's exchange record); its rows are built in
+the writer task (``entry()``), not on the request path, and the recorder's observers (the
+telemetry) see each entry there too.
+
 Batches form naturally: while one insert runs, the next records queue up and go in the next
 insert. A failed batch is retried with backoff, then spilled to a JSON-lines file so nothing is
 lost when the database is down or full; ``gateway exchanges import-spill`` loads it back.
@@ -13,19 +17,18 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 
 from gateway.config import RecordingConfig
 from gateway.db.models import Exchange, Finding, ReviewItem
 from gateway.db.session import Sessions
-from gateway.records.log import ExchangeLog
-from gateway.review.routing import review_rows
-from gateway.telemetry import Telemetry
+from gateway.policy.decision import Decision
 
 log = logging.getLogger("gateway.recorder")
 
@@ -40,6 +43,8 @@ class Entry:
     row: dict[str, Any]
     findings: list[dict[str, Any]]
     reviews: list[dict[str, Any]] = field(default_factory=list)
+    #: the decision behind the row, for observers; not written (the row holds it as JSON)
+    decision: Decision | None = field(default=None, compare=False)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -61,15 +66,21 @@ class Entry:
         return cls(row, findings, reviews)
 
 
+_EXCHANGES, _FINDINGS, _REVIEWS = (
+    cast(Table, model.__table__) for model in (Exchange, Finding, ReviewItem)
+)
+
+
 async def insert_entries(sessions: Sessions, entries: list[Entry]) -> None:
     async with sessions.begin() as session:
-        await session.execute(insert(Exchange), [e.row for e in entries])
+        # Core inserts (executemany), not the ORM's bulk path: the rows are plain already.
+        await session.execute(insert(_EXCHANGES), [e.row for e in entries])
         findings = [f for e in entries for f in e.findings]
         if findings:
-            await session.execute(insert(Finding), findings)
+            await session.execute(insert(_FINDINGS), findings)
         reviews = [r for e in entries for r in e.reviews]
         if reviews:
-            await session.execute(insert(ReviewItem), reviews)
+            await session.execute(insert(_REVIEWS), reviews)
 
 
 @dataclass(slots=True)
@@ -81,17 +92,27 @@ class RecorderStats:
     last_error: str | None = None
 
 
+class Recordable(Protocol):
+    """What a request hands over: it knows how to become its rows."""
+
+    def entry(self) -> Entry: ...
+
+
+Observer = Callable[[Entry], None]
+
+
 class ExchangeRecorder:
     def __init__(
-        self, sessions: Sessions, config: RecordingConfig, telemetry: Telemetry | None = None
+        self, sessions: Sessions, config: RecordingConfig, observers: Sequence[Observer] = ()
     ) -> None:
         self._sessions = sessions
         self._config = config
-        self._queue: asyncio.Queue[Entry | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Recordable | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.stats = RecorderStats()
-        self._telemetry = telemetry
-        self._rng = random.Random()  # noqa: S311 (sampling for oversight, not security)
+        self._observers = tuple(observers)
+        #: the review stage's sampling (for oversight, not security)
+        self.rng = random.Random()  # noqa: S311
 
     @property
     def pending(self) -> int:
@@ -109,24 +130,21 @@ class ExchangeRecorder:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="exchange-recorder")
 
-    def submit(self, record: ExchangeLog) -> None:
+    def submit(self, record: Recordable) -> None:
         """Hand a finished record over. Never blocks; beyond the queue limit it spills."""
-        if self._telemetry is not None:
-            self._telemetry.exchange(record)
-        row = record.row()
-        reviews = review_rows(
-            record.id,
-            row["status"],
-            record.decision,
-            record.policy,
-            self._rng,
-            endpoint=record.endpoint,
-        )
-        entry = Entry(row, record.finding_rows(), reviews)
         if self._queue.qsize() >= self._config.max_queue:
-            self._spill([entry], "queue full")
+            self._spill([self._entry(record)], "queue full")
             return
-        self._queue.put_nowait(entry)
+        self._queue.put_nowait(record)
+
+    def _entry(self, record: Recordable) -> Entry:
+        entry = record.entry()
+        for observe in self._observers:
+            try:
+                observe(entry)
+            except Exception:  # an observer's failure never costs a record
+                log.exception("an exchange observer failed")
+        return entry
 
     async def stop(self) -> None:
         """Write everything still queued, then stop."""
@@ -140,9 +158,9 @@ class ExchangeRecorder:
         stopping = False
         while not stopping:
             first = await self._queue.get()
-            batch = [first] if first is not None else []
+            records = [first] if first is not None else []
             stopping = first is None
-            while not stopping and len(batch) < self._config.batch_size:
+            while not stopping and len(records) < self._config.batch_size:
                 try:
                     item = self._queue.get_nowait()
                 except asyncio.QueueEmpty:
@@ -150,9 +168,9 @@ class ExchangeRecorder:
                 if item is None:
                     stopping = True
                 else:
-                    batch.append(item)
-            if batch:
-                await self._write(batch)
+                    records.append(item)
+            if records:
+                await self._write([self._entry(record) for record in records])
 
     async def _write(self, batch: list[Entry]) -> None:
         for attempt in range(self._config.retries + 1):

@@ -9,34 +9,46 @@ data and secrets stand as their labels (as the model saw them where a rule redac
 everything else as the user wrote it, so the alternative answers the real question
 (``gateway/records/views.py``).
 
+The call itself goes through the request path (``gateway.pipeline.alternatives``, reached
+through ``ask_alternative``), so it is admitted, checked and recorded like any exchange,
+marked as made for review.
+
 An embeddings request has no answer to compare one with: none is asked for, and the item
 says so (``alternative_note`` in ``gateway/review/views.py``).
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
-import anyio
 from sqlalchemy import update
 
 from gateway.clock import now
 from gateway.db.models import Exchange, ReviewItem
-from gateway.errors import GatewayError
+from gateway.db.session import Sessions
 from gateway.policy.compiled import CompiledPolicy
-from gateway.policy.decision import Decision
-from gateway.policy.enforce import admit, review_answer
+from gateway.policy.store import PolicyStore
 from gateway.review.views import EMBEDDINGS
-from gateway.services import Services
-from gateway.upstream.client import mapped_errors
-
-log = logging.getLogger("gateway.review")
+from gateway.upstream.router import ModelRouter
 
 
-async def ensure_alternative(services: Services, item: ReviewItem) -> ReviewItem:
+class AlternativeSource(Protocol):
+    @property
+    def sessions(self) -> Sessions: ...
+
+    @property
+    def policies(self) -> PolicyStore: ...
+
+    @property
+    def router(self) -> ModelRouter: ...
+
+    async def ask_alternative(
+        self, policy: CompiledPolicy, alias: str, request: dict[str, Any], item_id: str
+    ) -> str | None:
+        """The alternative's text (None if refused or failed), asked through the pipeline."""
+
+
+async def ensure_alternative(services: AlternativeSource, item: ReviewItem) -> ReviewItem:
     if item.alternative is not None:
         return item
     async with services.sessions() as session:
@@ -50,7 +62,7 @@ async def ensure_alternative(services: Services, item: ReviewItem) -> ReviewItem
     for alias in policy.policy.models.allow:
         if alias == exchange.requested_model or alias not in services.router.aliases:
             continue
-        content = await _ask(services, policy, alias, request, item.id)
+        content = await services.ask_alternative(policy, alias, request, item.id)
         if content is not None:
             alternative = {"model": alias, "content": content, "generated_at": now().isoformat()}
             async with services.sessions.begin() as session:
@@ -62,40 +74,3 @@ async def ensure_alternative(services: Services, item: ReviewItem) -> ReviewItem
             item.alternative = alternative
             return item
     return item
-
-
-async def _ask(
-    services: Services, policy: CompiledPolicy, alias: str, request: dict[str, Any], item_id: str
-) -> str | None:
-    """The policy applies to the alternative as to any exchange: the request goes as admitted
-    (redacted, or not at all when it was refused), the answer comes back reviewed."""
-    decision = Decision(policy.revision, policy.context)
-    try:
-        pool = services.detectors
-        asked = {**request, "model": alias}
-        admitted = await pool.evaluate(
-            policy.heavy_at("input"), partial(admit, policy, asked, decision)
-        )
-        if admitted.refusal is not None:
-            return None
-        route = services.router.resolve(alias)
-        body = {**admitted.body, "model": route.upstream_model, "stream": False}
-        body.pop("stream_options", None)
-        response = await services.upstream.open(
-            route, "/chat/completions", json.dumps(body).encode(), item_id, stream=False
-        )
-        try:
-            with mapped_errors(route):
-                answer = json.loads(services.upstream.scrub(await response.aread()))
-        finally:
-            with anyio.CancelScope(shield=True):
-                await response.aclose()
-        await pool.evaluate(
-            policy.heavy_at("output"),
-            partial(review_answer, policy, answer, decision, disclose=False),
-        )
-        content = answer["choices"][0]["message"]["content"]
-    except (GatewayError, ValueError, KeyError, IndexError, TypeError) as exc:
-        log.warning("no alternative from %s for %s: %s", alias, item_id, exc)
-        return None
-    return content if isinstance(content, str) else None

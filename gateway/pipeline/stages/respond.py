@@ -1,4 +1,5 @@
-"""Answers the gateway writes itself: refusals in OpenAI's shape, and the decision headers."""
+"""The respond stage: the decision headers on every answer, and the answers the gateway writes
+itself (refusals in OpenAI's shape, as a whole answer or as a stream)."""
 
 from __future__ import annotations
 

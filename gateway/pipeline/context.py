@@ -1,0 +1,172 @@
+"""What a request carries through the stages: who asked, under which policy revision, and
+the record of what happened.
+
+``RequestContext`` is fixed once the request is authenticated and its policy snapshotted: the
+principal, the compiled revision that decides, and that revision's ``Decision`` (which the
+stages fill). ``ExchangeRecord`` is what the stages write down as they go (times, models,
+status, bodies); its rows are built by the recorder's writer task (``entry``), off the request
+path.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gateway.auth.keys import Principal
+from gateway.clock import now
+from gateway.pipeline.stages.review import ReviewRoute, review_rows
+from gateway.policy.compiled import CompiledPolicy
+from gateway.policy.decision import Decision
+from gateway.records.recorder import Entry
+from gateway.records.status import Status
+from gateway.records.views import redacted_record
+from gateway.version import __version__
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    principal: Principal
+    policy: CompiledPolicy
+    decision: Decision
+
+    @classmethod
+    def of(cls, principal: Principal, policy: CompiledPolicy) -> RequestContext:
+        return cls(principal, policy, Decision(policy.revision, policy.context))
+
+
+@dataclass(slots=True)
+class ExchangeRecord:
+    id: str
+    endpoint: str
+    received_at: datetime = field(default_factory=now)
+    ctx: RequestContext | None = None
+    upstream_started_at: datetime | None = None
+    first_byte_at: datetime | None = None
+    ended_at: datetime | None = None
+    requested_model: str | None = None
+    backend: str | None = None
+    upstream_model: str | None = None
+    response_model: str | None = None
+    stream: bool = False
+    status: Status = Status.OK
+    http_status: int = 200
+    error_type: str | None = None
+    error_message: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    request_body: Any = None
+    response_body: Any = None
+    #: where the review stage sends the exchange (empty: nowhere)
+    reviews: list[ReviewRoute] = field(default_factory=list)
+    #: why a review made this exchange, when it did (an alternative answer for an item)
+    made_for: str | None = None
+
+    @property
+    def decision(self) -> Decision | None:
+        return self.ctx.decision if self.ctx else None
+
+    def fail(self, status: Status, http_status: int, error_type: str, message: str) -> None:
+        self.status = status
+        self.http_status = http_status
+        self.error_type = error_type
+        self.error_message = message
+
+    def end(self, status: Status, error_type: str | None, message: str | None) -> None:
+        self.status, self.error_type, self.error_message = status, error_type, message
+
+    def take_usage(self, usage: Any) -> None:
+        if not isinstance(usage, dict):
+            return
+        self.prompt_tokens = _int_or_none(usage.get("prompt_tokens"))
+        self.completion_tokens = _int_or_none(usage.get("completion_tokens"))
+        self.total_tokens = _int_or_none(usage.get("total_tokens"))
+
+    def route_to_review(self, rng: random.Random) -> None:
+        """The review stage: which queues (if any) the finished exchange goes to. One made for
+        a review (an item's alternative) goes nowhere: its reviewer is already looking."""
+        if self.ctx is not None and self.made_for is None:
+            ctx, status = self.ctx, str(self.status)
+            self.reviews = ReviewRoute.choose(ctx.policy, ctx.decision, status, self.endpoint, rng)
+
+    def entry(self) -> Entry:
+        """The rows to write: built by the recorder's task, not on the request path."""
+        row = self._row()
+        decision = self.decision
+        reviews = review_rows(self.id, self.ctx, self.reviews) if self.ctx else []
+        return Entry(row, self._finding_rows(), reviews, decision=decision)
+
+    def _row(self) -> dict[str, Any]:
+        values = {name: getattr(self, name) for name in _COLUMNS}
+        values["status"] = str(self.status)
+        values["ended_at"] = self.ended_at or now()
+        values["gateway_version"] = __version__
+        ctx = self.ctx
+        values["key_id"] = (ctx.principal.key_id or None) if ctx else None  # "": no key
+        values["context"] = ctx.principal.context if ctx else None
+        if ctx is None:
+            values.update(decision=None, decision_id=None, policy_revision=None)
+            return values
+        decision = ctx.decision
+        values["decision"] = decision.as_dict()
+        values["decision_id"] = decision.id
+        values["policy_revision"] = decision.policy_revision
+        if self.made_for is not None:
+            values["decision"]["made_for"] = self.made_for
+        content = ctx.policy.policy.record.content
+        if content == "none":
+            values["request_body"] = values["response_body"] = None
+        elif content == "redacted":  # chat messages and embeddings inputs alike
+            kept = redacted_record(self.request_body, self.response_body, decision, ctx.policy)
+            values["request_body"], values["response_body"] = kept.request, kept.answer
+            values["decision"]["removed_from_record"] = [r.as_dict() for r in kept.removed]
+        return values
+
+    def _finding_rows(self) -> list[dict[str, Any]]:
+        if self.ctx is None:
+            return []
+        decision = self.ctx.decision
+        return [
+            {
+                "exchange_id": self.id,
+                "decision_id": decision.id,
+                "policy_revision": decision.policy_revision,
+                "context": decision.context,
+                "rule": o.rule,
+                "detector": o.detector,
+                "stage": o.stage,
+                "action": o.action,
+                "enforced": o.enforced,
+                "received_at": self.received_at,
+            }
+            for o in decision.outcomes
+        ]
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+_COLUMNS = (
+    "id",
+    "endpoint",
+    "received_at",
+    "upstream_started_at",
+    "first_byte_at",
+    "requested_model",
+    "backend",
+    "upstream_model",
+    "response_model",
+    "stream",
+    "http_status",
+    "error_type",
+    "error_message",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "request_body",
+    "response_body",
+)
