@@ -51,10 +51,10 @@ from bench.policy import pct
 from bench.proxy import Result, start_servers
 from gateway.checks.registry import default_registry
 from gateway.errors import GatewayError
-from gateway.policy.compiled import CompiledPolicy
-from gateway.policy.decision import Decision
 from gateway.pipeline.output import OutputStage
 from gateway.pipeline.stages.inputs import admit
+from gateway.policy.compiled import CompiledPolicy
+from gateway.policy.decision import Decision
 from gateway.policy.loader import compile_policy
 
 ROOT = Path(__file__).resolve().parents[1]

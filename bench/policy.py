@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.proxy import BENCH_POLICY, start_servers
 from gateway.checks.registry import default_registry
-from gateway.policy.compiled import CompiledPolicy
-from gateway.policy.decision import Decision
 from gateway.pipeline.output import OutputStage
 from gateway.pipeline.stages.inputs import admit
+from gateway.policy.compiled import CompiledPolicy
+from gateway.policy.decision import Decision
 from gateway.policy.loader import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]

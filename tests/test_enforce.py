@@ -15,8 +15,8 @@ from gateway.db import migrate
 from gateway.db.models import Exchange
 from gateway.db.session import create_engine, create_sessions
 from gateway.pipeline.context import ExchangeRecord
-from gateway.policy.decision import Decision
 from gateway.pipeline.output import OutputStage
+from gateway.policy.decision import Decision
 from gateway.policy.loader import load_policy
 from gateway.records.recorder import ExchangeRecorder
 

@@ -372,8 +372,8 @@ def test_an_export_carries_the_kept_text_in_prompt_and_answer_alike(
 
 def test_kept_spans_are_moved_past_removals_and_overlaps_become_one() -> None:
     from gateway.checks.registry import default_registry
-    from gateway.policy.decision import Decision
     from gateway.pipeline.stages.inputs import admit
+    from gateway.policy.decision import Decision
     from gateway.policy.loader import load_policy
     from gateway.records.views import redacted_record
     from gateway.web.conversation import conversation
