@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from gateway.checks.base import Check, Finding
+from gateway.policy.actions import Action, Mode, OnError, Stage
 from gateway.policy.schema import Policy, Rule
 
 
@@ -70,16 +71,25 @@ class CompiledRule:
     #: ``check.find`` memoised per text: detectors are pure, and a chat resends its whole
     #: history with every turn, so only new messages cost a scan. Built once per revision.
     find: Callable[[str], tuple[Finding, ...]] = field(init=False, repr=False, compare=False)
+    #: the spec's words as the enums the gateway compares them with, read once per revision
+    action: Action = field(init=False, repr=False, compare=False)
+    mode: Mode = field(init=False, repr=False, compare=False)
+    stage: Stage = field(init=False, repr=False, compare=False)
+    on_error: OnError = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "find", _Findings(self.check))
+        object.__setattr__(self, "action", Action(self.spec.action))
+        object.__setattr__(self, "mode", Mode(self.spec.mode))
+        object.__setattr__(self, "stage", Stage(self.spec.stage))
+        object.__setattr__(self, "on_error", OnError(self.spec.on_error))
 
     @property
     def id(self) -> str:
         return self.spec.id
 
     def applies_to(self, stage: str) -> bool:
-        return self.spec.stage in (stage, "both")
+        return self.stage in (stage, Stage.BOTH)
 
     @property
     def sensitive(self) -> bool:
@@ -87,7 +97,7 @@ class CompiledRule:
         rather than keep it as the evidence a reviewer judges the rule by."""
         if self.spec.sensitive is not None:
             return self.spec.sensitive
-        return self.spec.detector in SENSITIVE_DETECTORS or self.spec.action == "redact"
+        return self.spec.detector in SENSITIVE_DETECTORS or self.action == Action.REDACT
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +140,7 @@ class CompiledPolicy:
         scope (which reads the input), or the output stage's rules. A stream's guard needs no
         thread hop per chunk when only the scope is a model."""
         rules = any(is_heavy(rule.check) for rule in self.rules_for(stage))
-        return rules or (stage == "input" and is_heavy(self.scope))
+        return rules or (stage == Stage.INPUT and is_heavy(self.scope))
 
     @property
     def sensitive_rules(self) -> tuple[CompiledRule, ...]:
@@ -149,11 +159,11 @@ class CompiledPolicy:
         """The longest span an enforced blocking or redacting output rule can match (for a
         heavy one, at least its scan step): the text a stream holds back by default. A shadow
         rule never blocks or redacts, so it holds nothing back; the guard still scans it."""
-        return max((_held_for(rule) for rule in self.rules_for("output")), default=0)
+        return max((_held_for(rule) for rule in self.rules_for(Stage.OUTPUT)), default=0)
 
 
 def _held_for(rule: CompiledRule) -> int:
-    if rule.spec.mode == "shadow" or rule.spec.action not in ("block", "redact"):
+    if rule.mode == Mode.SHADOW or rule.action not in (Action.BLOCK, Action.REDACT):
         return 0
     span = rule.check.max_span
     return max(span, STREAM_STEP) if is_heavy(rule.check) else span

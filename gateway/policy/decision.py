@@ -16,9 +16,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-SEVERITY = {"block": 4, "route": 3, "redact": 2, "flag": 1, "warn": 1}
-#: what a shadow rule's outcome says was enforced: nothing, because it is in shadow mode
-SHADOW = "shadow"
+from gateway.policy.actions import SEVERITY, Action, Enforced, Mode
+
+_NOT_DONE = (Enforced.NONE, Enforced.SHADOW)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +58,11 @@ class Outcome:
     evidence: list[Evidence] = field(default_factory=list)
     duration_ms: float = 0.0
     error: str | None = None
-    enforced: str = "none"
+    enforced: str = Enforced.NONE  # or the Action carried out
     why: str = ""
     review: str | None = None
     note: str | None = None  # what the gateway could not do as the rule says, and why
-    mode: str = "enforce"  # or "shadow": recorded (and reviewed), never enforced
+    mode: str = Mode.ENFORCE  # or shadow: recorded (and reviewed), never enforced
 
     @property
     def fired(self) -> bool:
@@ -70,11 +70,11 @@ class Outcome:
 
     @property
     def shadow(self) -> bool:
-        return self.mode == SHADOW
+        return self.mode == Mode.SHADOW
 
     @property
     def wants_review(self) -> bool:
-        return self.fired and (self.action == "flag" or self.review is not None)
+        return self.fired and (self.action == Action.FLAG or self.review is not None)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -127,12 +127,12 @@ class Decision:
     def verdict(self) -> str:
         """The most severe action the enforcing rules call for, whatever was enforced."""
         actions = [o.action for o in self.enforcing]
-        return max(actions, key=lambda a: SEVERITY.get(a, 0), default="allow")
+        return max(actions, key=lambda a: SEVERITY.get(a, 0), default=Action.ALLOW)
 
     @property
     def enforced(self) -> str:
-        done = [o.enforced for o in self.outcomes if o.enforced not in ("none", SHADOW)]
-        return max(done, key=lambda a: SEVERITY.get(a, 0), default="allow")
+        done = [o.enforced for o in self.outcomes if o.enforced not in _NOT_DONE]
+        return max(done, key=lambda a: SEVERITY.get(a, 0), default=Action.ALLOW)
 
     @property
     def flagged(self) -> list[Outcome]:
@@ -147,7 +147,7 @@ class Decision:
 
     @property
     def warnings(self) -> list[str]:
-        return [o.rule for o in self.enforcing if o.action == "warn"]
+        return [o.rule for o in self.enforcing if o.action == Action.WARN]
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gateway.policy.actions import Stage
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.evaluate import evaluate
 from gateway.policy.locate import PolicyError, duplicate_keys, parse, validation_problems
@@ -74,12 +75,13 @@ def load_cases(path: Path) -> list[Case]:
 
 def run_case(policy: CompiledPolicy, case: Case) -> list[str]:
     """Every way the case fails; empty when it passes."""
-    stage = "input" if case.input is not None else "output"
+    stage = Stage.INPUT if case.input is not None else Stage.OUTPUT
     verdict = evaluate(policy, case.input if case.input is not None else case.output or "", stage)
     fired = set(verdict.fired())
     failures = []
     if case.expect.action is not None and verdict.action != case.expect.action:
-        failures.append(f"action {verdict.action!r}, expected {case.expect.action!r}")
+        # str(): the words, not the enums' reprs, whichever the verdict holds
+        failures.append(f"action {str(verdict.action)!r}, expected {case.expect.action!r}")
     failures += [f"rule {r!r} did not fire" for r in case.expect.fires if r not in fired]
     failures += [f"rule {r!r} fired" for r in case.expect.not_fires if r in fired]
     return failures
