@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import krippendorff
 import numpy as np
 
-VERDICT_CODES = {"acceptable": 0.0, "violation": 1.0}
-RULE_CODES = {"true_positive": 1.0, "false_positive": 0.0}
+from gateway.review.states import RuleVerdict, Verdict
+
+VERDICT_CODES: dict[str, float] = {Verdict.ACCEPTABLE: 0.0, Verdict.VIOLATION: 1.0}
+RULE_CODES: dict[str, float] = {RuleVerdict.TRUE_POSITIVE: 1.0, RuleVerdict.FALSE_POSITIVE: 0.0}
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.db.models import Exchange, Judgment, ReviewItem
+from gateway.policy.actions import Action, Stage
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.testcases import Case, run_case
 from gateway.records.views import text_at
+from gateway.review.states import Purpose, RuleVerdict, Verdict
 
 Row = tuple[Judgment, ReviewItem, Exchange]
 
@@ -41,12 +43,12 @@ def standing(judgments: list[Judgment]) -> list[Judgment]:
     that no later one of theirs supersedes."""
     replaced = {j.supersedes for j in judgments if j.supersedes}
     live = [j for j in judgments if j.id not in replaced]
-    adjudicated = [j for j in live if j.purpose == "adjudication"]
-    return adjudicated[-1:] or [j for j in live if j.purpose == "review"]
+    adjudicated = [j for j in live if j.purpose == Purpose.ADJUDICATION]
+    return adjudicated[-1:] or [j for j in live if j.purpose == Purpose.REVIEW]
 
 
 def _text_at(exchange: Exchange, stage: str, message: int, part: int | None) -> str | None:
-    if stage == "output":
+    if stage == Stage.OUTPUT:
         return text_at(exchange.response_body, "choices", message, part)
     return text_at(exchange.request_body, "messages", message, part)
 
@@ -80,7 +82,7 @@ def _false_positives(
 ) -> list[dict[str, Any]]:
     cases = []
     for rule, verdict in (judgment.rule_verdicts or {}).items():
-        found = _where(exchange, [rule]) if verdict == "false_positive" else None
+        found = _where(exchange, [rule]) if verdict == RuleVerdict.FALSE_POSITIVE else None
         if found is not None:
             stage, text = found
             cases.append(
@@ -97,8 +99,10 @@ def _false_positives(
 def _blocked_but_acceptable(
     judgment: Judgment, item: ReviewItem, exchange: Exchange
 ) -> list[dict[str, Any]]:
-    blocking = [str(o.get("rule")) for o in _outcomes(exchange) if o.get("enforced") == "block"]
-    found = _where(exchange, blocking) if judgment.verdict == "acceptable" and blocking else None
+    outcomes = _outcomes(exchange)
+    blocking = [str(o.get("rule")) for o in outcomes if o.get("enforced") == Action.BLOCK]
+    acceptable = judgment.verdict == Verdict.ACCEPTABLE
+    found = _where(exchange, blocking) if acceptable and blocking else None
     if found is None:
         return []
     stage, text = found
@@ -116,10 +120,10 @@ def _allowed_but_violation(
     judgment: Judgment, item: ReviewItem, exchange: Exchange
 ) -> list[dict[str, Any]]:
     decision = exchange.decision if isinstance(exchange.decision, dict) else {}
-    if judgment.verdict != "violation" or decision.get("enforced") == "block":
+    if judgment.verdict != Verdict.VIOLATION or decision.get("enforced") == Action.BLOCK:
         return []
     refused = exchange.error_type == "policy_refusal"  # the gateway's words, not the model's
-    answer = None if refused else _text_at(exchange, "output", 0, None)
+    answer = None if refused else _text_at(exchange, Stage.OUTPUT, 0, None)
     if not answer:
         return []
     return [
@@ -127,7 +131,7 @@ def _allowed_but_violation(
             "name": f"reviewer judged the answer on {exchange.id} a violation;"
             " the policy let it through",
             "output": answer,
-            "expect": {"action": "block"},
+            "expect": {"action": Action.BLOCK.value},  # plain: the case is written as YAML
             "source": _source(judgment, item),
         }
     ]

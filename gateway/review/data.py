@@ -17,15 +17,18 @@ from gateway.policy.store import PolicyStore
 from gateway.review.agreement import Rating, rule_alphas, verdict_alpha
 from gateway.review.candidates import Candidates, candidates
 from gateway.review.reviewers import ReviewerIdentity
+from gateway.review.states import WITH_A_LEAD, ItemState, Preferred, Purpose, Verdict
 from gateway.review.views import EMBEDDINGS, recorded_content
 
 Group = list[tuple[Judgment, ReviewItem, Exchange]]
+#: a verdict as the exports' ``acceptable``: unsure is neither
+_ACCEPTABLE: dict[str, bool] = {Verdict.ACCEPTABLE: True, Verdict.VIOLATION: False}
 
 
 def _latest(judgments: list[Judgment]) -> list[Judgment]:
     """Each reviewer's standing review judgments: superseded ones drop out."""
     replaced = {j.supersedes for j in judgments if j.supersedes}
-    return [j for j in judgments if j.id not in replaced and j.purpose == "review"]
+    return [j for j in judgments if j.id not in replaced and j.purpose == Purpose.REVIEW]
 
 
 def answer_text(response: Any) -> str | None:
@@ -62,7 +65,7 @@ class ReviewData:
         self._policies = policies
 
     async def needing_lead(self, who: ReviewerIdentity) -> list[ReviewItem]:
-        query = select(ReviewItem).where(ReviewItem.state.in_(("escalated", "adjudication")))
+        query = select(ReviewItem).where(ReviewItem.state.in_(WITH_A_LEAD))
         async with self._sessions() as session:
             items = list(await session.scalars(query.order_by(ReviewItem.created_at).limit(500)))
         return [i for i in items if who.may_see(i.context, i.queue)]
@@ -138,7 +141,9 @@ class ReviewData:
         if flt.until is not None:
             query = query.where(Judgment.created_at < flt.until)
         if not flt.include_partial:  # what is left out is counted in review/exporting.py
-            query = query.where(or_(ReviewItem.state == "done", Judgment.purpose == "adjudication"))
+            query = query.where(
+                or_(ReviewItem.state == ItemState.DONE, Judgment.purpose == Purpose.ADJUDICATION)
+            )
         return query.order_by(ReviewItem.id, Judgment.created_at)
 
     async def preference_rows(
@@ -176,7 +181,9 @@ def _rows(
     recorded its exchange kept content (full, redacted or none)."""
     judgments = [j for j, _, _ in group]
     replaced = {j.supersedes for j in judgments if j.supersedes}
-    adjudicated = [j for j in judgments if j.purpose == "adjudication" and j.id not in replaced]
+    adjudicated = [
+        j for j in judgments if j.purpose == Purpose.ADJUDICATION and j.id not in replaced
+    ]
     chosen = adjudicated[-1:] or _latest(judgments)
     _, item, exchange = group[0]
     omitted = _omission(exchange)
@@ -209,7 +216,7 @@ def _row(
     # _omission has made sure there are both (an Omitted stands for the judgment otherwise)
     request = exchange.request_body if isinstance(exchange.request_body, dict) else {}
     original = answer_text(exchange.response_body) or ""
-    preferred = original if j.preferred_source == "original" else j.preferred_text
+    preferred = original if j.preferred_source == Preferred.ORIGINAL else j.preferred_text
     return PreferenceRow(
         row_id=j.id,
         exchange_id=exchange.id,
@@ -219,7 +226,7 @@ def _row(
         original=original,
         preferred=preferred,
         preferred_source=j.preferred_source,
-        acceptable={"acceptable": True, "violation": False}.get(j.verdict),
+        acceptable=_ACCEPTABLE.get(j.verdict),
         severity=j.severity,
         policy_revision=item.policy_revision,
         rule_ids=list(item.rule_ids or []),

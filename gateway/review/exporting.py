@@ -27,6 +27,7 @@ from gateway.export.writer import ExportSummary, write_export
 from gateway.policy.store import PolicyStore
 from gateway.review.agreement import verdict_alpha
 from gateway.review.data import ReviewData
+from gateway.review.states import ItemState
 
 T = TypeVar("T")
 
@@ -94,7 +95,7 @@ async def export_scope(sessions: Sessions, policies: PolicyStore, flt: ExportFil
             func.count(Judgment.id),
         )
         .join(ReviewItem, ReviewItem.id == Judgment.item_id)
-        .where(standing, ReviewItem.state != "done", *_item_conditions(flt), *_window(flt))
+        .where(standing, ReviewItem.state != ItemState.DONE, *_item_conditions(flt), *_window(flt))
         .group_by(ReviewItem.state, ReviewItem.judgments_done, ReviewItem.reviewers_needed)
     )
     async with sessions() as session:

@@ -23,6 +23,7 @@ from gateway.db.session import Sessions
 from gateway.errors import InvalidRequest, NotFound, PermissionDenied
 from gateway.review.queue import QueueService
 from gateway.review.reviewers import ReviewerIdentity
+from gateway.review.states import WITH_A_LEAD, ItemState, Purpose
 
 Verdict = Literal["acceptable", "violation", "unsure"]
 Severity = Literal["none", "low", "medium", "high", "critical"]
@@ -100,39 +101,39 @@ class JudgingService:
 
     def _purpose(self, who: ReviewerIdentity, item: ReviewItem, *, correcting: bool) -> str:
         if correcting:
-            return "review"
-        if item.state in ("escalated", "adjudication"):
+            return Purpose.REVIEW
+        if item.state in WITH_A_LEAD:
             if not who.leads:
                 raise PermissionDenied("Only a lead adjudicates this item.", code="role_required")
-            return "adjudication"
+            return Purpose.ADJUDICATION
         if (
-            item.state != "open"
+            item.state != ItemState.OPEN
             or item.claimed_by != who.id
             or (item.lease_expires_at is not None and item.lease_expires_at < now())
         ):
             raise PermissionDenied(
                 "Claim the item before judging it (or your claim expired).", code="not_claimed"
             )
-        return "review"
+        return Purpose.REVIEW
 
     async def _purpose_of(self, judgment_id: str) -> str:
         async with self._sessions() as session:
             old = await session.get(Judgment, judgment_id)
-        return old.purpose if old is not None else "review"
+        return old.purpose if old is not None else Purpose.REVIEW
 
     async def _advance(
         self, session: AsyncSession, item: ReviewItem, who: ReviewerIdentity, purpose: str
     ) -> None:
-        done = item.judgments_done + (purpose == "review")
+        done = item.judgments_done + (purpose == Purpose.REVIEW)
         state = await _next_state(session, item, purpose, done)
         # Only from the state this judgment was made in: a double submission, or a claim that
         # expired and passed to someone else meanwhile, finds nothing to update and fails.
         expected: tuple[ColumnElement[bool], ...] = (
             ReviewItem.claimed_by == who.id,
-            ReviewItem.state == "open",
+            ReviewItem.state == ItemState.OPEN,
             ReviewItem.judgments_done == item.judgments_done,
         )
-        if purpose == "adjudication":
+        if purpose == Purpose.ADJUDICATION:
             expected = (ReviewItem.state == item.state,)
         result = await session.execute(
             update(ReviewItem)
@@ -142,7 +143,7 @@ class JudgingService:
                 state=state,
                 claimed_by=None,
                 lease_expires_at=None,
-                done_at=now() if state == "done" else None,
+                done_at=now() if state == ItemState.DONE else None,
             )
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -156,22 +157,22 @@ class JudgingService:
 async def _next_state(session: AsyncSession, item: ReviewItem, purpose: str, done: int) -> str:
     """Open until enough reviewers judged; then done, or to a lead when their verdicts differ.
     An adjudication always closes the item."""
-    if purpose != "review":
-        return "done"
+    if purpose != Purpose.REVIEW:
+        return ItemState.DONE
     if done < item.reviewers_needed:
-        return "open"
+        return ItemState.OPEN
     if item.reviewers_needed == 1:
-        return "done"
+        return ItemState.DONE
     verdicts = set(
         await session.scalars(
             select(Judgment.verdict).where(
                 Judgment.item_id == item.id,
-                Judgment.purpose == "review",
+                Judgment.purpose == Purpose.REVIEW,
                 Judgment.supersedes.is_(None),
             )
         )
     )
-    return "adjudication" if len(verdicts) > 1 else "done"
+    return ItemState.ADJUDICATION if len(verdicts) > 1 else ItemState.DONE
 
 
 def _check_against(item: ReviewItem, data: JudgmentIn) -> None:

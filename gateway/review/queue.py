@@ -20,6 +20,7 @@ from gateway.db.models import Judgment, ReviewItem, ReviewSkip
 from gateway.db.session import Sessions
 from gateway.errors import NotFound, PermissionDenied
 from gateway.review.reviewers import ReviewerIdentity
+from gateway.review.states import WITH_A_LEAD, ItemState
 
 LEASE = timedelta(minutes=15)
 _ATTEMPTS = 8
@@ -73,14 +74,14 @@ def _count_conditions(at: datetime) -> dict[str, ColumnElement[bool]]:
     """What each count of the queue listing counts, at one instant."""
     midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
     return {
-        "open": ReviewItem.state == "open",
+        "open": ReviewItem.state == ItemState.OPEN,
         "claimed": and_(
             ReviewItem.claimed_by.is_not(None),
-            ReviewItem.state == "open",
+            ReviewItem.state == ItemState.OPEN,
             ReviewItem.lease_expires_at >= at,
         ),
-        "escalated": ReviewItem.state.in_(("escalated", "adjudication")),
-        "done": and_(ReviewItem.done_at >= midnight, ReviewItem.state == "done"),
+        "escalated": ReviewItem.state.in_(WITH_A_LEAD),
+        "done": and_(ReviewItem.done_at >= midnight, ReviewItem.state == ItemState.DONE),
     }
 
 
@@ -99,7 +100,7 @@ class QueueService:
                 ReviewItem.claimed_by == who.id,
                 ReviewItem.context == context,
                 ReviewItem.queue == queue,
-                ReviewItem.state == "open",
+                ReviewItem.state == ItemState.OPEN,
                 ReviewItem.lease_expires_at >= at,
             )
             .limit(1)
@@ -115,7 +116,7 @@ class QueueService:
         conditions = [
             ReviewItem.context == context,
             ReviewItem.queue == queue,
-            ReviewItem.state == "open",
+            ReviewItem.state == ItemState.OPEN,
             _free(at, who.id),
             ~judged,
         ]
@@ -173,7 +174,7 @@ class QueueService:
         item = await self.item_for(who, item_id)
         values: dict[str, object] = {"claimed_by": None, "lease_expires_at": None}
         if escalate:
-            values["state"] = "escalated"
+            values["state"] = ItemState.ESCALATED
             values["escalation_note"] = note
         async with self._sessions.begin() as session:
             done = await session.execute(
@@ -228,7 +229,7 @@ class QueueService:
             select(func.min(ReviewItem.created_at)).where(
                 ReviewItem.context == context,
                 ReviewItem.queue == queue,
-                ReviewItem.state == "open",
+                ReviewItem.state == ItemState.OPEN,
             )
         )
 

@@ -14,6 +14,7 @@ from gateway.clock import now
 from gateway.db.models import Reviewer, ReviewerQueue, ReviewItem, WebSession
 from gateway.db.session import Sessions
 from gateway.errors import AuthenticationFailed, NotFound, PermissionDenied
+from gateway.review.states import RANKS, ItemState, ReviewerKind, ReviewerRole
 
 Role = Literal["reviewer", "lead", "admin"]
 TOKEN_PREFIX = "rv-"  # noqa: S105 (a prefix, not a secret)
@@ -32,15 +33,14 @@ class ReviewerIdentity:
     queues: frozenset[tuple[str, str]]
 
     def may_see(self, context: str, queue: str) -> bool:
-        return self.role == "admin" or (context, queue) in self.queues
+        return self.role == ReviewerRole.ADMIN or (context, queue) in self.queues
 
     @property
     def leads(self) -> bool:
-        return self.role in ("lead", "admin")
+        return self.role in (ReviewerRole.LEAD, ReviewerRole.ADMIN)
 
-    def require(self, role: Role) -> None:
-        ranks = {"reviewer": 0, "lead": 1, "admin": 2}
-        if ranks[self.role] < ranks[role]:
+    def require(self, role: Role | ReviewerRole) -> None:
+        if RANKS[self.role] < RANKS[role]:
             raise PermissionDenied(f"This needs the {role} role.", code="role_required")
 
 
@@ -53,7 +53,7 @@ class ReviewerService:
         name: str,
         role: Role,
         *,
-        kind: str = "human",
+        kind: str = ReviewerKind.HUMAN,
         organisation: str | None = None,
         locale: str | None = None,
         languages: list[str] | None = None,
@@ -181,7 +181,7 @@ async def _release(session: AsyncSession, reviewer_id: str, *where: ColumnElemen
     """The reviewer's open claims (in the queues ``where`` names) back to their queues."""
     await session.execute(
         update(ReviewItem)
-        .where(ReviewItem.claimed_by == reviewer_id, ReviewItem.state == "open", *where)
+        .where(ReviewItem.claimed_by == reviewer_id, ReviewItem.state == ItemState.OPEN, *where)
         .values(claimed_by=None, lease_expires_at=None)
     )
 
