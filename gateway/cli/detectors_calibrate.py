@@ -26,6 +26,10 @@ import yaml
 
 from gateway.cli.common import ConfigOption, config_or_exit, database, fail
 from gateway.evaluation.feedback import JudgedFinding, judged_findings, settled, wilson
+from gateway.review.states import ReviewerKind
+
+#: human judgments first; model ones only when asked for
+_KINDS = (ReviewerKind.HUMAN, ReviewerKind.MODEL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +139,8 @@ def _print_judgments(title: str, judged: Sequence[JudgedFinding]) -> None:
 
 def _print_used(scored: Sequence[tuple[float, int, list[JudgedFinding]]], model: bool) -> None:
     used = sorted((f for _, _, group in scored for f in group), key=lambda f: f.judgment_id)
-    _print_judgments("human judgments used", [f for f in used if f.reviewer_kind == "human"])
-    if model:
-        _print_judgments("model judgments used", [f for f in used if f.reviewer_kind == "model"])
+    for kind in _KINDS if model else _KINDS[:1]:
+        _print_judgments(f"{kind} judgments used", [f for f in used if f.reviewer_kind == kind])
 
 
 def _report(
@@ -161,14 +164,14 @@ def _read(
     """The rule's judged findings (human, and model ones when asked), and how many model
     judgments were left out."""
     settings = config_or_exit(config)
-    kinds = ("human", "model") if include_model else ("human",)
+    kinds = _KINDS if include_model else _KINDS[:1]
 
     async def read() -> tuple[list[JudgedFinding], int]:
         async with database(settings) as sessions:
             used = await judged_findings(sessions, context, rule, kinds=kinds)
             if include_model:
                 return used, 0
-            left = await judged_findings(sessions, context, rule, kinds=("model",))
+            left = await judged_findings(sessions, context, rule, kinds=_KINDS[1:])
             return used, len({f.judgment_id for f in left if f.fired})
 
     return asyncio.run(read())

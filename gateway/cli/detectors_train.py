@@ -20,6 +20,7 @@ import typer
 from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
 from gateway.detectors import card, datasets, linear, recipes
 from gateway.detectors.train import Encode, measure
+from gateway.review.states import ReviewerKind
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "detectors" / "models"
 PURPOSES = {
@@ -51,8 +52,8 @@ def _reviewed(
 
 def _reviews_line(extra: list[datasets.Example]) -> str:
     kinds = [e.provenance.get("reviewer_kinds", []) for e in extra]
-    human = sum(1 for k in kinds if "human" in k)
-    model = sum(1 for k in kinds if "model" in k)
+    human = sum(1 for k in kinds if ReviewerKind.HUMAN in k)
+    model = sum(1 for k in kinds if ReviewerKind.MODEL in k)
     return f"from reviews: {len(extra)} examples ({human} with human, {model} with model judgments)"
 
 
@@ -187,7 +188,7 @@ def register(app: typer.Typer) -> None:
         """Train a shipped model on the public data and the project's examples."""
         if model not in recipes.RECIPES:
             raise fail(f"no model {model!r}; choose one of {', '.join(recipes.RECIPES)}", 2)
-        kinds = ("human", "model") if include_model else ("human",)
+        kinds = (ReviewerKind.HUMAN, ReviewerKind.MODEL) if include_model else (ReviewerKind.HUMAN,)
         unruled = [spec for spec in from_reviews or [] if not spec.partition(":")[2]]
         if unruled:
             raise fail(

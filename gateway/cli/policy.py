@@ -10,6 +10,7 @@ import typer
 from gateway.checks.registry import default_registry
 from gateway.cli.common import ConfigOption, command_registry, config_or_exit, fail
 from gateway.cli.policy_eval import eval_command
+from gateway.policy.actions import Stage
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.evaluate import ScopeReading, evaluate, read_scope
 from gateway.policy.loader import PolicyError, load_policy, policy_files
@@ -139,7 +140,7 @@ def explain(
         f"context {policy.context} at {policy.short_revision}: {verdict.action}"
         + (f" ({verdict.error})" if verdict.error else "")
     )
-    if stage == "input":
+    if stage == Stage.INPUT:
         typer.echo(scope_sentence(read_scope(policy, text)))
     for outcome in verdict.decision.outcomes:
         mode = " (shadow: recorded, not enforced)" if outcome.shadow else ""

@@ -16,13 +16,14 @@ from gateway.policy.store import policy_store
 from gateway.review.data import ReviewData
 from gateway.review.queue import QueueService
 from gateway.review.reviewers import ReviewerIdentity, ReviewerService, Role
+from gateway.review.states import ReviewerKind, ReviewerRole
 
 app = typer.Typer(
     help="Human review: reviewers, queues, candidate test cases.", no_args_is_help=True
 )
-ROLES = ("reviewer", "lead", "admin")
+ROLES = tuple(role.value for role in ReviewerRole)  # plain words: the usage error quotes them
 T = TypeVar("T")
-SEES_ALL = ReviewerIdentity("cli", "cli", "admin", "human", frozenset())
+SEES_ALL = ReviewerIdentity("cli", "cli", ReviewerRole.ADMIN, ReviewerKind.HUMAN, frozenset())
 
 
 @app.command("add-reviewer")
@@ -36,7 +37,7 @@ def add_reviewer(
     config: ConfigOption = None,
 ) -> None:
     """Create a reviewer. Prints their token, and only the token: it is not shown again."""
-    if role not in ROLES or kind not in ("human", "model"):
+    if role not in ROLES or kind not in (ReviewerKind.HUMAN, ReviewerKind.MODEL):
         raise fail(f"role is one of {ROLES}; kind is human or model")
     settings = config_or_exit(config)
     reviewer, token = run_with_db(

@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import yaml
 
+from gateway.policy.actions import Stage
+
 DEFAULT_POSITIVE = "1,true,yes,harmful,unsafe,injection,jailbreak,positive"
 TEXT_COLUMNS = ("text", "prompt", "full_text", "goal")
 Side = Literal["harmful", "benign"]
@@ -60,7 +62,7 @@ class DatasetSpec:
     def __post_init__(self) -> None:
         if self.side not in (None, "harmful", "benign"):
             raise DatasetError(f"{self.path}: side is harmful or benign, not {self.side!r}")
-        if self.stage not in ("input", "output"):
+        if self.stage not in (Stage.INPUT, Stage.OUTPUT):
             raise DatasetError(f"{self.path}: stage is input or output, not {self.stage!r}")
 
     @property

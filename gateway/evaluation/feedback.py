@@ -20,10 +20,14 @@ from sqlalchemy import select
 
 from gateway.db.models import Exchange, Finding, Judgment, ReviewItem
 from gateway.db.session import Sessions
+from gateway.policy.actions import Enforced, Mode, Stage
 from gateway.records.views import text_at
 from gateway.review.agreement import alpha
+from gateway.review.states import Purpose, ReviewerKind, RuleVerdict, Verdict
 
 Z95 = 1.959963984540054
+#: a finding whose check failed is no finding of the rule's
+_FAILED = (Enforced.FAIL_OPEN, Enforced.FAIL_CLOSED)
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ def _ran(decision: Any) -> list[tuple[str, str]]:
     pairs = []
     for key in timings or {}:
         stage, _, rule = str(key).partition(":")
-        if stage in ("input", "output") and rule:
+        if stage in (Stage.INPUT, Stage.OUTPUT) and rule:
             pairs.append((stage, rule))
     return pairs
 
@@ -87,19 +91,19 @@ def _outcomes(decision: Any) -> dict[tuple[str, str], dict[str, Any]]:
 def _read_text(exchange: Exchange, stage: str, outcome: dict[str, Any] | None) -> str | None:
     """The text the rule read: the message its first evidence is in; for a silent rule, the
     last user message (input) or the first choice (output)."""
-    key = "messages" if stage == "input" else "choices"
+    key = "messages" if stage == Stage.INPUT else "choices"
     if outcome is not None:
         first = outcome["evidence"][0]
         message = int(first.get("message", -1))
         if message >= 0:
             return text_at(
-                exchange.request_body if stage == "input" else exchange.response_body,
+                exchange.request_body if stage == Stage.INPUT else exchange.response_body,
                 key,
                 message,
                 first.get("part"),
             )
         return None
-    if stage == "output":
+    if stage == Stage.OUTPUT:
         return text_at(exchange.response_body, key, 0, None)
     messages = (
         (exchange.request_body or {}).get("messages")
@@ -116,10 +120,10 @@ def _correct(judgment: Judgment, rule: str, fired: bool) -> bool | None:
     """Where the rule fired, the reviewer's word on it; where it stayed silent (a ``both``
     rule may fire on one stage only), right when the whole exchange was acceptable."""
     if not fired:
-        return True if judgment.verdict == "acceptable" else None
+        return True if judgment.verdict == Verdict.ACCEPTABLE else None
     said = (judgment.rule_verdicts or {}).get(rule)
-    if said in ("true_positive", "false_positive"):
-        return bool(said == "true_positive")
+    if said in (RuleVerdict.TRUE_POSITIVE, RuleVerdict.FALSE_POSITIVE):
+        return bool(said == RuleVerdict.TRUE_POSITIVE)
     return None
 
 
@@ -161,7 +165,7 @@ def _findings_of(
                 stage=stage,
                 score=max(scores) if scores else None,
                 purpose=judgment.purpose,
-                shadow=bool(outcome and outcome.get("mode") == "shadow"),
+                shadow=bool(outcome and outcome.get("mode") == Mode.SHADOW),
             )
         )
     return found
@@ -172,7 +176,7 @@ async def judged_findings(
     context: str,
     rule: str | None = None,
     *,
-    kinds: Collection[str] = ("human",),
+    kinds: Collection[str] = (ReviewerKind.HUMAN,),
 ) -> list[JudgedFinding]:
     """Every standing judgment of the context's items by reviewers of ``kinds``, per rule that
     ran on the exchange (only ``rule`` when given), oldest judgment first."""
@@ -196,7 +200,7 @@ async def judged_findings(
 def _resolve(group: Sequence[JudgedFinding]) -> int | None:
     """One label for one finding: a lead's adjudication, else the majority; None on a tie."""
     labelled = [f for f in group if f.label is not None]
-    adjudicated = [f for f in labelled if f.purpose == "adjudication"]
+    adjudicated = [f for f in labelled if f.purpose == Purpose.ADJUDICATION]
     if adjudicated:
         return adjudicated[-1].label
     ones = sum(1 for f in labelled if f.label == 1)
@@ -266,7 +270,7 @@ def _rule_alpha(judged: Sequence[JudgedFinding]) -> float | None:
     return alpha(
         (f"{f.exchange_id}:{f.stage}", f.reviewer, float(f.label))
         for f in judged
-        if f.purpose == "review" and f.label is not None
+        if f.purpose == Purpose.REVIEW and f.label is not None
     )
 
 
@@ -296,7 +300,7 @@ def precision_row(rule: str, fired_total: int, judged: Sequence[JudgedFinding]) 
 
 async def _fired_counts(sessions: Sessions, context: str) -> dict[str, int]:
     query = select(Finding.rule, Finding.exchange_id).where(
-        Finding.context == context, Finding.enforced.notin_(("fail_open", "fail_closed"))
+        Finding.context == context, Finding.enforced.notin_(_FAILED)
     )
     async with sessions() as session:
         rows = (await session.execute(query)).all()
@@ -307,7 +311,7 @@ async def _fired_counts(sessions: Sessions, context: str) -> dict[str, int]:
 
 
 async def rule_precision(
-    sessions: Sessions, context: str, *, kinds: Collection[str] = ("human",)
+    sessions: Sessions, context: str, *, kinds: Collection[str] = (ReviewerKind.HUMAN,)
 ) -> list[dict[str, Any]]:
     """Per rule of the context: how often it fired (exchanges recorded with its finding), how
     many fired findings reviewers judged and judged right, the precision with its 95% Wilson

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gateway.evaluation.stats import format_share
+from gateway.policy.actions import Mode
 
 
 def _table(head: list[str], rows: Iterable[list[str]]) -> list[str]:
@@ -17,7 +18,7 @@ def _rule_label(rule: str, rules: dict[str, Any]) -> str:
     meta = rules.get(rule)
     if meta is None:  # the topic scope or a limit, not a rule of the file
         return f"`{rule}`"
-    shadow = ", shadow" if meta["mode"] == "shadow" else ""
+    shadow = ", shadow" if meta["mode"] == Mode.SHADOW else ""
     return f"`{rule}` ({meta['action']}{shadow})"
 
 

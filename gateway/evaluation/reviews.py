@@ -11,8 +11,9 @@ from typing import Any
 from gateway.db.session import Sessions
 from gateway.evaluation.feedback import rule_precision
 from gateway.evaluation.stats import format_share
+from gateway.review.states import ReviewerKind
 
-KINDS = ("human", "model")
+KINDS = (ReviewerKind.HUMAN, ReviewerKind.MODEL)
 
 
 async def reviews_report(

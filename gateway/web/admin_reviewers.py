@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from gateway.deps import ServicesDep
 from gateway.errors import InvalidRequest
+from gateway.review.states import ReviewerRole
 from gateway.web.deps import FormDep, SignedInDep
 from gateway.web.forms import text
 from gateway.web.render import PREFIX, page, redirect
@@ -47,7 +48,7 @@ async def _page(
 async def reviewers(
     request: Request, signed: SignedInDep, services: ServicesDep, notice: str | None = None
 ) -> Response:
-    signed.who.require("admin")
+    signed.who.require(ReviewerRole.ADMIN)
     return await _page(request, signed, services, notice=notice)
 
 
@@ -55,7 +56,7 @@ async def reviewers(
 async def unassign(
     reviewer_id: str, signed: SignedInDep, form: FormDep, services: ServicesDep
 ) -> Response:
-    signed.who.require("admin")
+    signed.who.require(ReviewerRole.ADMIN)
     context, queue = text(form, "context"), text(form, "queue")
     if context is None or queue is None:
         raise InvalidRequest("Name the context and the queue to take away.", param="queue")
@@ -67,7 +68,7 @@ async def unassign(
 async def disable(
     reviewer_id: str, signed: SignedInDep, _: FormDep, services: ServicesDep
 ) -> Response:
-    signed.who.require("admin")
+    signed.who.require(ReviewerRole.ADMIN)
     if reviewer_id == signed.who.id:
         raise InvalidRequest("You cannot disable your own account.", param="reviewer_id")
     await services.reviewers.disable(reviewer_id)
@@ -78,7 +79,7 @@ async def disable(
 async def enable(
     reviewer_id: str, signed: SignedInDep, _: FormDep, services: ServicesDep
 ) -> Response:
-    signed.who.require("admin")
+    signed.who.require(ReviewerRole.ADMIN)
     await services.reviewers.enable(reviewer_id)
     return redirect(f"{PREFIX}/reviewers?notice=enabled")
 
@@ -89,6 +90,6 @@ async def rotate_token(
 ) -> Response:
     """The new token is shown once, on this answer (never in a URL); rotating your own token
     ends this session too, so you sign in again with the new one."""
-    signed.who.require("admin")
+    signed.who.require(ReviewerRole.ADMIN)
     token = await services.reviewers.rotate_token(reviewer_id)
     return await _page(request, signed, services, new_token=(reviewer_id, token))

@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
+from gateway.policy.actions import Action, Enforced, Stage
 from gateway.records.views import text_at
+
+_NOTHING_DONE = (Enforced.NONE, Action.ALLOW)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +31,7 @@ class Mark:
 
     @property
     def title(self) -> str:
-        done = "" if self.enforced in ("none", "allow") else f", {self.enforced}"
+        done = "" if self.enforced in _NOTHING_DONE else f", {self.enforced}"
         return f"{self.rule}: {self.label}{done}"
 
 
@@ -77,7 +80,7 @@ def segments(text: str, spans: list[Span]) -> list[Segment]:
 
 Key = tuple[int, int | None]
 # The record's body each stage's removals are in: an embeddings record's are in "input".
-_BODY = {"input": ("request", "input"), "output": ("answer",)}
+_BODY: dict[str, tuple[str, ...]] = {Stage.INPUT: ("request", "input"), Stage.OUTPUT: ("answer",)}
 
 
 def removed(decision: Any, stage: str) -> dict[Key, list[dict[str, Any]]]:
@@ -160,7 +163,7 @@ def _message(role: str, message: dict[str, Any], parts: list[Part]) -> Message:
 def conversation(request: Any, decision: Any) -> list[Message]:
     """The request's messages, as the user sent them, with the input rules' spans."""
     messages = request.get("messages") if isinstance(request, dict) else None
-    spans = _spans(decision, "input")
+    spans = _spans(decision, Stage.INPUT)
     shown = []
     for index, message in enumerate(messages or []):
         if isinstance(message, dict):
@@ -183,7 +186,7 @@ def inputs_request(inputs: list[str]) -> dict[str, Any]:
 def answers(response: Any, decision: Any) -> list[Message]:
     """Each choice of the answer, as the model gave it, with the output rules' spans."""
     choices = response.get("choices") if isinstance(response, dict) else None
-    spans = _spans(decision, "output")
+    spans = _spans(decision, Stage.OUTPUT)
     shown = []
     for index, choice in enumerate(choices or []):
         message = choice.get("message") if isinstance(choice, dict) else None
@@ -198,8 +201,8 @@ def span_texts(
 ) -> list[str]:
     """The exact text of each span an outcome found (what its highlight covers); for a span
     a redacted record removed, what stands in its place."""
-    output = outcome.get("stage") == "output"
-    gone = removed(decision, "output" if output else "input")
+    output = outcome.get("stage") == Stage.OUTPUT
+    gone = removed(decision, Stage.OUTPUT if output else Stage.INPUT)
     found = []
     for ev in outcome.get("evidence") or []:
         key = (ev.get("message", -1), ev.get("part"))

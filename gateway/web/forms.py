@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from gateway.errors import InvalidRequest, PermissionDenied
 from gateway.review.judging import JudgmentIn
+from gateway.review.states import Preferred
 
 MAX_SECONDS = 24 * 3600.0
 
@@ -64,7 +65,7 @@ def judgment(form: FormData, rules: list[str]) -> JudgmentIn:
         "verdict": text(form, "verdict"),
         "severity": text(form, "severity"),
         "preferred": preferred,
-        "rewrite": text(form, "rewrite") if preferred == "rewrite" else None,
+        "rewrite": text(form, "rewrite") if preferred == Preferred.REWRITE else None,
         "rationale": text(form, "rationale"),
         "guideline_revision": text(form, "guideline_revision"),
         "guideline_acknowledged": form.get("guideline_acknowledged") == "on",

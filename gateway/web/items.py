@@ -24,6 +24,7 @@ from gateway.errors import InvalidRequest, PermissionDenied
 from gateway.review.alternatives import ensure_alternative
 from gateway.review.data import answer_text
 from gateway.review.reviewers import ReviewerIdentity
+from gateway.review.states import WITH_A_LEAD, ItemState, Preferred, Purpose
 from gateway.review.views import EMBEDDINGS, item_view
 from gateway.services import Services
 from gateway.web import forms
@@ -47,11 +48,11 @@ class Choice:
 
 def _mode(who: ReviewerIdentity, item: ReviewItem) -> str | None:
     """'review', 'adjudication', or None when this reviewer cannot judge the item now."""
-    if item.state in ("escalated", "adjudication"):
-        return "adjudication" if who.leads else None
+    if item.state in WITH_A_LEAD:
+        return Purpose.ADJUDICATION if who.leads else None
     live = item.lease_expires_at is not None and item.lease_expires_at >= now()
-    if item.state == "open" and item.claimed_by == who.id and live:
-        return "review"
+    if item.state == ItemState.OPEN and item.claimed_by == who.id and live:
+        return Purpose.REVIEW
     return None
 
 
@@ -66,10 +67,10 @@ def _choices(who: ReviewerIdentity, item: ReviewItem, exchange: dict[str, Any]) 
     shown = []
     original = None if _refused(exchange) else answer_text(exchange["response"])
     if original is not None:
-        shown.append(("original", original))
+        shown.append((Preferred.ORIGINAL, original))
     alternative = item.alternative if isinstance(item.alternative, dict) else {}
     if isinstance(alternative.get("content"), str):
-        shown.append(("alternative", alternative["content"]))
+        shown.append((Preferred.ALTERNATIVE, alternative["content"]))
     if hashlib.sha256(f"{who.id}:{item.id}".encode()).digest()[0] & 1:
         shown.reverse()
     return [Choice("AB"[i], source, text) for i, (source, text) in enumerate(shown)]
@@ -121,7 +122,7 @@ def _prefill(judgment: dict[str, Any]) -> dict[str, str]:
     for name in ("verdict", "severity", "preferred", "rationale"):
         if judgment[name]:
             fields[name] = judgment[name]
-    if judgment["preferred"] == "rewrite" and judgment["rewrite"]:
+    if judgment["preferred"] == Preferred.REWRITE and judgment["rewrite"]:
         fields["rewrite"] = judgment["rewrite"]
     if judgment["guideline_acknowledged"]:
         fields["guideline_acknowledged"] = "on"
@@ -208,7 +209,7 @@ async def judge(
     item_id: str, request: Request, signed: SignedInDep, form: FormDep, services: ServicesDep
 ) -> Response:
     item = await services.queues.item_for(signed.who, item_id)
-    adjudicating = _mode(signed.who, item) == "adjudication"
+    adjudicating = _mode(signed.who, item) == Purpose.ADJUDICATION
     try:
         data = forms.judgment(form, list(item.rule_ids or []))
         await services.judging.judge(signed.who, item_id, data)

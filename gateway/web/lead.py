@@ -18,6 +18,7 @@ from gateway.review.exporting import (
     export_records,
     nothing_exported,
 )
+from gateway.review.states import ReviewerRole
 from gateway.services import Services
 from gateway.web.deps import FormDep, SignedInDep
 from gateway.web.forms import text
@@ -32,7 +33,7 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 async def lead(
     request: Request, signed: SignedInDep, services: ServicesDep, notice: str | None = None
 ) -> Response:
-    signed.who.require("lead")
+    signed.who.require(ReviewerRole.LEAD)
     return page(
         request,
         "lead.html",
@@ -53,7 +54,7 @@ async def agreement(
     queue: str | None = None,
 ) -> Response:
     """Agreement in each of the lead's queues, or in those of one context, or in one queue."""
-    signed.who.require("lead")
+    signed.who.require(ReviewerRole.LEAD)
     if context is not None and queue is not None:
         chosen = [(context, queue)]
     else:
@@ -69,7 +70,7 @@ async def agreement(
 async def exports(
     request: Request, signed: SignedInDep, services: ServicesDep, made: str | None = None
 ) -> Response:
-    signed.who.require("admin")
+    signed.who.require(ReviewerRole.ADMIN)
     nothing = await nothing_exported(services.sessions, made) if made else None
     return await _exports_page(request, signed, services, made=made, nothing=nothing)
 
@@ -126,7 +127,7 @@ def _filter(
 async def start_export(
     request: Request, signed: SignedInDep, form: FormDep, services: ServicesDep
 ) -> Response:
-    signed.who.require("admin")
+    signed.who.require(ReviewerRole.ADMIN)
     try:
         flt = _filter(
             text(form, "format"),
@@ -151,6 +152,6 @@ async def start_export(
 async def download(
     export_id: str, name: str, signed: SignedInDep, services: ServicesDep
 ) -> FileResponse:
-    signed.who.require("admin")
+    signed.who.require(ReviewerRole.ADMIN)
     path = await export_file(services.sessions, export_id, name)
     return FileResponse(path, filename=f"{export_id}-{name}", headers=SECURITY_HEADERS)

@@ -15,6 +15,7 @@ from gateway.deps import ServicesDep
 from gateway.errors import AuthenticationFailed, NotFound
 from gateway.review.queue import QueueStatus
 from gateway.review.reviewers import ReviewerIdentity
+from gateway.review.states import ReviewerRole
 from gateway.services import Services
 from gateway.web.deps import FormDep, SignedInDep, SignInsDep
 from gateway.web.forms import check_csrf, check_origin, text
@@ -112,7 +113,7 @@ async def queue_rows(services: Services, who: ReviewerIdentity) -> list[QueueSta
     """Every queue the reviewer may work, with zeros where nothing is waiting yet."""
     rows = {(r.context, r.queue): r for r in await services.queues.status(who)}
     known = set(who.queues)
-    if who.role == "admin":
+    if who.role == ReviewerRole.ADMIN:
         known |= {(p.context, q) for p in services.policies.all() for q in p.policy.review.queues}
     for context, queue in known - set(rows):
         rows[(context, queue)] = QueueStatus(context, queue, 0, 0, 0, 0)
