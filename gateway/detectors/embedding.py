@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from gateway.detectors.model import ModelInfo
+from gateway.detectors.model import ModelInfo, ModelNeeded, cached_only
 
 DIMENSIONS = 512
 NAME = "use-multilingual-v3"
@@ -64,10 +64,15 @@ class SentenceEncoder:
         return ModelInfo(name=NAME, revision=self._revision, labels=(), thresholds={})
 
     def encode(self, texts: Sequence[str]) -> Vectors:
+        """The texts' vectors. Inside ``only_cached`` (on the event loop) it never waits for
+        the lock nor encodes: a text not cached, or the lock held, raises ``ModelNeeded``."""
         keys = [digest(text) for text in texts]
         out = np.empty((len(keys), DIMENSIONS), dtype=np.float32)
         missing: dict[bytes, list[int]] = {}
-        with self._lock:
+        waiting = not cached_only()
+        if not self._lock.acquire(blocking=waiting):
+            raise ModelNeeded
+        try:
             for i, key in enumerate(keys):
                 cached = self._cache.get(key)
                 if cached is None:
@@ -76,7 +81,11 @@ class SentenceEncoder:
                     self._cache.move_to_end(key)
                     out[i] = cached
             if missing:
+                if not waiting:
+                    raise ModelNeeded
                 self._fill(texts, missing, out)
+        finally:
+            self._lock.release()
         return out
 
     def _fill(self, texts: Sequence[str], missing: dict[bytes, list[int]], out: Vectors) -> None:

@@ -7,7 +7,9 @@ so a decision says which model (and which weights) made it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -44,3 +46,34 @@ def bounded(text: str, limit: int) -> str:
         return text
     half = limit // 2
     return f"{text[:half]}\n…\n{text[-(limit - half) :]}"
+
+
+class ModelNeeded(BaseException):
+    """Raised where a model would have to run while the caller asked for cached results only
+    (``only_cached``): the caller then runs the same work on a worker thread. It derives from
+    BaseException so that no check's ``except Exception`` takes it for a failing check."""
+
+
+_CACHED_ONLY: ContextVar[bool] = ContextVar("situate_cached_only", default=False)
+
+
+@contextmanager
+def only_cached() -> Iterator[None]:
+    """Within this block (on this thread or task), a model that would compute raises
+    ``ModelNeeded`` instead: work whose every score is cached can then run on the event loop,
+    with no thread hop, and nothing is ever computed there."""
+    token = _CACHED_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _CACHED_ONLY.reset(token)
+
+
+def cached_only() -> bool:
+    return _CACHED_ONLY.get()
+
+
+def need_model() -> None:
+    """Say a model must compute now: raises ``ModelNeeded`` inside ``only_cached``."""
+    if _CACHED_ONLY.get():
+        raise ModelNeeded

@@ -44,7 +44,7 @@ from typing import TypeVar
 import anyio
 
 from gateway.config import DetectorsConfig
-from gateway.detectors.model import TextModel
+from gateway.detectors.model import ModelNeeded, TextModel, need_model, only_cached
 
 T = TypeVar("T")
 Scores = dict[str, float]
@@ -179,6 +179,7 @@ class DetectorPool:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
+        need_model()  # on the event loop (only_cached): the caller goes to a thread instead
         future = self._submit(key, model, text, spec)
         try:
             return future.result(timeout=budget_s)
@@ -236,11 +237,24 @@ class DetectorPool:
             self._scorer = ThreadPoolExecutor(self.settings.workers, "situate-score")
         return self._scorer
 
-    async def evaluate(self, heavy: bool, work: Callable[[], T]) -> T:
+    async def evaluate(
+        self, heavy: bool, work: Callable[[], T], *, undo: Callable[[], None] | None = None
+    ) -> T:
         """``work()``: on an evaluation thread when ``heavy`` (the policy runs a model), else
-        right here on the event loop (cheap checks do not pay for a thread hop)."""
+        right here on the event loop (cheap checks do not pay for a thread hop).
+
+        With ``undo`` (which takes back what a started ``work`` did), heavy work is first tried
+        here with cached scores only: when every model's score is cached (a chat resends its
+        history; the same question again), nothing computes and no thread is needed. The first
+        model that would compute stops the try; ``undo`` runs and the work goes to a thread."""
         if not heavy:
             return work()
+        if undo is not None:
+            try:
+                with only_cached():
+                    return work()
+            except ModelNeeded:
+                undo()
         return await self.run(work)
 
     async def run(self, work: Callable[[], T]) -> T:

@@ -116,7 +116,7 @@ class Pipeline:
         record.stream = bool(chat.stream)
         record.requested_model = chat.model
         admitted = await self.s.detectors.evaluate(
-            policy.heavy_at("input"), partial(admit, policy, body, decision)
+            policy.heavy_at("input"), partial(admit, policy, body, decision), undo=decision.mark()
         )
         upstream_route = route(self.s.router, record, admitted.alias)
         if admitted.refusal is not None:
@@ -142,7 +142,9 @@ class Pipeline:
         record.response_body = answer
         filtered = upstream_filtered(answer.get("choices"))  # before the gateway's own blocks
         reviewed = partial(_output, policy, raw, decision, disclose=disclose)
-        changed = await self.s.detectors.evaluate(policy.heavy_at("output"), reviewed)
+        changed = await self.s.detectors.evaluate(
+            policy.heavy_at("output"), reviewed, undo=decision.mark()
+        )
         if changed is not None:
             raw = changed
         _settle(record, decision, filtered)
@@ -169,7 +171,9 @@ class Pipeline:
     ) -> Response:
         validate(EmbeddingsRequest, body)
         admitted = await self.s.detectors.evaluate(
-            ctx.policy.heavy_at("input"), partial(admit_embeddings, ctx.policy, body, ctx.decision)
+            ctx.policy.heavy_at("input"),
+            partial(admit_embeddings, ctx.policy, body, ctx.decision),
+            undo=ctx.decision.mark(),
         )
         upstream_route = route(self.s.router, record, admitted.alias)
         raw, answer = await forward(

@@ -12,7 +12,8 @@ listed apart (``shadow``), and those that want a human still go to review (``to_
 
 from __future__ import annotations
 
-import uuid
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,7 +98,7 @@ class Outcome:
 class Decision:
     policy_revision: str
     context: str
-    id: str = field(default_factory=lambda: "dec_" + uuid.uuid4().hex)
+    id: str = field(default_factory=lambda: "dec_" + secrets.token_hex(16))
     outcomes: list[Outcome] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     disclosure: bool = False
@@ -106,6 +107,20 @@ class Decision:
     def add(self, outcome: Outcome) -> None:
         if outcome.fired or outcome.error:
             self.outcomes.append(outcome)
+
+    def mark(self) -> Callable[[], None]:
+        """A way back to the decision as it is now: for work that is tried, then redone
+        (``DetectorPool.evaluate``'s cached-only try)."""
+        outcomes, timings = len(self.outcomes), dict(self.timings)
+        disclosure, routed_to = self.disclosure, self.routed_to
+
+        def rewind() -> None:
+            del self.outcomes[outcomes:]
+            self.timings.clear()
+            self.timings.update(timings)
+            self.disclosure, self.routed_to = disclosure, routed_to
+
+        return rewind
 
     @property
     def fired(self) -> list[Outcome]:

@@ -23,13 +23,20 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from gateway.detectors.embedding import DIMENSIONS, SentenceEncoder, Vectors, shared_encoder
-from gateway.detectors.model import bounded
+from gateway.detectors.embedding import (
+    DIMENSIONS,
+    SentenceEncoder,
+    Vectors,
+    digest,
+    shared_encoder,
+)
+from gateway.detectors.model import bounded, need_model
 from gateway.policy.schema import Topic
 from gateway.policy.words import word_count
 
@@ -40,6 +47,8 @@ NEAREST = 2
 #: the most of a message the scope reads (its head and tail beyond): one long message costs
 #: the encoder no more than this
 READ_LIMIT = 2000
+#: how many of classify's answers are kept (by digest)
+_ANSWERS = 4096
 #: Conversational turns that carry no subject of their own: the scope judges only the last
 #: user message, so "thanks, that helped" or "what do you mean?" must not be refused as off
 #: topic. A message at least this similar to one of them (and nearer to it than to any topic)
@@ -152,6 +161,10 @@ class SemanticScope:
         self._encoder = encoder
         self._embedded: _Embedded | None = None
         self._lock = threading.Lock()
+        #: classify's answers by the text's digest (never the text): a chat asks about the
+        #: same last message again when it retries, and each answer costs a few matrix products
+        self._answers: OrderedDict[bytes, tuple[str | None, float]] = OrderedDict()
+        self._answers_lock = threading.Lock()
         if warm:
             threading.Thread(target=self._warm, name="scope-warm-up", daemon=True).start()
 
@@ -169,6 +182,7 @@ class SemanticScope:
         embedded = self._embedded
         if embedded is not None:
             return embedded
+        need_model()  # not embedded yet: never built on the event loop
         with self._lock:
             if self._embedded is None:
                 self._embedded = self._build(self._encoder or shared_encoder())
@@ -207,7 +221,19 @@ class SemanticScope:
     def classify(self, text: str) -> tuple[str | None, float]:
         if word_count(text) < self._min_words:
             return None, 1.0  # too short to judge: a greeting, "thanks", "yes please"
+        key = digest(text)
+        with self._answers_lock:
+            answer = self._answers.get(key)
+            if answer is not None:
+                self._answers.move_to_end(key)
+                return answer
         reading = self.read(text)
         if reading.follow_up >= max(FOLLOW_UP_SIMILARITY, reading.near):
-            return None, 1.0
-        return reading.topic, reading.score
+            answer = (None, 1.0)
+        else:
+            answer = (reading.topic, reading.score)
+        with self._answers_lock:
+            self._answers[key] = answer
+            if len(self._answers) > _ANSWERS:
+                self._answers.popitem(last=False)
+        return answer
