@@ -7,11 +7,13 @@ so a decision says which model (and which weights) made it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,15 @@ def only_cached() -> Iterator[None]:
     token = _CACHED_ONLY.set(True)
     try:
         yield
+    finally:
+        _CACHED_ONLY.reset(token)
+
+
+def try_cached(work: Callable[[], T]) -> T:
+    """``work()`` as ``only_cached`` runs it (the hot path's form: no context manager)."""
+    token = _CACHED_ONLY.set(True)
+    try:
+        return work()
     finally:
         _CACHED_ONLY.reset(token)
 

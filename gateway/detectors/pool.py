@@ -44,7 +44,7 @@ from typing import TypeVar
 import anyio
 
 from gateway.config import DetectorsConfig
-from gateway.detectors.model import ModelNeeded, TextModel, need_model, only_cached
+from gateway.detectors.model import ModelNeeded, TextModel, need_model, try_cached
 
 T = TypeVar("T")
 Scores = dict[str, float]
@@ -251,8 +251,7 @@ class DetectorPool:
             return work()
         if undo is not None:
             try:
-                with only_cached():
-                    return work()
+                return try_cached(work)
             except ModelNeeded:
                 undo()
         return await self.run(work)
