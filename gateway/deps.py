@@ -78,5 +78,14 @@ async def _admin(
 ServicesDep = Annotated[Services, Depends(_services)]
 PipelineDep = Annotated[Pipeline, Depends(_pipeline)]
 AdminDep = Annotated[None, Depends(_admin)]
-#: the request's unit of work: pass it to every service method the route calls
+#: the request's unit of work: commits once when the route returns (before the answer is
+#: sent), rolls back whole when it raises
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
+
+
+async def _unit(services: ServicesDep, session: SessionDep) -> Services:
+    return services.in_unit(session)
+
+
+#: the services doing their database work in the request's unit of work (``SessionDep``)
+UnitDep = Annotated[Services, Depends(_unit)]

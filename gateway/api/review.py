@@ -1,4 +1,10 @@
-"""The review API: queues, claims, judgments, escalation, agreement, candidate test cases."""
+"""The review API: queues, claims, judgments, escalation, agreement, candidate test cases.
+
+A route's database work is one unit (``UnitDep``): it commits once, or not at all. Two kinds
+of route keep transactions of their own: a claim (the lease is taken and committed before the
+item's alternative answer is asked of a model, which no transaction should wait on), and the
+exports (the rows are streamed on a session of their own, and the export recorded once).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.responses import FileResponse, Response
 
 from gateway.db.models import Reviewer
-from gateway.deps import ServicesDep
+from gateway.deps import ServicesDep, UnitDep
 from gateway.errors import InvalidRequest
 from gateway.export.rows import ExportFilter
 from gateway.review.alternatives import ensure_alternative
@@ -43,7 +49,7 @@ async def me(who: ReviewerDep) -> dict[str, Any]:
 
 
 @router.get("/queues", summary="The queues you may see, with their counts")
-async def queues(who: ReviewerDep, services: ServicesDep) -> dict[str, Any]:
+async def queues(who: ReviewerDep, services: UnitDep) -> dict[str, Any]:
     rows = await services.queues.status(who)
     return {"object": "list", "data": [r.as_dict() for r in rows]}
 
@@ -62,14 +68,14 @@ async def claim(
 
 
 @router.get("/items/{item_id}", summary="One item, as a reviewer sees it")
-async def get_item(item_id: str, who: ReviewerDep, services: ServicesDep) -> dict[str, Any]:
+async def get_item(item_id: str, who: ReviewerDep, services: UnitDep) -> dict[str, Any]:
     item = await services.queues.item_for(who, item_id)
     return await item_view(services.sessions, services.policies, who, item)
 
 
 @router.post("/items/{item_id}/judgments", status_code=201, summary="Judge a claimed item")
 async def judge(
-    item_id: str, payload: JudgmentIn, who: ReviewerDep, services: ServicesDep
+    item_id: str, payload: JudgmentIn, who: ReviewerDep, services: UnitDep
 ) -> dict[str, Any]:
     return judgment_view(await services.judging.judge(who, item_id, payload))
 
@@ -80,13 +86,13 @@ async def judge(
     summary="Correct your judgment (a new judgment that supersedes it)",
 )
 async def correct(
-    judgment_id: str, payload: JudgmentIn, who: ReviewerDep, services: ServicesDep
+    judgment_id: str, payload: JudgmentIn, who: ReviewerDep, services: UnitDep
 ) -> dict[str, Any]:
     return judgment_view(await services.judging.correct(who, judgment_id, payload))
 
 
 @router.post("/items/{item_id}/skip", summary="Give the claim back")
-async def skip(item_id: str, who: ReviewerDep, services: ServicesDep) -> dict[str, Any]:
+async def skip(item_id: str, who: ReviewerDep, services: UnitDep) -> dict[str, Any]:
     return item_summary(await services.queues.release(who, item_id, escalate=False))
 
 
@@ -97,14 +103,14 @@ class EscalateIn(BaseModel):
 
 @router.post("/items/{item_id}/escalate", summary="Send the item to a lead")
 async def escalate(
-    item_id: str, who: ReviewerDep, services: ServicesDep, payload: EscalateIn | None = None
+    item_id: str, who: ReviewerDep, services: UnitDep, payload: EscalateIn | None = None
 ) -> dict[str, Any]:
     note = (payload.note or "").strip() or None if payload else None
     return item_summary(await services.queues.release(who, item_id, escalate=True, note=note))
 
 
 @router.get("/adjudication", summary="Escalated and disputed items of your queues (leads)")
-async def adjudication(who: ReviewerDep, services: ServicesDep) -> dict[str, Any]:
+async def adjudication(who: ReviewerDep, services: UnitDep) -> dict[str, Any]:
     who.require("lead")
     items = await services.review_data.needing_lead(who)
     return {"object": "list", "data": [item_summary(i) for i in items]}
@@ -112,14 +118,14 @@ async def adjudication(who: ReviewerDep, services: ServicesDep) -> dict[str, Any
 
 @router.get("/agreement", summary="Krippendorff's alpha per queue and per rule")
 async def agreement(
-    who: ReviewerDep, services: ServicesDep, context: str, queue: str
+    who: ReviewerDep, services: UnitDep, context: str, queue: str
 ) -> dict[str, Any]:
     who.require("lead")
     return await services.review_data.agreement(who, context, queue)
 
 
 @router.get("/candidate-tests", summary="Reviewers' verdicts, as policy test cases that fail now")
-async def candidates(who: ReviewerDep, services: ServicesDep, context: str) -> dict[str, Any]:
+async def candidates(who: ReviewerDep, services: UnitDep, context: str) -> dict[str, Any]:
     who.require("lead")
     found = await services.review_data.candidate_cases(who, context)
     return {"context": context, "cases": found.cases, "already_passing": found.passing}
@@ -214,7 +220,7 @@ def reviewer_view(
 
 
 @router.get("/reviewers", summary="Reviewer accounts and their queues (admins)")
-async def list_reviewers(who: ReviewerDep, services: ServicesDep) -> dict[str, Any]:
+async def list_reviewers(who: ReviewerDep, services: UnitDep) -> dict[str, Any]:
     who.require("admin")
     data = [reviewer_view(r, q) for r, q in await services.reviewers.list()]
     return {"object": "list", "data": data}
@@ -225,7 +231,7 @@ async def list_reviewers(who: ReviewerDep, services: ServicesDep) -> dict[str, A
     summary="Take a queue away from a reviewer (admins)",
 )
 async def unassign_reviewer(
-    reviewer_id: str, context: str, queue: str, who: ReviewerDep, services: ServicesDep
+    reviewer_id: str, context: str, queue: str, who: ReviewerDep, services: UnitDep
 ) -> dict[str, Any]:
     who.require("admin")
     await services.reviewers.unassign(reviewer_id, context, queue)
@@ -234,7 +240,7 @@ async def unassign_reviewer(
 
 @router.post("/reviewers/{reviewer_id}/disable", summary="Disable a reviewer at once (admins)")
 async def disable_reviewer(
-    reviewer_id: str, who: ReviewerDep, services: ServicesDep
+    reviewer_id: str, who: ReviewerDep, services: UnitDep
 ) -> dict[str, Any]:
     who.require("admin")
     if reviewer_id == who.id:
@@ -245,7 +251,7 @@ async def disable_reviewer(
 
 @router.post("/reviewers/{reviewer_id}/enable", summary="Enable a disabled reviewer (admins)")
 async def enable_reviewer(
-    reviewer_id: str, who: ReviewerDep, services: ServicesDep
+    reviewer_id: str, who: ReviewerDep, services: UnitDep
 ) -> dict[str, Any]:
     who.require("admin")
     return reviewer_view(await services.reviewers.enable(reviewer_id))
@@ -256,7 +262,7 @@ async def enable_reviewer(
     summary="A new token for a reviewer; the old one ends at once (admins)",
 )
 async def rotate_reviewer_token(
-    reviewer_id: str, who: ReviewerDep, services: ServicesDep
+    reviewer_id: str, who: ReviewerDep, services: UnitDep
 ) -> dict[str, Any]:
     who.require("admin")
     return {"id": reviewer_id, "token": await services.reviewers.rotate_token(reviewer_id)}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -14,7 +16,44 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-Sessions = async_sessionmaker[AsyncSession]
+
+class Sessions(Protocol):
+    """Where the services get their sessions: the engine's factory (``create_sessions``), or
+    one unit of work's session (``InSession``). ``begin()`` is a transaction of the service's
+    own, or its part of the caller's."""
+
+    def __call__(self) -> AbstractAsyncContextManager[AsyncSession]: ...
+
+    def begin(self) -> AbstractAsyncContextManager[AsyncSession]: ...
+
+
+class InSession:
+    """``Sessions`` that hands out one session, inside its transaction: services built on it
+    do their work in the caller's unit of work, which commits once or rolls back everything
+    (the request's: ``gateway.deps.SessionDep``). Their own ``begin()`` neither commits nor
+    rolls back: an error they raise reaches the owner of the unit, which rolls it back."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def __call__(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return self._lend()
+
+    def begin(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return self._lend()
+
+    @asynccontextmanager
+    async def _lend(self) -> AsyncIterator[AsyncSession]:
+        yield self.session
+
+
+def after_commit(session: AsyncSession, action: Callable[[], None]) -> None:
+    """Run ``action`` once the session's transaction has committed (never if it rolls back)."""
+
+    def committed(_session: Any) -> None:
+        action()
+
+    event.listen(session.sync_session, "after_commit", committed, once=True)
 
 
 def is_sqlite(url: str) -> bool:
@@ -51,5 +90,5 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> A
     )
 
 
-def create_sessions(engine: AsyncEngine) -> Sessions:
+def create_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
