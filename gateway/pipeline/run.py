@@ -141,7 +141,7 @@ class Pipeline:
         # The record keeps the backend's answer as given; the decision says what was changed.
         record.response_body = answer
         filtered = upstream_filtered(answer.get("choices"))  # before the gateway's own blocks
-        reviewed = partial(_output, policy, raw, decision, disclose=disclose)
+        reviewed = partial(_output, policy, answer, decision, disclose=disclose)
         changed = await self.s.detectors.evaluate(
             policy.heavy_at("output"), reviewed, undo=decision.mark()
         )
@@ -191,17 +191,26 @@ class Pipeline:
 
 
 def _output(
-    policy: CompiledPolicy, raw: bytes, decision: Decision, *, disclose: bool
+    policy: CompiledPolicy, answer: dict[str, Any], decision: Decision, *, disclose: bool
 ) -> bytes | None:
     """The output stage on a whole answer: the new body when it changed, else None. It works
-    on its own copy (parsed from the raw bytes), so the record keeps the answer as given."""
+    on a copy of the choices it may change, so the record keeps the answer as given."""
     output = OutputStage(policy, decision, disclose=disclose)
     if not output.active:
         return None
-    answer = json.loads(raw)
-    if not output.answer(answer):
+    choices = [_copied(c) for c in answer.get("choices") or ()]
+    reviewed = {**answer, "choices": choices}
+    if not output.answer(reviewed):
         return None
-    return json.dumps(answer).encode()
+    return json.dumps(reviewed).encode()
+
+
+def _copied(choice: Any) -> Any:
+    """A choice the output stage may change (its text, finish reason, logprobs) as a copy."""
+    if not isinstance(choice, dict):
+        return choice
+    message = choice.get("message")
+    return {**choice, "message": dict(message) if isinstance(message, dict) else message}
 
 
 def _settle(record: ExchangeRecord, decision: Decision, filtered: str | None) -> None:
