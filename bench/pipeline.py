@@ -56,9 +56,11 @@ def _stream_reply(length: int) -> str:
 
 
 def _script(folder: Path) -> Path:
+    # Longest first: the first rule whose text the request contains answers it, and
+    # "STREAM-10000" is inside "STREAM-100000".
     rules = [
         {"contains": f"STREAM-{n}", "reply": _stream_reply(n), "finish_reason": "stop"}
-        for n in LENGTHS
+        for n in sorted(LENGTHS, reverse=True)
     ]
     path = folder / "script.yaml"
     path.write_text(yaml.safe_dump({"rules": rules, "echo": ANSWER}))
