@@ -90,6 +90,8 @@ def normalize(text: str) -> tuple[str, list[int]]:
     Not cached here: a cache keyed by the text would keep what users wrote in memory; each
     rule's findings are cached by the text's digest instead (``CompiledRule.find``).
     """
+    if text.isascii():  # no Unicode tables apply: each character is itself, lower-cased
+        return text.lower(), list(range(len(text) + 1))
     pieces: list[str] = []
     origin: list[int] = []
     for index, char in enumerate(text):
