@@ -175,6 +175,11 @@ class ProxyStream(Response):
                 group.cancel_scope.cancel()
         except* (OSError, ClientDisconnect):
             self._end(Status.CLIENT_DISCONNECTED, "client_disconnected", "client went away")
+        except* asyncio.CancelledError:
+            # Not the client (its leaving is recorded first, by the watcher): the server is
+            # stopping under the stream.
+            self._end(Status.INCOMPLETE, "gateway_shutdown", "cancelled at shutdown")
+            raise
         finally:
             with anyio.CancelScope(shield=True):
                 await self._response.aclose()
