@@ -3,28 +3,20 @@ gateway served by uvicorn on a loopback port, once per database backend."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import asyncpg
 import openai
 import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from tests.servers import (
-    ADMIN_TOKEN,
-    UPSTREAM_SECRET,
-    Gateway,
-    Upstream,
-    cli,
-    free_port,
-    process,
-)
+from tests.databases import make_keys, postgres_database, upgrade
+from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Gateway, Upstream, free_port, process
 
 pytest_plugins = ["tests.web"]  # the web page's fixtures
 
@@ -41,18 +33,6 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
         yield Upstream(f"http://127.0.0.1:{port}")
 
 
-def _asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def _admin_sql(url: str, statement: str) -> None:
-    connection = await asyncpg.connect(_asyncpg_dsn(url))
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this run, dropped afterwards."""
@@ -62,21 +42,23 @@ def postgres_url() -> Iterator[str]:
             f"PostgreSQL tests need {POSTGRES_ENV} (e.g. "
             "postgresql+asyncpg://postgres@127.0.0.1:5432/test)"
         )
-    name = f"situate_test_{secrets.token_hex(4)}"
-    asyncio.run(_admin_sql(base, f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(_admin_sql(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with postgres_database(base, f"situate_test_{secrets.token_hex(4)}") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite database for this run (this worker's)."""
+    return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'situate.db'}"
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "postgres":
-        url: str = request.getfixturevalue("postgres_url")
-        return url
-    path = tmp_path_factory.mktemp("sqlite") / "situate.db"
-    return f"sqlite+aiosqlite:///{path}"
+def database_url(request: pytest.FixtureRequest) -> str:
+    """The run's database of each backend. pytest ends a session fixture whenever its
+    parameter changes (with xdist: at every file), so the databases are fixtures of their own
+    that outlive the switch; this one only picks."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
 
 
 def gateway_config(upstream: Upstream, folder: Path, policies: Path) -> Path:
@@ -105,11 +87,12 @@ def gateway_config(upstream: Upstream, folder: Path, policies: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def gateway(
-    upstream: Upstream, database_url: str, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def serve_tests_gateway(
+    upstream: Upstream, database_url: str, folder: Path
 ) -> Iterator[Gateway]:
-    folder = tmp_path_factory.mktemp("gateway")
+    """``gateway serve`` with the tests' policies on a database migrated in this process, a key
+    per test context."""
     policies = folder / "policies"
     shutil.copytree(HERE / "policies", policies)
     config = gateway_config(upstream, folder, policies)
@@ -118,23 +101,39 @@ def gateway(
         "MOCK_UPSTREAM_KEY": UPSTREAM_SECRET,
         "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
     }
-    migrated = cli(["db", "upgrade", "--config", str(config)], env)
-    assert migrated.returncode == 0, migrated.stderr
-    keys = {}
-    for context in ("test-context", "scoped-context", "plain-context"):
-        made = cli(
-            ["keys", "create", "--context", context, "--name", "tests", "--config", str(config)],
-            env,
-        )
-        assert made.returncode == 0, made.stderr
-        keys[context] = made.stdout.strip()
+    keys = make_keys(upgrade(database_url), ("test-context", "scoped-context", "plain-context"))
     port = free_port()
     args = ["serve", "--config", str(config), "--port", str(port)]
     backend = make_url(database_url).get_backend_name()
     with process(args, f"http://127.0.0.1:{port}/readyz", folder / "gateway.log", env):
-        yield Gateway(
-            f"http://127.0.0.1:{port}", keys["test-context"], env, config, backend, keys, policies
-        )
+        url = f"http://127.0.0.1:{port}"
+        yield Gateway(url, keys["test-context"], env, config, backend, keys, policies)
+
+
+@pytest.fixture(scope="session")
+def sqlite_gateway(
+    upstream: Upstream, sqlite_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    with serve_tests_gateway(upstream, sqlite_url, tmp_path_factory.mktemp("gateway")) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+def postgres_gateway(
+    upstream: Upstream, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    with serve_tests_gateway(upstream, postgres_url, tmp_path_factory.mktemp("gateway")) as served:
+        yield served
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def gateway(request: pytest.FixtureRequest) -> Gateway:
+    """The run's gateway on each backend's database. It only picks: each gateway is a session
+    fixture of its own, so it starts once per run (per worker) however often the parameter
+    switches. Tests share it: each makes its own keys, reviewers and requests, and reads only
+    its own records."""
+    served: Gateway = request.getfixturevalue(f"{request.param}_gateway")
+    return served
 
 
 @pytest.fixture
@@ -151,3 +150,32 @@ def plain(gateway: Gateway) -> Iterator[openai.OpenAI]:
         base_url=gateway.v1, api_key=gateway.keys["plain-context"], max_retries=0
     ) as sdk:
         yield sdk
+
+
+# Files that take longest, first: xdist's ``--dist loadfile`` hands files out in collection
+# order, so a long file collected last leaves the other worker idle at the end. Measured on
+# the CI machine (``--durations``); a file not named keeps its place after these.
+LONGEST_FIRST = (
+    "test_web_browser.py",
+    "test_redaction.py",
+    "test_classifier_e2e.py",
+    "test_review.py",
+    "test_stream_guard_models.py",
+    "test_readme.py",
+    "test_install.py",
+    "test_detectors_train.py",
+    "test_export_card.py",
+    "test_shadow.py",
+    "test_feedback.py",
+    "test_policy_eval_report.py",
+    "test_reviewer_lifecycle.py",
+    "test_web.py",
+    "test_policy_followups.py",
+    "test_upstream_errors.py",
+)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

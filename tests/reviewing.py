@@ -1,4 +1,5 @@
-"""Reviewers as the tests drive them: made with the command line, working through the API."""
+"""Reviewers as the tests drive them: made in the test process (or with the command line),
+working through the API."""
 
 from __future__ import annotations
 
@@ -8,41 +9,31 @@ from typing import Any
 import httpx
 import openai
 
+from gateway.review.reviewers import Role
+from tests.databases import make_reviewer
 from tests.servers import Gateway
 
 
 class Reviewer:
+    """A reviewer made in the test process, as ``gateway review add-reviewer`` and ``assign``
+    make one (``via_cli`` runs those two commands instead: the commands' own tests)."""
+
     def __init__(
         self,
         gateway: Gateway,
         name: str,
-        role: str = "reviewer",
+        role: Role = "reviewer",
         queues: tuple[tuple[str, str], ...] = (),
+        *,
+        via_cli: bool = False,
     ) -> None:
-        made = gateway.cli(
-            "review",
-            "add-reviewer",
-            "--name",
-            name,
-            "--role",
-            role,
-            "--organisation",
-            "Acme Labelling",
-            "--locale",
-            "de-DE",
-            "--language",
-            "de",
-            "--language",
-            "en",
-        )
-        assert made.returncode == 0, made.stderr
-        self.token = made.stdout.strip()
-        assert self.token.startswith("rv-") and "\n" not in self.token
         self.gateway = gateway
+        if via_cli:
+            self.token = _added_by_cli(gateway, name, role, queues)
+        else:
+            _, self.token = make_reviewer(gateway.database_url, name, role, queues)
+        assert self.token.startswith("rv-") and "\n" not in self.token
         self.id = self.get("/me").json()["id"]
-        for context, queue in queues:
-            done = gateway.cli("review", "assign", self.id, "--context", context, "--queue", queue)
-            assert done.returncode == 0, done.stderr
 
     def _headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token}"}
@@ -62,6 +53,24 @@ class Reviewer:
         assert response.status_code == 200, response.text
         item: dict[str, Any] = response.json()
         return item
+
+
+def _added_by_cli(
+    gateway: Gateway, name: str, role: str, queues: tuple[tuple[str, str], ...]
+) -> str:
+    """``gateway review add-reviewer`` then ``assign`` per queue: the token it printed."""
+    made = gateway.cli(
+        "review", "add-reviewer", "--name", name, "--role", role,
+        "--organisation", "Acme Labelling", "--locale", "de-DE",
+        "--language", "de", "--language", "en",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    reviewer_id = made.stderr.split()[1]  # "created rvr_… (pseudonym, role, kind)"
+    for context, queue in queues:
+        done = gateway.cli("review", "assign", reviewer_id, "--context", context, "--queue", queue)
+        assert done.returncode == 0, done.stderr
+    return token
 
 
 def judgment(item: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -94,3 +103,18 @@ def wait_for_item(reviewer: Reviewer, context: str, queue: str) -> dict[str, Any
             return item
         time.sleep(0.1)
     raise AssertionError(f"no item in {context}/{queue}")
+
+
+def wait_waiting(
+    reviewer: Reviewer, context: str, queue: str, count: int, timeout: float = 15.0
+) -> None:
+    """Until the queue has at least ``count`` items waiting (the recorder routes them off the
+    request path): a poll, not a guess at how long that takes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = reviewer.get("/queues").json()["data"]
+        waiting = sum(r["waiting"] for r in rows if (r["context"], r["queue"]) == (context, queue))
+        if waiting >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {count} items waiting in {context}/{queue}")

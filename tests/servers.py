@@ -38,7 +38,7 @@ def free_port() -> int:
 
 
 def wait_until_up(
-    url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30.0
+    url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 90.0
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -141,6 +141,10 @@ class Gateway:
     def v1(self) -> str:
         return f"{self.url}/v1"
 
+    @property
+    def database_url(self) -> str:
+        return database_of(self.config, self.env)
+
     def admin(self, path: str, **params: Any) -> httpx.Response:
         return httpx.get(
             f"{self.url}/admin{path}",
@@ -178,6 +182,17 @@ def scripted_upstream(folder: Path, script: Any) -> Iterator[Upstream]:
         yield Upstream(f"http://127.0.0.1:{port}")
 
 
+def database_of(config: Path, env: Mapping[str, str | None]) -> str:
+    """The database URL a gateway started with ``env`` and ``config`` uses."""
+    url = env.get("GATEWAY_DATABASE_URL")
+    if url:
+        return url
+    import yaml
+
+    written: str = yaml.safe_load(config.read_text())["database_url"]
+    return written
+
+
 @contextmanager
 def serving_gateway(
     config: Path,
@@ -185,10 +200,11 @@ def serving_gateway(
     contexts: tuple[str, ...] | list[str],
     cwd: Path | None = None,
 ) -> Iterator[tuple[str, dict[str, str]]]:
-    """``gateway serve`` on a migrated database and a free port, with a key per context made
-    through the admin API: the gateway's URL and the keys by context."""
-    migrated = cli(["db", "upgrade", "--config", str(config)], env)
-    assert migrated.returncode == 0, migrated.stderr
+    """``gateway serve`` on a database migrated in this process and a free port, with a key per
+    context made through the admin API: the gateway's URL and the keys by context."""
+    from tests.databases import upgrade
+
+    upgrade(database_of(config, env))
     url = f"http://127.0.0.1:{free_port()}"
     args = ["serve", "--config", str(config), "--port", url.rsplit(":", 1)[1]]
     with process(args, f"{url}/readyz", config.parent / "gateway.log", env, cwd=cwd):

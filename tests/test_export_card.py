@@ -4,7 +4,6 @@ sentences). A gateway of its own, on a fresh database, so every count is exact."
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import secrets
@@ -18,7 +17,8 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from tests.conftest import HERE, _admin_sql, gateway_config
+from tests.conftest import HERE, gateway_config
+from tests.databases import make_key, postgres_database, upgrade
 from tests.reviewing import Reviewer, flag, judgment, wait_for_item
 from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Gateway, Upstream, free_port, process
 from tests.web import Browserless
@@ -89,13 +89,9 @@ def database(
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('export-db') / 'situate.db'}"
         return
-    base = make_url(request.getfixturevalue("postgres_url"))  # skips without PostgreSQL
-    name = f"situate_export_{secrets.token_hex(4)}"
-    asyncio.run(_admin_sql(str(base), f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(_admin_sql(str(base), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    base = request.getfixturevalue("postgres_url")  # skips without PostgreSQL
+    with postgres_database(base, f"situate_export_{secrets.token_hex(4)}") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -114,11 +110,7 @@ def fresh(
         "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
     }
     gateway = Gateway("", "", env, config, make_url(database).get_backend_name(), {}, policies)
-    migrated = gateway.cli("db", "upgrade")
-    assert migrated.returncode == 0, migrated.stderr
-    made = gateway.cli("keys", "create", "--context", CONTEXT, "--name", "export tests")
-    assert made.returncode == 0, made.stderr
-    gateway.key = made.stdout.strip()
+    gateway.key = make_key(upgrade(database), CONTEXT, "export tests")
     port = free_port()
     args = ["serve", "--config", str(config), "--port", str(port)]
     with process(args, f"http://127.0.0.1:{port}/readyz", folder / "gateway.log", env):

@@ -25,6 +25,7 @@ import pytest
 
 from gateway.checks.base import CheckConfigError
 from gateway.checks.regex import RegexCheck
+from tests.databases import make_keys, upgrade
 from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Gateway, Upstream, cli, free_port, process
 from tests.test_policy_restart import BROKEN, POLICY, Start, first_run, start  # noqa: F401
 from tests.test_redaction import bank_config
@@ -57,13 +58,7 @@ def examples(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> It
         "MOCK_UPSTREAM_KEY": UPSTREAM_SECRET,
         "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
     }
-    assert cli(["db", "upgrade", "--config", str(config)], env).returncode == 0
-    keys = {}
-    for context in CONTEXTS:
-        args = ["keys", "create", "--context", context, "--name", "t", "--config", str(config)]
-        made = cli(args, env)
-        assert made.returncode == 0, made.stderr
-        keys[context] = made.stdout.strip()
+    keys = make_keys(upgrade(env["GATEWAY_DATABASE_URL"]), list(CONTEXTS))
     port = free_port()
     args = ["serve", "--config", str(config), "--port", str(port)]
     with process(args, f"http://127.0.0.1:{port}/readyz", folder / "gateway.log", env):

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from tests.conftest import gateway_config
-from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Upstream, cli, free_port, process
+from tests.databases import upgrade
+from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Upstream, free_port, process
 
 POLICY = """\
 context: restart-context
@@ -90,8 +91,7 @@ def start(
         "MOCK_UPSTREAM_KEY": UPSTREAM_SECRET,
         "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
     }
-    migrated = cli(["db", "upgrade", "--config", str(config)], env)
-    assert migrated.returncode == 0, migrated.stderr
+    upgrade(database_url)
     runs = iter(range(1, 100))
 
     @contextmanager

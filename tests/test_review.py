@@ -4,14 +4,13 @@ them through the API; leads adjudicate; the verdicts come back as candidate test
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from tests.reviewing import Reviewer, flag, judgment, wait_for_item
+from tests.reviewing import Reviewer, flag, judgment, wait_for_item, wait_waiting
 from tests.servers import Gateway
 
 
@@ -159,7 +158,7 @@ def test_many_claimers_never_get_the_same_item(gateway: Gateway, client: openai.
     claimers = [Reviewer(gateway, f"Claimer {i}", queues=queue) for i in range(8)]
     for i in range(16):
         flag(client, f"flag me number {i}")
-    time.sleep(1.0)
+    wait_waiting(claimers[0], "test-context", "triage", len(claimers))
 
     async def claim_all() -> list[str]:
         """Every claimer claims at the same moment and keeps what it got."""

@@ -227,3 +227,12 @@ def test_the_admin_pages_in_a_browser(gateway: Gateway, browser: Any, width: int
     assert "Reviewer disabled" in page.text_content("main")
     assert yuri.get("/me").status_code == 401
     page.context.close()
+
+
+def test_the_command_line_adds_and_assigns_a_reviewer(gateway: Gateway) -> None:
+    """The other tests make reviewers in process; these are the two commands that do it."""
+    made = Reviewer(gateway, "Cleo", "lead", queues=(TRIAGE,), via_cli=True)
+    me = made.get("/me").json()
+    assert (me["role"], me["queues"]) == ("lead", [{"context": "test-context", "queue": "triage"}])
+    wrong = gateway.cli("review", "assign", made.id, "--context", "test-context", "--queue", "nope")
+    assert wrong.returncode == 1 and "has no review queue 'nope'" in wrong.stderr

@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 from tests.conftest import HERE
+from tests.databases import make_keys, upgrade
 from tests.reviewing import Reviewer, judgment, wait_for_item
-from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Gateway, Upstream, cli, free_port, process
+from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Gateway, Upstream, free_port, process
 from tests.web import Browserless
 
 CONTEXT = "shadow-context"
@@ -120,14 +121,8 @@ def serve(folder: Path, upstream: Upstream, policies: list[dict[str, Any]]) -> I
         "MOCK_UPSTREAM_KEY": UPSTREAM_SECRET,
         "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
     }
-    migrated = cli(["db", "upgrade", "--config", str(config)], env)
-    assert migrated.returncode == 0, migrated.stderr
-    keys = {}
-    for policy in policies:
-        args = ["keys", "create", "--context", policy["context"], "--name", "t"]
-        made = cli([*args, "--config", str(config)], env)
-        assert made.returncode == 0, made.stderr
-        keys[policy["context"]] = made.stdout.strip()
+    database = upgrade(env["GATEWAY_DATABASE_URL"])
+    keys = make_keys(database, [policy["context"] for policy in policies])
     port = free_port()
     args = ["serve", "--config", str(config), "--port", str(port)]
     with process(args, f"http://127.0.0.1:{port}/readyz", folder / "gateway.log", env):

@@ -20,12 +20,12 @@ import yaml
 from gateway.config import DEFAULT_REQUEST_ID_HEADER, ConfigError, load_config
 from gateway.upstream.error_text import shown
 from tests import spec
+from tests.databases import make_key, upgrade
 from tests.servers import (
     ADMIN_TOKEN,
     UPSTREAM_SECRET,
     Gateway,
     Upstream,
-    cli,
     free_port,
     process,
     scripted_upstream,
@@ -107,16 +107,10 @@ def gateway(uuid_upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -
         "MOCK_UPSTREAM_KEY": UPSTREAM_SECRET,
         "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
     }
-    assert cli(["db", "upgrade", "--config", str(config)], env).returncode == 0
-    made = cli(
-        ["keys", "create", "--context", CONTEXT, "--name", "t", "--config", str(config)],
-        env,
-    )
-    assert made.returncode == 0, made.stderr
+    key = make_key(upgrade(env["GATEWAY_DATABASE_URL"]), CONTEXT, "t")
     port = free_port()
     args = ["serve", "--config", str(config), "--port", str(port)]
     with process(args, f"http://127.0.0.1:{port}/readyz", folder / "gateway.log", env):
-        key = made.stdout.strip()
         yield Gateway(f"http://127.0.0.1:{port}", key, env, config, "sqlite", {}, folder)
 
 

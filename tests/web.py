@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,9 @@ import httpx
 import openai
 import pytest
 
+from tests.databases import make_key
 from tests.reviewing import Reviewer, judgment
+from tests.reviewing import wait_waiting as waiting_in_queue
 from tests.servers import Gateway
 
 CONTEXT, QUEUE = "web-context", "desk"
@@ -61,9 +62,7 @@ class Browserless:
 
 
 def desk_key(gateway: Gateway) -> str:
-    made = gateway.cli("keys", "create", "--context", CONTEXT, "--name", "web tests")
-    assert made.returncode == 0, made.stderr
-    return made.stdout.strip()
+    return make_key(gateway.database_url, CONTEXT, "web tests")
 
 
 def ask(gateway: Gateway, key: str, text: str) -> str:
@@ -88,16 +87,8 @@ def drain(admin: Reviewer) -> None:
 
 
 def wait_waiting(reviewer: Reviewer, count: int, timeout: float = 10.0) -> None:
-    """Until the desk queue has ``count`` items waiting (the recorder routes them off the
-    request path)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = reviewer.get("/queues").json()["data"]
-        waiting = sum(r["waiting"] for r in rows if (r["context"], r["queue"]) == (CONTEXT, QUEUE))
-        if waiting >= count:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"fewer than {count} items waiting in {CONTEXT}/{QUEUE}")
+    """Until the desk queue has ``count`` items waiting."""
+    waiting_in_queue(reviewer, CONTEXT, QUEUE, count, timeout)
 
 
 @pytest.fixture
