@@ -9,9 +9,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from gateway.deps import ServicesDep
+from gateway.deps import UnitDep
 from gateway.errors import InvalidRequest
 from gateway.review.states import ReviewerRole
+from gateway.services import Services
 from gateway.web.deps import FormDep, SignedInDep
 from gateway.web.forms import text
 from gateway.web.render import PREFIX, page, redirect
@@ -29,7 +30,7 @@ NOTICES = {
 async def _page(
     request: Request,
     signed: SignedIn,
-    services: ServicesDep,
+    services: Services,
     *,
     notice: str | None = None,
     new_token: tuple[str, str] | None = None,
@@ -46,7 +47,7 @@ async def _page(
 
 @router.get("/reviewers")
 async def reviewers(
-    request: Request, signed: SignedInDep, services: ServicesDep, notice: str | None = None
+    request: Request, signed: SignedInDep, services: UnitDep, notice: str | None = None
 ) -> Response:
     signed.who.require(ReviewerRole.ADMIN)
     return await _page(request, signed, services, notice=notice)
@@ -54,7 +55,7 @@ async def reviewers(
 
 @router.post("/reviewers/{reviewer_id}/unassign")
 async def unassign(
-    reviewer_id: str, signed: SignedInDep, form: FormDep, services: ServicesDep
+    reviewer_id: str, signed: SignedInDep, form: FormDep, services: UnitDep
 ) -> Response:
     signed.who.require(ReviewerRole.ADMIN)
     context, queue = text(form, "context"), text(form, "queue")
@@ -66,7 +67,7 @@ async def unassign(
 
 @router.post("/reviewers/{reviewer_id}/disable")
 async def disable(
-    reviewer_id: str, signed: SignedInDep, _: FormDep, services: ServicesDep
+    reviewer_id: str, signed: SignedInDep, _: FormDep, services: UnitDep
 ) -> Response:
     signed.who.require(ReviewerRole.ADMIN)
     if reviewer_id == signed.who.id:
@@ -77,7 +78,7 @@ async def disable(
 
 @router.post("/reviewers/{reviewer_id}/enable")
 async def enable(
-    reviewer_id: str, signed: SignedInDep, _: FormDep, services: ServicesDep
+    reviewer_id: str, signed: SignedInDep, _: FormDep, services: UnitDep
 ) -> Response:
     signed.who.require(ReviewerRole.ADMIN)
     await services.reviewers.enable(reviewer_id)
@@ -86,7 +87,7 @@ async def enable(
 
 @router.post("/reviewers/{reviewer_id}/rotate-token")
 async def rotate_token(
-    reviewer_id: str, request: Request, signed: SignedInDep, _: FormDep, services: ServicesDep
+    reviewer_id: str, request: Request, signed: SignedInDep, _: FormDep, services: UnitDep
 ) -> Response:
     """The new token is shown once, on this answer (never in a URL); rotating your own token
     ends this session too, so you sign in again with the new one."""

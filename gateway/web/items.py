@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from gateway.clock import now
 from gateway.db.models import ReviewItem
-from gateway.deps import ServicesDep
+from gateway.deps import ServicesDep, UnitDep
 from gateway.errors import InvalidRequest, PermissionDenied
 from gateway.review.alternatives import ensure_alternative
 from gateway.review.data import answer_text
@@ -197,7 +197,7 @@ async def show(
     item_id: str,
     request: Request,
     signed: SignedInDep,
-    services: ServicesDep,
+    services: UnitDep,
     notice: str | None = None,
 ) -> Response:
     item = await services.queues.item_for(signed.who, item_id)
@@ -236,7 +236,7 @@ async def correct(
 
 
 @router.post("/items/{item_id}/skip")
-async def skip(item_id: str, signed: SignedInDep, _: FormDep, services: ServicesDep) -> Response:
+async def skip(item_id: str, signed: SignedInDep, _: FormDep, services: UnitDep) -> Response:
     item = await services.queues.release(signed.who, item_id, escalate=False)
     return redirect(f"{PREFIX}/?notice=skipped&queue={quote(f'{item.context}/{item.queue}')}")
 

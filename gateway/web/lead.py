@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response
 
 from gateway.clock import now
-from gateway.deps import ServicesDep
+from gateway.deps import ServicesDep, UnitDep
 from gateway.errors import InvalidRequest, NotFound
 from gateway.export.formats import FORMATS
 from gateway.export.rows import ExportFilter
@@ -31,7 +31,7 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 @router.get("/lead")
 async def lead(
-    request: Request, signed: SignedInDep, services: ServicesDep, notice: str | None = None
+    request: Request, signed: SignedInDep, services: UnitDep, notice: str | None = None
 ) -> Response:
     signed.who.require(ReviewerRole.LEAD)
     return page(
@@ -49,7 +49,7 @@ async def lead(
 async def agreement(
     request: Request,
     signed: SignedInDep,
-    services: ServicesDep,
+    services: UnitDep,
     context: str | None = None,
     queue: str | None = None,
 ) -> Response:

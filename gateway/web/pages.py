@@ -11,7 +11,7 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from gateway.db.models import GuidelineRevision, Reviewer
-from gateway.deps import ServicesDep
+from gateway.deps import UnitDep
 from gateway.errors import AuthenticationFailed, NotFound
 from gateway.review.queue import QueueStatus
 from gateway.review.reviewers import ReviewerIdentity
@@ -124,7 +124,7 @@ async def queue_rows(services: Services, who: ReviewerIdentity) -> list[QueueSta
 async def home(
     request: Request,
     signed: SignedInDep,
-    services: ServicesDep,
+    services: UnitDep,
     notice: str | None = None,
     queue: str | None = None,
 ) -> Response:
@@ -153,7 +153,7 @@ async def pseudonyms(services: Services, reviewer_ids: Iterable[str]) -> dict[st
 
 @router.get("/items/{item_id}/guideline")
 async def guideline(
-    item_id: str, request: Request, signed: SignedInDep, services: ServicesDep
+    item_id: str, request: Request, signed: SignedInDep, services: UnitDep
 ) -> Response:
     """The guideline revision an item was queued under: one text may serve several queues, so
     access follows the item, not the queue the text was first seen in."""
