@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,13 @@ async def _exchange_ids(url: str) -> list[str]:
             return list(await session.scalars(select(Exchange.id)))
     finally:
         await engine.dispose()
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
+        await asyncio.sleep(0.005)
 
 
 async def _forever() -> None:
@@ -51,12 +59,11 @@ def test_a_failing_task_is_logged_reported_and_restarted(caplog: pytest.LogCaptu
         await asyncio.sleep(0.005)
         assert not supervisor.healthy
         assert supervisor.failures["flaky"].error == "RuntimeError: run 1 broke"
-        await asyncio.sleep(0.1)  # two restarts (0.01 s, then 0.05 s)
-        assert len(runs) == 3
+        await _until(lambda: len(runs) == 3)  # two restarts (after 0.01 s, then 0.05 s)
         assert supervisor.status()["flaky"]["running"] is True
         assert supervisor.failures["flaky"].error == "RuntimeError: run 2 broke"  # not settled
-        await asyncio.sleep(0.3)
-        assert supervisor.healthy
+        await _until(lambda: supervisor.healthy)  # settled: up for 0.2 s
+        assert len(runs) == 3
         assert supervisor.status()["flaky"]["restarts"] == 2
         await supervisor.stop()
 
@@ -81,7 +88,7 @@ def test_a_fatal_task_stays_failed_and_a_returning_task_is_a_failure() -> None:
         loop = asyncio.get_running_loop()
         supervisor.fatal("writer", loop.create_task(breaks(), name="writer"))
         supervisor.restarting("returner", returns)
-        await asyncio.sleep(0.05)
+        await _until(lambda: supervisor.status()["returner"]["restarts"] != 0)
         assert supervisor.failures["writer"].error == "OSError: disk gone"
         assert supervisor.status()["writer"]["restarts"] == 0
         assert "returned" in supervisor.status()["returner"]["error"]  # type: ignore[operator]
