@@ -14,6 +14,7 @@ from gateway.checks.registry import default_registry
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.store import PolicyStore
 from tests.inprocess import ADMIN, POLICY, config_for, eventually, running, write_policy
+from tests.servers import cli
 
 # A model factory an operator names as ``package.module:attribute`` that raises when built.
 RAISING_MODEL = '''\
@@ -140,3 +141,22 @@ def test_readyz_and_the_admin_api_show_both_problems_and_stay_ready(
         listing = client.get("/admin/policies", headers=ADMIN).json()
         assert set(listing["errors"]) == {str(model_file), str(plain_file)}
         assert {p["context"] for p in listing["data"]} == {"model-context", "plain-context"}
+
+
+@pytest.mark.usefixtures("raising_model")
+def test_policy_check_reports_a_raising_detector_as_the_files_problem(tmp_path: Path) -> None:
+    folder = tmp_path / "policies"
+    broken = write_policy(folder, "model-context", WITH_MODEL.format(context="model-context"))
+    write_policy(folder, "plain-context")
+    config_for(tmp_path)
+    models = str(tmp_path / "models")
+    done = cli(
+        ["policy", "check", str(folder), "--config", str(tmp_path / "gateway.yaml")],
+        {"PYTHONPATH": os.pathsep.join([models, os.environ.get("PYTHONPATH", "")])},
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip() == (
+        f"{broken}: cannot compile: RuntimeError: the model's weights are not where its "
+        "factory looks"
+    )
+    assert "ok  plain-context" in done.stdout

@@ -15,7 +15,7 @@ from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.evaluate import ScopeReading, evaluate, read_scope
 from gateway.policy.loader import PolicyError, load_policy, policy_files
 from gateway.policy.schema import Policy
-from gateway.policy.store import served_folder
+from gateway.policy.store import compile_problem, served_folder
 from gateway.policy.testcases import load_cases, run_case, tests_path
 
 app = typer.Typer(help="Deployment-context policies.", no_args_is_help=True)
@@ -38,6 +38,8 @@ def compile_all(path: Path | None, config: Path | None) -> tuple[list[CompiledPo
             compiled.append(load_policy(file, registry, settings.models.keys()))
         except PolicyError as exc:
             problems += [str(p) for p in exc.problems]
+        except Exception as exc:  # a detector's own code raising: this file's problem too
+            problems.append(compile_problem(file, exc))
     return compiled, problems
 
 

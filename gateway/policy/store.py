@@ -120,7 +120,7 @@ class PolicyStore:
         try:
             compiled = load_policy(path, self._registry, self._aliases)
         except Exception as exc:  # any failure to compile is this file's problem, no one else's
-            self.errors[path] = _problem(path, exc)
+            self.errors[path] = compile_problem(path, exc)
             serving = self._contexts_of.get(path)
             log.error(
                 "policy %s refused%s:\n%s",
@@ -178,7 +178,7 @@ class PolicyStore:
         try:
             compiled = compile_policy(path, stored.text, self._registry, self._aliases)
         except Exception as exc:  # as in _load: the context stays unserved, the others serve
-            problem = _problem(path, exc)
+            problem = compile_problem(path, exc)
             self.errors[path] += (
                 f"\n(its last good revision {stored.revision[:12]} does not compile now:\n"
                 f"{problem})"
@@ -218,9 +218,10 @@ class PolicyStore:
                     raise
 
 
-def _problem(path: Path, exc: Exception) -> str:
-    """What a refused file's error says: a PolicyError's own text (it names the file and
-    line), anything else with its type, since it comes from code the policy named."""
+def compile_problem(path: Path, exc: Exception) -> str:
+    """What a refused file's error says (here, in ``/readyz`` and ``gateway policy check``):
+    a PolicyError's own text (it names the file and line), anything else with its type, since
+    it comes from code the policy named (a detector's model raising while it is built)."""
     if isinstance(exc, PolicyError):
         return str(exc)
     return f"{path}: cannot compile: {type(exc).__name__}: {exc}"
