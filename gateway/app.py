@@ -12,6 +12,7 @@ from typing import TypedDict
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -104,10 +105,7 @@ def create_app(config: GatewayConfig, *, demo_base_url: str | None = None) -> Fa
 @asynccontextmanager
 async def _services(config: GatewayConfig, base_urls: dict[str, str]) -> AsyncIterator[Services]:
     """Every resource a request needs, built here and closed here, in reverse order."""
-    database = config.database
-    engine = create_engine(
-        config.database_url, pool_size=database.pool_size, max_overflow=database.max_overflow
-    )
+    engine = _engine(config)
     sessions = create_sessions(engine)
     http = create_http_client(config.upstream)
     router = ModelRouter(config, base_urls)
@@ -121,7 +119,6 @@ async def _services(config: GatewayConfig, base_urls: dict[str, str]) -> AsyncIt
     for compiled in policies.refresh():
         await revisions.save(compiled)
     await policies.restore(revisions)  # a context whose file is broken: its last good revision
-    supervisor = Supervisor()
     services = _assemble(
         config,
         sessions,
@@ -131,18 +128,25 @@ async def _services(config: GatewayConfig, base_urls: dict[str, str]) -> AsyncIt
         policies,
         revisions,
         detectors,
-        supervisor,
+        Supervisor(),
     )
     _start_background(config, services)
     try:
         yield services
     finally:
-        await supervisor.stop()  # the watcher, then the recorder (it writes what is queued)
+        await services.supervisor.stop()  # the watcher, then the recorder (writes its queue)
         detectors.close()
         if telemetry is not None:
             telemetry.shutdown()
         await http.aclose()
         await engine.dispose()
+
+
+def _engine(config: GatewayConfig) -> AsyncEngine:
+    pool = config.database  # the pool's sizes apply to PostgreSQL; SQLite has none
+    return create_engine(
+        config.database_url, pool_size=pool.pool_size, max_overflow=pool.max_overflow
+    )
 
 
 def _start_background(config: GatewayConfig, services: Services) -> None:
