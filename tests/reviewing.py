@@ -118,3 +118,16 @@ def wait_waiting(
             return
         time.sleep(0.05)
     raise AssertionError(f"fewer than {count} items waiting in {context}/{queue}")
+
+
+def item_of(reviewer: Reviewer, context: str, queue: str, exchange_id: str) -> dict[str, Any]:
+    """Claim the queue's items until this exchange's comes up (others are given back)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        item = reviewer.claim(context, queue)
+        if item is not None and item["exchange_id"] == exchange_id:
+            return item
+        if item is not None:
+            assert reviewer.post(f"/items/{item['id']}/skip").status_code == 200
+        time.sleep(0.05)
+    raise AssertionError(f"no item for {exchange_id} in {context}/{queue}")

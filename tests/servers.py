@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -106,6 +107,21 @@ def cli(
     )
 
 
+def in_process(
+    args: list[str], env: Mapping[str, str | None]
+) -> subprocess.CompletedProcess[str]:
+    """``python -m gateway ARGS`` run by the typer app in this process, the environment
+    changed for the call only; the result shaped as ``cli``'s."""
+    with warnings.catch_warnings():  # typer's runner still uses what Click deprecates
+        warnings.filterwarnings("ignore", r"'click\.", DeprecationWarning)
+        from typer.testing import CliRunner
+
+        from gateway.cli import app
+
+        result = CliRunner().invoke(app, args, env=dict(env), catch_exceptions=False)
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+
 @dataclass
 class Upstream:
     url: str
@@ -167,6 +183,11 @@ class Gateway:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return cli([*args, "--config", str(self.config)], self.env)
+
+    def command(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The same command run in this process (the real typer app, without starting an
+        interpreter): for tests of what a command does, not of how it is started."""
+        return in_process([*args, "--config", str(self.config)], self.env)
 
 
 @contextmanager

@@ -119,7 +119,7 @@ def fresh(
 
 
 def export(gateway: Gateway, out: Path, *args: str) -> tuple[Any, str, str]:
-    done = gateway.cli("export", "preferences", "--format", "trl", "--out", str(out), *args)
+    done = gateway.command("export", "preferences", "--format", "trl", "--out", str(out), *args)
     return (
         done,
         (out / "README.md").read_text() if (out / "README.md").exists() else "",

@@ -351,6 +351,6 @@ def test_the_status_filters_know_blocked(gateway: Gateway, gaps: openai.OpenAI) 
     listed = gateway.admin("/exchanges", status="blocked", context="gaps-full", limit=200).json()
     assert request_id in {row["id"] for row in listed["data"]}
     assert {row["status"] for row in listed["data"]} == {"blocked"}
-    cli = gateway.cli("exchanges", "list", "--status", "blocked", "--context", "gaps-full")
+    cli = gateway.command("exchanges", "list", "--status", "blocked", "--context", "gaps-full")
     assert cli.returncode == 0, cli.stderr
     assert request_id in cli.stdout

@@ -259,7 +259,7 @@ def test_candidate_cases_fail_until_the_policy_changes(bank: Gateway, tmp_path: 
     assert made.status_code == 201, made.text
 
     cases_file = tmp_path / "candidates.yaml"
-    done = bank.cli("review", "candidates", "--context", CONTEXT, "--out", str(cases_file))
+    done = bank.command("review", "candidates", "--context", CONTEXT, "--out", str(cases_file))
     assert done.returncode == 0, done.stderr
     cases = yaml.safe_load(cases_file.read_text())["cases"]
     mine = {c["name"]: c for c in cases if blocked_id in c["name"] or allowed_id in c["name"]}
@@ -358,7 +358,7 @@ def test_an_export_carries_the_kept_text_in_prompt_and_answer_alike(
     assert made.status_code == 201, made.text
     out = tmp_path / "export"
     args = ["export", "preferences", "--format", "trl", "--context", CONTEXT, "--queue", "fraud"]
-    done = bank.cli(*args, "--out", str(out))
+    done = bank.command(*args, "--out", str(out))
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in (out / "data.jsonl").read_text().splitlines()]
     ours = [r for r in rows if "NOTED-ANSWER" in json.dumps(r)]

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.reviewing import Reviewer, flag, judgment, wait_for_item, wait_waiting
+from tests.reviewing import Reviewer, flag, item_of, judgment, wait_for_item, wait_waiting
 from tests.servers import Gateway
 
 
@@ -185,10 +185,16 @@ def test_many_claimers_never_get_the_same_item(gateway: Gateway, client: openai.
 
 @pytest.mark.parametrize("fmt", ["trl", "openai", "hh", "kto"])
 def test_export_writes_the_format_its_provenance_and_a_card(
-    gateway: Gateway, tmp_path: Path, fmt: str
+    gateway: Gateway, client: openai.OpenAI, tmp_path: Path, fmt: str
 ) -> None:
+    # An item of its own, judged with a rewrite (every format exports it): the export never
+    # depends on what other tests left.
+    judge = Reviewer(gateway, f"Exporter {fmt}", queues=(("test-context", "triage"),))
+    flagged = flag(client, f"flag me for the {fmt} export")
+    item = item_of(judge, "test-context", "triage", flagged)
+    assert judge.post(f"/items/{item['id']}/judgments", judgment(item)).status_code == 201
     out = tmp_path / fmt
-    done = gateway.cli(
+    done = gateway.command(
         "export",
         "preferences",
         "--format",
@@ -213,6 +219,7 @@ def test_export_writes_the_format_its_provenance_and_a_card(
         "kto": {"prompt", "completion", "label"},
     }[fmt]
     assert all(set(row) == keys for row in data)
+    assert flagged in {line["exchange_id"] for line in provenance}
     for line in provenance:
         record = gateway.record(line["exchange_id"])
         assert record["context"] == "test-context"

@@ -142,7 +142,7 @@ def judged(reviewer: Reviewer, item: dict[str, Any], **changes: Any) -> None:
 
 
 def export(gateway: Gateway, out: Path, *args: str) -> tuple[int, str, str]:
-    done = gateway.cli("export", "preferences", "--format", "trl", "--out", str(out), *args)
+    done = gateway.command("export", "preferences", "--format", "trl", "--out", str(out), *args)
     return done.returncode, (out / "README.md").read_text(), done.stderr
 
 

@@ -190,7 +190,7 @@ def test_queue_counts_through_the_api_and_the_command_line(
     wait_waiting(rita, before["waiting"] + 1)
     after = desk_row()
     assert after["claimed"] == before["claimed"] and after["oldest_open"] is not None
-    printed = gateway.cli("review", "status", "--json")
+    printed = gateway.command("review", "status", "--json")
     assert printed.returncode == 0, printed.stderr
     rows = [json.loads(line) for line in printed.stdout.splitlines()]
     assert {"context": CONTEXT, "queue": QUEUE}.items() <= next(
