@@ -34,7 +34,7 @@ from gateway.pipeline.request import param_path
 from gateway.pipeline.run import Pipeline
 from gateway.policy.revisions import RevisionRepository
 from gateway.policy.store import PolicyStore, policy_store
-from gateway.records.recorder import ExchangeRecorder
+from gateway.records.recorder import Entry, ExchangeRecorder, Observer
 from gateway.records.repository import ExchangeRepository
 from gateway.review.data import ReviewData
 from gateway.review.judging import JudgingService
@@ -111,7 +111,7 @@ async def _services(config: GatewayConfig, base_urls: dict[str, str]) -> AsyncIt
     router = ModelRouter(config, base_urls)
     telemetry = Telemetry.console() if config.telemetry.exporter == "console" else None
     recorder = ExchangeRecorder(
-        sessions, config.recording, [telemetry.exchange] if telemetry is not None else []
+        sessions, config.recording, [_observer(telemetry)] if telemetry is not None else []
     )
     detectors = DetectorPool(PoolSettings.of(config.detectors, warm=True))
     policies = policy_store(config, DetectorRuntime(detectors, load_model))
@@ -205,6 +205,15 @@ def _assemble(
         detectors=detectors,
         supervisor=supervisor,
     )
+
+
+def _observer(telemetry: Telemetry) -> Observer:
+    """The recorder hands each written entry to the telemetry (off the request path)."""
+
+    def observe(entry: Entry) -> None:
+        telemetry.exchange(entry.row, entry.decision)
+
+    return observe
 
 
 def _base_urls(config: GatewayConfig, demo_base_url: str | None) -> dict[str, str]:

@@ -10,6 +10,7 @@ spans (the GenAI conventions make content opt-in; this gateway does not opt in).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,7 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from gateway.records.recorder import Entry
+from gateway.policy.decision import Decision
 from gateway.version import __version__
 
 OPERATION = {"chat.completions": "chat", "embeddings": "embeddings"}
@@ -44,14 +45,14 @@ class Telemetry:
     def console(cls) -> Telemetry:
         return cls(ConsoleSpanExporter())
 
-    def exchange(self, entry: Entry) -> None:
-        row = entry.row
+    def exchange(self, row: Mapping[str, Any], decision: Decision | None = None) -> None:
+        """One exchange's span, from its record's row (and the decision behind it)."""
         operation = OPERATION.get(row["endpoint"], row["endpoint"])
         span = self._tracer.start_span(
             f"{operation} {row['requested_model'] or ''}".strip(),
             kind=SpanKind.CLIENT,
             start_time=_ns(row["received_at"]),
-            attributes=attributes(entry),
+            attributes=attributes(row, decision),
         )
         if row["http_status"] >= 400 or row["status"] in ("upstream_error", "gateway_error"):
             span.set_status(Status(StatusCode.ERROR, row["error_message"] or row["status"]))
@@ -69,8 +70,7 @@ def _ns(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
-def attributes(entry: Entry) -> dict[str, Any]:
-    row = entry.row
+def attributes(row: Mapping[str, Any], decision: Decision | None) -> dict[str, Any]:
     found: dict[str, Any] = {
         "gen_ai.operation.name": OPERATION.get(row["endpoint"], row["endpoint"]),
         "gen_ai.provider.name": row["backend"] or "unknown",
@@ -91,7 +91,6 @@ def attributes(entry: Entry) -> dict[str, Any]:
     first, started = row["first_byte_at"], row["upstream_started_at"]
     if first is not None and started is not None:
         found["gen_ai.response.time_to_first_chunk"] = (first - started).total_seconds()
-    decision = entry.decision
     if decision is not None:
         found.update(
             {

@@ -20,7 +20,8 @@ import yaml
 from gateway.checks.base import Finding
 from gateway.checks.registry import default_registry
 from gateway.detectors.model import ModelInfo
-from gateway.pipeline.output import Blocked, OutputStage as OutputGuard
+from gateway.pipeline.output import Blocked
+from gateway.pipeline.output import OutputStage as OutputGuard
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.policy.loader import load_policy

@@ -52,7 +52,8 @@ def test_an_exchange_becomes_a_genai_span_with_its_decision() -> None:
             enforced="shadow", mode="shadow",
         )
     )  # fmt: skip
-    telemetry.exchange(log.entry())
+    entry = log.entry()
+    telemetry.exchange(entry.row, entry.decision)
     (span,) = exporter.get_finished_spans()
     assert span.name == "chat support-small" and span.kind == SpanKind.CLIENT
     attributes = dict(span.attributes or {})
@@ -75,6 +76,6 @@ def test_an_exchange_becomes_a_genai_span_with_its_decision() -> None:
         http_status=502,
         error_type="upstream_unreachable",
     )
-    telemetry.exchange(failed.entry())
+    telemetry.exchange(failed.entry().row)
     assert exporter.get_finished_spans()[-1].status.status_code == StatusCode.ERROR
     telemetry.shutdown()

@@ -10,14 +10,13 @@ path.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from gateway.auth.keys import Principal
 from gateway.clock import now
-from gateway.pipeline.stages.review import ReviewRoute, review_rows
+from gateway.pipeline.review_route import ReviewRoute
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.records.recorder import Entry
@@ -85,18 +84,12 @@ class ExchangeRecord:
         self.completion_tokens = _int_or_none(usage.get("completion_tokens"))
         self.total_tokens = _int_or_none(usage.get("total_tokens"))
 
-    def route_to_review(self, rng: random.Random) -> None:
-        """The review stage: which queues (if any) the finished exchange goes to. One made for
-        a review (an item's alternative) goes nowhere: its reviewer is already looking."""
-        if self.ctx is not None and self.made_for is None:
-            ctx, status = self.ctx, str(self.status)
-            self.reviews = ReviewRoute.choose(ctx.policy, ctx.decision, status, self.endpoint, rng)
-
     def entry(self) -> Entry:
         """The rows to write: built by the recorder's task, not on the request path."""
         row = self._row()
         decision = self.decision
-        reviews = review_rows(self.id, self.ctx, self.reviews) if self.ctx else []
+        ctx = self.ctx
+        reviews = [r.row(self.id, ctx.policy, ctx.decision) for r in self.reviews] if ctx else []
         return Entry(row, self._finding_rows(), reviews, decision=decision)
 
     def _row(self) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 # re-exported for the pipeline, until its stages import it from gateway.checks.spans
-from gateway.checks.spans import redact as redact
 from gateway.errors import PolicyUnavailable
 from gateway.policy.actions import Enforced, Mode, OnError, Stage
 from gateway.policy.compiled import CompiledPolicy, CompiledRule

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.checks.spans import redact
 from gateway.errors import InvalidRequest, PolicyViolation
 from gateway.pipeline.stages.limits import apply_limits, choose_model, limit_embedding_tokens
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision, Evidence, Outcome
-from gateway.policy.engine import TextRef, message_texts, redact, run_rules
+from gateway.policy.engine import TextRef, message_texts, run_rules
 from gateway.policy.judge import Spans, judge_input, mark_enforced, moot, redaction_spans
 
 

@@ -16,6 +16,7 @@ from gateway.errors import (
     UpstreamPassthrough,
 )
 from gateway.pipeline.context import ExchangeRecord
+from gateway.pipeline.stages.review import route_to_review
 from gateway.records.recorder import ExchangeRecorder
 from gateway.records.status import Status
 
@@ -39,5 +40,5 @@ def failed(record: ExchangeRecord, exc: GatewayError) -> None:
 def finish(recorder: ExchangeRecorder, record: ExchangeRecord) -> None:
     """The exchange has ended: route it to review, hand it to the recorder."""
     record.ended_at = record.ended_at or now()
-    record.route_to_review(recorder.rng)
+    route_to_review(record, recorder.rng)
     recorder.submit(record)
