@@ -23,6 +23,32 @@ from gateway.upstream.router import Route
 _PASSED_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry")
 
 
+class _NoCookies(httpx.Cookies):
+    """A jar that keeps nothing: one client serves every caller of every context, so a cookie
+    one backend set must never go out with another caller's request (and reading Set-Cookie
+    on every answer costs the request path for nothing)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set_cookie_header(self, request: httpx.Request) -> None:
+        return None
+
+
+class ProxyClient(httpx.AsyncClient):
+    """httpx's client, without a cookie jar (``_NoCookies``)."""
+
+    _jar = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._jar
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        return None  # a backend's cookies are never kept
+
+
 def create_http_client(config: UpstreamConfig) -> httpx.AsyncClient:
     limits = httpx.Limits(
         max_connections=config.max_connections, max_keepalive_connections=config.max_connections
@@ -33,7 +59,7 @@ def create_http_client(config: UpstreamConfig) -> httpx.AsyncClient:
         transport: httpx.AsyncBaseTransport = AiohttpTransport(limits=limits, trust_env=False)
     else:
         transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
-    return httpx.AsyncClient(transport=transport, trust_env=False, follow_redirects=False)
+    return ProxyClient(transport=transport, trust_env=False, follow_redirects=False)
 
 
 def timeout_for(timeouts: Timeouts, *, stream: bool) -> httpx.Timeout:
