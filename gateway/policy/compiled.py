@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -35,6 +34,11 @@ def is_heavy(component: object) -> bool:
     return bool(getattr(component, "heavy", False))
 
 
+def text_key(text: str) -> bytes:
+    """What the findings of a text are kept by: its SHA-256 digest, never the text."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
 class _Findings:
     """``check.find`` memoised by the SHA-256 digest of the text, never the text itself (the
     memory must not keep what users wrote, whatever the policy records); thread-safe, as a
@@ -45,8 +49,10 @@ class _Findings:
         self._lock = threading.Lock()
         self._found: OrderedDict[bytes, tuple[Finding, ...]] = OrderedDict()
 
-    def __call__(self, text: str) -> tuple[Finding, ...]:
-        key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    def __call__(self, text: str, key: bytes | None = None) -> tuple[Finding, ...]:
+        """The check's findings in ``text``; ``key`` is its ``text_key`` when the caller has
+        it already (every rule of a stage reads the same texts: one digest each)."""
+        key = key if key is not None else text_key(text)
         with self._lock:
             found = self._found.get(key)
             if found is not None:
@@ -70,7 +76,7 @@ class CompiledRule:
     check: Check
     #: ``check.find`` memoised per text: detectors are pure, and a chat resends its whole
     #: history with every turn, so only new messages cost a scan. Built once per revision.
-    find: Callable[[str], tuple[Finding, ...]] = field(init=False, repr=False, compare=False)
+    find: _Findings = field(init=False, repr=False, compare=False)
     #: the spec's words as the enums the gateway compares them with, read once per revision
     action: Action = field(init=False, repr=False, compare=False)
     mode: Mode = field(init=False, repr=False, compare=False)
@@ -117,6 +123,25 @@ class CompiledPolicy:
     rules: tuple[CompiledRule, ...]
     scope: ScopeClassifier | None
     guidelines: dict[str, Guideline] = field(default_factory=dict)
+    #: per stage: its rules, and whether evaluating it runs a model (worked out once a revision)
+    _stages: dict[str, tuple[CompiledRule, ...]] = field(init=False, repr=False, compare=False)
+    _heavy: dict[str, bool] = field(init=False, repr=False, compare=False)
+    _longest: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        stages = {
+            stage: tuple(rule for rule in self.rules if rule.applies_to(stage))
+            for stage in (Stage.INPUT, Stage.OUTPUT)
+        }
+        heavy = {
+            stage: any(is_heavy(rule.check) for rule in rules)
+            or (stage == Stage.INPUT and is_heavy(self.scope))
+            for stage, rules in stages.items()
+        }
+        longest = max((_held_for(rule) for rule in stages[Stage.OUTPUT]), default=0)
+        object.__setattr__(self, "_stages", stages)
+        object.__setattr__(self, "_heavy", heavy)
+        object.__setattr__(self, "_longest", longest)
 
     @property
     def context(self) -> str:
@@ -127,7 +152,7 @@ class CompiledPolicy:
         return self.revision[:12]
 
     def rules_for(self, stage: str) -> tuple[CompiledRule, ...]:
-        return tuple(rule for rule in self.rules if rule.applies_to(stage))
+        return self._stages[stage]
 
     @property
     def heavy(self) -> bool:
@@ -139,8 +164,7 @@ class CompiledPolicy:
         """Whether one stage's evaluation runs a model: the input stage's rules or the topic
         scope (which reads the input), or the output stage's rules. A stream's guard needs no
         thread hop per chunk when only the scope is a model."""
-        rules = any(is_heavy(rule.check) for rule in self.rules_for(stage))
-        return rules or (stage == Stage.INPUT and is_heavy(self.scope))
+        return self._heavy[stage]
 
     @property
     def sensitive_rules(self) -> tuple[CompiledRule, ...]:
@@ -159,7 +183,7 @@ class CompiledPolicy:
         """The longest span an enforced blocking or redacting output rule can match (for a
         heavy one, at least its scan step): the text a stream holds back by default. A shadow
         rule never blocks or redacts, so it holds nothing back; the guard still scans it."""
-        return max((_held_for(rule) for rule in self.rules_for(Stage.OUTPUT)), default=0)
+        return self._longest
 
 
 def _held_for(rule: CompiledRule) -> int:

@@ -111,13 +111,13 @@ class Decision:
     def mark(self) -> Callable[[], None]:
         """A way back to the decision as it is now: for work that is tried, then redone
         (``DetectorPool.evaluate``'s cached-only try)."""
-        outcomes, timings = len(self.outcomes), dict(self.timings)
+        outcomes, timings = len(self.outcomes), len(self.timings)
         disclosure, routed_to = self.disclosure, self.routed_to
 
         def rewind() -> None:
             del self.outcomes[outcomes:]
-            self.timings.clear()
-            self.timings.update(timings)
+            for key in list(self.timings)[timings:]:  # timing keys are added, never re-set
+                del self.timings[key]
             self.disclosure, self.routed_to = disclosure, routed_to
 
         return rewind

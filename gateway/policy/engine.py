@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # re-exported for the pipeline, until its stages import it from gateway.checks.spans
 from gateway.errors import PolicyUnavailable
 from gateway.policy.actions import Enforced, Mode, OnError, Stage
-from gateway.policy.compiled import CompiledPolicy, CompiledRule
+from gateway.policy.compiled import CompiledPolicy, CompiledRule, text_key
 from gateway.policy.decision import Decision, Evidence, Outcome
 
 
@@ -27,6 +27,11 @@ class TextRef:
     part: int | None
     role: str
     text: str
+    #: the text's digest, which every rule's memo is keyed by: worked out once, not per rule
+    key: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", text_key(self.text))
 
 
 def message_texts(messages: Iterable[Any]) -> list[TextRef]:
@@ -106,7 +111,7 @@ def _evidence(rule: CompiledRule, stage: str, refs: list[TextRef]) -> list[Evide
     for ref in refs:
         if stage == Stage.INPUT and ref.role not in roles:
             continue
-        for f in rule.find(ref.text):
+        for f in rule.find(ref.text, ref.key):
             found.append(
                 Evidence(ref.message, f.start, f.end, f.label, f.score, ref.part, f.source)
             )
