@@ -86,6 +86,9 @@ def create_app(config: GatewayConfig, *, demo_base_url: str | None = None) -> Fa
         lifespan=lifespan,
         docs_url=None,  # served by api/docs.py from local assets instead of a CDN
         redoc_url=None,
+        # The gateway's own telemetry (gateway/telemetry.py) says what happened to each
+        # exchange; FastAPI's would look up the global providers on every request for nothing.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     api_docs.install(app)
     for module in (openai, admin, health, review):

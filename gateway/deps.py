@@ -45,10 +45,6 @@ async def _services(connection: HTTPConnection) -> Services:
     return app_state(connection).services
 
 
-async def _pipeline(connection: HTTPConnection) -> Pipeline:
-    return app_state(connection).pipeline
-
-
 async def _session(
     services: Annotated[Services, Depends(_services)],
 ) -> AsyncIterator[AsyncSession]:
@@ -76,7 +72,6 @@ async def _admin(
 
 
 ServicesDep = Annotated[Services, Depends(_services)]
-PipelineDep = Annotated[Pipeline, Depends(_pipeline)]
 AdminDep = Annotated[None, Depends(_admin)]
 #: the request's unit of work: commits once when the route returns (before the answer is
 #: sent), rolls back whole when it raises

@@ -7,21 +7,25 @@ from typing import Any
 from fastapi import APIRouter, Header, Request
 from starlette.responses import Response
 
-from gateway.deps import PipelineDep, ServicesDep
+from gateway.deps import ServicesDep, app_state
 from gateway.errors import NotFound, PolicyUnavailable
 from gateway.services import Services
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
+# The model calls read the pipeline from the lifespan's state themselves: the request path
+# skips FastAPI's dependency solving (the body is the pipeline's to read and validate).
+
+
 @router.post("/chat/completions", summary="Create a chat completion (streaming or not)")
-async def chat_completions(request: Request, pipeline: PipelineDep) -> Response:
-    return await pipeline.chat(request)
+async def chat_completions(request: Request) -> Response:
+    return await app_state(request).pipeline.chat(request)
 
 
 @router.post("/embeddings", summary="Create embeddings")
-async def embeddings(request: Request, pipeline: PipelineDep) -> Response:
-    return await pipeline.embeddings(request)
+async def embeddings(request: Request) -> Response:
+    return await app_state(request).pipeline.embeddings(request)
 
 
 def _model(services: Services, alias: str) -> dict[str, Any]:
