@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -12,6 +13,16 @@ import pytest
 
 from tests.reviewing import Reviewer, flag, item_of, judgment, wait_for_item, wait_waiting
 from tests.servers import Gateway
+
+
+def _alternative_exchange(gateway: Gateway, item_id: str) -> dict[str, Any]:
+    rows = gateway.admin("/exchanges", context="test-context", limit=500).json()["data"]
+    for row in rows:
+        if row["key_id"] is None and row["requested_model"] == "test-large":
+            record = gateway.record(row["id"])
+            if record["decision"].get("made_for") == f"review item {item_id}":
+                return record
+    raise AssertionError(f"no exchange made for review item {item_id}")
 
 
 def test_a_flagged_exchange_is_claimed_judged_and_traced(
@@ -28,6 +39,12 @@ def test_a_flagged_exchange_is_claimed_judged_and_traced(
     # Another allowed model answered the same request, for the reviewer to compare.
     assert item["alternative"]["model"] == "test-large"
     assert item["alternative"]["content"].endswith("You said: please flag me")
+    # It was asked through the request path: an exchange on record like any other, made for
+    # this item, under no caller's key, and not itself sent to review.
+    made_for = _alternative_exchange(gateway, item["id"])
+    assert made_for["key_id"] is None and made_for["requested_model"] == "test-large"
+    assert made_for["status"] == "ok" and made_for["decision"]["policy_revision"]
+    assert made_for["request_body"]["messages"][0]["content"] == "please flag me"
     assert item["exchange"]["request"]["messages"][0]["content"] == "please flag me"
     assert item["exchange"]["decision"]["flagged"] == ["flag-it"]
     assert item["guideline"]["text"].startswith("# Triage")
