@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from typing import TypeVar
 
@@ -35,16 +36,24 @@ async def _admin_sql(url: str, statement: str) -> None:
 @contextmanager
 def postgres_database(base: str, name: str) -> Iterator[str]:
     """A new, empty PostgreSQL database on the server of ``base``, dropped afterwards: its URL."""
-    asyncio.run(_admin_sql(base, f'CREATE DATABASE "{name}"'))
+    in_a_thread(lambda: asyncio.run(_admin_sql(base, f'CREATE DATABASE "{name}"')))
     try:
         yield make_url(base).set(database=name).render_as_string(hide_password=False)
     finally:
-        asyncio.run(_admin_sql(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+        in_a_thread(lambda: asyncio.run(_admin_sql(base, drop)))
+
+
+def in_a_thread(work: Callable[[], T]) -> T:
+    """``work`` on a thread of its own, where no event loop runs: Alembic and ``asyncio.run``
+    refuse to start inside one, and Playwright's sync API keeps one running in the test's."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(work).result()
 
 
 def upgrade(url: str) -> str:
-    """The database at ``url`` migrated to head (from a thread with no event loop)."""
-    migrate.upgrade(url)
+    """The database at ``url`` migrated to head."""
+    in_a_thread(lambda: migrate.upgrade(url))
     return url
 
 
@@ -65,7 +74,7 @@ def run_on(url: str, work: Callable[[Sessions], Awaitable[T]]) -> T:
         async with sessions_on(url) as sessions:
             return await work(sessions)
 
-    return asyncio.run(runner())
+    return in_a_thread(lambda: asyncio.run(runner()))
 
 
 def make_key(url: str, context: str, name: str = "tests", expires_in: int | None = None) -> str:

@@ -9,6 +9,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +119,10 @@ def in_process(
 
         from gateway.cli import app
 
-        result = CliRunner().invoke(app, args, env=dict(env), catch_exceptions=False)
+        runner = CliRunner()
+        with ThreadPoolExecutor(1) as pool:  # commands call asyncio.run: no loop may be running
+            invoked = pool.submit(runner.invoke, app, args, env=dict(env), catch_exceptions=False)
+        result = invoked.result()
     return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
 
 
