@@ -156,21 +156,27 @@ def plain(gateway: Gateway) -> Iterator[openai.OpenAI]:
 # order, so a long file collected last leaves the other worker idle at the end. Measured on
 # the CI machine (``--durations``); a file not named keeps its place after these.
 LONGEST_FIRST = (
+    "test_readme.py",
+    "test_export_formats.py",
     "test_web_browser.py",
+    "test_admin_and_cli.py",
+    "test_serve.py",
     "test_redaction.py",
+    "test_policy_cli.py",
+    "test_recorder.py",
     "test_classifier_e2e.py",
     "test_review.py",
     "test_stream_guard_models.py",
-    "test_readme.py",
     "test_install.py",
+    "test_policy_followups.py",
+    "test_policy_restart.py",
+    "test_reviewer_lifecycle.py",
     "test_detectors_train.py",
     "test_export_card.py",
     "test_shadow.py",
     "test_feedback.py",
     "test_policy_eval_report.py",
-    "test_reviewer_lifecycle.py",
     "test_web.py",
-    "test_policy_followups.py",
     "test_upstream_errors.py",
 )
 
