@@ -22,6 +22,7 @@ from gateway.pipeline.stages.forward import forward
 from gateway.pipeline.stages.inputs import admit
 from gateway.pipeline.stages.record import failed, finish
 from gateway.pipeline.stages.route import route
+from gateway.policy.actions import Stage
 from gateway.policy.compiled import CompiledPolicy
 from gateway.records.status import Status
 
@@ -57,7 +58,7 @@ async def _ask(
 ) -> str | None:
     policy, decision = ctx.policy, ctx.decision
     admitted = await needs.detectors.evaluate(
-        policy.heavy_at("input"), partial(admit, policy, body, decision)
+        policy.heavy_at(Stage.INPUT), partial(admit, policy, body, decision)
     )
     upstream_route = route(needs.router, record, admitted.alias)
     if admitted.refusal is not None:
@@ -71,7 +72,7 @@ async def _ask(
     record.take_usage(answer.get("usage"))
     reviewed = json.loads(raw)
     output = OutputStage(policy, decision, disclose=False)
-    await needs.detectors.evaluate(policy.heavy_at("output"), partial(output.answer, reviewed))
+    await needs.detectors.evaluate(policy.heavy_at(Stage.OUTPUT), partial(output.answer, reviewed))
     try:
         content = reviewed["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):

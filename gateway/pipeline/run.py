@@ -31,6 +31,7 @@ from gateway.pipeline.stages.record import failed, finish
 from gateway.pipeline.stages.respond import decision_headers, refusal_response, upstream_filtered
 from gateway.pipeline.stages.route import route
 from gateway.pipeline.stream import open_stream
+from gateway.policy.actions import Action, Stage
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.records.status import Status
@@ -116,7 +117,9 @@ class Pipeline:
         record.stream = bool(chat.stream)
         record.requested_model = chat.model
         admitted = await self.s.detectors.evaluate(
-            policy.heavy_at("input"), partial(admit, policy, body, decision), undo=decision.mark()
+            policy.heavy_at(Stage.INPUT),
+            partial(admit, policy, body, decision),
+            undo=decision.mark(),
         )
         upstream_route = route(self.s.router, record, admitted.alias)
         if admitted.refusal is not None:
@@ -133,7 +136,7 @@ class Pipeline:
                 inject_usage=not chat.wants_usage,
                 output=output,
                 headers=decision_headers(decision),
-                heavy=policy.heavy_at("output"),
+                heavy=policy.heavy_at(Stage.OUTPUT),
             )
         raw, answer = await forward(
             self.s.upstream, upstream_route, "/chat/completions", record, admitted.body
@@ -143,7 +146,7 @@ class Pipeline:
         filtered = upstream_filtered(answer.get("choices"))  # before the gateway's own blocks
         reviewed = partial(_output, policy, answer, decision, disclose=disclose)
         changed = await self.s.detectors.evaluate(
-            policy.heavy_at("output"), reviewed, undo=decision.mark()
+            policy.heavy_at(Stage.OUTPUT), reviewed, undo=decision.mark()
         )
         if changed is not None:
             raw = changed
@@ -171,7 +174,7 @@ class Pipeline:
     ) -> Response:
         validate(EmbeddingsRequest, body)
         admitted = await self.s.detectors.evaluate(
-            ctx.policy.heavy_at("input"),
+            ctx.policy.heavy_at(Stage.INPUT),
             partial(admit_embeddings, ctx.policy, body, ctx.decision),
             undo=ctx.decision.mark(),
         )
@@ -215,7 +218,11 @@ def _copied(choice: Any) -> Any:
 
 def _settle(record: ExchangeRecord, decision: Decision, filtered: str | None) -> None:
     """Whose doing an answer's ``content_filter`` was: the policy's, or the backend's own."""
-    blocked = [o.rule for o in decision.outcomes if o.stage == "output" and o.enforced == "block"]
+    blocked = [
+        o.rule
+        for o in decision.outcomes
+        if o.stage == Stage.OUTPUT and o.enforced == Action.BLOCK
+    ]
     if blocked:
         record.end(Status.BLOCKED, "policy_violation", f"output blocked by rule '{blocked[0]}'")
     elif filtered is not None:

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from gateway.errors import GatewayError
+from gateway.policy.actions import Action, Stage
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.policy.engine import TextRef, run_rules
@@ -13,7 +14,7 @@ from gateway.policy.judge import block, judge_input, mark_enforced
 from gateway.policy.limits import check_sizes
 from gateway.policy.scope import build_scope, too_short
 
-STOPPING = ("block",)
+STOPPING = (Action.BLOCK,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,23 +71,23 @@ def read_scope(policy: CompiledPolicy, text: str) -> ScopeReading:
     return dataclasses.replace(reading, judged=True, topic=topic, score=score)
 
 
-def evaluate(policy: CompiledPolicy, text: str, stage: str = "input") -> Verdict:
+def evaluate(policy: CompiledPolicy, text: str, stage: str = Stage.INPUT) -> Verdict:
     """Judge a text as a user's message (input) or as an answer (output), as a request would
     be judged: the same rules, limits and scope, nothing sent anywhere."""
     decision = Decision(policy.revision, policy.context)
     try:
-        if stage == "output":
+        if stage == Stage.OUTPUT:
             refs = [TextRef(0, None, "assistant", text)]
-            fired = run_rules(policy, decision, "output", refs)
+            fired = run_rules(policy, decision, Stage.OUTPUT, refs)
             blocking = mark_enforced(fired, block_moots=False)
             if blocking is not None:
-                block(blocking, "output", policy)  # raises for a block that errs
+                block(blocking, Stage.OUTPUT, policy)  # raises for a block that errs
             blocked = blocking is not None
         else:
             refs = [TextRef(0, None, "user", text)]
             check_sizes(policy, 1, 1, refs, decision)
             blocked = judge_input(policy, refs, decision).refusal is not None
     except GatewayError as exc:
-        action = "block" if exc.status < 500 else "error"
+        action = Action.BLOCK if exc.status < 500 else "error"
         return Verdict(decision, action, exc.message)
-    return Verdict(decision, "block" if blocked else decision.enforced)
+    return Verdict(decision, Action.BLOCK if blocked else decision.enforced)

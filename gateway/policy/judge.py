@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from gateway.errors import PolicyViolation
+from gateway.policy.actions import Action, Enforced, Stage
 from gateway.policy.compiled import CompiledPolicy, CompiledRule
 from gateway.policy.decision import Decision, Evidence, Outcome
 from gateway.policy.engine import TextRef, run_rules
@@ -17,6 +18,8 @@ from gateway.policy.engine import TextRef, run_rules
 Fired = list[tuple[CompiledRule, Outcome]]
 #: (message or choice index, content part) → the spans to replace there: (start, end, text)
 Spans = dict[tuple[int, int | None], list[tuple[int, int, str]]]
+#: what a block makes moot: nothing goes through to redact or to route
+_MOOT = (Action.REDACT, Action.ROUTE)
 
 
 @dataclass(slots=True)
@@ -55,17 +58,17 @@ def check_scope(policy: CompiledPolicy, refs: list[TextRef], decision: Decision)
     outcome = Outcome(
         "scope.topic",
         "topic_scope",
-        "input",
-        "block" if refuses else "flag",
+        Stage.INPUT,
+        Action.BLOCK if refuses else Action.FLAG,
         [Evidence(last.message, 0, len(last.text), scope_label(topic), score, last.part)],
-        enforced="block" if refuses else "flag",
+        enforced=Action.BLOCK if refuses else Action.FLAG,
         why=f"Out of scope for this deployment: {policy.policy.purpose.strip()}",
     )
     decision.add(outcome)
     if not refuses:
         return None
     if scope.refuse_as == "error":
-        raise PolicyViolation("scope.topic", scope.refusal_text, "input")
+        raise PolicyViolation("scope.topic", scope.refusal_text, Stage.INPUT)
     return scope.refusal_text
 
 
@@ -87,26 +90,25 @@ def block(rule: CompiledRule, stage: str, policy: CompiledPolicy) -> str:
 def mark_enforced(fired: Fired, *, block_moots: bool = True) -> CompiledRule | None:
     """Mark what will be enforced; return the blocking rule, if any. Where a block stops
     everything (``block_moots``), a redaction or a route is moot and is not marked."""
-    blocking = next((rule for rule, o in fired if rule.spec.action == "block"), None)
+    blocking = next((rule for rule, o in fired if rule.action == Action.BLOCK), None)
     for rule, outcome in fired:
-        action = rule.spec.action
-        if blocking is not None and block_moots and action in ("redact", "route"):
+        if blocking is not None and block_moots and rule.action in _MOOT:
             continue
-        outcome.enforced = action
+        outcome.enforced = rule.action
     return blocking
 
 
 def moot(fired: Fired) -> None:
     """Nothing goes upstream: redactions and routes were not carried out."""
     for rule, outcome in fired:
-        if rule.spec.action in ("redact", "route"):
-            outcome.enforced = "none"
+        if rule.action in _MOOT:
+            outcome.enforced = Enforced.NONE
 
 
 def redaction_spans(fired: Fired) -> Spans:
     spans: Spans = {}
     for rule, outcome in fired:
-        if rule.spec.action != "redact":
+        if rule.action != Action.REDACT:
             continue
         for e in outcome.evidence:
             replacement = rule.spec.replacement.format(label=e.label)
@@ -119,13 +121,13 @@ def judge_input(
 ) -> InputVerdict:
     """The input rules, then the topic scope (so a refused request still shows every rule it
     broke). Raises PolicyViolation for a block that errs."""
-    fired = run_rules(policy, decision, "input", refs)
+    fired = run_rules(policy, decision, Stage.INPUT, refs)
     blocking = mark_enforced(fired)
     if blocking is not None:
-        return InputVerdict(fired, block(blocking, "input", policy))
+        return InputVerdict(fired, block(blocking, Stage.INPUT, policy))
     refusal = check_scope(policy, refs, decision) if scope else None
     if refusal is not None:
         moot(fired)
         return InputVerdict(fired, refusal)
-    route = next((r.spec.route_to for r, _ in fired if r.spec.action == "route"), None)
+    route = next((r.spec.route_to for r, _ in fired if r.action == Action.ROUTE), None)
     return InputVerdict(fired, None, route)

@@ -6,16 +6,19 @@ from __future__ import annotations
 import math
 
 from gateway.errors import InvalidRequest
+from gateway.policy.actions import Action, Stage
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision, Evidence, Outcome
 from gateway.policy.engine import TextRef
 
 
-def limit_outcome(decision: Decision, rule: str, label: str, action: str = "block") -> Outcome:
+def limit_outcome(
+    decision: Decision, rule: str, label: str, action: Action = Action.BLOCK
+) -> Outcome:
     outcome = Outcome(
         rule,
         "limit",
-        "input",
+        Stage.INPUT,
         action,
         [Evidence(-1, 0, 0, label)],
         enforced=action,

@@ -13,6 +13,7 @@ from typing import Any
 from gateway.checks.spans import redact
 from gateway.errors import InvalidRequest, PolicyViolation
 from gateway.pipeline.stages.limits import apply_limits, choose_model, limit_embedding_tokens
+from gateway.policy.actions import Action, Stage
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision, Evidence, Outcome
 from gateway.policy.engine import TextRef, message_texts, run_rules
@@ -67,16 +68,16 @@ def embedding_texts(body: dict[str, Any]) -> list[TextRef] | None:
 
 def _refuse_tokens(policy: CompiledPolicy, decision: Decision) -> None:
     """Token arrays pass only where no input rule would have read the text."""
-    readers = [rule.id for rule in policy.rules_for("input") if "user" in rule.spec.roles]
+    readers = [rule.id for rule in policy.rules_for(Stage.INPUT) if "user" in rule.spec.roles]
     if not readers:
         return
     outcome = Outcome(
         "input.token_arrays",
         "limit",
-        "input",
-        "block",
+        Stage.INPUT,
+        Action.BLOCK,
         [Evidence(-1, 0, 0, "input:token_arrays")],
-        enforced="block",
+        enforced=Action.BLOCK,
         why=f"token arrays cannot be read by the input rules ({', '.join(readers)})",
     )
     decision.add(outcome)
@@ -98,11 +99,11 @@ def admit_embeddings(policy: CompiledPolicy, body: dict[str, Any], decision: Dec
     if refs is None:
         _refuse_tokens(policy, decision)
         return Admission(body, alias)
-    fired = run_rules(policy, decision, "input", refs)
+    fired = run_rules(policy, decision, Stage.INPUT, refs)
     blocking = mark_enforced(fired)
-    moot([(rule, outcome) for rule, outcome in fired if rule.spec.action == "route"])
+    moot([(rule, outcome) for rule, outcome in fired if rule.action == Action.ROUTE])
     if blocking is not None:
-        raise PolicyViolation(blocking.id, blocking.spec.why, "input")
+        raise PolicyViolation(blocking.id, blocking.spec.why, Stage.INPUT)
     spans = redaction_spans(fired)
     texts = [redact(ref.text, spans.get((ref.message, None), [])) for ref in refs]
     value = texts[0] if isinstance(body["input"], str) else texts

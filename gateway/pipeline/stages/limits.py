@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import InvalidRequest, NotFound
+from gateway.policy.actions import Action
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.policy.engine import TextRef
@@ -60,7 +61,7 @@ def _limit_output(
             continue
         if policy.policy.limits.on_max_tokens == "reject":
             raise exceeds(decision, "limits.max_output_tokens", key, value, limit)
-        limit_outcome(decision, "limits.max_output_tokens", f"{key}:{value}>{limit}", "clamp")
+        limit_outcome(decision, "limits.max_output_tokens", f"{key}:{value}>{limit}", Action.CLAMP)
         clamped[key] = limit
     return {**body, **clamped} if clamped else body
 
