@@ -8,7 +8,9 @@ for review (``decision.made_for``) and under no key (no caller asked for it).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import secrets
 from functools import partial
 from typing import Any
@@ -27,6 +29,8 @@ from gateway.policy.compiled import CompiledPolicy
 from gateway.records.status import Status
 
 REVIEW_PRINCIPAL = "review"
+
+log = logging.getLogger("gateway.review")
 
 
 async def ask_alternative(
@@ -48,6 +52,14 @@ async def ask_alternative(
         return await _ask(needs, record, ctx, body)
     except GatewayError as exc:
         failed(record, exc)
+        log.warning("no alternative from %s for %s: %s", alias, item_id, exc.message)
+        return None
+    except asyncio.CancelledError:  # the reviewer's page request went away, or a shutdown
+        record.fail(Status.INCOMPLETE, 499, "cancelled", "the alternative was cancelled")
+        raise
+    except Exception as exc:  # a backend's odd answer or a bug: no alternative, on record
+        record.fail(Status.GATEWAY_ERROR, 500, type(exc).__name__, str(exc)[:2000])
+        log.exception("no alternative from %s for %s", alias, item_id)
         return None
     finally:
         finish(needs.recorder, record)

@@ -85,12 +85,37 @@ class ExchangeRecord:
         self.total_tokens = _int_or_none(usage.get("total_tokens"))
 
     def entry(self) -> Entry:
-        """The rows to write: built by the recorder's task, not on the request path."""
-        row = self._row()
-        decision = self.decision
+        """The rows to write: built by the recorder's task, not on the request path. Should
+        building them fail (a bug), the exchange is still recorded, as a gateway error that
+        says why, without its bodies and decision."""
+        try:
+            row = self._row()
+            ctx = self.ctx
+            reviews = (
+                [r.row(self.id, ctx.policy, ctx.decision) for r in self.reviews] if ctx else []
+            )
+            return Entry(row, self._finding_rows(), reviews, decision=self.decision)
+        except Exception as exc:
+            return Entry(self._fallback_row(exc), [])
+
+    def _fallback_row(self, exc: Exception) -> dict[str, Any]:
+        values: dict[str, Any] = {name: getattr(self, name) for name in _COLUMNS}
         ctx = self.ctx
-        reviews = [r.row(self.id, ctx.policy, ctx.decision) for r in self.reviews] if ctx else []
-        return Entry(row, self._finding_rows(), reviews, decision=decision)
+        values.update(
+            request_body=None,
+            response_body=None,
+            status=str(Status.GATEWAY_ERROR),
+            error_type="record_unbuildable",
+            error_message=f"the record could not be built: {type(exc).__name__}: {exc}"[:2000],
+            ended_at=self.ended_at or now(),
+            gateway_version=__version__,
+            key_id=(ctx.principal.key_id or None) if ctx else None,
+            context=ctx.principal.context if ctx else None,
+            decision=None,
+            decision_id=None,
+            policy_revision=ctx.policy.revision if ctx else None,
+        )
+        return values
 
     def _row(self) -> dict[str, Any]:
         values = {name: getattr(self, name) for name in _COLUMNS}

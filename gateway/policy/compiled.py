@@ -152,7 +152,10 @@ class CompiledPolicy:
         return self.revision[:12]
 
     def rules_for(self, stage: str) -> tuple[CompiledRule, ...]:
-        return self._stages[stage]
+        found = self._stages.get(stage)
+        if found is None:  # "both", say: worked out when asked
+            return tuple(rule for rule in self.rules if rule.applies_to(stage))
+        return found
 
     @property
     def heavy(self) -> bool:

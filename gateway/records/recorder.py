@@ -90,6 +90,8 @@ class RecorderStats:
     failed_batches: int = 0
     failing: bool = False
     last_error: str | None = None
+    #: records whose rows could not be built at all (each logged with the record)
+    unbuildable: int = 0
 
 
 class Recordable(Protocol):
@@ -133,12 +135,21 @@ class ExchangeRecorder:
     def submit(self, record: Recordable) -> None:
         """Hand a finished record over. Never blocks; beyond the queue limit it spills."""
         if self._queue.qsize() >= self._config.max_queue:
-            self._spill([self._entry(record)], "queue full")
+            entry = self._entry(record)
+            if entry is not None:
+                self._spill([entry], "queue full")
             return
         self._queue.put_nowait(record)
 
-    def _entry(self, record: Recordable) -> Entry:
-        entry = record.entry()
+    def _entry(self, record: Recordable) -> Entry | None:
+        """The record's rows; None (logged, counted) when even its fallback cannot be built,
+        so one bad record never stops the writer or costs the rest of its batch."""
+        try:
+            entry = record.entry()
+        except Exception:
+            self.stats.unbuildable += 1
+            log.exception("an exchange record could not be turned into rows: %r", record)
+            return None
         for observe in self._observers:
             try:
                 observe(entry)
@@ -170,7 +181,9 @@ class ExchangeRecorder:
                 else:
                     records.append(item)
             if records:
-                await self._write([self._entry(record) for record in records])
+                entries = [e for e in map(self._entry, records) if e is not None]
+                if entries:
+                    await self._write(entries)
 
     async def _write(self, batch: list[Entry]) -> None:
         for attempt in range(self._config.retries + 1):

@@ -54,12 +54,27 @@ def create_http_client(config: UpstreamConfig) -> httpx.AsyncClient:
         max_connections=config.max_connections, max_keepalive_connections=config.max_connections
     )
     if config.transport == "aiohttp":
-        from httpx_aiohttp import AiohttpTransport
-
-        transport: httpx.AsyncBaseTransport = AiohttpTransport(limits=limits, trust_env=False)
+        transport: httpx.AsyncBaseTransport = _aiohttp_transport(limits)
     else:
         transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
     return ProxyClient(transport=transport, trust_env=False, follow_redirects=False)
+
+
+def _aiohttp_transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
+    """httpx over aiohttp, whose session keeps no cookies either (aiohttp's own jar would)."""
+    import aiohttp
+    from httpx_aiohttp import AiohttpTransport
+
+    class CookielessAiohttp(AiohttpTransport):
+        def get_client(self) -> aiohttp.ClientSession:
+            connector = aiohttp.TCPConnector(
+                keepalive_timeout=self.limits.keepalive_expiry,
+                ssl=self.ssl_context,
+                limit=self.limits.max_connections or 100,  # aiohttp's default when unset
+            )
+            return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+    return CookielessAiohttp(limits=limits, trust_env=False)
 
 
 def timeout_for(timeouts: Timeouts, *, stream: bool) -> httpx.Timeout:

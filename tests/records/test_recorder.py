@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -17,7 +18,7 @@ from gateway.db.models import Exchange
 from gateway.db.session import create_engine, create_sessions
 from gateway.pipeline.context import ExchangeRecord, RequestContext
 from gateway.policy.loader import load_policy
-from gateway.records.recorder import ExchangeRecorder, read_spill
+from gateway.records.recorder import Entry, ExchangeRecorder, read_spill
 from gateway.records.repository import ExchangeRepository
 from gateway.records.status import Status
 from tests.servers import cli
@@ -202,3 +203,52 @@ def test_purge_erases_content_past_retention_and_keeps_the_record(tmp_path: Path
     assert rows["old"] is not None and rows["old"].request_body is None
     assert rows["old"].status == "ok"  # the record itself stays
     assert rows["new"] is not None and rows["new"].request_body == {"i": 1}
+
+
+class _Unbuildable:
+    """A record whose rows cannot be built at all (a bug in a record type)."""
+
+    def entry(self) -> Entry:
+        raise RuntimeError("no rows for this one")
+
+
+class _BrokenRow(ExchangeRecord):
+    """An exchange record whose row building fails (a bug in a view, say)."""
+
+    def _row(self) -> dict[str, Any]:
+        raise ValueError("the redaction view broke")
+
+
+def test_one_record_that_cannot_become_rows_costs_nothing_else(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'u.db'}"
+    migrate.upgrade(url)
+
+    async def main() -> ExchangeRecorder:
+        engine = create_engine(url)
+        recorder = ExchangeRecorder(create_sessions(engine), RecordingConfig(spill_dir=tmp_path))
+        recorder.start()
+        good = logs(3, "u")
+        recorder.submit(good[0])
+        recorder.submit(_Unbuildable())
+        recorder.submit(_BrokenRow(id="u-broken", endpoint="chat.completions"))
+        recorder.submit(good[1])
+        recorder.submit(good[2])
+        await recorder.stop()
+        await engine.dispose()
+        return recorder
+
+    recorder = asyncio.run(main())
+    assert recorder.stats.unbuildable == 1  # logged with the record, the writer carried on
+    assert asyncio.run(count(url)) == 4  # the three good ones and the broken row's fallback
+
+    async def broken() -> Exchange | None:
+        engine = create_engine(url)
+        try:
+            return await ExchangeRepository(create_sessions(engine)).get("u-broken")
+        finally:
+            await engine.dispose()
+
+    row = asyncio.run(broken())
+    assert row is not None and row.status == "gateway_error"
+    assert row.error_type == "record_unbuildable"
+    assert "the redaction view broke" in (row.error_message or "")
