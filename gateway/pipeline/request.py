@@ -6,9 +6,9 @@ import json
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from gateway.errors import InvalidRequest
+from gateway.errors import ClientGone, InvalidRequest
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -46,7 +46,10 @@ class EmbeddingsRequest(_Open):
 
 
 async def read_json(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except ClientDisconnect as exc:  # the client went away before its body had arrived
+        raise ClientGone("The client disconnected while sending its request.") from exc
     try:
         body = json.loads(raw)
     except ValueError as exc:

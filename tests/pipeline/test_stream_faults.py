@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import httpx
@@ -106,3 +107,36 @@ def test_client_leaving_before_a_non_streaming_answer_cancels_the_upstream_call(
     assert record["request_body"] == body
     seen = upstream.seen(record["id"])
     assert seen["outcome"] == "client_disconnected"
+
+
+def test_a_client_that_leaves_mid_upload_is_recorded_as_gone_not_as_a_fault(
+    gateway: Gateway,
+) -> None:
+    host, port = gateway.url.removeprefix("http://").split(":")
+    marker = f"upload-{time.monotonic_ns()}"
+    with socket.create_connection((host, int(port))) as conn:
+        conn.sendall(
+            (
+                "POST /v1/chat/completions HTTP/1.1\r\n"
+                f"Host: {host}\r\nAuthorization: Bearer {gateway.key}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 5000\r\n"
+                f"X-Test-Marker: {marker}\r\n\r\n"
+                '{"model": "test-small", "messages": ['
+            ).encode()
+        )
+        time.sleep(0.3)  # the gateway is reading the body when the client goes
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rows = gateway.admin("/exchanges", status="client_disconnected", limit=100).json()["data"]
+        gone = [
+            r
+            for r in rows
+            if r["error_type"] == "client_disconnected" and r["http_status"] == 499
+        ]
+        if any(gateway.record(r["id"])["request_body"] is None for r in gone):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("no client_disconnected record for the aborted upload")
+    faults = gateway.admin("/exchanges", status="gateway_error", limit=100).json()["data"]
+    assert not [r for r in faults if r["error_type"] == "ClientDisconnect"]
