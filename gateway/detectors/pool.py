@@ -274,8 +274,21 @@ class DetectorPool:
             slots.release()
             raise
         future.add_done_callback(lambda _: _call_soon(loop, slots.release))
+        waiting = asyncio.wrap_future(future)
+        cancelled = False
+        # An anyio cancel is held off by the shield; a plain task's cancel goes through it, and
+        # is held off here: either way the thread is waited for, then the cancel goes on.
         with anyio.CancelScope(shield=True):
-            result = await asyncio.wrap_future(future)
+            while True:
+                try:
+                    result = await asyncio.shield(waiting)
+                    break
+                except asyncio.CancelledError:
+                    if waiting.done():
+                        raise
+                    cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
         return result
 
     def _evaluators(self) -> ThreadPoolExecutor:

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
-import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -46,27 +45,32 @@ async def unless_client_leaves(
     """Run ``work``; if the client disconnects first, cancel it (closing any upstream call).
 
     Only once the body has been read: from then on ``receive`` says nothing but disconnect.
-    One watcher task, no task group. The work is cancelled through an anyio scope, which a
-    shielded wait inside it respects: a policy check running on a thread is waited for, so the
-    decision is complete before the record is handed over.
+    One watcher task, no task group: the request's own task is cancelled when the client goes
+    (a policy check already running on a thread is still waited for: ``DetectorPool.run``).
     """
+    task = asyncio.current_task()
+    assert task is not None
     left = False
-    response: Response | None = None
-    with anyio.CancelScope() as scope:
 
-        async def watch() -> None:
-            nonlocal left
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-            left = True
-            scope.cancel()
+    async def watch() -> None:
+        nonlocal left
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        left = True
+        task.cancel()
 
-        watcher = asyncio.get_running_loop().create_task(watch())
-        try:
-            response = await work()
-        finally:
-            watcher.cancel()
-    if left or response is None:
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        response = await work()
+    except asyncio.CancelledError:
+        if not left:
+            raise
+        task.uncancel()
+        raise ClientGone("The client disconnected before its answer was ready.") from None
+    finally:
+        watcher.cancel()
+    if left:
+        task.uncancel()
         raise ClientGone("The client disconnected before its answer was ready.")
     return response
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,3 +94,28 @@ def test_the_encoder_never_encodes_or_waits_inside_only_cached() -> None:
     encoder.encode(["a text nobody encoded yet"])
     with only_cached():
         assert encoder.encode(["a text nobody encoded yet"]).shape == (1, 512)
+
+
+def test_a_cancelled_caller_still_waits_for_its_thread_before_the_cancel_goes_on(
+    pool: DetectorPool,
+) -> None:
+    """A client leaving cancels the request's task: the policy work already running on a
+    thread fills the request's decision, so the record must not be handed over before it
+    ends (a plain task cancel, as the request path's watcher sends, and anyio's alike)."""
+    finished: list[bool] = []
+
+    def slow() -> None:
+        time.sleep(0.3)
+        finished.append(True)
+
+    async def main() -> bool:
+        task = asyncio.get_running_loop().create_task(pool.run(slow))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return bool(finished)  # what the caller's own handler would see
+        return False
+
+    assert asyncio.run(main())
