@@ -64,7 +64,7 @@ class SentenceEncoder:
         return ModelInfo(name=NAME, revision=self._revision, labels=(), thresholds={})
 
     def encode(self, texts: Sequence[str]) -> Vectors:
-        """The texts' vectors. Inside ``only_cached`` (on the event loop) it never waits for
+        """The texts' vectors. Inside ``try_cached`` (on the event loop) it never waits for
         the lock nor encodes: a text not cached, or the lock held, raises ``ModelNeeded``."""
         keys = [digest(text) for text in texts]
         out = np.empty((len(keys), DIMENSIONS), dtype=np.float32)

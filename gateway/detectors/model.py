@@ -7,8 +7,7 @@ so a decision says which model (and which weights) made it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
@@ -52,27 +51,17 @@ def bounded(text: str, limit: int) -> str:
 
 class ModelNeeded(BaseException):
     """Raised where a model would have to run while the caller asked for cached results only
-    (``only_cached``): the caller then runs the same work on a worker thread. It derives from
+    (``try_cached``): the caller then runs the same work on a worker thread. It derives from
     BaseException so that no check's ``except Exception`` takes it for a failing check."""
 
 
 _CACHED_ONLY: ContextVar[bool] = ContextVar("situate_cached_only", default=False)
 
 
-@contextmanager
-def only_cached() -> Iterator[None]:
-    """Within this block (on this thread or task), a model that would compute raises
-    ``ModelNeeded`` instead: work whose every score is cached can then run on the event loop,
-    with no thread hop, and nothing is ever computed there."""
-    token = _CACHED_ONLY.set(True)
-    try:
-        yield
-    finally:
-        _CACHED_ONLY.reset(token)
-
-
 def try_cached(work: Callable[[], T]) -> T:
-    """``work()`` as ``only_cached`` runs it (the hot path's form: no context manager)."""
+    """``work()`` with cached results only: a model that would compute raises
+    ``ModelNeeded`` instead, so work whose every score is cached can run on the event loop,
+    with no thread hop, and nothing is ever computed there."""
     token = _CACHED_ONLY.set(True)
     try:
         return work()
@@ -85,6 +74,6 @@ def cached_only() -> bool:
 
 
 def need_model() -> None:
-    """Say a model must compute now: raises ``ModelNeeded`` inside ``only_cached``."""
+    """Say a model must compute now: raises ``ModelNeeded`` inside ``try_cached``."""
     if _CACHED_ONLY.get():
         raise ModelNeeded

@@ -179,7 +179,7 @@ class DetectorPool:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        need_model()  # on the event loop (only_cached): the caller goes to a thread instead
+        need_model()  # on the event loop (try_cached): the caller goes to a thread instead
         future = self._submit(key, model, text, spec)
         try:
             return future.result(timeout=budget_s)

@@ -21,18 +21,19 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.clock import now
-from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
+from gateway.errors import GatewayError, UpstreamError
 from gateway.pipeline.assemble import StreamAssembler
 from gateway.pipeline.context import ExchangeRecord
 from gateway.pipeline.needs import PipelineNeeds
 from gateway.pipeline.output import Blocked, OutputStage
 from gateway.pipeline.stages.record import finish
 from gateway.pipeline.stages.respond import upstream_filtered
+from gateway.pipeline.stream_events import error_frame, first_event, frame, scrubbed
 from gateway.policy.compiled import CompiledRule
 from gateway.records.status import Status
-from gateway.upstream.client import UpstreamClient, mapped_errors
+from gateway.upstream.client import mapped_errors
 from gateway.upstream.router import Route
-from gateway.upstream.sse import Event, events, parse_event
+from gateway.upstream.sse import Event, events
 
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -41,14 +42,6 @@ _HEADERS = [
 ]
 _DONE = b"data: [DONE]\n\n"
 T = TypeVar("T")
-
-
-def _frame(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload).encode() + b"\n\n"
-
-
-def error_frame(exc: GatewayError) -> bytes:
-    return b"data: " + exc.body_bytes() + b"\n\n"
 
 
 async def open_stream(
@@ -73,9 +66,9 @@ async def open_stream(
     response = await services.upstream.open(
         route, "/chat/completions", json.dumps(upstream_body).encode(), log.id, stream=True
     )
-    frames = _scrubbed(events(response.aiter_bytes()), services.upstream)
+    frames = scrubbed(events(response.aiter_bytes()), services.upstream)
     try:
-        first = await _first_event(route, frames)
+        first = await first_event(route, frames)
     except BaseException:
         with anyio.CancelScope(shield=True):
             await response.aclose()
@@ -93,38 +86,6 @@ async def open_stream(
         choices=body.get("n") or 1,
         heavy=heavy,
     )
-
-
-async def _scrubbed(frames: AsyncIterator[Event], upstream: UpstreamClient) -> AsyncIterator[Event]:
-    """The backend's key never comes back, even inside an error frame of a 200 stream."""
-    async for event in frames:
-        if upstream.holds_secret(event.raw):
-            event = parse_event(upstream.scrub(event.raw).removesuffix(b"\n\n"))
-        yield event
-
-
-async def _first_event(route: Route, frames: AsyncIterator[Event]) -> Event:
-    timeout = route.backend.timeouts.first_byte
-    try:
-        with mapped_errors(route):
-            async with asyncio.timeout(timeout):
-                first = await anext(frames)
-    except TimeoutError as exc:
-        raise UpstreamTimeout(
-            f"Backend '{route.backend_name}' sent nothing within {timeout:g} s."
-        ) from exc
-    except StopAsyncIteration as exc:
-        raise UpstreamError(f"Backend '{route.backend_name}' ended the stream at once.") from exc
-    error = _error_in(first)
-    if error is not None:
-        raise UpstreamError(f"Backend '{route.backend_name}' failed: {error}")
-    return first
-
-
-def _error_in(event: Event) -> str | None:
-    if event.event == "error" or (event.data and event.data.startswith('{"error"')):
-        return (event.data or "error event")[:500]
-    return None
 
 
 class ProxyStream(Response):
@@ -194,7 +155,7 @@ class ProxyStream(Response):
     async def _pump(self, send: Send) -> None:
         event: Event | None = self._first
         while event is not None:
-            frame = await self._frame(event)
+            frame = await self.frame(event)
             if frame:
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
                 if self._log.first_byte_at is None:
@@ -221,7 +182,7 @@ class ProxyStream(Response):
             self._end(status, exc.code or exc.type, exc.message)
             return Event(raw=error_frame(exc), data=None)
 
-    async def _frame(self, event: Event) -> bytes:
+    async def frame(self, event: Event) -> bytes:
         """The bytes to forward for one upstream event (possibly none)."""
         if event.done:
             try:
@@ -252,7 +213,7 @@ class ProxyStream(Response):
             return await self._output_frame(chunk)
         if not changed:
             return event.raw
-        return _frame(chunk) if chunk.get("choices") or chunk.get("usage") else b""
+        return frame(chunk) if chunk.get("choices") or chunk.get("usage") else b""
 
     async def _off_loop(self, work: Callable[[], T], *, models: bool = True) -> T:
         """The output stage's work: in the detector pool when it may run a model, else here."""
@@ -281,8 +242,8 @@ class ProxyStream(Response):
         if self._refused and len(self._refused) >= self._choices:
             # Every choice was refused: nothing more of the backend's will be sent, so stop it.
             self._settle()
-            return _frame(chunk) + _DONE
-        return _frame(chunk) if chunk.get("choices") or chunk.get("usage") else b""
+            return frame(chunk) + _DONE
+        return frame(chunk) if chunk.get("choices") or chunk.get("usage") else b""
 
     def _strip(self, chunk: dict[str, Any]) -> bool:
         """Usage the gateway asked for on the client's behalf does not reach the client."""
@@ -353,7 +314,7 @@ class ProxyStream(Response):
                 choices.append(
                     {"index": i, "delta": delta, "logprobs": None, "finish_reason": None}
                 )
-        return _frame(self._chunk(choices)) if choices else b""
+        return frame(self._chunk(choices)) if choices else b""
 
     def _block(self, rule: CompiledRule) -> bytes:
         """A block that errs, mid-stream: content_filter on every choice left, then [DONE]."""
@@ -365,7 +326,7 @@ class ProxyStream(Response):
             {"index": i, "delta": {}, "logprobs": None, "finish_reason": "content_filter"}
             for i in indices
         ]
-        return _frame(self._chunk(choices)) + _DONE
+        return frame(self._chunk(choices)) + _DONE
 
     def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         head = self._assembler.head

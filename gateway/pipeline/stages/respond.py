@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from gateway.pipeline.stream_events import frame
 from gateway.policy.decision import Decision
 
 
@@ -62,10 +63,6 @@ def refusal_completion(model: str, text: str, n: int) -> dict[str, Any]:
     }
 
 
-def _frame(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload).encode() + b"\n\n"
-
-
 def refusal_stream(completion: dict[str, Any], include_usage: bool) -> bytes:
     """The same refusal as a complete event stream: role, content, content_filter, [DONE]."""
     head = {k: completion[k] for k in ("id", "created", "model")}
@@ -79,7 +76,7 @@ def refusal_stream(completion: dict[str, Any], include_usage: bool) -> bytes:
             ({}, "content_filter"),
         ):
             frames.append(
-                _frame(
+                frame(
                     {
                         **head,
                         "choices": [
@@ -94,7 +91,7 @@ def refusal_stream(completion: dict[str, Any], include_usage: bool) -> bytes:
                 )
             )
     if include_usage:
-        frames.append(_frame({**head, "choices": [], "usage": completion["usage"]}))
+        frames.append(frame({**head, "choices": [], "usage": completion["usage"]}))
     return b"".join(frames) + b"data: [DONE]\n\n"
 
 
