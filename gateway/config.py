@@ -92,9 +92,57 @@ class BackendConfig(_Strict):
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
 
-class ModelAlias(_Strict):
+class AliasTarget(_Strict):
+    """One backend an alias can be served by, and that backend's own model id."""
+
     backend: str
     model: str = Field(min_length=1, description="the backend's own model id")
+    weight: float = Field(1.0, gt=0, description="its share of traffic under `weighted`")
+
+
+class ModelAlias(_Strict):
+    """A name clients call. One backend (``backend`` and ``model``), or several (``backends``)
+    tried in ``strategy`` order; when all fail, the ``fallback`` aliases (only those the
+    caller's policy allows), each recorded as such."""
+
+    backend: str | None = None
+    model: str | None = Field(None, min_length=1, description="the backend's own model id")
+    backends: list[AliasTarget] = Field(default_factory=list)
+    strategy: Literal["priority", "weighted"] = Field(
+        "priority", description="priority: in the order given; weighted: by weight, at random"
+    )
+    fallback: list[str] = Field(
+        default_factory=list, description="other aliases to try when every backend failed"
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ModelAlias:
+        single = self.backend is not None or self.model is not None
+        if single and self.backends:
+            raise ValueError("give either backend and model, or backends, not both")
+        if not self.backends and (self.backend is None or self.model is None):
+            raise ValueError("an alias needs backend and model, or a list of backends")
+        return self
+
+    def targets(self) -> list[AliasTarget]:
+        """Every backend of the alias, in the order given."""
+        if self.backends:
+            return list(self.backends)
+        assert self.backend is not None  # _one_form
+        assert self.model is not None
+        return [AliasTarget(backend=self.backend, model=self.model)]
+
+
+class Price(_Strict):
+    """What an alias costs, in the operator's currency, per million tokens."""
+
+    input_per_million: float = Field(0.0, ge=0)
+    output_per_million: float = Field(0.0, ge=0)
+
+
+class PricingConfig(_Strict):
+    currency: str = Field("USD", min_length=1, max_length=8)
+    models: dict[str, Price] = Field(default_factory=dict, description="alias -> its price")
 
 
 class RecordingConfig(_Strict):
@@ -102,10 +150,31 @@ class RecordingConfig(_Strict):
     max_queue: int = Field(100_000, ge=1, description="beyond this, records spill to disk")
     retries: int = Field(3, ge=0)
     spill_dir: Path = Path("data/spill")
+    fsync_seconds: float = Field(
+        0.2,
+        gt=0,
+        le=60,
+        description="how often the spool is fsync'd: what a SIGKILL can lose while the "
+        "database is down",
+    )
+    replay_seconds: float = Field(
+        5.0, gt=0, description="how often a spool is replayed into the database once it is back"
+    )
+    on_spool_failure: Literal["refuse", "serve"] = Field(
+        "refuse",
+        description="when neither the database nor the spool can take records: refuse new "
+        "traffic (503), or serve unrecorded (recorded in the log and counted)",
+    )
 
 
 class AuthConfig(_Strict):
     cache_seconds: float = Field(5.0, ge=0, description="how long a key lookup is trusted")
+    stale_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="while the database is unreachable, a key looked up within this long "
+        "keeps serving: the bound on how late a revocation takes effect during an outage",
+    )
 
 
 class ReviewPageConfig(_Strict):
@@ -127,11 +196,74 @@ class DatabaseConfig(_Strict):
     max_overflow: int = Field(
         10, ge=0, le=1000, description="connections opened beyond pool_size under load"
     )
+    connect_timeout: float = Field(5.0, gt=0, description="seconds to open a connection")
+    statement_timeout: float = Field(
+        5.0, gt=0, description="seconds one statement may run (the recorder's batches too)"
+    )
+
+
+class RetryConfig(_Strict):
+    """Retries before the first byte reached the client, never after."""
+
+    attempts: int = Field(3, ge=1, le=10, description="tries per request, the first included")
+    backoff_base: float = Field(0.1, ge=0, description="seconds; doubled each try, full jitter")
+    backoff_max: float = Field(2.0, ge=0)
+    max_retry_after: float = Field(
+        10.0, ge=0, description="a backend's Retry-After up to this is honoured; longer: no retry"
+    )
+    budget_ratio: float = Field(
+        0.2, ge=0, le=1, description="retries in flight, as a share of active requests"
+    )
+    budget_min: int = Field(3, ge=0, description="retries always allowed in flight")
+
+
+class HealthConfig(_Strict):
+    """Passive health: a backend that keeps failing is ejected, for longer each time."""
+
+    failures: int = Field(5, ge=1, description="consecutive failures that eject a backend")
+    ejection_seconds: float = Field(5.0, gt=0, description="the first ejection; doubled after")
+    max_ejection_seconds: float = Field(300.0, gt=0)
 
 
 class UpstreamConfig(_Strict):
     transport: Literal["aiohttp", "httpx"] = "aiohttp"
     max_connections: int = Field(512, ge=1)
+    keepalive_seconds: float = Field(
+        4.0,
+        gt=0,
+        description="how long an idle pooled connection is reused: keep it below the "
+        "backends' own keep-alive (uvicorn's default is 5 s)",
+    )
+    retry: RetryConfig = RetryConfig()
+    health: HealthConfig = HealthConfig()
+
+
+class LimitsConfig(_Strict):
+    """Where rate-limit and budget counters live."""
+
+    redis_url: str | None = Field(
+        None,
+        description="counters every replica shares; unset: in this process. "
+        "env GATEWAY_REDIS_URL",
+    )
+    on_unavailable: Literal["fail_closed", "local"] = Field(
+        "local",
+        description="while Redis is unreachable: refuse limited requests (503), or count in "
+        "this process; either way recorded and counted",
+    )
+    timeout: float = Field(0.25, gt=0, description="seconds one Redis call may take")
+
+
+class ServerConfig(_Strict):
+    """The HTTP server's own bounds on slow or stuck clients, and its shutdown."""
+
+    header_timeout: float = Field(
+        10.0, gt=0, description="seconds a client has to send its request line and headers"
+    )
+    body_timeout: float = Field(30.0, gt=0, description="seconds a client has to send its body")
+    shutdown_grace: float = Field(
+        30.0, ge=0, description="on SIGTERM: seconds in-flight requests and streams may finish"
+    )
 
 
 class TelemetryConfig(_Strict):
@@ -161,6 +293,9 @@ class GatewayConfig(_Strict):
     database: DatabaseConfig = DatabaseConfig()
     admin_token_env: str = "GATEWAY_ADMIN_TOKEN"  # noqa: S105 (a variable name, not a secret)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(
+        100, ge=8, le=1000, description="how deeply a request body's JSON may nest"
+    )
     policies_dir: Path = Field(
         Path("policies"),
         description="one YAML file per deployment context; while the folder is "
@@ -172,6 +307,9 @@ class GatewayConfig(_Strict):
     models: dict[str, ModelAlias]
     upstream: UpstreamConfig = UpstreamConfig()
     recording: RecordingConfig = RecordingConfig()
+    limits: LimitsConfig = LimitsConfig()
+    pricing: PricingConfig = PricingConfig()
+    server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
     review: ReviewConfig = ReviewConfig()
     review_page: ReviewPageConfig = ReviewPageConfig()
@@ -180,12 +318,19 @@ class GatewayConfig(_Strict):
 
     @model_validator(mode="after")
     def _aliases_name_backends(self) -> GatewayConfig:
-        for alias, target in self.models.items():
-            if target.backend not in self.backends:
-                known = ", ".join(sorted(self.backends)) or "none"
-                raise ValueError(
-                    f"model alias {alias!r} names backend {target.backend!r}; known: {known}"
-                )
+        known = ", ".join(sorted(self.backends)) or "none"
+        for alias, entry in self.models.items():
+            for target in entry.targets():
+                if target.backend not in self.backends:
+                    raise ValueError(
+                        f"model alias {alias!r} names backend {target.backend!r}; known: {known}"
+                    )
+            for other in entry.fallback:
+                if other not in self.models or other == alias:
+                    raise ValueError(f"model alias {alias!r} falls back to unknown {other!r}")
+        for alias in self.pricing.models:
+            if alias not in self.models:
+                raise ValueError(f"pricing names model alias {alias!r}, which is not configured")
         return self
 
     def admin_token(self) -> SecretStr | None:
@@ -200,6 +345,7 @@ class EnvSettings(BaseSettings):
 
     config: Path | None = None
     database_url: str | None = None
+    redis_url: str | None = None
     detector_workers: int | None = Field(None, ge=1, le=256)
 
 
@@ -240,6 +386,9 @@ def load_config(path: Path | None = None) -> GatewayConfig:
     config = _read_file(source) if source else default_config()
     if env.database_url:
         config = config.model_copy(update={"database_url": env.database_url})
+    if env.redis_url:
+        limits = config.limits.model_copy(update={"redis_url": env.redis_url})
+        config = config.model_copy(update={"limits": limits})
     if env.detector_workers:
         detectors = config.detectors.model_copy(update={"workers": env.detector_workers})
         config = config.model_copy(update={"detectors": detectors})

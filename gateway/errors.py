@@ -9,7 +9,12 @@
      ├── UpstreamTimeout         504
      ├── UpstreamPassthrough     the upstream's own 4xx, body passed through
      ├── ServiceUnavailable      503 (the gateway's own database is unreachable)
+     ├── RateLimited             429 a window is full (retry after it) or a budget is spent
+     ├── RequestTimeout          408 the client was too slow sending its request
      └── ClientGone              499, recorded only: the client left before its answer
+
+``message`` is what the client is told; ``detail`` (when set) is what the record and the log
+keep besides: a backend's address, a library's own words, which never go to the client.
 
 Every error says whether retrying can help: the OpenAI SDKs retry 408/409/429/5xx unless
 ``x-should-retry: false`` is present, so a 4xx that will never succeed says so explicitly.
@@ -41,6 +46,13 @@ class GatewayError(Exception):
             self.code = code
         self.param = param
         self.extra_headers = dict(headers or {})
+        #: for the record and the log only, never the client (see the module docstring)
+        self.detail: str | None = None
+
+    @property
+    def recorded(self) -> str:
+        """What the exchange record says about the error: the message and its detail."""
+        return f"{self.message} ({self.detail})" if self.detail else self.message
 
     def body(self) -> dict[str, Any]:
         return {
@@ -118,6 +130,34 @@ class ServiceUnavailable(GatewayError):
     code = "service_unavailable"
 
 
+class RateLimited(GatewayError):
+    """A limit's window is full (retryable: ``retry-after`` says when), or a budget is spent
+    until its window ends (``retryable=False``: the SDKs must not retry)."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        retryable: bool = True,
+    ) -> None:
+        super().__init__(message, code=code, headers=headers)
+        self.retryable = retryable
+
+
+class RequestTimeout(GatewayError):
+    """The client did not send its request (headers or body) in time."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class ClientGone(GatewayError):
     """The client disconnected before its answer was ready (never rendered: nobody listens)."""
 
@@ -172,6 +212,8 @@ class PolicyViolation(GatewayError):
 
 
 class PolicyUnavailable(ServiceUnavailable):
-    """The context has no policy that can serve, or a check failed closed."""
+    """The context has no policy that can serve, or a check failed closed: the same request
+    would meet the same policy, so a retry cannot help."""
 
     code = "policy_unavailable"
+    retryable = False

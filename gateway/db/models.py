@@ -24,6 +24,8 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: the key's own rate limits and budgets (``gateway.policy.schema.RateLimits``), if any
+    limits: Mapped[Any] = mapped_column(JSONDocument, nullable=True)
 
 
 class Exchange(Base):
@@ -33,6 +35,7 @@ class Exchange(Base):
     __table_args__ = (
         Index("ix_exchanges_context_received_at", "context", "received_at"),
         Index("ix_exchanges_status_received_at", "status", "received_at"),
+        Index("ix_exchanges_key_received_at", "key_id", "received_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -63,6 +66,11 @@ class Exchange(Base):
     decision_id: Mapped[str | None] = mapped_column(String(40))
     policy_revision: Mapped[str | None] = mapped_column(String(64))
     decision: Mapped[Any] = mapped_column(JSONDocument, nullable=True)
+    #: every upstream attempt: backend, status, timing, why it stopped (a list of objects)
+    attempts: Mapped[Any] = mapped_column(JSONDocument, nullable=True)
+    #: what the exchange cost, in ``currency``, from the price table of its alias
+    cost: Mapped[float | None] = mapped_column(Float)
+    currency: Mapped[str | None] = mapped_column(String(8))
 
 
 class PolicyRevision(Base):

@@ -10,6 +10,7 @@ path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -63,6 +64,13 @@ class ExchangeRecord:
     reviews: list[ReviewRoute] = field(default_factory=list)
     #: why a review made this exchange, when it did (an alternative answer for an item)
     made_for: str | None = None
+    #: every upstream attempt (backend, status, timing, why it stopped), in order
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    #: what the exchange cost and in which currency (None: no price for its alias)
+    cost: float | None = None
+    currency: str | None = None
+    #: called once, as the exchange ends, before it is recorded (a limit's settlement)
+    on_finish: list[Callable[[ExchangeRecord], None]] = field(default_factory=list)
 
     @property
     def decision(self) -> Decision | None:
@@ -187,4 +195,7 @@ _COLUMNS = (
     "total_tokens",
     "request_body",
     "response_body",
+    "attempts",
+    "cost",
+    "currency",
 )

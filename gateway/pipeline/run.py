@@ -30,7 +30,7 @@ from gateway.pipeline.stages.inputs import Admission, admit, admit_embeddings, f
 from gateway.pipeline.stages.record import failed, finish
 from gateway.pipeline.stages.respond import decision_headers, refusal_response, upstream_filtered
 from gateway.pipeline.stages.route import route
-from gateway.pipeline.stream import open_stream
+from gateway.pipeline.stream_open import open_stream
 from gateway.policy.actions import Action, Stage
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
@@ -98,6 +98,8 @@ class Pipeline:
             return await unless_client_leaves(request, lambda: handler(record, ctx, body))
         except GatewayError as exc:
             failed(record, exc)
+            # an error the policy had a say in carries its decision, as every answer does
+            exc.extra_headers.update(decision_headers(record.decision))
             finish(recorder, record)
             raise
         except asyncio.CancelledError:

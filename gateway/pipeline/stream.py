@@ -28,12 +28,12 @@ from gateway.pipeline.needs import PipelineNeeds
 from gateway.pipeline.output import Blocked, OutputStage
 from gateway.pipeline.stages.record import finish
 from gateway.pipeline.stages.respond import upstream_filtered
-from gateway.pipeline.stream_events import error_frame, first_event, frame, scrubbed
+from gateway.pipeline.stream_events import error_frame, frame
 from gateway.policy.compiled import CompiledRule
 from gateway.records.status import Status
 from gateway.upstream.client import mapped_errors
 from gateway.upstream.router import Route
-from gateway.upstream.sse import Event, events
+from gateway.upstream.sse import Event
 
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -42,50 +42,6 @@ _HEADERS = [
 ]
 _DONE = b"data: [DONE]\n\n"
 T = TypeVar("T")
-
-
-async def open_stream(
-    services: PipelineNeeds,
-    route: Route,
-    log: ExchangeRecord,
-    body: dict[str, Any],
-    *,
-    inject_usage: bool,
-    output: OutputStage | None = None,
-    headers: dict[str, str] | None = None,
-    heavy: bool = False,
-) -> ProxyStream:
-    upstream_body = {**body, "model": route.upstream_model}
-    inject = inject_usage and route.backend.stream_usage
-    if inject:
-        upstream_body["stream_options"] = {
-            **(body.get("stream_options") or {}),
-            "include_usage": True,
-        }
-    log.upstream_started_at = now()
-    response = await services.upstream.open(
-        route, "/chat/completions", json.dumps(upstream_body).encode(), log.id, stream=True
-    )
-    frames = scrubbed(events(response.aiter_bytes()), services.upstream)
-    try:
-        first = await first_event(route, frames)
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await response.aclose()
-        raise
-    return ProxyStream(
-        services,
-        route,
-        log,
-        response,
-        frames,
-        first,
-        strip_usage=inject,
-        output=output if output is not None and output.active else None,
-        headers=headers or {},
-        choices=body.get("n") or 1,
-        heavy=heavy,
-    )
 
 
 class ProxyStream(Response):

@@ -21,7 +21,8 @@ class Route:
 class ModelRouter:
     def __init__(self, config: GatewayConfig, base_urls: dict[str, str]) -> None:
         self._routes: dict[str, Route] = {}
-        for alias, target in config.models.items():
+        for alias, entry in config.models.items():
+            target = entry.targets()[0]
             backend = config.backends[target.backend]
             self._routes[alias] = Route(
                 alias=alias,

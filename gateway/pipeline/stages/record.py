@@ -32,7 +32,7 @@ def outcome_of(exc: GatewayError) -> Status:
 
 
 def failed(record: ExchangeRecord, exc: GatewayError) -> None:
-    record.fail(outcome_of(exc), exc.status, exc.code or exc.type, exc.message)
+    record.fail(outcome_of(exc), exc.status, exc.code or exc.type, exc.recorded)
     if record.response_body is None:
         record.response_body = exc.body()
 
@@ -40,5 +40,8 @@ def failed(record: ExchangeRecord, exc: GatewayError) -> None:
 def finish(recorder: ExchangeRecorder, record: ExchangeRecord) -> None:
     """The exchange has ended: route it to review, hand it to the recorder."""
     record.ended_at = record.ended_at or now()
+    hooks, record.on_finish = record.on_finish, []
+    for hook in hooks:
+        hook(record)
     route_to_review(record, recorder.rng)
     recorder.submit(record)
