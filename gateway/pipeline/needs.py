@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from gateway.auth.authenticator import Authenticator
+from gateway.config import GatewayConfig
 from gateway.detectors.pool import DetectorPool
 from gateway.policy.store import PolicyStore
 from gateway.records.recorder import ExchangeRecorder
@@ -14,6 +15,9 @@ from gateway.upstream.router import ModelRouter
 
 
 class PipelineNeeds(Protocol):
+    @property
+    def config(self) -> GatewayConfig: ...
+
     @property
     def authenticator(self) -> Authenticator: ...
 

@@ -93,7 +93,7 @@ class Pipeline:
                 self.s.authenticator, request.headers.get("authorization")
             )
             ctx = snapshot(self.s.policies, principal, record)
-            body = await read_json(request)
+            body = await read_json(request, max_depth=self.s.config.max_json_depth)
             record.request_body = body
             return await unless_client_leaves(request, lambda: handler(record, ctx, body))
         except GatewayError as exc:
