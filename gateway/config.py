@@ -252,6 +252,12 @@ class LimitsConfig(_Strict):
         "this process; either way recorded and counted",
     )
     timeout: float = Field(0.25, gt=0, description="seconds one Redis call may take")
+    key_prefix: str = Field(
+        "situate:limits",
+        min_length=1,
+        max_length=64,
+        description="names of the counters in Redis (replicas that share limits share it)",
+    )
 
 
 class ServerConfig(_Strict):
