@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 
 from gateway.db.models import ApiKey
 from gateway.db.session import Sessions
+from gateway.policy.schema import RateLimits
 
 KEY_PREFIX = "sk-gw-"
 
@@ -23,6 +24,8 @@ class Principal:
     key_id: str
     context: str
     name: str
+    #: the key's own rate limits and budgets (None: only the context's apply)
+    limits: RateLimits | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +65,19 @@ def key_summary(key: ApiKey, now: datetime) -> dict[str, object]:
         "expires_at": key.expires_at.isoformat() if key.expires_at else None,
         "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
         "state": state,
+        "limits": key.limits or None,
     }
+
+
+def stored_limits(limits: RateLimits | None) -> dict[str, object] | None:
+    """What ``api_keys.limits`` holds: the limits that are set, or NULL for none."""
+    if limits is None or limits.empty:
+        return None
+    return limits.model_dump(exclude_none=True)
+
+
+def read_limits(stored: object) -> RateLimits | None:
+    return RateLimits.model_validate(stored) if isinstance(stored, dict) and stored else None
 
 
 class KeyService:
@@ -71,7 +86,13 @@ class KeyService:
     def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
 
-    async def create(self, context: str, name: str, expires_in_days: int | None = None) -> NewKey:
+    async def create(
+        self,
+        context: str,
+        name: str,
+        expires_in_days: int | None = None,
+        limits: RateLimits | None = None,
+    ) -> NewKey:
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         now = datetime.now(UTC)
         expires = now + timedelta(days=expires_in_days) if expires_in_days else None
@@ -83,6 +104,7 @@ class KeyService:
             name=name,
             created_at=now,
             expires_at=expires,
+            limits=stored_limits(limits),
         )
         async with self._sessions.begin() as session:
             session.add(row)
@@ -102,6 +124,14 @@ class KeyService:
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    async def set_limits(self, key_id: str, limits: RateLimits | None) -> bool:
+        """Replace a key's own limits (None or all unset: none); False for no such key."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(ApiKey).where(ApiKey.id == key_id).values(limits=stored_limits(limits))
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
     async def find(self, secret: str) -> Principal | None:
         """The principal for a usable key, or None (unknown, revoked or expired)."""
         wanted = digest(secret)
@@ -113,4 +143,4 @@ class KeyService:
             return None
         if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
             return None
-        return Principal(row.id, row.context, row.name)
+        return Principal(row.id, row.context, row.name, read_limits(row.limits))

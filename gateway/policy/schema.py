@@ -49,7 +49,34 @@ class Models(_Strict):
         return self
 
 
+class RateLimits(_Strict):
+    """Rate limits and budgets: a context's (``limits.rate`` in its policy file) and a key's
+    own (``api_keys.limits``) are the same shape, and a request must pass both. Unset: no
+    limit. Windows are fixed (the UTC minute, day and month); ``docs/limits.md``."""
+
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(
+        None, ge=1, description="estimated on admission (input + max_tokens), settled from usage"
+    )
+    tokens_per_day: int | None = Field(
+        None, ge=1, description="a budget: refused until the UTC day ends"
+    )
+    concurrent_streams: int | None = Field(None, ge=1, description="streams open at once")
+    spend_per_day: float | None = Field(
+        None, gt=0, description="in the operator's currency (config: pricing)"
+    )
+    spend_per_month: float | None = Field(None, gt=0)
+
+    @property
+    def empty(self) -> bool:
+        return all(value is None for value in self.model_dump().values())
+
+
 class Limits(_Strict):
+    rate: RateLimits = Field(
+        default_factory=RateLimits,
+        description="requests, tokens, streams and spend per window (shared by every replica)",
+    )
     max_input_tokens: int | None = Field(None, ge=1, description="estimated from the text")
     max_output_tokens: int | None = Field(None, ge=1)
     on_max_tokens: Literal["clamp", "reject"] = Field(

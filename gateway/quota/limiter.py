@@ -1,0 +1,276 @@
+"""The limiter: admits a request against its context's and its key's limits, settles what the
+exchange really used, and says how full the tightest window is.
+
+Counters live in Redis when ``limits.redis_url`` is set (shared exactly by every replica), else
+in this process. While Redis cannot be reached, ``limits.on_unavailable`` applies: refuse the
+limited requests (503), or count in this process; either way it is counted here (``/readyz``)
+and said on the exchange. After a failure Redis is tried again a second later, not on every
+request, so an outage costs each request no timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from gateway.config import LimitsConfig, PricingConfig
+from gateway.errors import RateLimited, ServiceUnavailable
+from gateway.quota.checks import (
+    MICROS,
+    SPEND_LIMITS,
+    TOKEN_LIMITS,
+    Check,
+    Kind,
+    Limit,
+    Scope,
+    checks_for,
+    reset_text,
+)
+from gateway.quota.counters import Adjustment, Counted, Counters, LocalCounters, RedisCounters
+
+log = logging.getLogger("gateway.quota")
+
+RETRY_REDIS_SECONDS = 1.0
+
+
+@dataclass(slots=True)
+class QuotaStats:
+    admitted: int = 0
+    refused: int = 0
+    #: Redis calls that failed or timed out
+    store_failures: int = 0
+    #: requests counted in this process because Redis was unreachable (mode ``local``)
+    counted_locally: int = 0
+    #: requests refused because Redis was unreachable (mode ``fail_closed``)
+    refused_unavailable: int = 0
+    last_error: str | None = None
+
+
+@dataclass(slots=True)
+class Ticket:
+    """An admitted request: what it reserved, where, to settle as the exchange ends."""
+
+    counters: Counters
+    checks: list[Check]
+    estimate: int
+    member: str
+    headers: dict[str, str]
+    #: why the request was counted in this process, when Redis could not be reached
+    fallback: str | None = None
+    settled: bool = field(default=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    check: Check
+    used: int
+    error: RateLimited
+
+
+class Limiter:
+    def __init__(self, config: LimitsConfig, pricing: PricingConfig) -> None:
+        self.config = config
+        self.pricing = pricing
+        self.stats = QuotaStats()
+        self.local = LocalCounters()
+        self.redis: Redis | None = None
+        self._shared: RedisCounters | None = None
+        if config.redis_url:
+            self.redis = Redis.from_url(
+                config.redis_url,
+                socket_timeout=config.timeout,
+                socket_connect_timeout=config.timeout,
+            )
+            self._shared = RedisCounters(self.redis)
+        self._down_until = 0.0
+        self._pending: set[asyncio.Task[None]] = set()
+
+    @property
+    def store(self) -> str:
+        return "redis" if self._shared is not None else "process"
+
+    async def admit(self, scopes: list[Scope], estimate: int, *, stream: bool, member: str) -> (
+        Ticket | Refusal | None
+    ):
+        """Count a request against every limit of its scopes; None when none is set."""
+        now = time.time()
+        checks = checks_for(scopes, self.config.key_prefix, estimate, stream, now)
+        if not checks:
+            return None
+        counters: Counters = self.local
+        fallback: str | None = None
+        counted: Counted | None = None
+        if self._shared is not None:
+            counted, fallback = await self._admit_shared(checks, member)
+        if counted is None:
+            counted = self.local.admit_now(checks, member, now)
+        else:
+            counters = self._shared or self.local
+        if counted.refused is not None:
+            self.stats.refused += 1
+            check = checks[counted.refused]
+            return Refusal(check, counted.used[-1], _refusal(check, counted.used, checks, now))
+        self.stats.admitted += 1
+        headers = _headers(checks, counted.used, now)
+        return Ticket(counters, checks, estimate, member, headers, fallback)
+
+    async def _admit_shared(
+        self, checks: list[Check], member: str
+    ) -> tuple[Counted | None, str | None]:
+        """Redis's answer, or (None, why) when it cannot be had and ``local`` mode applies."""
+        assert self._shared is not None
+        why = "Redis was unreachable a moment ago"
+        if time.monotonic() >= self._down_until:
+            try:
+                return await self._bounded(self._shared.admit(checks, member)), None
+            except (RedisError, OSError, TimeoutError) as exc:
+                why = self._failed(exc)
+        if self.config.on_unavailable == "fail_closed":
+            self.stats.refused_unavailable += 1
+            error = ServiceUnavailable(
+                "The gateway cannot check its rate limits just now; try again shortly.",
+                code="limits_unavailable",
+                headers={"retry-after": "1"},
+            )
+            error.detail = why
+            raise error
+        self.stats.counted_locally += 1
+        return None, f"counted in this process: {why}"
+
+    async def _bounded(self, work: Awaitable[Any]) -> Any:
+        return await asyncio.wait_for(work, self.config.timeout)
+
+    def _failed(self, exc: BaseException) -> str:
+        why = f"{type(exc).__name__}: {exc}"[:300] if str(exc) else type(exc).__name__
+        self.stats.store_failures += 1
+        self.stats.last_error = why
+        self._down_until = time.monotonic() + RETRY_REDIS_SECONDS
+        log.warning("the rate-limit store failed: %s", why)
+        return why
+
+    def price(self, alias: str, prompt: int, completion: int) -> tuple[float, str] | None:
+        table = self.pricing.models.get(alias)
+        if table is None:
+            return None
+        cost = (prompt * table.input_per_million + completion * table.output_per_million) / 1e6
+        return cost, self.pricing.currency
+
+    def settle(self, ticket: Ticket, tokens: int, cost: float | None) -> None:
+        """Charge what the exchange used (its tokens, its cost) and free its stream's slot,
+        off the request path; once per ticket."""
+        if ticket.settled:
+            return
+        ticket.settled = True
+        now = time.time()
+        adjustments: list[Adjustment] = []
+        slots: list[str] = []
+        for check in ticket.checks:
+            if check.kind == Kind.SLOTS:
+                slots.append(check.key)
+            elif check.limit in TOKEN_LIMITS and tokens != ticket.estimate:
+                delta = tokens - ticket.estimate
+                adjustments.append(Adjustment(check.key, delta, check.ttl_ms(now)))
+            elif check.limit in SPEND_LIMITS and cost:
+                delta = round(cost * MICROS)
+                adjustments.append(Adjustment(check.key, delta, check.ttl_ms(now)))
+        if adjustments or slots:
+            task = asyncio.get_running_loop().create_task(
+                self._settle(ticket.counters, adjustments, slots, ticket.member)
+            )
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _settle(
+        self, counters: Counters, adjustments: list[Adjustment], slots: list[str], member: str
+    ) -> None:
+        try:
+            await self._bounded(counters.settle(adjustments))
+            for key in slots:
+                await self._bounded(counters.release(key, member))
+        except (RedisError, OSError, TimeoutError) as exc:
+            # what was reserved stays counted (a slot expires on its own): over-counting, never
+            # under-counting, while the store is away
+            self._failed(exc)
+
+    async def drain(self) -> None:
+        """Wait for the settlements under way (at shutdown)."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.drain()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    def status(self) -> dict[str, Any]:
+        """For ``/readyz``: not ready only while fail_closed refuses for want of Redis."""
+        down = self._shared is not None and time.monotonic() < self._down_until
+        return {
+            "ok": not (down and self.config.on_unavailable == "fail_closed"),
+            "store": self.store,
+            "reachable": None if self._shared is None else not down,
+            "on_unavailable": self.config.on_unavailable,
+            "admitted": self.stats.admitted,
+            "refused": self.stats.refused,
+            "store_failures": self.stats.store_failures,
+            "counted_locally": self.stats.counted_locally,
+            "refused_unavailable": self.stats.refused_unavailable,
+            "last_error": self.stats.last_error,
+        }
+
+
+def _refusal(check: Check, used: list[int], checks: list[Check], now: float) -> RateLimited:
+    wait = 1 if check.kind == Kind.SLOTS else max(1, math.ceil(check.expires_at - now))
+    headers = _headers(checks[: len(used)], used, now, refused=True)
+    headers["retry-after"] = str(wait)
+    who = "this deployment context" if check.scope == "context" else "this API key"
+    if check.budget:
+        what = "spend" if check.limit in SPEND_LIMITS else "tokens"
+        period = "day" if check.limit != Limit.SPEND_PER_MONTH else "month"
+        return RateLimited(
+            f"The {what} budget per {period} of {who} is spent; it renews in {reset_text(wait)}.",
+            code="budget_exceeded",
+            headers=headers,
+            retryable=False,
+        )
+    message = {
+        Limit.REQUESTS_PER_MINUTE: f"{check.maximum} requests per minute",
+        Limit.TOKENS_PER_MINUTE: f"{check.maximum} tokens per minute",
+        Limit.CONCURRENT_STREAMS: f"{check.maximum} concurrent streams",
+    }[check.limit]
+    return RateLimited(
+        f"Rate limit of {who} reached ({message}); try again in {reset_text(wait)}.",
+        code="rate_limit_exceeded",
+        headers=headers,
+    )
+
+
+def _headers(
+    checks: list[Check], used: list[int], now: float, *, refused: bool = False
+) -> dict[str, str]:
+    """``x-ratelimit-*`` of the tightest request and token limits, as OpenAI sends them."""
+    headers: dict[str, str] = {}
+    for kind, limits in (
+        ("requests", (Limit.REQUESTS_PER_MINUTE,)),
+        ("tokens", (Limit.TOKENS_PER_MINUTE, Limit.TOKENS_PER_DAY)),
+    ):
+        left = [
+            (max(0, c.maximum - u - (0 if refused else c.amount)), c)
+            for c, u in zip(checks, used, strict=False)
+            if c.limit in limits
+        ]
+        if not left:
+            continue
+        remaining, check = min(left, key=lambda pair: pair[0])
+        headers[f"x-ratelimit-limit-{kind}"] = str(check.maximum)
+        headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
+        headers[f"x-ratelimit-reset-{kind}"] = reset_text(check.expires_at - now)
+    return headers
