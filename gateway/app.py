@@ -34,6 +34,7 @@ from gateway.pipeline.request import param_path
 from gateway.pipeline.run import Pipeline
 from gateway.policy.revisions import RevisionRepository
 from gateway.policy.store import PolicyStore, policy_store
+from gateway.quota.limiter import Limiter
 from gateway.records.recorder import Entry, ExchangeRecorder, Observer
 from gateway.records.repository import ExchangeRepository
 from gateway.review.data import ReviewData
@@ -132,11 +133,13 @@ async def _services(config: GatewayConfig, base_urls: dict[str, str]) -> AsyncIt
         revisions,
         detectors,
         Supervisor(),
+        Limiter(config.limits, config.pricing),
     )
     _start_background(config, services)
     try:
         yield services
     finally:
+        await services.quota.close()  # its settlements first: they run as exchanges end
         await services.supervisor.stop()  # the watcher, then the recorder (writes its queue)
         detectors.close()
         if telemetry is not None:
@@ -184,6 +187,7 @@ def _assemble(
     revisions: RevisionRepository,
     detectors: DetectorPool,
     supervisor: Supervisor,
+    quota: Limiter,
 ) -> Services:
     keys = KeyService(sessions)
     queues = QueueService(sessions, timedelta(minutes=config.review.claim_lease_minutes))
@@ -207,6 +211,7 @@ def _assemble(
         review_data=ReviewData(sessions, policies),
         detectors=detectors,
         supervisor=supervisor,
+        quota=quota,
     )
 
 

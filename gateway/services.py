@@ -22,6 +22,7 @@ from gateway.pipeline.alternatives import ask_alternative
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.revisions import RevisionRepository
 from gateway.policy.store import PolicyStore
+from gateway.quota.limiter import Limiter
 from gateway.records.recorder import ExchangeRecorder
 from gateway.records.repository import ExchangeRepository
 from gateway.review.data import ReviewData
@@ -55,6 +56,8 @@ class Services:
     detectors: DetectorPool
     #: the background tasks (recorder, policy watcher) and how they fare, for /readyz
     supervisor: Supervisor
+    #: rate limits and budgets: the counters (in process or in Redis) and the price table
+    quota: Limiter
 
     async def ask_alternative(
         self, policy: CompiledPolicy, alias: str, request: dict[str, Any], item_id: str

@@ -34,6 +34,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         "database": await _database(services),
         "recorder": _recorder(services.recorder),
         "background": _background(services.supervisor),
+        "limits": services.quota.status(),
     }
     ready = all(check["ok"] for check in checks.values())
     return JSONResponse(

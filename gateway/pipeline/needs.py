@@ -9,6 +9,7 @@ from gateway.auth.authenticator import Authenticator
 from gateway.config import GatewayConfig
 from gateway.detectors.pool import DetectorPool
 from gateway.policy.store import PolicyStore
+from gateway.quota.limiter import Limiter
 from gateway.records.recorder import ExchangeRecorder
 from gateway.upstream.client import UpstreamClient
 from gateway.upstream.router import ModelRouter
@@ -35,3 +36,6 @@ class PipelineNeeds(Protocol):
 
     @property
     def detectors(self) -> DetectorPool: ...
+
+    @property
+    def quota(self) -> Limiter: ...

@@ -27,6 +27,7 @@ from gateway.pipeline.request import ChatRequest, EmbeddingsRequest, read_json, 
 from gateway.pipeline.stages.authenticate import authenticate, snapshot
 from gateway.pipeline.stages.forward import forward
 from gateway.pipeline.stages.inputs import Admission, admit, admit_embeddings, first_turn
+from gateway.pipeline.stages.quota import take_quota
 from gateway.pipeline.stages.record import failed, finish
 from gateway.pipeline.stages.respond import decision_headers, refusal_response, upstream_filtered
 from gateway.pipeline.stages.route import route
@@ -127,6 +128,9 @@ class Pipeline:
         upstream_route = route(self.s.router, record, admitted.alias)
         if admitted.refusal is not None:
             return self._refuse(record, decision, admitted, chat)
+        limits = await take_quota(
+            self.s.quota, record, ctx, admitted.alias, admitted.body, stream=bool(chat.stream)
+        )
         disclose = first_turn(body)
         if chat.stream:
             output = OutputStage(policy, decision, disclose=disclose)
@@ -138,7 +142,7 @@ class Pipeline:
                 admitted.body,
                 inject_usage=not chat.wants_usage,
                 output=output,
-                headers=decision_headers(decision),
+                headers={**decision_headers(decision), **limits},
                 heavy=policy.heavy_at(Stage.OUTPUT),
             )
         raw, answer = await forward(
@@ -154,7 +158,7 @@ class Pipeline:
         if changed is not None:
             raw = changed
         _settle(record, decision, filtered)
-        return self._answer(record, raw, answer)
+        return self._answer(record, raw, answer, limits)
 
     def _refuse(
         self, record: ExchangeRecord, decision: Decision, admitted: Admission, chat: ChatRequest
@@ -182,17 +186,26 @@ class Pipeline:
             undo=ctx.decision.mark(),
         )
         upstream_route = route(self.s.router, record, admitted.alias)
+        limits = await take_quota(
+            self.s.quota, record, ctx, admitted.alias, admitted.body, stream=False
+        )
         raw, answer = await forward(
             self.s.upstream, upstream_route, "/embeddings", record, admitted.body
         )
         record.response_body = _without_vectors(answer)
-        return self._answer(record, raw, answer)
+        return self._answer(record, raw, answer, limits)
 
-    def _answer(self, record: ExchangeRecord, raw: bytes, answer: dict[str, Any]) -> Response:
+    def _answer(
+        self,
+        record: ExchangeRecord,
+        raw: bytes,
+        answer: dict[str, Any],
+        limits: dict[str, str],
+    ) -> Response:
         record.response_model = answer.get("model")
         record.take_usage(answer.get("usage"))
         finish(self.s.recorder, record)
-        headers = decision_headers(record.decision)
+        headers = {**decision_headers(record.decision), **limits}
         return Response(raw, media_type="application/json", headers=headers)
 
 
