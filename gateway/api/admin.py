@@ -16,6 +16,7 @@ from gateway.clock import now
 from gateway.db.session import after_commit
 from gateway.deps import AdminDep, ServicesDep, SessionDep, UnitDep
 from gateway.errors import InvalidRequest, NotFound
+from gateway.policy.schema import RateLimits
 from gateway.records.repository import ExchangeFilter, full, summary
 from gateway.records.status import Status
 
@@ -63,6 +64,7 @@ class KeyCreate(BaseModel):
     context: str = Field(min_length=1, max_length=128)
     name: str = Field(min_length=1, max_length=200)
     expires_in_days: int | None = Field(None, ge=1, le=3650)
+    limits: RateLimits | None = Field(None, description="the key's own rate limits and budgets")
 
 
 @router.post(
@@ -75,14 +77,28 @@ async def create_key(payload: KeyCreate, services: UnitDep, _admin: AdminDep) ->
             f"{', '.join(services.policies.contexts) or 'none'}.",
             param="context",
         )
-    new = await services.keys.create(payload.context, payload.name, payload.expires_in_days)
+    new = await services.keys.create(
+        payload.context, payload.name, payload.expires_in_days, payload.limits
+    )
     return {
         "id": new.id,
         "key": new.secret,
         "context": new.context,
         "name": new.name,
         "expires_at": new.expires_at.isoformat() if new.expires_at else None,
+        "limits": payload.limits.model_dump(exclude_none=True) if payload.limits else None,
     }
+
+
+@router.put("/keys/{key_id}/limits", summary="Replace an API key's own limits ({} for none)")
+async def set_key_limits(
+    key_id: str, limits: RateLimits, services: UnitDep, session: SessionDep, _admin: AdminDep
+) -> dict[str, Any]:
+    if not await services.keys.set_limits(key_id, limits):
+        raise NotFound(f"No key '{key_id}'.", param="key_id")
+    # the principal (and its limits) is cached: forget it once the change is visible to all
+    after_commit(session, services.authenticator.forget)
+    return {"id": key_id, "limits": limits.model_dump(exclude_none=True) or None}
 
 
 @router.get("/keys", summary="API keys (never the keys themselves)")

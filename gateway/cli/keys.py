@@ -12,9 +12,35 @@ from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
 from gateway.clock import now
 from gateway.db.session import Sessions
 from gateway.policy.revisions import RevisionRepository
+from gateway.policy.schema import RateLimits
 from gateway.policy.store import PolicyStore, policy_store
 
 app = typer.Typer(help="API keys for applications.", no_args_is_help=True)
+
+RPM = typer.Option(None, "--rpm", min=1, help="Requests per minute.")
+TPM = typer.Option(None, "--tpm", min=1, help="Tokens per minute.")
+TPD = typer.Option(None, "--tpd", min=1, help="Tokens per day (a budget).")
+STREAMS = typer.Option(None, "--streams", min=1, help="Concurrent streams.")
+SPEND_DAY = typer.Option(None, "--spend-day", min=0.000001, help="Spend per day (pricing).")
+SPEND_MONTH = typer.Option(None, "--spend-month", min=0.000001, help="Spend per month.")
+
+
+def _limits(
+    rpm: int | None,
+    tpm: int | None,
+    tpd: int | None,
+    streams: int | None,
+    spend_day: float | None,
+    spend_month: float | None,
+) -> RateLimits:
+    return RateLimits(
+        requests_per_minute=rpm,
+        tokens_per_minute=tpm,
+        tokens_per_day=tpd,
+        concurrent_streams=streams,
+        spend_per_day=spend_day,
+        spend_per_month=spend_month,
+    )
 
 
 @app.command()
@@ -22,10 +48,18 @@ def create(
     context: str = typer.Option(..., "--context", help="The deployment context the key serves."),
     name: str = typer.Option(..., "--name", help="A label saying who or what uses the key."),
     expires_in: int | None = typer.Option(None, "--expires-in", min=1, help="Days until expiry."),
+    rpm: int | None = RPM,
+    tpm: int | None = TPM,
+    tpd: int | None = TPD,
+    streams: int | None = STREAMS,
+    spend_day: float | None = SPEND_DAY,
+    spend_month: float | None = SPEND_MONTH,
     config: ConfigOption = None,
 ) -> None:
-    """Create a key. Prints the key, and only the key, on stdout: it is not shown again."""
+    """Create a key. Prints the key, and only the key, on stdout: it is not shown again.
+    The limit options set the key's own limits (docs/limits.md); the context's apply too."""
     settings = config_or_exit(config)
+    limits = _limits(rpm, tpm, tpd, streams, spend_day, spend_month)
     store = policy_store(settings)
     store.refresh()
     if store.get(context) is None and not _broken(store, context):
@@ -36,7 +70,7 @@ def create(
             await store.restore(RevisionRepository(sessions))
         if store.get(context) is None:
             return None
-        return await KeyService(sessions).create(context, name, expires_in)
+        return await KeyService(sessions).create(context, name, expires_in, limits)
 
     new = run_with_db(settings, work)
     if new is None:
@@ -100,3 +134,46 @@ def revoke(key_id: str, config: ConfigOption = None) -> None:
     if not run_with_db(settings, lambda s: KeyService(s).revoke(key_id)):
         raise fail(f"no active key {key_id!r}")
     typer.echo(f"revoked {key_id}", err=True)
+
+
+@app.command()
+def limits(
+    key_id: str,
+    rpm: int | None = RPM,
+    tpm: int | None = TPM,
+    tpd: int | None = TPD,
+    streams: int | None = STREAMS,
+    spend_day: float | None = SPEND_DAY,
+    spend_month: float | None = SPEND_MONTH,
+    clear: bool = typer.Option(False, "--clear", help="Remove every limit of the key's own."),
+    config: ConfigOption = None,
+) -> None:
+    """Set a key's own limits: the options given replace the ones stored; --clear removes all.
+    Gateways apply the change within their key cache time."""
+    settings = config_or_exit(config)
+    wanted = _limits(rpm, tpm, tpd, streams, spend_day, spend_month)
+    if wanted.empty and not clear:
+        raise fail(
+            "give a limit to set (--rpm, --tpm, --tpd, --streams, --spend-day, --spend-month) "
+            "or --clear"
+        )
+
+    async def work(sessions: Sessions) -> RateLimits | bool | None:
+        keys = KeyService(sessions)
+        found = next((k for k in await keys.list() if k.id == key_id), None)
+        if found is None:
+            return False
+        stored = found.limits or {}
+        merged = (
+            None
+            if clear
+            else RateLimits.model_validate({**stored, **wanted.model_dump(exclude_none=True)})
+        )
+        await keys.set_limits(key_id, merged)
+        return merged
+
+    result = run_with_db(settings, work)
+    if result is False:
+        raise fail(f"no key {key_id!r}")
+    shown = result.model_dump(exclude_none=True) if isinstance(result, RateLimits) else {}
+    typer.echo(json.dumps({"id": key_id, "limits": shown or None}))
