@@ -74,13 +74,7 @@ async def _database(services: Services) -> dict[str, Any]:
 
 
 def _recorder(recorder: ExchangeRecorder) -> dict[str, Any]:
-    return {
-        "ok": recorder.healthy,
-        "pending": recorder.pending,
-        "written": recorder.stats.written,
-        "spilled": recorder.stats.spilled,
-        "last_error": recorder.stats.last_error,
-    }
+    return recorder.health()  # the database, the spool, quarantine and replay
 
 
 def _background(supervisor: Supervisor) -> dict[str, Any]:

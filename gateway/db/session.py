@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from gateway.db.safe_json import dumps
+
 
 class Sessions(Protocol):
     """Where the services get their sessions: the engine's factory (``create_sessions``), or
@@ -67,26 +69,58 @@ def ensure_sqlite_dir(url: str) -> None:
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers (the CLI, the admin API) run while the recorder writes.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _sqlite_pragmas(busy_ms: int) -> Callable[[Any, Any], None]:
+    def pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # WAL lets readers (the CLI, the admin API) run while the recorder writes.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return pragmas
 
 
-def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    connect_timeout: float | None = None,
+    statement_timeout: float | None = None,
+) -> AsyncEngine:
     """An engine for ``url``; the pool sizes apply to a server database (SQLite has none),
-    the gateway's from ``database.pool_size`` and ``database.max_overflow`` in its config."""
+    the gateway's from ``database.pool_size`` and ``database.max_overflow`` in its config.
+
+    The gateway bounds every database call (``database.connect_timeout`` and
+    ``statement_timeout``; the commands, whose exports and purges may run long, do not):
+    opening a connection, and waiting for a pooled one, by ``connect_timeout``; a statement
+    by ``statement_timeout`` both on the client's side (asyncpg's ``command_timeout``, which
+    holds even when the server is frozen) and on the server's (PostgreSQL's
+    ``statement_timeout``); SQLite waits that long at most for a lock. JSON is stored
+    normalised (``gateway.db.safe_json``).
+    """
     ensure_sqlite_dir(url)
     if is_sqlite(url):
-        engine = create_async_engine(url)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        busy = statement_timeout if statement_timeout is not None else 5.0
+        engine = create_async_engine(url, json_serializer=dumps, connect_args={"timeout": busy})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(int(busy * 1000)))
         return engine
+    connect: dict[str, Any] = {}
+    if connect_timeout is not None:
+        connect["timeout"] = connect_timeout
+    if statement_timeout is not None:
+        connect["command_timeout"] = statement_timeout
+        connect["server_settings"] = {"statement_timeout": str(int(statement_timeout * 1000))}
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        pool_timeout=connect_timeout if connect_timeout is not None else 30.0,
+        json_serializer=dumps,
+        connect_args=connect,
     )
 
 

@@ -48,6 +48,7 @@ async def ask_alternative(
     body = {k: v for k, v in request.items() if k not in ("stream", "stream_options")}
     body["model"] = alias
     record.request_body = body
+    needs.recorder.begin(record.id)  # shutdown waits for its record
     try:
         return await _ask(needs, record, ctx, body)
     except GatewayError as exc:
@@ -72,7 +73,8 @@ async def _ask(
     admitted = await needs.detectors.evaluate(
         policy.heavy_at(Stage.INPUT), partial(admit, policy, body, decision)
     )
-    upstream_route = route(needs.router, record, admitted.alias)
+    allowed = policy.policy.models.allow
+    upstream_route = route(needs.router, record, admitted.alias, allowed)
     if admitted.refusal is not None:
         record.end(Status.BLOCKED, "policy_refusal", "the input rules refused the alternative")
         return None

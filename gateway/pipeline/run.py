@@ -19,7 +19,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.errors import ClientGone, GatewayError
+from gateway.errors import ClientGone, GatewayError, ServiceUnavailable
 from gateway.pipeline.context import ExchangeRecord, RequestContext
 from gateway.pipeline.needs import PipelineNeeds
 from gateway.pipeline.output import OutputStage
@@ -89,7 +89,10 @@ class Pipeline:
     async def _run(self, request: Request, endpoint: str, handler: Handler) -> Response:
         record = ExchangeRecord(id=request.state.request_id, endpoint=endpoint)
         recorder = self.s.recorder
+        recorder.begin(record.id)  # shutdown waits for its record
         try:
+            if not recorder.accepts():
+                raise _unrecordable()
             principal = await authenticate(
                 self.s.authenticator, request.headers.get("authorization")
             )
@@ -125,7 +128,8 @@ class Pipeline:
             partial(admit, policy, body, decision),
             undo=decision.mark(),
         )
-        upstream_route = route(self.s.router, record, admitted.alias)
+        allowed = policy.policy.models.allow
+        upstream_route = route(self.s.router, record, admitted.alias, allowed)
         if admitted.refusal is not None:
             return self._refuse(record, decision, admitted, chat)
         limits = await take_quota(
@@ -185,7 +189,8 @@ class Pipeline:
             partial(admit_embeddings, ctx.policy, body, ctx.decision),
             undo=ctx.decision.mark(),
         )
-        upstream_route = route(self.s.router, record, admitted.alias)
+        allowed = ctx.policy.policy.models.allow
+        upstream_route = route(self.s.router, record, admitted.alias, allowed)
         limits = await take_quota(
             self.s.quota, record, ctx, admitted.alias, admitted.body, stream=False
         )
@@ -207,6 +212,14 @@ class Pipeline:
         finish(self.s.recorder, record)
         headers = {**decision_headers(record.decision), **limits}
         return Response(raw, media_type="application/json", headers=headers)
+
+
+def _unrecordable() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "The gateway cannot record exchanges right now, so it serves none; try again shortly.",
+        code="recording_unavailable",
+        headers={"retry-after": "5"},
+    )
 
 
 def _output(

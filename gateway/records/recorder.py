@@ -5,93 +5,74 @@ the writer task (``entry()``), not on the request path, and the recorder's obser
 telemetry) see each entry there too.
 
 Batches form naturally: while one insert runs, the next records queue up and go in the next
-insert. A failed batch is retried with backoff, then spilled to a JSON-lines file so nothing is
-lost when the database is down or full; ``gateway exchanges import-spill`` loads it back.
-Shutdown drains the queue.
+insert. The record is never lost (``gateway/records/spool.py``):
+
+- a batch the database refuses while it answers has a bad record in it: each is written on
+  its own, and one that still fails is quarantined; readiness is untouched;
+- while the database is unreachable (or its schema missing), batches go to the spool at once,
+  and a second task replays the spool, in order and idempotently, every
+  ``recording.replay_seconds`` once the database is back;
+- when the spool cannot be written either, the records go to the log, and ```accepts()`` turns
+  false: the pipeline refuses new traffic (``recording.on_spool_failure: refuse``), or serves
+  it, counting what only the log holds (``serve``).
+
+The recorder knows the exchanges that have begun and not yet been handed over (``begin``):
+shutdown waits for them, bounded, before it writes the queue and stops.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, cast
-
-from sqlalchemy import Table, insert
+from typing import Any, Protocol
 
 from gateway.config import RecordingConfig
-from gateway.db.models import Exchange, Finding, ReviewItem
 from gateway.db.session import Sessions
-from gateway.policy.decision import Decision
+from gateway.records.entries import (
+    Entry,
+    describe,
+    insert_entries,
+    insert_new,
+    reachable,
+    read_spill,
+)
+from gateway.records.spool import Spool, to_log
+
+__all__ = ["Entry", "ExchangeRecorder", "Observer", "RecorderStats", "insert_entries", "read_spill"]
 
 log = logging.getLogger("gateway.recorder")
 
-_BACKOFF = (0.05, 0.25, 1.0, 2.0)
-_TIMES = ("received_at", "upstream_started_at", "first_byte_at", "ended_at")
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One exchange row and the findings and review items that belong to it."""
-
-    row: dict[str, Any]
-    findings: list[dict[str, Any]]
-    reviews: list[dict[str, Any]] = field(default_factory=list)
-    #: the decision behind the row, for observers; not written (the row holds it as JSON)
-    decision: Decision | None = field(default=None, compare=False)
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {"exchange": self.row, "findings": self.findings, "reviews": self.reviews},
-            default=str,
-        )
-
-    @classmethod
-    def from_json(cls, line: str) -> Entry:
-        data = json.loads(line)
-        row, findings, reviews = data["exchange"], data["findings"], data.get("reviews", [])
-        for key in _TIMES:
-            if row.get(key):
-                row[key] = datetime.fromisoformat(row[key])
-        for finding in findings:
-            finding["received_at"] = datetime.fromisoformat(finding["received_at"])
-        for review in reviews:
-            review["created_at"] = datetime.fromisoformat(review["created_at"])
-        return cls(row, findings, reviews)
-
-
-_EXCHANGES, _FINDINGS, _REVIEWS = (
-    cast(Table, model.__table__) for model in (Exchange, Finding, ReviewItem)
-)
-
-
-async def insert_entries(sessions: Sessions, entries: list[Entry]) -> None:
-    async with sessions.begin() as session:
-        # Core inserts (executemany), not the ORM's bulk path: the rows are plain already.
-        await session.execute(insert(_EXCHANGES), [e.row for e in entries])
-        findings = [f for e in entries for f in e.findings]
-        if findings:
-            await session.execute(insert(_FINDINGS), findings)
-        reviews = [r for e in entries for r in e.reviews]
-        if reviews:
-            await session.execute(insert(_REVIEWS), reviews)
+#: at shutdown, how long the recorder waits for exchanges still open once the server has
+#: cancelled what outlived its grace (their records are handed over as they unwind)
+OPEN_WAIT_SECONDS = 5.0
 
 
 @dataclass(slots=True)
 class RecorderStats:
     written: int = 0
+    #: records that went to the spool (the database down or slow, or the queue full)
     spilled: int = 0
     failed_batches: int = 0
+    #: the database is unreachable: records go to the spool until a replay finds it back
     failing: bool = False
     last_error: str | None = None
     #: records whose rows could not be built at all (each logged with the record)
     unbuildable: int = 0
+    #: records the database refused on their own, kept in a quarantine file
+    quarantined: int = 0
+    #: spooled records written to the database by the replay, and those it found there
+    replayed: int = 0
+    replay_skipped: int = 0
+    #: records only the log holds (neither the database nor the spool took them)
+    logged: int = 0
+    #: requests served while nothing could record them (``on_spool_failure: serve``)
+    served_unrecorded: int = 0
 
 
 class Recordable(Protocol):
@@ -111,8 +92,13 @@ class ExchangeRecorder:
         self._config = config
         self._queue: asyncio.Queue[Recordable | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
         self.stats = RecorderStats()
         self._observers = tuple(observers)
+        self.spool = Spool(config.spill_dir, config.fsync_seconds)
+        self._open: set[str] = set()
+        self._none_open = asyncio.Event()
+        self._none_open.set()
         #: the review stage's sampling (for oversight, not security)
         self.rng = random.Random()  # noqa: S311
 
@@ -121,8 +107,46 @@ class ExchangeRecorder:
         return self._queue.qsize()
 
     @property
+    def open(self) -> int:
+        """Exchanges begun and not yet handed over."""
+        return len(self._open)
+
+    @property
+    def can_record(self) -> bool:
+        """Whether a record handed over now reaches the database or the spool."""
+        return not (self.stats.failing and self.spool.broken is not None)
+
+    def accepts(self) -> bool:
+        """Whether the pipeline may take a new exchange: something can record it, or the
+        operator chose to serve unrecorded (``recording.on_spool_failure: serve``, counted)."""
+        if self.can_record:
+            return True
+        if self._config.on_spool_failure == "serve":
+            self.stats.served_unrecorded += 1
+            return True
+        return False
+
+    @property
     def healthy(self) -> bool:
-        return not self.stats.failing and self.pending < self._config.max_queue
+        return self.can_record and self.pending < self._config.max_queue
+
+    def health(self) -> dict[str, Any]:
+        """The recorder's entry in ``/readyz``."""
+        return {
+            "ok": self.healthy,
+            "pending": self.pending,
+            "open": self.open,
+            "written": self.stats.written,
+            "database_unreachable": self.stats.failing,
+            "spilled": self.stats.spilled,
+            "spool_waiting": self.spool.waiting(),
+            "spool_error": self.spool.broken,
+            "replayed": self.stats.replayed,
+            "quarantined": self.stats.quarantined,
+            "logged_only": self.stats.logged,
+            "served_unrecorded": self.stats.served_unrecorded,
+            "last_error": self.stats.last_error,
+        }
 
     @property
     def task(self) -> asyncio.Task[None] | None:
@@ -131,9 +155,17 @@ class ExchangeRecorder:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="exchange-recorder")
+        if self._keeper is None or self._keeper.done():
+            self._keeper = asyncio.create_task(self._keep(), name="exchange-spool")
+
+    def begin(self, record_id: str) -> None:
+        """An exchange has begun: shutdown waits for its record (``submit`` ends it)."""
+        self._open.add(record_id)
+        self._none_open.clear()
 
     def submit(self, record: Recordable) -> None:
         """Hand a finished record over. Never blocks; beyond the queue limit it spills."""
+        self._ended(getattr(record, "id", None))
         if self._queue.qsize() >= self._config.max_queue:
             entry = self._entry(record)
             if entry is not None:
@@ -141,11 +173,18 @@ class ExchangeRecorder:
             return
         self._queue.put_nowait(record)
 
+    def _ended(self, record_id: object) -> None:
+        if isinstance(record_id, str):
+            self._open.discard(record_id)
+        if not self._open:
+            self._none_open.set()
+
     def _entry(self, record: Recordable) -> Entry | None:
-        """The record's rows; None (logged, counted) when even its fallback cannot be built,
-        so one bad record never stops the writer or costs the rest of its batch."""
+        """The record's rows, fitted to their columns; None (logged, counted) when even its
+        fallback cannot be built, so one bad record never stops the writer or costs the rest
+        of its batch."""
         try:
-            entry = record.entry()
+            entry = record.entry().fitted()
         except Exception:
             self.stats.unbuildable += 1
             log.exception("an exchange record could not be turned into rows: %r", record)
@@ -157,13 +196,25 @@ class ExchangeRecorder:
                 log.exception("an exchange observer failed")
         return entry
 
-    async def stop(self) -> None:
-        """Write everything still queued, then stop."""
+    async def stop(self, open_wait: float = OPEN_WAIT_SECONDS) -> None:
+        """Wait (at most ``open_wait``) for the exchanges still open, write everything
+        queued, make the spool durable, then stop."""
         if self._task is None:
             return
+        if self._open:
+            try:
+                await asyncio.wait_for(self._none_open.wait(), open_wait)
+            except TimeoutError:
+                log.error("at shutdown, %d exchanges never handed their records over", self.open)
         self._queue.put_nowait(None)
         await self._task
         self._task = None
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+            self._keeper = None
+        self.spool.close()
 
     async def _run(self) -> None:
         stopping = False
@@ -186,65 +237,134 @@ class ExchangeRecorder:
                     await self._write(entries)
 
     async def _write(self, batch: list[Entry]) -> None:
-        for attempt in range(self._config.retries + 1):
-            if await self._insert(batch):
+        if self.stats.failing:  # the database is down: the replay brings these back
+            self._spill(batch, "the database is unavailable")
+            return
+        if await self._insert(batch):
+            return
+        if not await self._reachable():
+            self._spill(batch, self.stats.last_error or "write failed")
+            return
+        # The database answers: one bad record must not take its batch (or readiness) with
+        # it. Each is written alone; one that still fails alone is quarantined.
+        for at, entry in enumerate(batch):
+            if await self._alone(entry):
+                continue
+            if not await self._reachable():
+                self._spill(batch[at:], self.stats.last_error or "write failed")
                 return
-            if attempt < self._config.retries:
-                await asyncio.sleep(_BACKOFF[min(attempt, len(_BACKOFF) - 1)])
-        # One bad record must not take its batch with it: write them one by one, each also
-        # cleaned of what PostgreSQL refuses (NUL characters), and spill only what still fails.
-        failed = [e for e in batch if len(batch) == 1 or not await self._insert([e])]
-        failed = [e for e in failed if not await self._insert([_without_nul(e)])]
-        if failed:
-            self._spill(failed, self.stats.last_error or "write failed")
+            self._quarantine(entry, self.stats.last_error or "refused")
+
+    async def _alone(self, entry: Entry) -> bool:
+        for _ in range(max(1, self._config.retries)):
+            if await self._insert([entry]):
+                return True
+        return False
 
     async def _insert(self, entries: list[Entry]) -> bool:
         try:
             await insert_entries(self._sessions, entries)
-        except Exception as exc:  # any driver error: retried, then spilled, never lost
+        except Exception as exc:  # any driver error: split, spooled or quarantined, never lost
             self.stats.failed_batches += 1
-            self.stats.failing = True
-            self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
-            log.warning("writing %d exchange records failed: %s", len(entries), exc)
+            self.stats.last_error = describe(exc)
+            log.warning("writing %d exchange records failed: %s", len(entries), describe(exc))
             return False
         self.stats.written += len(entries)
-        self.stats.failing = False
         return True
 
+    async def _reachable(self) -> bool:
+        """Whether the database answers; when it does not, the recorder spools until a
+        replay finds it back."""
+        if await reachable(self._sessions):
+            return True
+        if not self.stats.failing:
+            log.error("the database is unreachable: exchange records go to the spool")
+        self.stats.failing = True
+        return False
+
+    def _quarantine(self, entry: Entry, why: str) -> None:
+        if self.spool.quarantine(entry, why):
+            self.stats.quarantined += 1
+            log.error("exchange record %s quarantined: %s", entry.id, why)
+        else:
+            self.stats.logged += 1
+            to_log([entry], f"refused by the database: {why}")
+
     def _spill(self, entries: list[Entry], reason: str) -> None:
-        self.stats.spilled += len(entries)
-        path = self._config.spill_dir / f"exchanges-{time.strftime('%Y%m%d')}.jsonl"
-        lines = "".join(entry.to_json() + "\n" for entry in entries)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as handle:
-                handle.write(lines)
-        except OSError as exc:
-            # The last resort: the records go to the log, which an operator can replay.
-            log.error("spilling failed (%s); records follow:\n%s", exc, lines)
+        if self.spool.append(entries):
+            self.stats.spilled += len(entries)
+            log.warning("spooled %d exchange records (%s)", len(entries), reason)
             return
-        log.error("spilled %d exchange records to %s (%s)", len(entries), path, reason)
+        self.stats.logged += len(entries)
+        to_log(entries, f"{reason}; the spool cannot be written: {self.spool.broken}")
 
+    async def _keep(self) -> None:
+        """Every ``fsync_seconds``, the spool made durable; every ``replay_seconds``, what it
+        holds replayed once the database is back."""
+        tick = min(self._config.fsync_seconds, self._config.replay_seconds)
+        last_replay = time.monotonic()
+        while True:
+            await asyncio.sleep(tick)
+            self.spool.sync()
+            if time.monotonic() - last_replay < self._config.replay_seconds:
+                continue
+            last_replay = time.monotonic()
+            try:
+                await self.replay()
+            except Exception:  # the next tick tries again; the spool keeps the records
+                log.exception("replaying the spool failed")
 
-def read_spill(path: Path) -> list[Entry]:
-    """Read a spill file back into entries ready to insert."""
-    return [
-        Entry.from_json(line)
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
+    async def replay(self) -> None:
+        """Write what the spool holds, in order, skipping records already in the database;
+        once it is empty, records go to the database again."""
+        if self.spool.broken is not None:
+            self.spool.probe()
+        if not self.stats.failing and not self.spool.waiting():
+            return
+        if not await reachable(self._sessions):
+            self.stats.failing = True
+            return
+        while True:
+            files = self.spool.sealed()
+            if not files:
+                if self.spool.active_size() == 0:  # no await since: nothing can slip in
+                    if self.stats.failing:
+                        log.warning("the database is back: exchange records go to it again")
+                    self.stats.failing = False
+                    return
+                self.spool.seal()
+                continue
+            for path in files:
+                if not await self._replay_file(path):
+                    self.stats.failing = True
+                    return
 
+    async def _replay_file(self, path: Path) -> bool:
+        entries = read_spill(path)
+        size = self._config.batch_size
+        for start in range(0, len(entries), size):
+            chunk = entries[start : start + size]
+            try:
+                inserted, skipped = await insert_new(self._sessions, chunk)
+            except Exception as exc:
+                self.stats.last_error = describe(exc)
+                if not await reachable(self._sessions):
+                    return False
+                inserted, skipped = await self._replay_alone(chunk)
+            self.stats.replayed += inserted
+            self.stats.replay_skipped += skipped
+            self.stats.written += inserted
+        self.spool.remove(path)
+        log.warning("replayed %d spooled exchange records from %s", len(entries), path.name)
+        return True
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    return value
-
-
-def _without_nul(entry: Entry) -> Entry:
-    """The entry with NUL characters replaced (U+FFFD), which PostgreSQL text and jsonb refuse."""
-    return Entry(_clean(entry.row), entry.findings, entry.reviews)
+    async def _replay_alone(self, chunk: list[Entry]) -> tuple[int, int]:
+        inserted = skipped = 0
+        for entry in chunk:
+            try:
+                done, seen = await insert_new(self._sessions, [entry])
+            except Exception as exc:
+                self._quarantine(entry, describe(exc))
+                continue
+            inserted, skipped = inserted + done, skipped + seen
+        return inserted, skipped
