@@ -66,6 +66,8 @@ class ExchangeRecord:
     made_for: str | None = None
     #: every upstream attempt (backend, status, timing, why it stopped), in order
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    #: the fallback alias that served, when the requested one's backends all failed
+    served_alias: str | None = None
     #: what the exchange cost and in which currency (None: no price for its alias)
     cost: float | None = None
     currency: str | None = None

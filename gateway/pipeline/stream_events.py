@@ -1,5 +1,6 @@
 """Server-sent events as the streaming path reads and writes them: the frames it writes, and the
-upstream's events as it reads them (scrubbed of the backend's key, the first one timed)."""
+upstream's events as it reads them (every read bounded in time, scrubbed of the backend's key
+even across frames, the first one timed)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from typing import Any
 
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
 from gateway.upstream.client import UpstreamClient, mapped_errors
+from gateway.upstream.failures import BROKEN, TIMEOUT, upstream_failure
 from gateway.upstream.router import Route
 from gateway.upstream.sse import Event, parse_event
+
+REDACTED = "[redacted]"
 
 
 def frame(payload: dict[str, Any]) -> bytes:
@@ -22,19 +26,132 @@ def error_frame(exc: GatewayError) -> bytes:
     return b"data: " + exc.body_bytes() + b"\n\n"
 
 
+async def bounded(chunks: AsyncIterator[bytes], route: Route) -> AsyncIterator[bytes]:
+    """The upstream's bytes, each read bounded by the backend's timeouts (the first by
+    ``first_byte``, the others by ``idle``): a backend whose stream breaks in a way the
+    transport never reports (a malformed chunk size, with the connection left open) ends the
+    stream with ``upstream_timeout`` instead of hanging the client. A failure after the first
+    bytes is ``upstream_stream_broken``, whatever the transport called it."""
+    timeouts, name = route.backend.timeouts, route.backend_name
+    limit, first = timeouts.first_byte, True
+    while True:
+        try:
+            async with asyncio.timeout(limit):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError as exc:
+            said = "sent nothing within" if first else "sent nothing more for"
+            timeout = UpstreamTimeout(f"Backend '{name}' {said} {limit:g} s.")
+            timeout.detail = f"no bytes read in {limit:g} s"
+            raise timeout from exc
+        except GatewayError:
+            raise
+        except Exception as exc:  # the transport's own, mapped by the library's exception
+            error = upstream_failure(name, exc)
+            if not first and error.code != TIMEOUT:
+                error.code = BROKEN
+                error.message = f"Backend '{name}' broke off the stream."
+            raise error from exc
+        first, limit = False, timeouts.idle
+        yield chunk
+
+
+class _Held:
+    """Per choice, the end of its text that could begin the backend's key: held back until the
+    next piece shows whether it does (so a key split across frames is scrubbed whole)."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self.secrets = [s for s in secrets if s]
+        self.held: dict[int, str] = {}
+        self.head: dict[str, Any] = {}
+
+    def text(self, index: int, content: str, final: bool) -> str:
+        text = self.held.pop(index, "") + content
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        keep = 0 if final else _partial_tail(text, self.secrets)
+        if keep:
+            self.held[index], text = text[-keep:], text[:-keep]
+        return text
+
+    def event(self, event: Event) -> Event:
+        try:
+            chunk = json.loads(event.data or "")
+        except ValueError:
+            return event
+        if not isinstance(chunk, dict) or not isinstance(chunk.get("choices"), list):
+            return event
+        self.head = {k: chunk.get(k) for k in ("id", "object", "created", "model")}
+        changed = False
+        for choice in chunk["choices"]:
+            changed = self._choice(choice) or changed
+        if not changed:
+            return event
+        data = json.dumps(chunk)
+        return Event(raw=f"data: {data}\n\n".encode(), data=data, event=event.event)
+
+    def _choice(self, choice: Any) -> bool:
+        if not isinstance(choice, dict) or not isinstance(choice.get("delta"), dict):
+            return False
+        index, delta = choice.get("index", 0), choice["delta"]
+        content = delta.get("content")
+        final = bool(choice.get("finish_reason"))
+        if not isinstance(content, str) and not (final and index in self.held):
+            return False
+        given = content if isinstance(content, str) else ""
+        released = self.text(index, given, final)
+        if released == given and isinstance(content, str):
+            return False
+        delta["content"] = released
+        return True
+
+    def rest(self) -> Event | None:
+        """What is still held when the stream ends without finishing those choices."""
+        if not self.held:
+            return None
+        choices = [
+            {"index": i, "delta": {"content": text}, "logprobs": None, "finish_reason": None}
+            for i, text in sorted(self.held.items())
+        ]
+        self.held = {}
+        data = json.dumps({**self.head, "choices": choices})
+        return Event(raw=f"data: {data}\n\n".encode(), data=data)
+
+
+def _partial_tail(text: str, secrets: list[str]) -> int:
+    """The length of the longest end of ``text`` that is a proper beginning of a secret."""
+    best = 0
+    for secret in secrets:
+        start = max(0, len(text) - len(secret) + 1)
+        while (at := text.find(secret[0], start)) != -1:
+            if secret.startswith(text[at:]):
+                best = max(best, len(text) - at)
+                break
+            start = at + 1
+    return best
+
+
 async def scrubbed(frames: AsyncIterator[Event], upstream: UpstreamClient) -> AsyncIterator[Event]:
-    """The backend's key never comes back, even inside an error frame of a 200 stream."""
+    """The backend's key never comes back, even inside an error frame of a 200 stream, or
+    split across two frames' text."""
+    held = _Held(upstream.secret_texts())
     async for event in frames:
         if upstream.holds_secret(event.raw):
             event = parse_event(upstream.scrub(event.raw).removesuffix(b"\n\n"))
+        if held.secrets and event.data and event.data.startswith("{"):
+            event = held.event(event)
+        elif event.done and (rest := held.rest()) is not None:
+            yield rest
         yield event
 
 
 async def first_event(route: Route, frames: AsyncIterator[Event]) -> Event:
     timeout = route.backend.timeouts.first_byte
     try:
-        with mapped_errors(route):
-            async with asyncio.timeout(timeout):
+        async with asyncio.timeout(timeout):
+            with mapped_errors(route):
                 first = await anext(frames)
     except TimeoutError as exc:
         raise UpstreamTimeout(
@@ -44,7 +161,9 @@ async def first_event(route: Route, frames: AsyncIterator[Event]) -> Event:
         raise UpstreamError(f"Backend '{route.backend_name}' ended the stream at once.") from exc
     error = error_in(first)
     if error is not None:
-        raise UpstreamError(f"Backend '{route.backend_name}' failed: {error}")
+        failure = UpstreamError(f"Backend '{route.backend_name}' failed in its stream.")
+        failure.detail = error
+        raise failure
     return first
 
 

@@ -1,26 +1,41 @@
 """Opening a stream upstream: everything that can fail before the first byte reaches the
-client fails here, as a normal HTTP error; what follows is ``ProxyStream``'s."""
+client fails here, as a normal HTTP error, after the plan's retries, failover and fallback
+(``gateway.upstream.attempts``): a try ends once the first event is in hand, so the client
+sees one clean stream from whichever backend answered. What follows is ``ProxyStream``'s."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import httpx
 
 from gateway.clock import now
 from gateway.pipeline.context import ExchangeRecord
 from gateway.pipeline.needs import PipelineNeeds
 from gateway.pipeline.output import OutputStage
+from gateway.pipeline.stages.route import served
 from gateway.pipeline.stream import ProxyStream
-from gateway.pipeline.stream_events import first_event, scrubbed
-from gateway.upstream.router import Route
-from gateway.upstream.sse import events
+from gateway.pipeline.stream_events import bounded, first_event, scrubbed
+from gateway.upstream.attempts import run_plan
+from gateway.upstream.router import Route, RoutePlan
+from gateway.upstream.sse import Event, events
+
+
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    response: httpx.Response
+    frames: AsyncIterator[Event]
+    first: Event
+    inject: bool
 
 
 async def open_stream(
     services: PipelineNeeds,
-    route: Route,
+    plan: RoutePlan,
     log: ExchangeRecord,
     body: dict[str, Any],
     *,
@@ -29,6 +44,39 @@ async def open_stream(
     headers: dict[str, str] | None = None,
     heavy: bool = False,
 ) -> ProxyStream:
+    log.upstream_started_at = now()
+
+    async def once(route: Route) -> _Opened:
+        return await _open(services, route, log, body, inject_usage=inject_usage)
+
+    try:
+        route, opened = await run_plan(plan, once, log.attempts)
+    finally:
+        served(log, plan)
+    return ProxyStream(
+        services,
+        route,
+        log,
+        opened.response,
+        opened.frames,
+        opened.first,
+        strip_usage=opened.inject,
+        output=output if output is not None and output.active else None,
+        headers=headers or {},
+        choices=body.get("n") or 1,
+        heavy=heavy,
+    )
+
+
+async def _open(
+    services: PipelineNeeds,
+    route: Route,
+    log: ExchangeRecord,
+    body: dict[str, Any],
+    *,
+    inject_usage: bool,
+) -> _Opened:
+    """One try: the stream opened and its first event read (or the stream closed again)."""
     upstream_body = {**body, "model": route.upstream_model}
     inject = inject_usage and route.backend.stream_usage
     if inject:
@@ -36,27 +84,14 @@ async def open_stream(
             **(body.get("stream_options") or {}),
             "include_usage": True,
         }
-    log.upstream_started_at = now()
     response = await services.upstream.open(
         route, "/chat/completions", json.dumps(upstream_body).encode(), log.id, stream=True
     )
-    frames = scrubbed(events(response.aiter_bytes()), services.upstream)
+    frames = scrubbed(events(bounded(response.aiter_bytes(), route)), services.upstream)
     try:
         first = await first_event(route, frames)
     except BaseException:
         with anyio.CancelScope(shield=True):
             await response.aclose()
         raise
-    return ProxyStream(
-        services,
-        route,
-        log,
-        response,
-        frames,
-        first,
-        strip_usage=inject,
-        output=output if output is not None and output.active else None,
-        headers=headers or {},
-        choices=body.get("n") or 1,
-        heavy=heavy,
-    )
+    return _Opened(response, frames, first, inject)

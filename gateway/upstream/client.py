@@ -16,8 +16,9 @@ import anyio
 import httpx
 
 from gateway.config import Timeouts, UpstreamConfig
-from gateway.errors import GatewayError, UpstreamError, UpstreamPassthrough, UpstreamTimeout
+from gateway.errors import UpstreamPassthrough
 from gateway.upstream import error_text
+from gateway.upstream.failures import AUTH, STATUS, UpstreamStatusError, mapped
 from gateway.upstream.router import Route
 
 _PASSED_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry")
@@ -50,8 +51,12 @@ class ProxyClient(httpx.AsyncClient):
 
 
 def create_http_client(config: UpstreamConfig) -> httpx.AsyncClient:
+    # An idle pooled connection is dropped before the backend's own keep-alive closes it
+    # (uvicorn's is 5 s): reusing one the backend is closing fails with "Server disconnected".
     limits = httpx.Limits(
-        max_connections=config.max_connections, max_keepalive_connections=config.max_connections
+        max_connections=config.max_connections,
+        max_keepalive_connections=config.max_connections,
+        keepalive_expiry=config.keepalive_seconds,
     )
     if config.transport == "aiohttp":
         transport: httpx.AsyncBaseTransport = _aiohttp_transport(limits)
@@ -88,7 +93,12 @@ def timeout_for(timeouts: Timeouts, *, stream: bool) -> httpx.Timeout:
 class UpstreamClient:
     def __init__(self, http: httpx.AsyncClient, secrets: list[str]) -> None:
         self._http = http
-        self._secrets = [s.encode() for s in secrets]
+        self._texts = [s for s in secrets if s]
+        self._secrets = [s.encode() for s in self._texts]
+
+    def secret_texts(self) -> list[str]:
+        """The backends' keys, as text (a stream's text is scrubbed across its frames)."""
+        return list(self._texts)
 
     async def open(
         self, route: Route, path: str, body: bytes, request_id: str, *, stream: bool
@@ -121,18 +131,20 @@ class UpstreamClient:
                 await response.aclose()
         status = response.status_code
         if status in (401, 403):
-            raise UpstreamError(
+            raise UpstreamStatusError(
                 f"Backend '{route.backend_name}' refused the gateway's credentials ({status}). "
                 "The operator must check the backend's API key.",
-                code="upstream_auth_failed",
+                code=AUTH,
+                upstream_status=status,
             )
         body, kind = self.scrub(body), response.headers.get("content-type", "")
         if 400 <= status < 500:
             raise _passthrough(route.backend_name, response, body)
-        raise UpstreamError(
+        raise UpstreamStatusError(
             f"Backend '{route.backend_name}' failed with HTTP {status}: "
             f"{error_text.shown(body, kind) or '(empty body)'}",
-            code="upstream_error",
+            code=STATUS,
+            upstream_status=status,
         )
 
     def holds_secret(self, body: bytes) -> bool:
@@ -161,24 +173,6 @@ def _passthrough(backend: str, response: httpx.Response, body: bytes) -> Upstrea
 
 @contextlib.contextmanager
 def mapped_errors(route: Route) -> Iterator[None]:
-    """httpx's exceptions, as the gateway's errors."""
-    name = route.backend_name
-    try:
+    """Either transport's exceptions, as the gateway's errors (``failures.mapped``)."""
+    with mapped(route.backend_name):
         yield
-    except GatewayError:
-        raise
-    except httpx.TimeoutException as exc:
-        if isinstance(exc, httpx.ConnectTimeout):
-            raise UpstreamError(
-                f"Backend '{name}' is unreachable: {exc}", code="upstream_unreachable"
-            ) from exc
-        raise UpstreamTimeout(f"Backend '{name}' timed out: {exc or 'no answer'}") from exc
-    except httpx.ConnectError as exc:
-        raise UpstreamError(
-            f"Backend '{name}' is unreachable: {exc}", code="upstream_unreachable"
-        ) from exc
-    except httpx.HTTPError as exc:
-        raise UpstreamError(
-            f"Connection to backend '{name}' failed: {type(exc).__name__}: {exc}",
-            code="upstream_connection_error",
-        ) from exc

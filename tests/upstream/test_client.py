@@ -16,6 +16,7 @@ from gateway.config import BackendConfig, Timeouts
 from gateway.errors import GatewayError, UpstreamError, UpstreamPassthrough, UpstreamTimeout
 from gateway.upstream.client import UpstreamClient, timeout_for
 from gateway.upstream.error_text import MAX_TEXT
+from gateway.upstream.failures import UpstreamStatusError
 from gateway.upstream.router import Route
 
 SECRET = "sk-backend-0123456789abcdefXYZ"
@@ -104,7 +105,9 @@ def test_a_stream_reads_with_its_idle_timeout_an_answer_with_its_response_timeou
 def test_refused_credentials_are_the_operators_problem_a_502(status: int) -> None:
     error = failure(answer(status, f'{{"error": "bad key {SECRET}"}}'.encode()))
     assert isinstance(error, UpstreamError) and error.status == 502
-    assert error.code == "upstream_auth_failed" and error.retryable
+    assert error.code == "upstream_auth_failed"
+    # no retry (the SDK's or the gateway's) can fix the gateway's own credentials
+    assert not error.retryable and error.headers()["x-should-retry"] == "false"
     assert f"refused the gateway's credentials ({status})" in error.message
     assert "backend's API key" in error.message
 
@@ -156,8 +159,8 @@ def test_an_empty_4xx_says_it_was_empty() -> None:
 def test_a_5xx_is_a_502_with_the_backends_text(status: int) -> None:
     page = b"<html><body><h1>Service down</h1><script>x()</script></body></html>"
     error = failure(answer(status, page, **{"content-type": "text/html"}))
-    assert type(error) is UpstreamError and error.status == 502 and error.retryable
-    assert error.code == "upstream_error"
+    assert isinstance(error, UpstreamStatusError) and error.status == 502 and error.retryable
+    assert (error.code, error.upstream_status) == ("upstream_error", status)
     assert error.message == f"Backend 'vllm' failed with HTTP {status}: Service down"
 
 
@@ -189,7 +192,7 @@ def test_a_redirect_is_not_followed_and_is_an_error() -> None:
         (httpx.ReadTimeout, UpstreamTimeout, 504, "upstream_timeout"),
         (httpx.WriteTimeout, UpstreamTimeout, 504, "upstream_timeout"),
         (httpx.PoolTimeout, UpstreamTimeout, 504, "upstream_timeout"),
-        (httpx.RemoteProtocolError, UpstreamError, 502, "upstream_connection_error"),
+        (httpx.RemoteProtocolError, UpstreamError, 502, "upstream_malformed_response"),
         (httpx.ReadError, UpstreamError, 502, "upstream_connection_error"),
     ],
 )
@@ -200,6 +203,18 @@ def test_each_transport_failure_is_its_gateway_error(
     assert type(error) is kind and (error.status, error.code) == (status, code)
     assert "ackend 'vllm'" in error.message
     assert isinstance(error.__cause__, exc)  # raised from the transport's exception
+
+
+def test_a_backend_that_hung_up_is_a_connection_error_with_the_words_in_the_detail() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+
+    error = failure(handler)
+    assert (error.code, error.message) == (
+        "upstream_connection_error",
+        "Backend 'vllm' closed the connection or failed on it.",
+    )
+    assert error.detail == "RemoteProtocolError: Server disconnected without sending a response."
 
 
 class BrokenBody(httpx.AsyncByteStream):
@@ -218,7 +233,8 @@ class BrokenBody(httpx.AsyncByteStream):
 def test_an_error_body_that_breaks_off_is_mapped_and_closed() -> None:
     BrokenBody.closed = False
     error = failure(lambda request: httpx.Response(500, stream=BrokenBody()))
-    assert error.code == "upstream_connection_error" and "ReadError" in error.message
+    assert error.code == "upstream_connection_error" and "ReadError" not in error.message
+    assert error.detail == "ReadError: connection reset"  # the library's words: record only
     assert BrokenBody.closed
 
 

@@ -1,8 +1,10 @@
-"""The forward stage, for whole answers: one request upstream, its body read and parsed once.
-(A stream is forwarded by ``pipeline/stream.py``.)"""
+"""The forward stage, for whole answers: the request upstream by its plan (retries, failover,
+fallback: ``gateway.upstream.attempts``), the answer's body read and parsed once. (A stream
+is opened by ``pipeline/stream_open.py``, by the same plan.)"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -11,32 +13,56 @@ import anyio
 from gateway.clock import now
 from gateway.errors import UpstreamError
 from gateway.pipeline.context import ExchangeRecord
+from gateway.pipeline.stages.route import served
+from gateway.upstream.attempts import run_plan
 from gateway.upstream.client import UpstreamClient, mapped_errors
-from gateway.upstream.router import Route
+from gateway.upstream.failures import MALFORMED
+from gateway.upstream.router import Route, RoutePlan
 
 
 async def forward(
-    upstream: UpstreamClient, route: Route, path: str, record: ExchangeRecord, body: dict[str, Any]
+    upstream: UpstreamClient,
+    plan: RoutePlan,
+    path: str,
+    record: ExchangeRecord,
+    body: dict[str, Any],
 ) -> tuple[bytes, dict[str, Any]]:
     """Send a non-streaming request upstream; return its body, raw and parsed."""
-    payload = json.dumps({**body, "model": route.upstream_model}).encode()
     record.upstream_started_at = now()
-    response = await upstream.open(route, path, payload, record.id, stream=False)
-    record.first_byte_at = now()
+
+    async def once(route: Route) -> tuple[bytes, dict[str, Any]]:
+        return await _once(upstream, route, path, record, body)
+
     try:
-        with mapped_errors(route):
-            raw = await response.aread()
+        _, answer = await run_plan(plan, once, record.attempts)
     finally:
-        with anyio.CancelScope(shield=True):
-            await response.aclose()
+        served(record, plan)
+    return answer
+
+
+async def _once(
+    upstream: UpstreamClient, route: Route, path: str, record: ExchangeRecord, body: dict[str, Any]
+) -> tuple[bytes, dict[str, Any]]:
+    """One try: the whole answer within the backend's ``response`` timeout, parsed."""
+    payload = json.dumps({**body, "model": route.upstream_model}).encode()
+    with mapped_errors(route):
+        async with asyncio.timeout(route.backend.timeouts.response):
+            response = await upstream.open(route, path, payload, record.id, stream=False)
+            record.first_byte_at = now()
+            try:
+                raw = await response.aread()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()
     raw = upstream.scrub(raw)
     try:
         answer = json.loads(raw)
     except ValueError as exc:
-        raise UpstreamError(
-            f"Backend '{route.backend_name}' sent a body that is not JSON.",
-            code="upstream_malformed_response",
-        ) from exc
+        error = UpstreamError(f"Backend '{route.backend_name}' sent a body that is not JSON.")
+        error.code, error.detail = MALFORMED, f"{len(raw)} bytes: {raw[:200]!r}"
+        raise error from exc
     if not isinstance(answer, dict):
-        raise UpstreamError(f"Backend '{route.backend_name}' sent a non-object answer.")
+        error = UpstreamError(f"Backend '{route.backend_name}' sent a non-object answer.")
+        error.code = MALFORMED
+        raise error
     return raw, answer

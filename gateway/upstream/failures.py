@@ -1,0 +1,119 @@
+"""What the transport raises, as the gateway's errors, and which of them a retry can fix.
+
+Both transports (httpx's own, and httpx over aiohttp) end up here. httpx_aiohttp maps only some
+of aiohttp's exceptions to httpx's (and a server that hung up becomes a ``ConnectTimeout``);
+the rest (``ClientResponseError`` for a malformed status line or an 8 KB header, a payload
+error for a bad chunk size) come through raw. Each is classified by the library's own
+exception, wherever it sits in the chain, so a malformed upstream is a 502, never a 500.
+
+The client is told which backend failed (by its config name) and how, in the gateway's words;
+the library's own words, which name addresses and internals, go to ``detail``: the record and
+the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import aiohttp
+import httpx
+
+from gateway.errors import GatewayError, UpstreamError, UpstreamPassthrough, UpstreamTimeout
+
+UNREACHABLE = "upstream_unreachable"
+CONNECTION = "upstream_connection_error"
+MALFORMED = "upstream_malformed_response"
+BROKEN = "upstream_stream_broken"
+TIMEOUT = "upstream_timeout"
+STATUS = "upstream_error"
+AUTH = "upstream_auth_failed"
+
+#: failures a second try may not meet (the backend's fault, or the way there)
+RETRYABLE_CODES = frozenset({UNREACHABLE, CONNECTION, MALFORMED, BROKEN, TIMEOUT, STATUS})
+#: a backend's own 4xx that a retry can fix
+RETRYABLE_STATUSES = frozenset({408, 409, 429})
+
+
+class UpstreamStatusError(UpstreamError):
+    """The backend answered with a status that is its failure (5xx, 401/403, a redirect)."""
+
+    def __init__(self, message: str, *, code: str, upstream_status: int) -> None:
+        super().__init__(message, code=code)
+        self.upstream_status = upstream_status
+        if code == AUTH:
+            # the gateway's own credentials are wrong: no retry, by anyone, can fix that
+            self.retryable = False
+
+
+def retryable(exc: GatewayError) -> bool:
+    """Whether another try (on this backend or another) may succeed."""
+    if isinstance(exc, UpstreamPassthrough):
+        return exc.status in RETRYABLE_STATUSES
+    return isinstance(exc, UpstreamError) and exc.code in RETRYABLE_CODES
+
+
+def backend_failed(exc: GatewayError) -> bool:
+    """Whether the failure counts against the backend's health (429 and 4xx do not)."""
+    return isinstance(exc, UpstreamError) and exc.code in RETRYABLE_CODES
+
+
+def upstream_status(exc: GatewayError) -> int | None:
+    if isinstance(exc, UpstreamPassthrough):
+        return exc.status
+    if isinstance(exc, UpstreamStatusError):
+        return exc.upstream_status
+    return None
+
+
+def _library_cause(exc: BaseException) -> BaseException:
+    """The innermost aiohttp exception in the chain, else the exception itself."""
+    seen: BaseException | None = exc
+    found = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, aiohttp.ClientError):
+            found = seen
+        seen = seen.__cause__ or seen.__context__
+    return found
+
+
+def _kind(exc: BaseException) -> tuple[str, str]:
+    """(code, what happened, in the gateway's words) for a transport exception."""
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return UNREACHABLE, "is unreachable"
+    if isinstance(exc, aiohttp.ServerTimeoutError | httpx.TimeoutException | TimeoutError):
+        if isinstance(exc, httpx.ConnectTimeout):
+            return UNREACHABLE, "is unreachable"
+        return TIMEOUT, "timed out"
+    if isinstance(exc, httpx.ConnectError):
+        return UNREACHABLE, "is unreachable"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return BROKEN, "broke off its response (a malformed body)"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return MALFORMED, "sent a malformed HTTP response"
+    if isinstance(exc, httpx.RemoteProtocolError) and "disconnected" not in str(exc):
+        return MALFORMED, "sent a malformed HTTP response"
+    return CONNECTION, "closed the connection or failed on it"
+
+
+def upstream_failure(name: str, exc: BaseException) -> UpstreamError:
+    """The gateway's error for a transport exception on backend ``name``."""
+    cause = _library_cause(exc)
+    code, what = _kind(cause)
+    kind = UpstreamTimeout if code == TIMEOUT else UpstreamError
+    error = kind(f"Backend '{name}' {what}.", code=code)
+    error.detail = f"{type(cause).__name__}: {cause}"[:1000]
+    return error
+
+
+@contextlib.contextmanager
+def mapped(name: str) -> Iterator[None]:
+    """Any exception of either transport, as the gateway's error for backend ``name``."""
+    try:
+        yield
+    except GatewayError:
+        raise
+    except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:  # OSError: TimeoutError too
+        raise upstream_failure(name, exc) from exc
