@@ -19,6 +19,7 @@ from gateway.errors import InvalidRequest, NotFound
 from gateway.policy.schema import RateLimits
 from gateway.records.repository import ExchangeFilter, full, summary
 from gateway.records.status import Status
+from gateway.records.usage import By, UsageFilter, usage
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -165,3 +166,17 @@ async def list_findings(
 ) -> dict[str, Any]:
     rows = await services.exchanges.findings(rule=rule, context=context, since=since, limit=limit)
     return {"object": "list", "data": rows}
+
+
+@router.get("/usage", summary="Requests, tokens, spend, blocks, limits and errors")
+async def get_usage(
+    services: UnitDep,
+    _admin: AdminDep,
+    context: str | None = None,
+    key: Annotated[str | None, Query(description="a key's id (key_…)")] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    by: By | None = None,
+) -> dict[str, Any]:
+    flt = UsageFilter(context=context, key=key, since=since, until=until, by=by)
+    return {"object": "list", "by": by, "data": await usage(services.sessions, flt)}

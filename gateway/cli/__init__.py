@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import db, detectors, exchanges, export, keys, policy, review, serve
+from gateway.cli import db, detectors, exchanges, export, keys, policy, review, serve, usage
 
 app = typer.Typer(
     name="gateway",
@@ -19,6 +19,7 @@ app.command("version")(serve.version)
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(exchanges.app, name="exchanges")
+app.command("usage")(usage.command)
 app.add_typer(policy.app, name="policy")
 app.add_typer(review.app, name="review")
 app.add_typer(export.app, name="export")
