@@ -14,6 +14,7 @@ from gateway.policy.store import PolicyStore
 from gateway.records.recorder import ExchangeRecorder
 from gateway.services import Services
 from gateway.supervise import Supervisor
+from gateway.upstream.router import ModelRouter
 
 router = APIRouter(tags=["health"])
 
@@ -35,12 +36,32 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         "recorder": _recorder(services.recorder),
         "background": _background(services.supervisor),
         "limits": services.quota.status(),
+        "backends": _backends(services.router),
     }
     ready = all(check["ok"] for check in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "not_ready", "checks": checks},
         status_code=200 if ready else 503,
     )
+
+
+def _backends(router: ModelRouter) -> dict[str, Any]:
+    # Passive health (gateway.upstream.health): not ready while some alias has no backend
+    # left to serve it (each ejected); a half-open one counts, as the next request probes it.
+    health = router.health
+    names = sorted({name for alias in router.aliases for name in router.backends_of(alias)})
+    unserved = [
+        alias
+        for alias in router.aliases
+        if not any(health.available(name) for name in router.backends_of(alias))
+    ]
+    budget = router.budget
+    return {
+        "ok": not unserved,
+        "aliases_without_backend": unserved,
+        "backends": {name: health.report(name) for name in names},
+        "retries": {"made": budget.stats.retries, "denied_by_budget": budget.stats.denied},
+    }
 
 
 def _policies(store: PolicyStore) -> dict[str, Any]:

@@ -24,7 +24,8 @@ class _HideScriptedDrops(logging.Filter):
 
 def serve_mock(host: str, port: int, script_path: Path | None, token_delay: float | None) -> None:
     """Run the mock upstream under uvicorn until interrupted."""
-    app = MockUpstream(load_script(script_path), token_delay=token_delay)
+    script = load_script(script_path)
+    app = MockUpstream(script, token_delay=token_delay)
     config = uvicorn.Config(
         app,
         host=host,
@@ -33,6 +34,8 @@ def serve_mock(host: str, port: int, script_path: Path | None, token_delay: floa
         http="httptools",
         log_level="warning",
         access_log=False,
+        # typed int, used as a delay (call_later): a fraction of a second works
+        timeout_keep_alive=script.keep_alive_seconds,  # type: ignore[arg-type]
     )
     # Added after Config, because building the config (re)configures uvicorn's loggers.
     logging.getLogger("uvicorn.error").addFilter(_HideScriptedDrops())

@@ -36,6 +36,8 @@ class _Transport(Protocol):
 
     def is_closing(self) -> bool: ...
 
+    def write(self, data: bytes) -> None: ...
+
 
 class RequestRecord(TypedDict):
     request_id: str | None  # the gateway's id, from x-situate-request-id or x-request-id
@@ -91,9 +93,15 @@ async def send_json(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def send_bytes(send: Send, status: int, body: bytes, content_type: str) -> None:
+async def send_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str,
+    extra: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
     """A response that need not be JSON (a scripted plain-text or HTML error, or none)."""
-    headers: Headers = [(b"content-length", str(len(body)).encode())]
+    headers: Headers = [(b"content-length", str(len(body)).encode()), *extra]
     if body:
         headers.insert(0, (b"content-type", content_type.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -167,3 +175,25 @@ async def close_without_response(receive: Receive) -> None:
     with anyio.move_on_after(1.0):
         while (await receive())["type"] != "http.disconnect":
             pass
+
+
+def _transport(receive: Receive) -> _Transport | None:
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    return transport if isinstance(transport, _Transport) else None
+
+
+async def write_raw(receive: Receive, data: bytes, *, hang: float = 0.0) -> None:
+    """Bytes on the socket as they are, bypassing the server's HTTP framing (a malformed
+    response, a broken chunk), then, after waiting up to ``hang`` seconds for the client to
+    give up, the connection closed. Raises ``MockConnectionDrop`` so the server, which thinks
+    the response unfinished, drops the connection without a word of its own."""
+    transport = _transport(receive)
+    if transport is None:
+        raise MockConnectionDrop("no transport to write raw bytes to")
+    transport.write(data)
+    if hang:
+        with anyio.move_on_after(hang):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+    transport.close()
+    raise MockConnectionDrop("scripted malformed response")

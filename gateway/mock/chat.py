@@ -22,6 +22,7 @@ from gateway.mock.asgi import (
     run_watched,
     send_bytes,
     send_json,
+    write_raw,
 )
 from gateway.mock.script import Fault, Rule, Script
 
@@ -32,6 +33,18 @@ _DONE = b"data: [DONE]\n\n"
 _MALFORMED = b"data: {not json\n\n"
 _ERROR_FRAME = b"data: " + error_body("mock upstream error", "server_error", None, "mock_error")
 _ERROR_FRAME += b"\n\n"
+#: what a broken server or proxy puts on the socket instead of a response
+_RAW: dict[str, bytes] = {
+    "long_header": b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-filler: "
+    + b"a" * 9000
+    + b"\r\ncontent-length: 2\r\n\r\n{}",
+    "bad_status": b"HTTP/1.1 2OO NOT-A-STATUS\r\ncontent-length: 2\r\n\r\n{}",
+    "bad_chunk": b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+    b"transfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+}
+#: a chunk size that is not hex, in the middle of a chunked stream
+_BROKEN_CHUNK = b"zz\r\nnot a chunk\r\n"
+_BROKEN_HANG = 60.0  # seconds the broken stream's connection stays open, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +148,7 @@ class ChatHandler:
         )
         self._token_delay = token_delay
         self._echo = script.echo
+        self._fired: dict[int, int] = {}  # how often each rule's fault fired (for `times`)
 
     def plan(self, body: Any) -> ChatPlan:
         if not isinstance(body, dict):
@@ -168,8 +182,20 @@ class ChatHandler:
             token_delay=self._token_delay
             if rule is None or rule.token_delay is None
             else rule.token_delay,
-            fault=rule.fault if rule is not None else None,
+            fault=self._fault(rule),
         )
+
+    def _fault(self, rule: Rule | None) -> Fault | None:
+        """The rule's fault, unless it has fired its `times` already."""
+        if rule is None or rule.fault is None:
+            return None
+        if rule.fault.times is None:
+            return rule.fault
+        fired = self._fired.get(id(rule), 0)
+        if fired >= rule.fault.times:
+            return None
+        self._fired[id(rule)] = fired + 1
+        return rule.fault
 
     def _resolve(self, model: str, last_user: str) -> tuple[Rule | None, Reply]:
         """The first matching rule (if any) and the reply it implies."""
@@ -184,7 +210,8 @@ class ChatHandler:
         return Reply.of(self._echo.replace("{said}", last_user[:200]))
 
     async def respond(self, ex: Exchange, plan: ChatPlan) -> None:
-        if plan.stream and (plan.fault is None or plan.fault.status is None):
+        fault = plan.fault
+        if plan.stream and (fault is None or (fault.status is None and fault.malformed is None)):
             await _stream(ex, plan)
         else:
             await _respond_whole(ex, plan)
@@ -218,12 +245,17 @@ async def _respond_whole(ex: Exchange, plan: ChatPlan) -> None:
         if await run_watched(ex.receive, lambda: anyio.sleep(delay)):
             ex.record["outcome"] = "client_disconnected"
             return
-    if fault is not None and fault.status is not None and fault.text is not None:
+    extra = [(k.lower().encode(), v.encode()) for k, v in fault.headers.items()] if fault else []
+    if fault is not None and fault.malformed is not None:
         ex.record["outcome"] = "fault"
-        await send_bytes(ex.send, fault.status, fault.text.encode(), fault.content_type)
+        await write_raw(ex.receive, _RAW[fault.malformed])
+    elif fault is not None and fault.status is not None and fault.text is not None:
+        ex.record["outcome"] = "fault"
+        body = fault.text.encode()
+        await send_bytes(ex.send, fault.status, body, fault.content_type, extra)
     elif fault is not None and fault.status is not None:
         ex.record["outcome"] = "fault"
-        await send_json(ex.send, fault.status, _fault_status_body(fault, fault.status))
+        await send_json(ex.send, fault.status, _fault_status_body(fault, fault.status), extra)
     elif fault is not None and fault.drop_after is not None:
         ex.record["outcome"] = "fault"
         await close_without_response(ex.receive)
@@ -263,6 +295,8 @@ async def _stream(ex: Exchange, plan: ChatPlan) -> None:
     if writer.dropped:
         # Raised outside the task group so the server sees this exception, not a group.
         raise MockConnectionDrop("scripted mid-stream connection drop")
+    if writer.broken:
+        await write_raw(ex.receive, b"")  # the connection closed at last
 
 
 class _SendFailed(Exception):
@@ -295,6 +329,7 @@ class _StreamWriter:
                         fault.malformed_after,
                         fault.error_frame_after,
                         fault.done_after,
+                        fault.broken_chunk_after,
                     )
                     if c is not None
                 ),
@@ -303,6 +338,7 @@ class _StreamWriter:
         self.finished = False
         self.gone = False
         self.dropped = False
+        self.broken = False
 
     def _frame(self, index: int, delta: str, finish_reason: str | None) -> bytes:
         finish = "null" if finish_reason is None else f'"{finish_reason}"'
@@ -355,12 +391,24 @@ class _StreamWriter:
         await self._emit(_DONE, more_body=False)
         self.finished = True
 
+    async def _break(self) -> None:
+        """A chunk size that is not hex on the socket, then silence with the connection open
+        (until the client gives up, which cancels this through `run_watched`)."""
+        transport = getattr(getattr(self._ex.receive, "__self__", None), "transport", None)
+        if transport is not None:
+            transport.write(_BROKEN_CHUNK)
+        self.broken = self.finished = True
+        await anyio.sleep(_BROKEN_HANG)
+
     async def _fire(self) -> None:
         fault = self._plan.fault
         assert fault is not None  # only called when a fault counter is set
         self._ex.record["outcome"] = "fault"
         if fault.drop_after is not None:
             self.dropped = True
+        elif fault.broken_chunk_after is not None:
+            await self._break()
+            return
         elif fault.malformed_after is not None:
             await self._emit(_MALFORMED)
             await self._emit(_DONE, more_body=False)

@@ -40,6 +40,17 @@ class Fault(BaseModel):
     # another request arrives (its interrupt_requests setting, on by default).
     done_after: int | None = Field(default=None, ge=0)
     first_byte_delay: float | None = Field(default=None, ge=0)
+    # Response headers sent with `status` (a 429's Retry-After, say).
+    headers: dict[str, str] = Field(default_factory=dict)
+    # Raw bytes on the socket instead of a response, as a broken server or proxy sends them:
+    # a header line over 8 KB, a status line that is not HTTP, a chunk size that is not hex.
+    malformed: Literal["long_header", "bad_status", "bad_chunk"] | None = None
+    # A stream whose chunked encoding breaks after this many content chunks (a chunk size
+    # that is not hex), the connection then left open: nothing more ever arrives.
+    broken_chunk_after: int | None = Field(default=None, ge=0)
+    # The fault fires on the first `times` requests the rule matches (a counter per rule),
+    # then the rule answers normally: retries become observable. None: always.
+    times: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _one_ending(self) -> Fault:
@@ -49,12 +60,16 @@ class Fault(BaseModel):
             self.malformed_after,
             self.error_frame_after,
             self.done_after,
+            self.malformed,
+            self.broken_chunk_after,
         )
         if sum(e is not None for e in endings) > 1:
             raise ValueError(
                 "set at most one of status, drop_after, malformed_after, error_frame_after, "
-                "done_after"
+                "done_after, malformed, broken_chunk_after"
             )
+        if self.headers and self.status is None:
+            raise ValueError("headers only apply together with status")
         if (self.body is not None or self.text is not None) and self.status is None:
             raise ValueError("body and text only apply together with status")
         if self.body is not None and self.text is not None:
@@ -96,6 +111,9 @@ class Script(BaseModel):
     # Like llama-cpp-python's server (starlette-context's RequestIdPlugin): an X-Request-ID
     # that is not a UUID is refused with a 400 and an empty body, before any route runs.
     uuid_request_id: bool = False
+    # How long the server keeps an idle connection open (uvicorn's timeout_keep_alive; its
+    # default is 5 s): shorter than a client pool's keep-alive, reused connections go stale.
+    keep_alive_seconds: float = Field(default=5.0, gt=0)
 
 
 def load_script(path: Path | None) -> Script:
