@@ -29,7 +29,11 @@ from gateway.deps import AppState
 from gateway.detectors.catalog import load_model
 from gateway.detectors.pool import DetectorPool, PoolSettings
 from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
-from gateway.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from gateway.middleware import (
+    BodySizeLimitMiddleware,
+    BodyTimeoutMiddleware,
+    RequestIdMiddleware,
+)
 from gateway.pipeline.request import param_path
 from gateway.pipeline.run import Pipeline
 from gateway.policy.revisions import RevisionRepository
@@ -42,7 +46,7 @@ from gateway.review.judging import JudgingService
 from gateway.review.queue import QueueService
 from gateway.review.reviewers import ReviewerService
 from gateway.services import Services
-from gateway.supervise import Supervisor
+from gateway.supervise import Shutdown, Supervisor
 from gateway.telemetry import Telemetry
 from gateway.upstream.client import UpstreamClient, create_http_client
 from gateway.upstream.router import ModelRouter
@@ -65,13 +69,17 @@ class LifespanState(TypedDict):
     web: WebState
 
 
-def create_app(config: GatewayConfig, *, demo_base_url: str | None = None) -> FastAPI:
-    """Build the gateway. ``demo_base_url`` is where this server's own demo backend answers."""
+def create_app(
+    config: GatewayConfig, *, demo_base_url: str | None = None, shutdown: Shutdown | None = None
+) -> FastAPI:
+    """Build the gateway. ``demo_base_url`` is where this server's own demo backend answers;
+    ``shutdown`` is how the server tells the app its grace is ending (``gateway serve``)."""
     base_urls = _base_urls(config, demo_base_url)
+    stopping = shutdown or Shutdown()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
-        async with _services(config, base_urls) as services:
+        async with _services(config, base_urls, stopping) as services:
             sign_ins = WebSessions(
                 services.sessions,
                 services.reviewers,
@@ -102,12 +110,15 @@ def create_app(config: GatewayConfig, *, demo_base_url: str | None = None) -> Fa
 
         app.mount(DEMO_PREFIX, StripPrefix(MockUpstream(demo_script()), DEMO_PREFIX))
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
+    app.add_middleware(BodyTimeoutMiddleware, seconds=config.server.body_timeout)
     app.add_middleware(RequestIdMiddleware)
     return app
 
 
 @asynccontextmanager
-async def _services(config: GatewayConfig, base_urls: dict[str, str]) -> AsyncIterator[Services]:
+async def _services(
+    config: GatewayConfig, base_urls: dict[str, str], shutdown: Shutdown
+) -> AsyncIterator[Services]:
     """Every resource a request needs, built here and closed here, in reverse order."""
     engine = _engine(config)
     sessions = create_sessions(engine)
@@ -134,11 +145,13 @@ async def _services(config: GatewayConfig, base_urls: dict[str, str]) -> AsyncIt
         detectors,
         Supervisor(),
         Limiter(config.limits, config.pricing),
+        shutdown,
     )
     _start_background(config, services)
     try:
         yield services
     finally:
+        await recorder.wait_open()  # exchanges still open end first (their hooks, records)
         await services.quota.close()  # its settlements first: they run as exchanges end
         await services.supervisor.stop()  # the watcher, then the recorder (writes its queue)
         detectors.close()
@@ -151,7 +164,11 @@ async def _services(config: GatewayConfig, base_urls: dict[str, str]) -> AsyncIt
 def _engine(config: GatewayConfig) -> AsyncEngine:
     pool = config.database  # the pool's sizes apply to PostgreSQL; SQLite has none
     return create_engine(
-        config.database_url, pool_size=pool.pool_size, max_overflow=pool.max_overflow
+        config.database_url,
+        pool_size=pool.pool_size,
+        max_overflow=pool.max_overflow,
+        connect_timeout=pool.connect_timeout,
+        statement_timeout=pool.statement_timeout,
     )
 
 
@@ -188,6 +205,7 @@ def _assemble(
     detectors: DetectorPool,
     supervisor: Supervisor,
     quota: Limiter,
+    shutdown: Shutdown,
 ) -> Services:
     keys = KeyService(sessions)
     queues = QueueService(sessions, timedelta(minutes=config.review.claim_lease_minutes))
@@ -196,7 +214,7 @@ def _assemble(
         config=config,
         sessions=sessions,
         keys=keys,
-        authenticator=Authenticator(keys, config.auth.cache_seconds),
+        authenticator=Authenticator(keys, config.auth.cache_seconds, config.auth.stale_seconds),
         router=router,
         upstream=upstream,
         recorder=recorder,
@@ -212,6 +230,7 @@ def _assemble(
         detectors=detectors,
         supervisor=supervisor,
         quota=quota,
+        shutdown=shutdown,
     )
 
 

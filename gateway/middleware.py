@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import GatewayError, PayloadTooLarge
+from gateway.errors import GatewayError, PayloadTooLarge, RequestTimeout
 
 
 class RequestIdMiddleware:
@@ -95,4 +96,45 @@ class BodySizeLimitMiddleware:
     def _error(self) -> PayloadTooLarge:
         return PayloadTooLarge(
             f"The request body exceeds the gateway's limit of {self.max_bytes} bytes."
+        )
+
+
+class BodyTimeoutMiddleware:
+    """A client has ``seconds`` from its headers' arrival to send its whole body (a body
+    trickled a byte a second holds no connection for long): past it, ``receive`` raises a 408
+    ``request_timeout``, inside the route, so the exchange is recorded; the answer closes the
+    connection. Once the body is in, ``receive`` (which then waits for a disconnect) is free.
+    """
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.seconds
+        complete = False
+
+        async def timed_receive() -> Message:
+            nonlocal complete
+            if complete:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise self._error() from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                complete = True
+            return message
+
+        await self.app(scope, timed_receive, send)
+
+    def _error(self) -> RequestTimeout:
+        return RequestTimeout(
+            f"The request body did not arrive within {self.seconds:g} seconds.",
+            headers={"connection": "close"},
         )

@@ -6,7 +6,7 @@ layer's, carried beside this in the lifespan state (``gateway.web.deps.WebState`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -29,7 +29,7 @@ from gateway.review.data import ReviewData
 from gateway.review.judging import JudgingService
 from gateway.review.queue import QueueService
 from gateway.review.reviewers import ReviewerService
-from gateway.supervise import Supervisor
+from gateway.supervise import Shutdown, Supervisor
 from gateway.upstream.client import UpstreamClient
 from gateway.upstream.router import ModelRouter
 
@@ -58,6 +58,8 @@ class Services:
     supervisor: Supervisor
     #: rate limits and budgets: the counters (in process or in Redis) and the price table
     quota: Limiter
+    #: the server's shutdown: when a stream still running must be cut short
+    shutdown: Shutdown = field(default_factory=Shutdown)
 
     async def ask_alternative(
         self, policy: CompiledPolicy, alias: str, request: dict[str, Any], item_id: str

@@ -181,3 +181,34 @@ def _describe(task: asyncio.Task[None]) -> str:
     if exc is None:
         return "returned (it should run until the shutdown)"
     return f"{type(exc).__name__}: {exc}"[:500]
+
+
+class Shutdown:
+    """The server's shutdown as the app sees it: the server says when it begins (on SIGTERM)
+    and how long its grace is; streams still running near the grace's end are cut then, each
+    with an error frame and its record saying so, before the server cancels what is left."""
+
+    #: streams are cut this long before the grace ends (at most a fifth of it)
+    MARGIN = 1.0
+
+    def __init__(self) -> None:
+        self._cut = asyncio.Event()
+        self.deadline: float | None = None
+
+    @property
+    def draining(self) -> bool:
+        return self.deadline is not None
+
+    def begin(self, grace: float) -> None:
+        """The server stops accepting; in-flight work has ``grace`` seconds."""
+        if self.deadline is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self.deadline = loop.time() + grace
+        margin = min(self.MARGIN, grace / 5)
+        loop.call_later(max(0.0, grace - margin), self._cut.set)
+        log.info("shutting down: in-flight requests and streams have %gs", grace)
+
+    async def cut(self) -> None:
+        """Return when a stream still running must be cut short."""
+        await self._cut.wait()

@@ -1,11 +1,16 @@
 """Bearer-token authentication with a short-lived cache, so a key costs no query per request.
 
 A key revoked from another process (the CLI) stops working within ``cache_seconds``; one
-revoked through this process's admin API stops at once.
+revoked through this process's admin API stops at once. While the database cannot be reached
+(or does not answer within ``database.statement_timeout``), a key this process looked up
+successfully within ``auth.stale_seconds`` keeps serving, logged and counted: the documented
+bound on how late a revocation made elsewhere takes effect during an outage. A key never seen
+is refused with 503 ``database_unavailable``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -16,18 +21,27 @@ from gateway.errors import AuthenticationFailed, ServiceUnavailable
 
 _MAX_CACHED = 10_000
 
+log = logging.getLogger("gateway.auth")
+
 
 @dataclass(slots=True)
 class _Entry:
     principal: Principal | None
     until: float
+    #: when the database last vouched for the key (a found key only)
+    checked_at: float = 0.0
 
 
 class Authenticator:
-    def __init__(self, keys: KeyService, cache_seconds: float) -> None:
+    def __init__(
+        self, keys: KeyService, cache_seconds: float, stale_seconds: float = 0.0
+    ) -> None:
         self._keys = keys
         self._ttl = cache_seconds
+        self._stale = stale_seconds
         self._cache: dict[str, _Entry] = {}
+        #: requests served on a stale lookup while the database was unreachable
+        self.served_stale = 0
 
     async def authenticate(self, authorization: str | None) -> Principal:
         secret = _bearer(authorization)
@@ -35,17 +49,37 @@ class Authenticator:
         now = time.monotonic()
         entry = self._cache.get(cache_key)
         if entry is None or entry.until <= now:
-            principal = await self._lookup(secret) if looks_like_key(secret) else None
-            if len(self._cache) >= _MAX_CACHED:
-                self._cache.clear()
-            entry = _Entry(principal, now + self._ttl)
-            self._cache[cache_key] = entry
+            entry = await self._refresh(secret, cache_key, entry, now)
         if entry.principal is None:
             raise AuthenticationFailed(
                 "Incorrect API key provided. Keys are issued by the gateway operator "
                 "(`gateway keys create`)."
             )
         return entry.principal
+
+    async def _refresh(
+        self, secret: str, cache_key: str, old: _Entry | None, now: float
+    ) -> _Entry:
+        try:
+            principal = await self._lookup(secret) if looks_like_key(secret) else None
+        except ServiceUnavailable:
+            if old is None or old.principal is None or now - old.checked_at > self._stale:
+                raise
+            self.served_stale += 1
+            log.warning(
+                "the database is unreachable: key %s (context %s) served on its lookup of "
+                "%.0f s ago (auth.stale_seconds: %g)",
+                old.principal.key_id,
+                old.principal.context,
+                now - old.checked_at,
+                self._stale,
+            )
+            return old
+        if len(self._cache) >= _MAX_CACHED:
+            self._cache.clear()
+        entry = _Entry(principal, now + self._ttl, now if principal is not None else 0.0)
+        self._cache[cache_key] = entry
+        return entry
 
     async def _lookup(self, secret: str) -> Principal | None:
         try:

@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import typer
@@ -13,8 +14,9 @@ import typer
 from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
 from gateway.db.session import Sessions
 from gateway.policy.store import policy_store
-from gateway.records.recorder import insert_entries, read_spill
+from gateway.records.entries import Entry, describe, insert_new, read_spill
 from gateway.records.repository import ExchangeFilter, ExchangeRepository, full, summary
+from gateway.records.spool import read_log
 from gateway.records.status import Status
 
 app = typer.Typer(help="Exchange records.", no_args_is_help=True)
@@ -78,13 +80,34 @@ def show(exchange_id: str, config: ConfigOption = None) -> None:
 
 @app.command("import-spill")
 def import_spill(
-    path: Path = typer.Argument(..., exists=True, dir_okay=False), config: ConfigOption = None
+    paths: list[Path] = typer.Argument(..., exists=True, dir_okay=False),
+    config: ConfigOption = None,
+    from_log: bool = typer.Option(
+        False, "--from-log", help="Read the records a gateway's log holds (the spool was full)."
+    ),
 ) -> None:
-    """Load records that were spilled to disk while the database was unavailable."""
+    """Load records spooled, quarantined or logged while the database could not take them.
+
+    Idempotent: a record whose exchange is in the database already is skipped, so a file can
+    be imported twice, and a spool the gateway is replaying can be imported beside it.
+    """
     settings = config_or_exit(config)
-    entries = read_spill(path)
-    run_with_db(settings, lambda s: insert_entries(s, entries))
-    typer.echo(f"imported {len(entries)} records from {path}", err=True)
+    for path in paths:
+        entries = read_log(path) if from_log else read_spill(path)
+        try:
+            inserted, skipped = run_with_db(settings, partial(_insert_new, entries))
+        except (typer.Exit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # said in a line: no statement, no parameters (the prompts)
+            raise fail(f"importing {path} failed: {describe(exc)}") from None
+        typer.echo(
+            f"imported {inserted} records from {path}; skipped {skipped} already recorded",
+            err=True,
+        )
+
+
+async def _insert_new(entries: list[Entry], sessions: Sessions) -> tuple[int, int]:
+    return await insert_new(sessions, entries)
 
 
 @app.command()

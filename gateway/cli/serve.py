@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -24,6 +25,8 @@ def serve(
     import uvicorn  # the server and the app load only for this command, not for every one
 
     from gateway.app import DEMO_PREFIX, create_app
+    from gateway.cli.http_server import GatewayServer, header_timeout_protocol
+    from gateway.supervise import Shutdown
 
     settings = config_or_exit(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -32,7 +35,10 @@ def serve(
         migrate.upgrade(settings.database_url)
     _say_where_policies_come_from(settings)
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
-    app = create_app(settings, demo_base_url=f"http://{local}:{port}{DEMO_PREFIX}/v1")
+    shutdown = Shutdown()
+    app = create_app(
+        settings, demo_base_url=f"http://{local}:{port}{DEMO_PREFIX}/v1", shutdown=shutdown
+    )
     logging.getLogger("gateway").info(
         "OpenAI-compatible API at http://%s:%d/v1; the reviewers' page at http://%s:%d/ui/",
         local,
@@ -40,16 +46,23 @@ def serve(
         local,
         port,
     )
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        access_log=access_log,
-        log_level="info",
-        timeout_graceful_shutdown=30,
+    server = GatewayServer(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            loop="uvloop",
+            http=header_timeout_protocol(settings.server.header_timeout),
+            access_log=access_log,
+            log_level="info",
+            timeout_graceful_shutdown=settings.server.shutdown_grace,  # type: ignore[arg-type]
+        ),
+        shutdown,
     )
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise typer.Exit(3)
 
 
 def _say_where_policies_come_from(settings: GatewayConfig) -> None:

@@ -11,6 +11,7 @@ from gateway.detectors.pool import DetectorPool
 from gateway.policy.store import PolicyStore
 from gateway.quota.limiter import Limiter
 from gateway.records.recorder import ExchangeRecorder
+from gateway.supervise import Shutdown
 from gateway.upstream.client import UpstreamClient
 from gateway.upstream.router import ModelRouter
 
@@ -39,3 +40,6 @@ class PipelineNeeds(Protocol):
 
     @property
     def quota(self) -> Limiter: ...
+
+    @property
+    def shutdown(self) -> Shutdown: ...

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.clock import now
-from gateway.errors import GatewayError, UpstreamError
+from gateway.errors import GatewayError, ServiceUnavailable, UpstreamError
 from gateway.pipeline.assemble import StreamAssembler
 from gateway.pipeline.context import ExchangeRecord
 from gateway.pipeline.needs import PipelineNeeds
@@ -41,6 +41,11 @@ _HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 _DONE = b"data: [DONE]\n\n"
+_SHUTDOWN = error_frame(
+    ServiceUnavailable(
+        "The gateway is shutting down; the stream was cut short.", code="gateway_shutdown"
+    )
+)
 T = TypeVar("T")
 
 
@@ -81,6 +86,7 @@ class ProxyStream(Response):
         self._strip_usage = strip_usage
         self._assembler = StreamAssembler()
         self._outcome: tuple[Status, str | None, str | None] | None = None
+        self._cut_short = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -88,8 +94,12 @@ class ProxyStream(Response):
             await send(start)
             async with anyio.create_task_group() as group:
                 group.start_soon(self._watch, receive, group.cancel_scope)
+                group.start_soon(self._cut_at_shutdown, group.cancel_scope)
                 await self._pump(send)
                 group.cancel_scope.cancel()
+            if self._cut_short:
+                await send({"type": "http.response.body", "body": _SHUTDOWN, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except* (OSError, ClientDisconnect):
             self._end(Status.CLIENT_DISCONNECTED, "client_disconnected", "client went away")
         except* asyncio.CancelledError:
@@ -106,6 +116,16 @@ class ProxyStream(Response):
         while (await receive())["type"] != "http.disconnect":
             pass
         self._end(Status.CLIENT_DISCONNECTED, "client_disconnected", "client went away")
+        scope.cancel()
+
+    async def _cut_at_shutdown(self, scope: anyio.CancelScope) -> None:
+        """The server's grace is ending with the stream still running: it ends now, with an
+        error frame, and its record says so (not a client's disconnect)."""
+        await self._s.shutdown.cut()
+        if self._outcome is not None:  # the stream is ending anyway: let it finish
+            return
+        self._end(Status.INCOMPLETE, "gateway_shutdown", "the gateway shut down mid-stream")
+        self._cut_short = True
         scope.cancel()
 
     async def _pump(self, send: Send) -> None:

@@ -201,11 +201,7 @@ class ExchangeRecorder:
         queued, make the spool durable, then stop."""
         if self._task is None:
             return
-        if self._open:
-            try:
-                await asyncio.wait_for(self._none_open.wait(), open_wait)
-            except TimeoutError:
-                log.error("at shutdown, %d exchanges never handed their records over", self.open)
+        await self.wait_open(open_wait)
         self._queue.put_nowait(None)
         await self._task
         self._task = None
@@ -215,6 +211,16 @@ class ExchangeRecorder:
                 await self._keeper
             self._keeper = None
         self.spool.close()
+
+    async def wait_open(self, bound: float = OPEN_WAIT_SECONDS) -> None:
+        """Wait, at most ``bound`` seconds, until every exchange begun has handed its record
+        over."""
+        if not self._open:
+            return
+        try:
+            await asyncio.wait_for(self._none_open.wait(), bound)
+        except TimeoutError:
+            log.error("at shutdown, %d exchanges never handed their records over", self.open)
 
     async def _run(self) -> None:
         stopping = False
