@@ -2,7 +2,7 @@
 model or key, as SQL aggregates (the same on SQLite and PostgreSQL).
 
 Every replica writes to the one database, so usage sums them all. Spend is the sum of each
-exchange's ``cost`` (priced as it ended); rows of different currencies are kept apart.
+exchange's ``cost`` (priced as it ended, in ``pricing.currency``: one currency a deployment).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _group(by: By | None, dialect: str) -> Any:
 
 
 async def usage(sessions: Sessions, flt: UsageFilter) -> list[dict[str, Any]]:
-    """One row per group (and currency), largest first by requests; one row for no grouping."""
+    """One row per group, largest first by requests; one row in all for no grouping."""
     async with sessions() as session:
         dialect = session.get_bind().dialect.name
         group = _group(flt.by, dialect)
@@ -61,18 +61,16 @@ async def usage(sessions: Sessions, flt: UsageFilter) -> list[dict[str, Any]]:
             func.coalesce(func.sum(Exchange.completion_tokens), 0).label("completion_tokens"),
             func.coalesce(func.sum(Exchange.total_tokens), 0).label("total_tokens"),
             func.coalesce(func.sum(Exchange.cost), 0.0).label("spend"),
-            Exchange.currency,
+            func.max(Exchange.currency).label("currency"),
             _count(Exchange.status == str(Status.OK)).label("ok"),
             _count(Exchange.status == str(Status.BLOCKED)).label("blocked"),
             _count(Exchange.error_type.in_(LIMITED)).label("limited"),
             _count(Exchange.status == str(Status.REJECTED)).label("rejected"),
             _count(Exchange.status.in_(ERRORS)).label("errors"),
         ]
-        grouping: list[Any] = [Exchange.currency]
+        query = select(*columns)
         if group is not None:
-            columns.insert(0, group.label("group"))
-            grouping.insert(0, group)
-        query = select(*columns).group_by(*grouping)
+            query = select(group.label("group"), *columns).group_by(group)
         query = _filtered(query, flt).order_by(func.count().desc())
         rows = (await session.execute(query)).mappings().all()
     return [_row(dict(row), flt.by) for row in rows]
