@@ -137,8 +137,8 @@ class RedisServer:
     def start(self) -> None:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--save", "", "--appendonly", "no", "--dir", str(self.folder)]
-        log = (self.folder / f"redis-{secrets.token_hex(3)}.log").open("wb")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        with (self.folder / f"redis-{secrets.token_hex(3)}.log").open("wb") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while subprocess.run(
             ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, check=False
