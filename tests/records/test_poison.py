@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from gateway.config import RecordingConfig
 from gateway.pipeline.context import ExchangeRecord
@@ -21,7 +22,7 @@ from gateway.records.status import Status
 from tests.databases import in_a_thread, sessions_on, upgrade
 from tests.servers import Gateway
 
-HELLO = [{"role": "user", "content": "Hello"}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello"}]
 
 
 def _ready(gateway: Gateway) -> dict[str, Any]:
@@ -87,7 +88,7 @@ def test_a_model_name_longer_than_its_column_is_cut_with_a_marker(
     with openai.OpenAI(
         base_url=postgres_gateway.v1, api_key=postgres_gateway.key, max_retries=0
     ) as sdk, pytest.raises(openai.APIStatusError) as refused:
-        sdk.chat.completions.create(model=name, messages=HELLO)  # type: ignore[arg-type]
+        sdk.chat.completions.create(model=name, messages=HELLO)
     assert refused.value.status_code < 500
     record = postgres_gateway.record(refused.value.response.headers["x-request-id"])
     stored = record["requested_model"]
