@@ -52,20 +52,39 @@ def bounded(text: str, limit: int) -> str:
 class ModelNeeded(BaseException):
     """Raised where a model would have to run while the caller asked for cached results only
     (``try_cached``): the caller then runs the same work on a worker thread. It derives from
-    BaseException so that no check's ``except Exception`` takes it for a failing check."""
+    BaseException so that no check's ``except Exception`` takes it for a failing check.
+
+    Also raised where a light check would read more new text than the event loop may spend
+    on one evaluation (``charge_scan``): ``scan`` is then True, and the work goes to a thread
+    as for a model, where long scans take turns (``DetectorPool.run``)."""
+
+    def __init__(self, *, scan: bool = False) -> None:
+        super().__init__()
+        self.scan = scan
 
 
 _CACHED_ONLY: ContextVar[bool] = ContextVar("situate_cached_only", default=False)
+#: characters of new text the current cached-only try may still have its light checks read
+_SCAN_LEFT: ContextVar[list[int] | None] = ContextVar("situate_scan_left", default=None)
+
+#: how much new text (characters, summed over the checks that read it) one evaluation may
+#: scan on the event loop: the regular-expression detectors cost some microseconds a
+#: character, so this keeps a try on the loop to a few milliseconds; a chat's history is
+#: cached and costs nothing, so only a long new message goes to a thread
+LOOP_SCAN_CHARS = 6000
 
 
-def try_cached(work: Callable[[], T]) -> T:
+def try_cached(work: Callable[[], T], *, scan_chars: int = LOOP_SCAN_CHARS) -> T:
     """``work()`` with cached results only: a model that would compute raises
     ``ModelNeeded`` instead, so work whose every score is cached can run on the event loop,
-    with no thread hop, and nothing is ever computed there."""
+    with no thread hop, and nothing is ever computed there. Light checks may read up to
+    ``scan_chars`` characters they have not read before; past that, ``ModelNeeded`` too."""
     token = _CACHED_ONLY.set(True)
+    left = _SCAN_LEFT.set([scan_chars])
     try:
         return work()
     finally:
+        _SCAN_LEFT.reset(left)
         _CACHED_ONLY.reset(token)
 
 
@@ -77,3 +96,14 @@ def need_model() -> None:
     """Say a model must compute now: raises ``ModelNeeded`` inside ``try_cached``."""
     if _CACHED_ONLY.get():
         raise ModelNeeded
+
+
+def charge_scan(chars: int) -> None:
+    """A light check is about to read ``chars`` characters it has no cached answer for: inside
+    ``try_cached``, past the try's budget, raises ``ModelNeeded(scan=True)``."""
+    left = _SCAN_LEFT.get()
+    if left is None or not _CACHED_ONLY.get():
+        return
+    left[0] -= chars
+    if left[0] < 0:
+        raise ModelNeeded(scan=True)

@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import multiprocessing
 import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -53,6 +54,10 @@ DEFAULT_QUEUE = 64
 DEFAULT_CACHE_ENTRIES = 8192
 #: evaluations per scoring thread: an evaluation mostly waits for its scores
 EVALUATIONS_PER_WORKER = 4
+#: evaluations at once whose light checks read a long new text (they hold the GIL)
+SCANS_AT_ONCE = 1
+#: how long a thread may hold the GIL while another waits (``sys.setswitchinterval``)
+SWITCH_INTERVAL_S = 0.001
 
 
 def default_workers() -> int:
@@ -143,6 +148,7 @@ class DetectorPool:
         self._evaluator: ThreadPoolExecutor | None = None
         self._inflight: dict[tuple[str, bytes], Future[Scores]] = {}
         self._slots: asyncio.Semaphore | None = None
+        self._scans: asyncio.Semaphore | None = None
         self._closed = False
 
     @property
@@ -243,18 +249,26 @@ class DetectorPool:
         """``work()``: on an evaluation thread when ``heavy`` (the policy runs a model), else
         right here on the event loop (cheap checks do not pay for a thread hop).
 
-        With ``undo`` (which takes back what a started ``work`` did), heavy work is first tried
-        here with cached scores only: when every model's score is cached (a chat resends its
-        history; the same question again), nothing computes and no thread is needed. The first
-        model that would compute stops the try; ``undo`` runs and the work goes to a thread."""
-        if not heavy:
-            return work()
-        if undo is not None:
-            try:
-                return try_cached(work)
-            except ModelNeeded:
-                undo()
-        return await self.run(work)
+        With ``undo`` (which takes back what a started ``work`` did), work is first tried here
+        with cached scores only and a bounded scan (``try_cached``): when every model's score
+        is cached (a chat resends its history; the same question again) and the new text is
+        short, nothing computes and no thread is needed. The first model that would compute,
+        or the first check that would read past the loop's scan budget, stops the try;
+        ``undo`` runs and the work goes to a thread. Work stopped by its scan holds the GIL
+        (regular expressions over a long text): such work takes turns, ``SCANS_AT_ONCE`` at
+        a time, so the event loop shares the interpreter with one of them, not with all."""
+        if undo is None:
+            return await self.run(work) if heavy else work()
+        try:
+            return try_cached(work)
+        except ModelNeeded as needed:
+            undo()
+            if not needed.scan:
+                return await self.run(work)
+        if self._scans is None:
+            self._scans = asyncio.Semaphore(SCANS_AT_ONCE)
+        async with self._scans:
+            return await self.run(work)
 
     async def run(self, work: Callable[[], T]) -> T:
         """``work()`` on an evaluation thread; the event loop waits without blocking.
@@ -296,6 +310,9 @@ class DetectorPool:
             if self._closed:
                 raise DetectorError("the detector pool is shut down")
             if self._evaluator is None:
+                # A thread holding the GIL gives it up after this long when the event loop
+                # asks: 1 ms rather than CPython's 5, so a request waits little behind a scan.
+                sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
                 self._evaluator = ThreadPoolExecutor(self.evaluations, "situate-evaluate")
             return self._evaluator
 

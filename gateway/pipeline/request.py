@@ -36,7 +36,7 @@ _M = TypeVar("_M", bound=BaseModel)
 #: a JSON string (escapes included): what the depth count skips, since brackets in it are text
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]+")
-_FINITE = Annotated[StrictInt | StrictFloat, Field(allow_inf_nan=False)]
+_FINITE = Annotated[StrictFloat, Field(allow_inf_nan=False)]  # an int is a number too
 
 
 class _Open(BaseModel):
@@ -174,7 +174,13 @@ def validate(model: type[_M], body: dict[str, Any]) -> _M:
     except ValidationError as exc:
         first = exc.errors()[0]
         param = param_path(first["loc"])
-        raise InvalidRequest(f"Invalid value for '{param}': {first['msg']}.", param=param) from exc
+        kind = str(first["type"])
+        if kind == "missing":
+            message, code = f"Missing required parameter: '{param}'.", "missing_required_parameter"
+        else:
+            message = f"Invalid value for '{param}': {first['msg']}."
+            code = "invalid_type" if kind.endswith("_type") else "invalid_value"
+        raise InvalidRequest(message, param=param, code=code) from exc
 
 
 def param_path(loc: tuple[int | str, ...]) -> str:

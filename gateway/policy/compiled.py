@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from gateway.checks.base import Check, Finding
+from gateway.detectors.cache import DigestCache, digest, findings_size
+from gateway.detectors.model import charge_scan
 from gateway.policy.actions import Action, Mode, OnError, Stage
 from gateway.policy.schema import Policy, Rule
 
@@ -20,7 +19,8 @@ class ScopeClassifier(Protocol):
         ...
 
 
-_CACHED_TEXTS = 2048
+#: what one rule's memo of findings may hold, as ``DigestCache`` counts it
+FINDINGS_BYTES = 2 * 1024 * 1024
 
 #: on a stream, a heavy (model) output rule is scanned again once the answer has grown by this
 #: many characters since its last scan (or by ``STREAM_SENTENCE_STEP`` ending a sentence), and
@@ -36,33 +36,32 @@ def is_heavy(component: object) -> bool:
 
 def text_key(text: str) -> bytes:
     """What the findings of a text are kept by: its SHA-256 digest, never the text."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    return digest(text)
 
 
 class _Findings:
     """``check.find`` memoised by the SHA-256 digest of the text, never the text itself (the
-    memory must not keep what users wrote, whatever the policy records); thread-safe, as a
-    heavy policy is evaluated on worker threads."""
+    memory must not keep what users wrote, whatever the policy records), bounded in bytes;
+    thread-safe, as a heavy policy is evaluated on worker threads. A text not in the memo is
+    charged to the event loop's scan budget first (``charge_scan``): a long new text is read
+    on a thread, not on the loop."""
 
     def __init__(self, check: Check) -> None:
         self._check = check
-        self._lock = threading.Lock()
-        self._found: OrderedDict[bytes, tuple[Finding, ...]] = OrderedDict()
+        self.cache: DigestCache[bytes, tuple[Finding, ...]] = DigestCache(
+            FINDINGS_BYTES, findings_size
+        )
 
     def __call__(self, text: str, key: bytes | None = None) -> tuple[Finding, ...]:
         """The check's findings in ``text``; ``key`` is its ``text_key`` when the caller has
         it already (every rule of a stage reads the same texts: one digest each)."""
         key = key if key is not None else text_key(text)
-        with self._lock:
-            found = self._found.get(key)
-            if found is not None:
-                self._found.move_to_end(key)
-                return found
-        found = tuple(self._check.find(text))  # outside the lock: a model may take a while
-        with self._lock:
-            self._found[key] = found
-            if len(self._found) > _CACHED_TEXTS:
-                self._found.popitem(last=False)
+        found = self.cache.get(key)
+        if found is not None:
+            return found
+        charge_scan(len(text))
+        found = tuple(self._check.find(text))  # outside any lock: a model may take a while
+        self.cache.put(key, found)
         return found
 
 

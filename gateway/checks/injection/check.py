@@ -11,10 +11,7 @@ history with every turn, and the cache must not keep what users wrote in memory.
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
 from dataclasses import replace
-from threading import Lock
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -23,6 +20,7 @@ from gateway.checks.base import Finding
 from gateway.checks.injection.decoder import MAX_BLOB
 from gateway.checks.injection.matcher import all_findings
 from gateway.checks.params import StrictParams, parse_params
+from gateway.detectors.cache import DigestCache, digest, findings_size
 
 SOURCE = "heuristic:injection"
 
@@ -31,25 +29,24 @@ class InjectionParams(StrictParams):
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
-class DigestCache:
-    """A bounded least-recently-used map from a text's sha256 digest to its findings."""
+#: what the heuristic's findings per text may hold, shared by every rule that runs it
+CACHE_BYTES = 4 * 1024 * 1024
 
-    def __init__(self, size: int = 4096) -> None:
-        self._size = size
-        self._items: OrderedDict[bytes, tuple[Finding, ...]] = OrderedDict()
-        self._lock = Lock()
+
+class _Memo:
+    """The heuristic's findings by the text's digest, bounded in bytes (``DigestCache``)."""
+
+    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
+        self.cache: DigestCache[bytes, tuple[Finding, ...]] = DigestCache(
+            max_bytes, findings_size
+        )
 
     def findings(self, text: str) -> tuple[Finding, ...]:
-        key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        found = tuple(replace(f, source=SOURCE) for f in all_findings(text))
-        with self._lock:
-            self._items[key] = found
-            if len(self._items) > self._size:
-                self._items.popitem(last=False)
+        key = digest(text)
+        found = self.cache.get(key)
+        if found is None:
+            found = tuple(replace(f, source=SOURCE) for f in all_findings(text))
+            self.cache.put(key, found)
         return found
 
 
@@ -58,7 +55,7 @@ class InjectionCheck:
 
     name: ClassVar[str] = "injection"
     #: one per process, shared by every rule: findings do not depend on the threshold
-    _cache: ClassVar[DigestCache] = DigestCache()
+    _cache: ClassVar[_Memo] = _Memo()
 
     def __init__(self, params: Any) -> None:
         self._threshold = parse_params(self.name, InjectionParams, params).threshold
