@@ -4,6 +4,7 @@ the tests' policies, a key for ``plain-context`` and settings the test adds."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,10 +48,11 @@ def config_for(upstream: Upstream, folder: Path, **sections: dict[str, Any]) -> 
 
 
 @contextmanager
-def serve_on(
+def serve_process(
     upstream: Upstream, database_url: str, folder: Path, **sections: dict[str, Any]
-) -> Iterator[Gateway]:
-    """``gateway serve`` on ``database_url`` (migrated here), its log in folder/gateway.log."""
+) -> Iterator[tuple[Gateway, subprocess.Popen[bytes]]]:
+    """``gateway serve`` on ``database_url`` (migrated here), its log in folder/gateway.log,
+    and its process (to signal)."""
     config = config_for(upstream, folder, **sections)
     env = {
         "GATEWAY_DATABASE_URL": database_url,
@@ -60,16 +62,18 @@ def serve_on(
     keys = make_keys(upgrade(database_url), ("plain-context",))
     port = free_port()
     args = ["serve", "--config", str(config), "--port", str(port)]
-    with process(args, f"http://127.0.0.1:{port}/readyz", folder / "gateway.log", env):
-        yield Gateway(
-            f"http://127.0.0.1:{port}",
-            keys["plain-context"],
-            env,
-            config,
-            "postgresql",
-            keys,
-            folder / "policies",
-        )
+    with process(args, f"http://127.0.0.1:{port}/readyz", folder / "gateway.log", env) as proc:
+        url = f"http://127.0.0.1:{port}"
+        key = keys["plain-context"]
+        yield Gateway(url, key, env, config, "", keys, folder / "policies"), proc
+
+
+@contextmanager
+def serve_on(
+    upstream: Upstream, database_url: str, folder: Path, **sections: dict[str, Any]
+) -> Iterator[Gateway]:
+    with serve_process(upstream, database_url, folder, **sections) as (gateway, _):
+        yield gateway
 
 
 def eventually(check: Callable[[], T | None], timeout: float, what: str) -> T:
