@@ -11,7 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.keys import KeyService, NewKey, Principal
@@ -199,5 +199,37 @@ def test_an_unreachable_database_is_a_503_not_a_wrong_key(tmp_path: Path) -> Non
                 await auth.authenticate("Bearer sk-gw-" + "a" * 43)
         assert caught.value.status == 503 and caught.value.code == "database_unavailable"
         assert caught.value.headers()["retry-after"] == "5"
+
+    asyncio.run(go())
+
+
+def test_a_known_key_is_served_through_an_outage_for_stale_seconds_and_no_longer(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """The database goes (its keys table dropped: every lookup fails as a driver error): a
+    key looked up within ``stale_seconds`` keeps serving, counted; past that, and for a key
+    never seen, the 503 stands. The bound on how late a revocation may bite in an outage."""
+    url = upgrade(f"sqlite+aiosqlite:///{tmp_path / 'outage.db'}")
+
+    async def go() -> None:
+        async with sessions_on(url) as sessions:
+            keys = KeyService(sessions)
+            key = await keys.create("test-context", "outage")
+            other = await keys.create("test-context", "never used")
+            auth = Authenticator(keys, cache_seconds=1.0, stale_seconds=60.0)
+            header = f"Bearer {key.secret}"
+            assert (await auth.authenticate(header)).key_id == key.id
+            async with sessions.begin() as session:
+                await session.execute(text("DROP TABLE api_keys"))
+            clock.now += 30  # past the cache, within the stale bound
+            assert (await auth.authenticate(header)).key_id == key.id
+            assert (await auth.authenticate(header)).key_id == key.id
+            assert auth.served_stale == 2
+            with pytest.raises(ServiceUnavailable):
+                await auth.authenticate(f"Bearer {other.secret}")  # never looked up
+            clock.now += 31  # 61 s since the database last vouched for it
+            with pytest.raises(ServiceUnavailable) as caught:
+                await auth.authenticate(header)
+            assert caught.value.code == "database_unavailable"
 
     asyncio.run(go())
