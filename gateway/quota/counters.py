@@ -43,6 +43,10 @@ class Counters(Protocol):
 
     async def release(self, key: str, member: str) -> None: ...
 
+    async def finish(
+        self, adjustments: Sequence[Adjustment], slots: Sequence[str], member: str
+    ) -> None: ...
+
 
 @dataclass(slots=True)
 class _Count:
@@ -83,6 +87,13 @@ class LocalCounters:
 
     async def release(self, key: str, member: str) -> None:
         self.slots.get(key, {}).pop(member, None)
+
+    async def finish(
+        self, adjustments: Sequence[Adjustment], slots: Sequence[str], member: str
+    ) -> None:
+        await self.settle(adjustments)
+        for key in slots:
+            await self.release(key, member)
 
     def _used(self, key: str, kind: Kind, now: float) -> int:
         if kind == Kind.SLOTS:
@@ -155,12 +166,26 @@ return answer
 """
 
 
+# KEYS: the counters to adjust, then the slot sets to leave. ARGV[1]: how many counters,
+# ARGV[2]: the stream's member, then a delta and a ttl (ms) a counter.
+_FINISH = """
+local counters = tonumber(ARGV[1])
+for i = 1, counters do
+  redis.call('INCRBY', KEYS[i], ARGV[1 + i * 2])
+  redis.call('PEXPIRE', KEYS[i], ARGV[2 + i * 2])
+end
+for i = counters + 1, #KEYS do redis.call('ZREM', KEYS[i], ARGV[2]) end
+return 0
+"""
+
+
 class RedisCounters:
     """Counters in Redis: one script a request, so every replica sees them exactly."""
 
     def __init__(self, client: Redis) -> None:
         self.client = client
         self._admit = client.register_script(_ADMIT)
+        self._finish = client.register_script(_FINISH)
 
     async def admit(self, checks: Sequence[Check], member: str) -> Counted:
         now = time.time()
@@ -172,13 +197,19 @@ class RedisCounters:
         return Counted(first - 1 if first else None, used)
 
     async def settle(self, adjustments: Sequence[Adjustment]) -> None:
-        if not adjustments:
-            return
-        async with self.client.pipeline(transaction=True) as pipe:
-            for item in adjustments:
-                pipe.incrby(item.key, item.delta)
-                pipe.pexpire(item.key, item.ttl_ms)
-            await pipe.execute()
+        await self.finish(adjustments, [], "")
 
     async def release(self, key: str, member: str) -> None:
-        await self.client.zrem(key, member)
+        await self.finish([], [key], member)
+
+    async def finish(
+        self, adjustments: Sequence[Adjustment], slots: Sequence[str], member: str
+    ) -> None:
+        """Settle and release in one round trip (one script)."""
+        if not adjustments and not slots:
+            return
+        keys = [a.key for a in adjustments] + list(slots)
+        args: list[str | int] = [len(adjustments), member]
+        for item in adjustments:
+            args += [item.delta, item.ttl_ms]
+        await self._finish(keys=keys, args=args)

@@ -146,7 +146,8 @@ class Limiter:
         return None, f"counted in this process: {why}"
 
     async def _bounded(self, work: Awaitable[Any]) -> Any:
-        return await asyncio.wait_for(work, self.config.timeout)
+        async with asyncio.timeout(self.config.timeout):  # no task of its own, as wait_for
+            return await work
 
     def _failed(self, exc: BaseException) -> str:
         why = f"{type(exc).__name__}: {exc}"[:300] if str(exc) else type(exc).__name__
@@ -192,9 +193,7 @@ class Limiter:
         self, counters: Counters, adjustments: list[Adjustment], slots: list[str], member: str
     ) -> None:
         try:
-            await self._bounded(counters.settle(adjustments))
-            for key in slots:
-                await self._bounded(counters.release(key, member))
+            await self._bounded(counters.finish(adjustments, slots, member))
         except (RedisError, OSError, TimeoutError) as exc:
             # what was reserved stays counted (a slot expires on its own): over-counting, never
             # under-counting, while the store is away
