@@ -14,7 +14,7 @@ import typer
 from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
 from gateway.db.session import Sessions
 from gateway.policy.store import policy_store
-from gateway.records.entries import Entry, describe, insert_new, read_spill
+from gateway.records.entries import Entry, Imported, describe, import_entries, read_spill
 from gateway.records.repository import ExchangeFilter, ExchangeRepository, full, summary
 from gateway.records.spool import read_log
 from gateway.records.status import Status
@@ -92,22 +92,29 @@ def import_spill(
     be imported twice, and a spool the gateway is replaying can be imported beside it.
     """
     settings = config_or_exit(config)
+    refused = 0
     for path in paths:
         entries = read_log(path) if from_log else read_spill(path)
         try:
-            inserted, skipped = run_with_db(settings, partial(_insert_new, entries))
+            done = run_with_db(settings, partial(_import, entries))
         except (typer.Exit, KeyboardInterrupt):
             raise
         except Exception as exc:  # said in a line: no statement, no parameters (the prompts)
             raise fail(f"importing {path} failed: {describe(exc)}") from None
         typer.echo(
-            f"imported {inserted} records from {path}; skipped {skipped} already recorded",
+            f"imported {done.inserted} records from {path}; "
+            f"skipped {done.skipped} already recorded",
             err=True,
         )
+        for exchange_id, why in done.refused:
+            typer.echo(f"  refused by the database: {exchange_id}: {why}", err=True)
+        refused += len(done.refused)
+    if refused:
+        raise fail(f"{refused} records were refused (the rest are imported)")
 
 
-async def _insert_new(entries: list[Entry], sessions: Sessions) -> tuple[int, int]:
-    return await insert_new(sessions, entries)
+async def _import(entries: list[Entry], sessions: Sessions) -> Imported:
+    return await import_entries(sessions, entries)
 
 
 @app.command()

@@ -139,6 +139,36 @@ async def insert_new(sessions: Sessions, entries: list[Entry]) -> tuple[int, int
     return len(fresh), len(entries) - len(fresh)
 
 
+@dataclass(slots=True)
+class Imported:
+    inserted: int = 0
+    skipped: int = 0
+    #: (exchange id, the database's reason) for each record it refused on its own
+    refused: list[tuple[str, str]] = field(default_factory=list)
+
+
+async def import_entries(sessions: Sessions, entries: list[Entry], chunk: int = 500) -> Imported:
+    """``insert_new`` in chunks; a chunk the database refuses is written record by record, so
+    one bad record costs only itself (it is reported, with the database's reason)."""
+    done = Imported()
+    for start in range(0, len(entries), chunk):
+        part = [e.fitted() for e in entries[start : start + chunk]]
+        try:
+            inserted, skipped = await insert_new(sessions, part)
+        except Exception:  # one by one: which of them is it
+            inserted = skipped = 0
+            for entry in part:
+                try:
+                    one, seen = await insert_new(sessions, [entry])
+                except Exception as exc:
+                    done.refused.append((entry.id, describe(exc)))
+                    continue
+                inserted, skipped = inserted + one, skipped + seen
+        done.inserted += inserted
+        done.skipped += skipped
+    return done
+
+
 async def reachable(sessions: Sessions) -> bool:
     """Whether the exchanges table answers (the database is up and has the schema)."""
     try:

@@ -5,6 +5,7 @@ of prompts) ever reaches the terminal."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from pathlib import Path
 
@@ -66,3 +67,18 @@ def test_import_spill_into_a_database_it_cannot_use_is_one_line_no_traceback(
     assert failed.returncode == 1
     assert "Traceback" not in failed.stderr and "do not print me" not in failed.stderr
     assert "gateway db upgrade" in failed.stderr
+
+
+def test_a_record_the_database_refuses_costs_only_itself_and_is_named(tmp_path: Path) -> None:
+    spool = _spooled(tmp_path, 3)
+    lines = spool.read_text().splitlines()
+    orphan = json.loads(lines[1])
+    orphan["exchange"]["key_id"] = "key_that_never_existed"  # a foreign key the database refuses
+    lines[1] = json.dumps(orphan)
+    spool.write_text("\n".join(lines) + "\n")
+    env = {"GATEWAY_DATABASE_URL": upgrade(f"sqlite+aiosqlite:///{tmp_path / 'good.db'}")}
+    done = cli(["exchanges", "import-spill", str(spool)], env)
+    assert done.returncode == 1
+    assert "imported 2 records" in done.stderr
+    assert "refused by the database: s1" in done.stderr
+    assert "Traceback" not in done.stderr and "do not print me" not in done.stderr
