@@ -161,6 +161,8 @@ LONGEST_FIRST = (
     "test_web_browser.py",
     "test_admin_and_cli.py",
     "test_serve.py",
+    "test_spool.py",
+    "test_bounds.py",
     "test_redaction.py",
     "test_policy_cli.py",
     "test_recorder.py",
