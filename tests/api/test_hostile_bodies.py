@@ -33,7 +33,7 @@ def assert_refused(
 ) -> dict[str, Any]:
     """A 400 in OpenAI's shape that tells the SDKs not to retry, recorded as a rejection."""
     assert response.status_code == 400, response.text
-    error = response.json()["error"]
+    error: dict[str, Any] = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
     assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", code, param)
     assert response.headers["x-should-retry"] == "false"
