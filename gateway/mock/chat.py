@@ -55,7 +55,11 @@ class Reply:
     deltas: tuple[str, ...]
 
     @classmethod
-    def of(cls, text: str) -> Reply:
+    def of(cls, text: str, chunk_chars: int | None = None) -> Reply:
+        if chunk_chars:  # fixed-size pieces, which may cut a word (or a key) in two
+            text = text.rstrip()
+            pieces = [text[i : i + chunk_chars] for i in range(0, len(text), chunk_chars)]
+            return cls(tuple(pieces), tuple(_content_delta(p) for p in pieces))
         pieces = _WORD.findall(text)
         if pieces:
             pieces[-1] = pieces[-1].rstrip()
@@ -143,7 +147,9 @@ class ChatHandler:
 
     def __init__(self, script: Script, token_delay: float) -> None:
         self._rules = tuple(
-            _CompiledRule(rule, None if rule.reply is None else Reply.of(rule.reply))
+            _CompiledRule(
+                rule, None if rule.reply is None else Reply.of(rule.reply, rule.chunk_chars)
+            )
             for rule in script.rules
         )
         self._token_delay = token_delay

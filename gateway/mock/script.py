@@ -87,6 +87,8 @@ class Rule(BaseModel):
     reply: str | None = None
     fault: Fault | None = None
     token_delay: float | None = Field(default=None, ge=0)
+    # Stream the reply in pieces of this many characters instead of a word a piece.
+    chunk_chars: int | None = Field(default=None, ge=1)
     # The backend's own finish, e.g. "content_filter" for a provider's filter (Azure's).
     finish_reason: Literal["stop", "length", "content_filter"] | None = None
 

@@ -53,7 +53,8 @@ async def bounded(chunks: AsyncIterator[bytes], route: Route) -> AsyncIterator[b
                 error.code = BROKEN
                 error.message = f"Backend '{name}' broke off the stream."
             raise error from exc
-        first, limit = False, timeouts.idle
+        if chunk:  # (an empty read is not the first byte)
+            first, limit = False, timeouts.idle
         yield chunk
 
 

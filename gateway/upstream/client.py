@@ -83,8 +83,9 @@ def _aiohttp_transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
 
 
 def timeout_for(timeouts: Timeouts, *, stream: bool) -> httpx.Timeout:
-    # A stream's read timeout is its idle timeout; the first byte is timed by the caller.
-    read = timeouts.idle if stream else timeouts.response
+    # A stream's reads are bounded by the caller (``stream_events.bounded``: the first by
+    # first_byte, the rest by idle); the transport's own bound is only the looser of the two.
+    read = max(timeouts.idle, timeouts.first_byte) if stream else timeouts.response
     return httpx.Timeout(
         connect=timeouts.connect, read=read, write=timeouts.write, pool=timeouts.pool
     )
