@@ -206,3 +206,41 @@ def test_usage_by_cli_and_admin_api(limited: Gateway) -> None:
     assert sum(r["requests"] for r in rows) == 4 and rows[0]["key"] == key_id
     table = limited.command("usage", "--context", "quota-context", "--since", "1h")
     assert table.returncode == 0 and table.stdout.split()[:2] == ["currency", "requests"]
+
+
+def _stream_admitted(gateway: Gateway, key: str) -> bool:
+    with sdk(gateway, key) as client:
+        try:
+            for _ in client.chat.completions.create(
+                model="test-small", messages=ASK, stream=True
+            ):
+                pass
+        except openai.RateLimitError:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("ending", ["client leaves", "upstream drops"])
+def test_a_streams_slot_is_freed_however_it_ends(limited: Gateway, ending: str) -> None:
+    _, key = new_key(limited.url, concurrent_streams=1)
+    content = "LONG-STREAM please" if ending == "client leaves" else "FAULT-DROP please"
+    with httpx.stream(
+        "POST",
+        f"{limited.v1}/chat/completions",
+        json={"model": "test-small", "messages": [{"role": "user", "content": content}],
+              "stream": True},
+        headers={"authorization": f"Bearer {key}"},
+        timeout=10,
+    ) as response:
+        assert response.status_code == 200
+        chunks = response.iter_raw()
+        next(chunks)  # the stream is open, its slot taken
+        if ending == "client leaves":
+            assert not _stream_admitted(limited, key)  # the slot is held meanwhile
+        else:
+            for _ in chunks:  # the backend drops the stream after 3 chunks
+                pass
+    deadline = time.monotonic() + 5  # the client is gone: the gateway notices, and frees it
+    while not _stream_admitted(limited, key):
+        assert time.monotonic() < deadline, "the slot was never freed"
+        time.sleep(0.1)
