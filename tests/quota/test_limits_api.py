@@ -138,6 +138,8 @@ def test_streams_are_settled_and_priced_too(limited: Gateway) -> None:
         )
         for _ in stream.parse():
             pass
+    assert stream.headers["x-ratelimit-limit-tokens"] == "100000"  # tokens_per_day: the tightest
+    assert "x-ratelimit-limit-requests" not in stream.headers  # no request limit is set
     record = limited.record(stream.headers["x-request-id"])
     assert record["prompt_tokens"] and record["completion_tokens"]
     expected = (record["prompt_tokens"] * PRICE_IN + record["completion_tokens"] * PRICE_OUT) / 1e6
