@@ -246,3 +246,18 @@ def test_a_streams_slot_is_freed_however_it_ends(limited: Gateway, ending: str) 
     while not _stream_admitted(limited, key):
         assert time.monotonic() < deadline, "the slot was never freed"
         time.sleep(0.1)
+
+
+def test_keys_create_takes_the_limits(limited: Gateway) -> None:
+    minute_left(10)
+    limits = ("--rpm", "1", "--tpd", "900")
+    made = limited.command("keys", "create", "--context", "quota-context", "--name", "cli", *limits)
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    listed = limited.command("keys", "list", "--json")
+    mine = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert {"requests_per_minute": 1, "tokens_per_day": 900} in [k["limits"] for k in mine]
+    with sdk(limited, key) as client:
+        assert ask(client).headers["x-ratelimit-limit-tokens"] == "900"
+        with pytest.raises(openai.RateLimitError):
+            ask(client)
