@@ -97,9 +97,9 @@ class Limiter:
     def store(self) -> str:
         return "redis" if self._shared is not None else "process"
 
-    async def admit(self, scopes: list[Scope], estimate: int, *, stream: bool, member: str) -> (
-        Ticket | Refusal | None
-    ):
+    async def admit(
+        self, scopes: list[Scope], estimate: int, *, stream: bool, member: str
+    ) -> Ticket | Refusal | None:
         """Count a request against every limit of its scopes; None when none is set."""
         now = time.time()
         checks = checks_for(scopes, self.config.key_prefix, estimate, stream, now)
