@@ -1,6 +1,6 @@
 """The request path, composed in one place from its stages (``pipeline/stages/``):
 
-    authenticate → snapshot the policy → limits → input checks → route → forward
+    authenticate → snapshot the policy → limits → input checks → route → quota → forward
     → output checks → respond → record → route to review
 
 ``Pipeline._run`` owns the exchange record until a streaming response takes it over: any
