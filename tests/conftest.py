@@ -81,6 +81,10 @@ def gateway_config(upstream: Upstream, folder: Path, policies: Path) -> Path:
         "policy_reload_seconds": 0.2,
         "recording": {"spill_dir": str(folder / "spill")},
         "auth": {"cache_seconds": 0.5},
+        # One try, never an ejection: the shared gateway's faults stay one request each and no
+        # test's faults take a backend from another's. Retries and health are tested on
+        # gateways of their own (tests/upstream/).
+        "upstream": {"retry": {"attempts": 1}, "health": {"failures": 1_000_000}},
     }
     path = folder / "gateway.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
 from gateway.upstream.client import UpstreamClient, mapped_errors
-from gateway.upstream.failures import BROKEN, TIMEOUT, upstream_failure
+from gateway.upstream.failures import upstream_failure
 from gateway.upstream.router import Route
 from gateway.upstream.sse import Event, parse_event
 
@@ -30,8 +30,9 @@ async def bounded(chunks: AsyncIterator[bytes], route: Route) -> AsyncIterator[b
     """The upstream's bytes, each read bounded by the backend's timeouts (the first by
     ``first_byte``, the others by ``idle``): a backend whose stream breaks in a way the
     transport never reports (a malformed chunk size, with the connection left open) ends the
-    stream with ``upstream_timeout`` instead of hanging the client. A failure after the first
-    bytes is ``upstream_stream_broken``, whatever the transport called it."""
+    stream with ``upstream_timeout`` instead of hanging the client. The transport's failures
+    are mapped as ``failures.upstream_failure`` says (a malformed body is
+    ``upstream_stream_broken``, a connection gone mid-body ``upstream_connection_error``)."""
     timeouts, name = route.backend.timeouts, route.backend_name
     limit, first = timeouts.first_byte, True
     while True:
@@ -48,11 +49,7 @@ async def bounded(chunks: AsyncIterator[bytes], route: Route) -> AsyncIterator[b
         except GatewayError:
             raise
         except Exception as exc:  # the transport's own, mapped by the library's exception
-            error = upstream_failure(name, exc)
-            if not first and error.code != TIMEOUT:
-                error.code = BROKEN
-                error.message = f"Backend '{name}' broke off the stream."
-            raise error from exc
+            raise upstream_failure(name, exc) from exc
         if chunk:  # (an empty read is not the first byte)
             first, limit = False, timeouts.idle
         yield chunk

@@ -31,6 +31,8 @@ AUTH = "upstream_auth_failed"
 
 #: failures a second try may not meet (the backend's fault, or the way there)
 RETRYABLE_CODES = frozenset({UNREACHABLE, CONNECTION, MALFORMED, BROKEN, TIMEOUT, STATUS})
+#: how aiohttp words a body cut short by the connection closing (a payload error too)
+_CUT_SHORT = ("not completed", "Not enough data")
 #: a backend's own 4xx that a retry can fix
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
@@ -90,6 +92,8 @@ def _kind(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, httpx.ConnectError):
         return UNREACHABLE, "is unreachable"
     if isinstance(exc, aiohttp.ClientPayloadError):
+        if any(cut in str(exc) for cut in _CUT_SHORT):  # the connection went mid-body
+            return CONNECTION, "closed the connection or failed on it"
         return BROKEN, "broke off its response (a malformed body)"
     if isinstance(exc, aiohttp.ClientResponseError):
         return MALFORMED, "sent a malformed HTTP response"
