@@ -64,13 +64,26 @@ class ModelNeeded(BaseException):
 
 
 _CACHED_ONLY: ContextVar[bool] = ContextVar("situate_cached_only", default=False)
-#: characters of new text the current cached-only try may still have its light checks read
-_SCAN_LEFT: ContextVar[list[int] | None] = ContextVar("situate_scan_left", default=None)
 
-#: how much new text (characters, summed over the checks that read it) one evaluation may
-#: scan on the event loop: the regular-expression detectors cost some microseconds a
-#: character, so this keeps a try on the loop to a few milliseconds; a chat's history is
-#: cached and costs nothing, so only a long new message goes to a thread
+
+class _ScanBudget:
+    """What the current cached-only try may still read: characters of new text, each text
+    counted once however many checks read it (the rules a policy has are its author's choice;
+    the text a client sends is not)."""
+
+    __slots__ = ("left", "seen")
+
+    def __init__(self, chars: int) -> None:
+        self.left = chars
+        self.seen: set[bytes] = set()
+
+
+_SCAN: ContextVar[_ScanBudget | None] = ContextVar("situate_scan", default=None)
+
+#: how much new text (characters, each distinct text once) one evaluation may have its light
+#: checks read on the event loop: the regular-expression detectors cost up to some
+#: microseconds a character each, so this keeps a try on the loop to milliseconds; a chat's
+#: history is cached and costs nothing, so only a long new message goes to a thread
 LOOP_SCAN_CHARS = 6000
 
 
@@ -78,13 +91,13 @@ def try_cached(work: Callable[[], T], *, scan_chars: int = LOOP_SCAN_CHARS) -> T
     """``work()`` with cached results only: a model that would compute raises
     ``ModelNeeded`` instead, so work whose every score is cached can run on the event loop,
     with no thread hop, and nothing is ever computed there. Light checks may read up to
-    ``scan_chars`` characters they have not read before; past that, ``ModelNeeded`` too."""
+    ``scan_chars`` characters of text they have no answer for; past that, ``ModelNeeded``."""
     token = _CACHED_ONLY.set(True)
-    left = _SCAN_LEFT.set([scan_chars])
+    budget = _SCAN.set(_ScanBudget(scan_chars))
     try:
         return work()
     finally:
-        _SCAN_LEFT.reset(left)
+        _SCAN.reset(budget)
         _CACHED_ONLY.reset(token)
 
 
@@ -98,12 +111,14 @@ def need_model() -> None:
         raise ModelNeeded
 
 
-def charge_scan(chars: int) -> None:
-    """A light check is about to read ``chars`` characters it has no cached answer for: inside
-    ``try_cached``, past the try's budget, raises ``ModelNeeded(scan=True)``."""
-    left = _SCAN_LEFT.get()
-    if left is None or not _CACHED_ONLY.get():
+def charge_scan(key: bytes, chars: int) -> None:
+    """A light check is about to read a text (``key``, its digest; ``chars`` long) it has no
+    cached answer for: inside ``try_cached``, once the try's new text passes its budget,
+    raises ``ModelNeeded(scan=True)``. A text already charged in this try costs nothing."""
+    budget = _SCAN.get()
+    if budget is None or not _CACHED_ONLY.get() or key in budget.seen:
         return
-    left[0] -= chars
-    if left[0] < 0:
+    budget.seen.add(key)
+    budget.left -= chars
+    if budget.left < 0:
         raise ModelNeeded(scan=True)

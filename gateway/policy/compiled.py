@@ -59,7 +59,7 @@ class _Findings:
         found = self.cache.get(key)
         if found is not None:
             return found
-        charge_scan(len(text))
+        charge_scan(key, len(text))
         found = tuple(self._check.find(text))  # outside any lock: a model may take a while
         self.cache.put(key, found)
         return found

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.checks.registry import default_registry
+from gateway.detectors.cache import digest
 from gateway.detectors.model import LOOP_SCAN_CHARS, ModelNeeded, charge_scan, try_cached
 from gateway.detectors.pool import SCANS_AT_ONCE, DetectorPool, PoolSettings
 from gateway.pipeline.stages.inputs import Admission, admit
@@ -84,16 +85,18 @@ def test_a_long_new_text_is_scanned_on_a_thread_and_once_cached_on_the_loop() ->
         pool.close()
 
 
-def test_the_budget_is_summed_over_the_checks_and_texts_of_one_evaluation() -> None:
-    def scans(*sizes: int) -> None:
-        for size in sizes:
-            charge_scan(size)
+def test_the_budget_counts_each_new_text_of_one_evaluation_once() -> None:
+    def scans(*texts: str) -> None:
+        for text in texts:
+            charge_scan(digest(text), len(text))
 
-    try_cached(lambda: scans(LOOP_SCAN_CHARS // 2, LOOP_SCAN_CHARS // 2))
+    half, more = "a" * (LOOP_SCAN_CHARS // 2), "b" * (LOOP_SCAN_CHARS // 2 + 1)
+    try_cached(lambda: scans(half, half, half, "c" * (LOOP_SCAN_CHARS // 2)))  # read by 3 checks
     with pytest.raises(ModelNeeded) as stopped:
-        try_cached(lambda: scans(LOOP_SCAN_CHARS // 2, LOOP_SCAN_CHARS // 2 + 1))
+        try_cached(lambda: scans(half, more))
     assert stopped.value.scan
-    scans(10 * LOOP_SCAN_CHARS)  # outside a try (on a thread): no budget at all
+    try_cached(lambda: scans(half))  # a new try, a new budget
+    scans(more * 10)  # outside a try (on a thread): no budget at all
 
 
 def test_long_scans_take_turns_on_the_threads() -> None:
@@ -104,7 +107,7 @@ def test_long_scans_take_turns_on_the_threads() -> None:
 
     def long_scan() -> int:
         nonlocal running, most
-        charge_scan(LOOP_SCAN_CHARS + 1)  # on the loop's try: stops it; on a thread: nothing
+        charge_scan(b"long", LOOP_SCAN_CHARS + 1)  # on the loop: stops the try; a thread: nothing
         with lock:
             running += 1
             most = max(most, running)
