@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -42,6 +44,17 @@ models: {allow: [bench]}
 limits:
   rate: {requests_per_minute: 100000000, tokens_per_minute: 1000000000,
          tokens_per_day: 1000000000, spend_per_day: 1000000}
+"""
+
+
+RPM_POLICY = """\
+context: bench-rpm
+purpose: Measure what an admission alone costs (a request limit needs no settlement).
+owner: bench@situate.invalid
+audience: the benchmark
+models: {allow: [bench]}
+limits:
+  rate: {requests_per_minute: 100000000}
 """
 
 
@@ -88,29 +101,37 @@ async def through_gateway(url: str | None, duration: float, rounds: int) -> None
     else:
         os.environ.pop("GATEWAY_REDIS_URL", None)
     with tempfile.TemporaryDirectory() as tmp:
-        contexts, _, gateway = start_servers(
-            Path(tmp), "aiohttp", {"bench-limited.yaml": LIMITED_POLICY}
-        )
+        extra = {"bench-limited.yaml": LIMITED_POLICY, "bench-rpm.yaml": RPM_POLICY}
+        contexts, _, gateway = start_servers(Path(tmp), "aiohttp", extra)
         with ExitStack() as stack:
             for context in contexts:
                 stack.enter_context(context)  # type: ignore[call-overload]
             chat = f"{gateway.v1}/chat/completions"
-            plain, limited = [], []
+            plain, admitted, limited = [], [], []
             for _ in range(rounds):
-                for name, key, into in (
-                    ("bench", gateway.keys["bench"], plain),
-                    ("bench-limited", gateway.keys["bench-limited"], limited),
+                for name, into in (
+                    ("bench", plain),
+                    ("bench-rpm", admitted),
+                    ("bench-limited", limited),
                 ):
+                    key = gateway.keys[name]
                     result = await load(
                         f"{name}/whole", chat, key, "bench",
                         stream=False, concurrency=1, duration=duration,
                     )
                     assert result.errors == 0, f"{name}: {result.errors} errors"
                     into.append(result.pct(0.5))
-    p, q = statistics.median(plain), statistics.median(limited)
+            readyz = f"{gateway.url}/readyz"
+            ready = json.loads(urllib.request.urlopen(readyz).read())  # noqa: ASYNC210
+            limits = ready["checks"]["limits"]
+    p, a, q = (statistics.median(v) for v in (plain, admitted, limited))
     store = "Redis" if url else "in process"
-    print(f"gateway p50 without limits {p:.3f} ms, with limits ({store}) {q:.3f} ms")
-    print(f"added by the limits on the request path: {q - p:+.3f} ms p50 (median of {rounds})")
+    print(
+        f"gateway p50 ({store}, c=1, median of {rounds} runs): no limits {p:.3f} ms; "
+        f"a request limit (admission only) {a:.3f} ms ({a - p:+.3f}); "
+        f"five limits (admission + settlement) {q:.3f} ms ({q - p:+.3f}); "
+        f"{limits['store_failures']} store failures, {limits['admitted']} admitted"
+    )
 
 
 def main() -> None:
