@@ -240,6 +240,14 @@ def _refusal(check: Check, used: list[int], checks: list[Check], now: float) -> 
             headers=headers,
             retryable=False,
         )
+    if check.kind == Kind.COUNT and check.amount > check.maximum:  # it can never fit
+        return RateLimited(
+            f"This request is too large for the tokens per minute of {who}: about "
+            f"{check.amount} tokens (its text and max_tokens) of {check.maximum} a minute.",
+            code="rate_limit_exceeded",
+            headers=headers,
+            retryable=False,
+        )
     message = {
         Limit.REQUESTS_PER_MINUTE: f"{check.maximum} requests per minute",
         Limit.TOKENS_PER_MINUTE: f"{check.maximum} tokens per minute",

@@ -258,3 +258,16 @@ async def _test_counters_expire_with_their_window() -> None:
         await client.aclose()
     finally:
         await limiter.close()
+
+
+@STORES
+def test_a_request_that_can_never_fit_is_not_retryable(store: str) -> None:
+    with_limiter(store, _test_a_request_that_can_never_fit_is_not_retryable)
+
+
+async def _test_a_request_that_can_never_fit_is_not_retryable(limiter: Limiter) -> None:
+    refused = await admit(limiter, scope(tokens_per_minute=100), estimate=101)
+    assert isinstance(refused, Refusal)
+    assert refused.error.code == "rate_limit_exceeded" and not refused.error.retryable
+    assert "too large" in refused.error.message
+    assert isinstance(await admit(limiter, scope(tokens_per_minute=100), estimate=100), Ticket)
