@@ -36,7 +36,7 @@ from gateway.detectors.embedding import (
     digest,
     shared_encoder,
 )
-from gateway.detectors.model import bounded, need_model
+from gateway.detectors.model import bounded, charge_scan, need_model
 from gateway.policy.schema import Topic
 from gateway.policy.words import word_count
 
@@ -227,6 +227,7 @@ class SemanticScope:
             if answer is not None:
                 self._answers.move_to_end(key)
                 return answer
+        charge_scan(key, len(text))  # before the model: a long new text is read on a thread
         reading = self.read(text)
         if reading.follow_up >= max(FOLLOW_UP_SIMILARITY, reading.near):
             answer = (None, 1.0)

@@ -19,6 +19,8 @@ from gateway.pipeline.stages.inputs import Admission, admit
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.policy.loader import compile_policy
+from gateway.policy.schema import Topic
+from gateway.policy.semantic import SemanticScope
 
 POLICY = """\
 context: light
@@ -126,3 +128,14 @@ def test_long_scans_take_turns_on_the_threads() -> None:
     finally:
         pool.close()
     assert most == SCANS_AT_ONCE == 1
+
+
+def test_the_semantic_scope_sends_a_long_new_text_to_a_thread_before_its_model_runs() -> None:
+    topics = [Topic(name="banking", examples=["my card was declined"])]
+    scope = SemanticScope(topics, min_words=1)  # no encoder: none may be loaded on the loop
+    with pytest.raises(ModelNeeded) as long_one:
+        try_cached(lambda: scope.classify(_long("scope")))
+    assert long_one.value.scan  # a scan: it takes its turn on the threads
+    with pytest.raises(ModelNeeded) as short_one:
+        try_cached(lambda: scope.classify("why was my card declined"))
+    assert not short_one.value.scan  # a model to run: any thread
