@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from gateway.auth.keys import KeyService, NewKey, key_summary
+from gateway.auth.keys import KeyService, NewKey, key_summary, read_limits
 from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
 from gateway.clock import now
 from gateway.db.session import Sessions
@@ -121,9 +121,15 @@ def list_(
         if as_json:
             typer.echo(json.dumps(item))
         else:
+            limits = read_limits(item["limits"])  # in the fields' order, whatever JSON kept
+            shown = (
+                "  " + " ".join(f"{k}={v}" for k, v in limits.model_dump(exclude_none=True).items())
+                if limits is not None
+                else ""
+            )
             typer.echo(
                 f"{item['id']}  {item['display']}  {item['state']:<8}  "
-                f"{item['context']}  {item['name']}"
+                f"{item['context']}  {item['name']}{shown}"
             )
 
 

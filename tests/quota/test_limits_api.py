@@ -257,6 +257,8 @@ def test_keys_create_takes_the_limits(limited: Gateway) -> None:
     listed = limited.command("keys", "list", "--json")
     mine = [json.loads(line) for line in listed.stdout.splitlines()]
     assert {"requests_per_minute": 1, "tokens_per_day": 900} in [k["limits"] for k in mine]
+    text = limited.command("keys", "list").stdout
+    assert "requests_per_minute=1 tokens_per_day=900" in text
     with sdk(limited, key) as client:
         assert ask(client).headers["x-ratelimit-limit-tokens"] == "900"
         with pytest.raises(openai.RateLimitError):
