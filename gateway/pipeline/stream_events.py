@@ -16,6 +16,7 @@ from gateway.upstream.router import Route
 from gateway.upstream.sse import Event, parse_event
 
 REDACTED = "[redacted]"
+_CONTENT = '"content":'
 
 
 def frame(payload: dict[str, Any]) -> bytes:
@@ -63,6 +64,27 @@ class _Held:
         self.secrets = [s for s in secrets if s]
         self.held: dict[int, str] = {}
         self.head: dict[str, Any] = {}
+        # keys JSON writes as they are: an event's raw text then shows whether it may hold
+        self._plain = all(json.dumps(s)[1:-1] == s for s in self.secrets)
+        self._longest = max((len(s) for s in self.secrets), default=0)
+
+    def may_hold(self, data: str) -> bool:
+        """Whether the event needs reading: something is held back, or a choice's text ends
+        with what could begin a key (most events do not: they pass untouched, unparsed)."""
+        if self.held or not self._plain:
+            return True
+        at = data.find(_CONTENT)
+        while at != -1:
+            start = data.find('"', at + len(_CONTENT))
+            end = data.find('"', start + 1) if start != -1 else -1
+            while end != -1 and data[end - 1] == "\\":
+                end = data.find('"', end + 1)
+            if end == -1:
+                return True  # cannot tell: read it
+            if _partial_tail(data[max(start + 1, end - self._longest) : end], self.secrets):
+                return True
+            at = data.find(_CONTENT, end)
+        return False
 
     def text(self, index: int, content: str, final: bool) -> str:
         text = self.held.pop(index, "") + content
@@ -139,7 +161,8 @@ async def scrubbed(frames: AsyncIterator[Event], upstream: UpstreamClient) -> As
         if upstream.holds_secret(event.raw):
             event = parse_event(upstream.scrub(event.raw).removesuffix(b"\n\n"))
         if held.secrets and event.data and event.data.startswith("{"):
-            event = held.event(event)
+            if held.may_hold(event.data):
+                event = held.event(event)
         elif event.done and (rest := held.rest()) is not None:
             yield rest
         yield event
@@ -158,10 +181,8 @@ async def first_event(route: Route, frames: AsyncIterator[Event]) -> Event:
     except StopAsyncIteration as exc:
         raise UpstreamError(f"Backend '{route.backend_name}' ended the stream at once.") from exc
     error = error_in(first)
-    if error is not None:
-        failure = UpstreamError(f"Backend '{route.backend_name}' failed in its stream.")
-        failure.detail = error
-        raise failure
+    if error is not None:  # the backend's own words, scrubbed of its key (``scrubbed``)
+        raise UpstreamError(f"Backend '{route.backend_name}' failed: {error}")
     return first
 
 
