@@ -21,7 +21,7 @@ from gateway.db.models import Exchange
 from gateway.db.session import Sessions
 from tests.databases import run_on
 from tests.db.cluster import Cluster, throwaway_cluster
-from tests.records.fixtures import eventually, serve_on
+from tests.records.fixtures import eventually, serve_on, serve_process
 from tests.servers import Gateway, Upstream
 
 HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello"}]
@@ -192,3 +192,41 @@ def test_serve_mode_keeps_serving_when_nothing_can_record_and_counts_it(
     assert statuses == [200] * 5
     assert recorder["served_unrecorded"] >= 5
     assert "SITUATE-UNRECORDED " in (tmp_path / "gateway.log").read_text()
+
+
+def test_a_spool_left_by_a_killed_gateway_is_replayed_by_the_next_one(
+    upstream: Upstream, cluster: Cluster, tmp_path: Path
+) -> None:
+    """SIGKILL while the database is down: what was spooled survives the kill (each append
+    is in the system's hands at once), and the next gateway on the same spill_dir replays it."""
+    spill = tmp_path / "spill"
+    settings: dict[str, dict[str, Any]] = {
+        "recording": {"spill_dir": str(spill), "replay_seconds": 0.3},
+        "auth": {"cache_seconds": 0.2, "stale_seconds": 600},
+        "database": {"connect_timeout": 1, "statement_timeout": 2},
+    }
+    (tmp_path / "first").mkdir()
+    first = serve_process(upstream, cluster.url, tmp_path / "first", **settings)
+    with first as (gateway, proc), openai.OpenAI(
+        base_url=gateway.v1, api_key=gateway.key, max_retries=0
+    ) as sdk:
+        sent = [_ask(sdk)]
+        cluster.stop()
+        try:
+            sent += [_ask(sdk) for _ in range(5)]
+            eventually(lambda: _recorder(gateway)["spilled"] >= 5, 20, "the records spooled")
+            proc.kill()
+            proc.wait(timeout=10)
+        finally:
+            cluster.start()
+    assert [status for _, status, _ in sent] == [200] * 6
+    ids = [request_id for request_id, _, _ in sent]
+    assert set(_stored(cluster.url, ids)) != set(ids)  # the killed one never replayed them
+    (tmp_path / "second").mkdir()
+    with serve_on(upstream, cluster.url, tmp_path / "second", **settings):
+        stored = eventually(
+            lambda: (found if len(found := _stored(cluster.url, ids)) == len(ids) else None),
+            30,
+            "the next gateway's replay",
+        )
+    assert set(stored) == set(ids) and set(stored.values()) == {1}
