@@ -99,6 +99,8 @@ class ExchangeRecorder:
         self._open: set[str] = set()
         self._none_open = asyncio.Event()
         self._none_open.set()
+        #: stopped: a record handed over later (past the shutdown's wait) goes to the spool
+        self._stopped = False
         #: the review stage's sampling (for oversight, not security)
         self.rng = random.Random()  # noqa: S311
 
@@ -154,6 +156,7 @@ class ExchangeRecorder:
         return self._task
 
     def start(self) -> None:
+        self._stopped = False
         self._task = asyncio.create_task(self._run(), name="exchange-recorder")
         if self._keeper is None or self._keeper.done():
             self._keeper = asyncio.create_task(self._keep(), name="exchange-spool")
@@ -166,10 +169,10 @@ class ExchangeRecorder:
     def submit(self, record: Recordable) -> None:
         """Hand a finished record over. Never blocks; beyond the queue limit it spills."""
         self._ended(getattr(record, "id", None))
-        if self._queue.qsize() >= self._config.max_queue:
+        if self._stopped or self._queue.qsize() >= self._config.max_queue:
             entry = self._entry(record)
             if entry is not None:
-                self._spill([entry], "queue full")
+                self._spill([entry], "after the shutdown" if self._stopped else "queue full")
             return
         self._queue.put_nowait(record)
 
@@ -205,6 +208,7 @@ class ExchangeRecorder:
         self._queue.put_nowait(None)
         await self._task
         self._task = None
+        self._stopped = True
         if self._keeper is not None:
             self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
