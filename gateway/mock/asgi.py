@@ -166,8 +166,8 @@ async def close_without_response(receive: Receive) -> None:
     method of its request cycle, which holds the transport, so close that
     directly; on servers without one, fall back to raising.
     """
-    transport = getattr(getattr(receive, "__self__", None), "transport", None)
-    if not isinstance(transport, _Transport):
+    transport = transport_of(receive)
+    if transport is None:
         raise MockConnectionDrop("scripted connection drop")
     transport.close()
     # Wait for the server to notice, so it does not log "returned without
@@ -177,23 +177,9 @@ async def close_without_response(receive: Receive) -> None:
             pass
 
 
-def _transport(receive: Receive) -> _Transport | None:
+
+def transport_of(receive: Receive) -> _Transport | None:
+    """uvicorn's transport of the request (its ``receive`` is a method of the request cycle,
+    which holds it), or None under another server."""
     transport = getattr(getattr(receive, "__self__", None), "transport", None)
     return transport if isinstance(transport, _Transport) else None
-
-
-async def write_raw(receive: Receive, data: bytes, *, hang: float = 0.0) -> None:
-    """Bytes on the socket as they are, bypassing the server's HTTP framing (a malformed
-    response, a broken chunk), then, after waiting up to ``hang`` seconds for the client to
-    give up, the connection closed. Raises ``MockConnectionDrop`` so the server, which thinks
-    the response unfinished, drops the connection without a word of its own."""
-    transport = _transport(receive)
-    if transport is None:
-        raise MockConnectionDrop("no transport to write raw bytes to")
-    transport.write(data)
-    if hang:
-        with anyio.move_on_after(hang):
-            while (await receive())["type"] != "http.disconnect":
-                pass
-    transport.close()
-    raise MockConnectionDrop("scripted malformed response")

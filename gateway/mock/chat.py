@@ -22,8 +22,8 @@ from gateway.mock.asgi import (
     run_watched,
     send_bytes,
     send_json,
-    write_raw,
 )
+from gateway.mock.raw import MALFORMED, break_chunked, write_raw
 from gateway.mock.script import Fault, Rule, Script
 
 # A word and the whitespace after it, so streamed deltas concatenate back to the text.
@@ -33,18 +33,6 @@ _DONE = b"data: [DONE]\n\n"
 _MALFORMED = b"data: {not json\n\n"
 _ERROR_FRAME = b"data: " + error_body("mock upstream error", "server_error", None, "mock_error")
 _ERROR_FRAME += b"\n\n"
-#: what a broken server or proxy puts on the socket instead of a response
-_RAW: dict[str, bytes] = {
-    "long_header": b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-filler: "
-    + b"a" * 9000
-    + b"\r\ncontent-length: 2\r\n\r\n{}",
-    "bad_status": b"HTTP/1.1 2OO NOT-A-STATUS\r\ncontent-length: 2\r\n\r\n{}",
-    "bad_chunk": b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-    b"transfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
-}
-#: a chunk size that is not hex, in the middle of a chunked stream
-_BROKEN_CHUNK = b"zz\r\nnot a chunk\r\n"
-_BROKEN_HANG = 60.0  # seconds the broken stream's connection stays open, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +242,7 @@ async def _respond_whole(ex: Exchange, plan: ChatPlan) -> None:
     extra = [(k.lower().encode(), v.encode()) for k, v in fault.headers.items()] if fault else []
     if fault is not None and fault.malformed is not None:
         ex.record["outcome"] = "fault"
-        await write_raw(ex.receive, _RAW[fault.malformed])
+        await write_raw(ex.receive, MALFORMED[fault.malformed])
     elif fault is not None and fault.status is not None and fault.text is not None:
         ex.record["outcome"] = "fault"
         body = fault.text.encode()
@@ -325,22 +313,7 @@ class _StreamWriter:
         )
         self._tail = '],"usage":null}\n\n' if plan.include_usage else "]}\n\n"
         fault = plan.fault
-        self._fault_after: int | None = None
-        if fault is not None:
-            self._fault_after = next(
-                (
-                    c
-                    for c in (
-                        fault.drop_after,
-                        fault.malformed_after,
-                        fault.error_frame_after,
-                        fault.done_after,
-                        fault.broken_chunk_after,
-                    )
-                    if c is not None
-                ),
-                None,
-            )
+        self._fault_after = fault.chunks_before() if fault is not None else None
         self.finished = False
         self.gone = False
         self.dropped = False
@@ -398,13 +371,8 @@ class _StreamWriter:
         self.finished = True
 
     async def _break(self) -> None:
-        """A chunk size that is not hex on the socket, then silence with the connection open
-        (until the client gives up, which cancels this through `run_watched`)."""
-        transport = getattr(getattr(self._ex.receive, "__self__", None), "transport", None)
-        if transport is not None:
-            transport.write(_BROKEN_CHUNK)
         self.broken = self.finished = True
-        await anyio.sleep(_BROKEN_HANG)
+        await break_chunked(self._ex.receive)  # until the client gives up (`run_watched`)
 
     async def _fire(self) -> None:
         fault = self._plan.fault

@@ -52,6 +52,17 @@ class Fault(BaseModel):
     # then the rule answers normally: retries become observable. None: always.
     times: int | None = Field(default=None, ge=0)
 
+    def chunks_before(self) -> int | None:
+        """How many content chunks a stream sends before its scripted ending, if it has one."""
+        counters = (
+            self.drop_after,
+            self.malformed_after,
+            self.error_frame_after,
+            self.done_after,
+            self.broken_chunk_after,
+        )
+        return next((c for c in counters if c is not None), None)
+
     @model_validator(mode="after")
     def _one_ending(self) -> Fault:
         endings = (
