@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -28,6 +29,14 @@ from tests.servers import free_port
 def _bin(name: str) -> str | None:
     found = sorted(glob(f"/usr/lib/postgresql/*/bin/{name}"))
     return found[-1] if found else shutil.which(name)
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def _as_owner(args: list[str]) -> list[str]:
@@ -93,6 +102,8 @@ def throwaway_cluster() -> Iterator[Cluster]:
     initdb, pg_ctl = _bin("initdb"), _bin("pg_ctl")
     if initdb is None or pg_ctl is None:
         pytest.skip("a throwaway PostgreSQL cluster needs initdb and pg_ctl (PostgreSQL's bin)")
+    if os.geteuid() == 0 and not _user_exists("postgres"):
+        pytest.skip("as root, a throwaway PostgreSQL cluster runs as the 'postgres' user: none")
     folder = Path(tempfile.mkdtemp(prefix="situate-pg-"))
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
