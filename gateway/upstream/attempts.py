@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from gateway.clock import now
-from gateway.errors import GatewayError, ServiceUnavailable, UpstreamPassthrough
+from gateway.errors import GatewayError, UpstreamError, UpstreamPassthrough
 from gateway.upstream.failures import backend_failed, retryable, upstream_status
 from gateway.upstream.health import State
 from gateway.upstream.retry import backoff, retry_after
@@ -29,7 +29,11 @@ from gateway.upstream.router import Route, RoutePlan
 T = TypeVar("T")
 
 
-class NoHealthyBackend(ServiceUnavailable):
+class NoHealthyBackend(UpstreamError):
+    """Every backend the request could use is ejected: nothing was tried (recorded as an
+    upstream error, answered 503 with ``retry-after``)."""
+
+    status = 503
     code = "upstream_unavailable"
 
 

@@ -101,7 +101,9 @@ def test_a_failing_backend_is_ejected_probed_again_and_ejected_for_longer(
         assert skipped.response.json()["error"]["code"] == "upstream_unavailable"
         request_id = skipped.response.headers["x-request-id"]
         assert seen_for(faulty, request_id) == []
-        assert [a["outcome"] for a in strict.record(request_id)["attempts"]] == ["ejected_skip"]
+        skip_record = strict.record(request_id)
+        assert [a["outcome"] for a in skip_record["attempts"]] == ["ejected_skip"]
+        assert (skip_record["status"], skip_record["http_status"]) == ("upstream_error", 503)
 
         wait_for(lambda: readyz(strict).status_code == 200, timeout=3)
         assert _backend(strict, "solo")["state"] == "half_open"
