@@ -89,11 +89,12 @@ class _Run:
         if retrying and not self.plan.budget.take():
             self._stop("budget_exhausted", "no retry: the retry budget is spent")
         try:
+            if wait and self.plan.health.state(route.backend_name) is not State.EJECTED:
+                await asyncio.sleep(wait)
+            # after the wait, so a probe is only taken by a try that is made at once
             if not self.plan.health.admit(route.backend_name):
                 self._skip(route)  # ejected meanwhile, or its one probe is out
                 raise _Failed
-            if wait:
-                await asyncio.sleep(wait)
             return await self._attempt(route, call)
         finally:
             if retrying:
@@ -127,8 +128,12 @@ class _Run:
                 health.succeeded(name)  # a 4xx: the backend is up and answering
             self._after_failure(route, exc)
             raise _Failed from exc
-        except BaseException:
+        except asyncio.CancelledError:  # the client left, or a shutdown
             entry.update(ms=_ms(started), outcome="cancelled", error="the request was cancelled")
+            health.released(name)
+            raise
+        except Exception as exc:  # not the backend's doing: a fault of the gateway's own
+            entry.update(ms=_ms(started), outcome="failed", error=f"{type(exc).__name__}: {exc}")
             health.released(name)
             raise
         entry.update(ms=_ms(started), status=200)
