@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from email.utils import format_datetime
@@ -227,3 +228,19 @@ def test_text_that_only_looks_like_the_keys_start_is_released_whole() -> None:
     # no finish: what was held is flushed at [DONE]
     assert _streamed(["trailing sk-backend"]) == "trailing sk-backend"
 
+
+
+def test_a_probe_cut_short_by_the_client_leaving_is_given_back() -> None:
+    r = router(health={"failures": 1, "ejection_seconds": 0.01})
+    r.health.failed("a", "x")
+    time.sleep(0.02)  # the ejection is over: the next try is the probe
+    assert r.health.state("a") is State.HALF_OPEN
+
+    async def leaves(route: Route) -> str:
+        raise asyncio.CancelledError
+
+    log: list[dict[str, Any]] = []
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(run_plan(r.plan("two", ["two"]), leaves, log))
+    assert log[-1]["outcome"] == "cancelled"
+    assert r.health.admit("a")  # the probe is free for the next request

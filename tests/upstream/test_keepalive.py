@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 import yaml
@@ -28,12 +29,12 @@ REQUESTS = 25
 
 
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
-def test_the_pools_keep_alive_is_the_configured_one(transport: str) -> None:
-    config = UpstreamConfig(keepalive_seconds=1.5, transport=transport)  # type: ignore[arg-type]
+def test_the_pools_keep_alive_is_the_configured_one(transport: Literal["aiohttp", "httpx"]) -> None:
+    config = UpstreamConfig(keepalive_seconds=1.5, transport=transport)
 
     async def expiry() -> float:
         http = create_http_client(config)
-        pooled = http._transport  # type: ignore[attr-defined]
+        pooled: Any = http._transport  # the transport's own pool, to read its setting
         try:
             if transport == "httpx":
                 return float(pooled._pool._keepalive_expiry)
