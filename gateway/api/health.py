@@ -49,7 +49,6 @@ def _backends(router: ModelRouter) -> dict[str, Any]:
     # Passive health (gateway.upstream.health): not ready while some alias has no backend
     # left to serve it (each ejected); a half-open one counts, as the next request probes it.
     health = router.health
-    names = sorted({name for alias in router.aliases for name in router.backends_of(alias)})
     unserved = [
         alias
         for alias in router.aliases
@@ -59,7 +58,7 @@ def _backends(router: ModelRouter) -> dict[str, Any]:
     return {
         "ok": not unserved,
         "aliases_without_backend": unserved,
-        "backends": {name: health.report(name) for name in names},
+        "backends": {name: health.report(name) for name in health.names},
         "retries": {"made": budget.stats.retries, "denied_by_budget": budget.stats.denied},
     }
 

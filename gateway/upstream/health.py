@@ -44,6 +44,10 @@ class HealthBoard:
         self._clock = clock
         self._backends = {name: _Backend() for name in backends}
 
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._backends)
+
     def state(self, name: str) -> State:
         backend = self._backends[name]
         if backend.ejected_until is None:
