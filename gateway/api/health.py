@@ -59,7 +59,11 @@ def _backends(router: ModelRouter) -> dict[str, Any]:
         "ok": not unserved,
         "aliases_without_backend": unserved,
         "backends": {name: health.report(name) for name in health.names},
-        "retries": {"made": budget.stats.retries, "denied_by_budget": budget.stats.denied},
+        "retries": {
+            "made": budget.stats.retries,
+            "denied_by_budget": budget.stats.denied,
+            "requests_in_flight": budget.active,  # what the budget's share is of
+        },
     }
 
 

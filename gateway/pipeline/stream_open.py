@@ -53,6 +53,7 @@ async def open_stream(
         route, opened = await run_plan(plan, once, log.attempts)
     finally:
         served(log, plan)
+    _active_until_it_ends(plan, log)
     return ProxyStream(
         services,
         route,
@@ -95,3 +96,15 @@ async def _open(
             await response.aclose()
         raise
     return _Opened(response, frames, first, inject)
+
+
+def _active_until_it_ends(plan: RoutePlan, log: ExchangeRecord) -> None:
+    """A stream is a request in flight to its backend until it ends: the retry budget's share
+    counts it (its record's ``on_finish`` runs once, however the stream ends)."""
+    budget = plan.budget
+    budget.active += 1
+
+    def ended(_: ExchangeRecord) -> None:
+        budget.active -= 1
+
+    log.on_finish.append(ended)

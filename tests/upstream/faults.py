@@ -48,6 +48,7 @@ FAULTS: dict[str, dict[str, Any]] = {
     "BAD-KEY": {"fault": {"status": 401, "text": "invalid api key"}},
     "STORM": {"fault": {"status": 500, "first_byte_delay": 0.3}},
     "EJECT-500": {"fault": {"status": 500}},
+    "SLOW-STREAM": {"reply": "one two three four five six seven eight", "token_delay": 0.1},
 }
 MODELS = {
     # one backend: retries go to it again

@@ -21,8 +21,10 @@ from tests.upstream.faults import (
     fault_script,
     marker,
     mock,
+    readyz,
     sdk,
     seen_for,
+    wait_for,
 )
 
 STREAMS = pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
@@ -358,3 +360,23 @@ def test_weighted_backends_share_the_traffic_by_weight(
     backends = [r["backend"] for r in served]
     assert backends.count("spare") > backends.count("spare-too") > 0
     assert all(len(r["attempts"]) == 1 for r in served)
+
+
+def test_a_stream_counts_as_in_flight_for_the_budget_until_it_ends(
+    client: openai.OpenAI, gateway: Gateway
+) -> None:
+    def in_flight() -> int:
+        retries = readyz(gateway).json()["checks"]["backends"]["retries"]
+        return int(retries["requests_in_flight"])
+
+    assert in_flight() == 0
+    with client.chat.completions.with_streaming_response.create(
+        model="faulty",
+        messages=[{"role": "user", "content": marker("SLOW-STREAM", True)}],
+        stream=True,
+    ) as raw:
+        chunks = raw.parse()
+        next(iter(chunks))
+        assert in_flight() == 1  # streaming still: a request in flight to its backend
+        list(chunks)
+    wait_for(lambda: in_flight() == 0)
