@@ -84,16 +84,18 @@ class _Run:
             self.log.append(_entry(route, "ejected_skip", None, "the backend is ejected"))
 
     async def _try(self, route: Route, call: Callable[[Route], Awaitable[T]]) -> T:
+        if not self._usable(route):  # ejected meanwhile (by this request's own failures?)
+            raise _Failed
         retrying = self.tries > 0
         wait = self._wait(route) if retrying else 0.0
         if retrying and not self.plan.budget.take():
             self._stop("budget_exhausted", "no retry: the retry budget is spent")
         try:
-            if wait and self.plan.health.state(route.backend_name) is not State.EJECTED:
+            if wait:
                 await asyncio.sleep(wait)
             # after the wait, so a probe is only taken by a try that is made at once
             if not self.plan.health.admit(route.backend_name):
-                self._skip(route)  # ejected meanwhile, or its one probe is out
+                self._skip(route)  # ejected during the wait, or its one probe is out
                 raise _Failed
             return await self._attempt(route, call)
         finally:
