@@ -35,7 +35,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         "database": await _database(services),
         "recorder": _recorder(services.recorder),
         "background": _background(services.supervisor),
-        "limits": services.quota.status(),
+        "limits": await services.quota.health(),
         "backends": _backends(services.router),
     }
     ready = all(check["ok"] for check in checks.values())

@@ -91,6 +91,7 @@ class Limiter:
             )
             self._shared = RedisCounters(self.redis)
         self._down_until = 0.0
+        self._reachable = True
         self._pending: set[asyncio.Task[None]] = set()
 
     @property
@@ -130,7 +131,9 @@ class Limiter:
         why = "Redis was unreachable a moment ago"
         if time.monotonic() >= self._down_until:
             try:
-                return await self._bounded(self._shared.admit(checks, member)), None
+                counted = await self._bounded(self._shared.admit(checks, member))
+                self._reachable = True
+                return counted, None
             except (RedisError, OSError, TimeoutError) as exc:
                 why = self._failed(exc)
         if self.config.on_unavailable == "fail_closed":
@@ -154,6 +157,7 @@ class Limiter:
         self.stats.store_failures += 1
         self.stats.last_error = why
         self._down_until = time.monotonic() + RETRY_REDIS_SECONDS
+        self._reachable = False
         log.warning("the rate-limit store failed: %s", why)
         return why
 
@@ -209,9 +213,19 @@ class Limiter:
         if self.redis is not None:
             await self.redis.aclose()
 
+    async def health(self) -> dict[str, Any]:
+        """For ``/readyz``: Redis asked afresh (so readiness comes back with it, traffic or
+        not); not ready only while fail_closed refuses for want of it."""
+        if self.redis is not None:
+            try:
+                await self._bounded(self.redis.ping())
+                self._reachable, self._down_until = True, 0.0
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._failed(exc)
+        return self.status()
+
     def status(self) -> dict[str, Any]:
-        """For ``/readyz``: not ready only while fail_closed refuses for want of Redis."""
-        down = self._shared is not None and time.monotonic() < self._down_until
+        down = self._shared is not None and not self._reachable
         return {
             "ok": not (down and self.config.on_unavailable == "fail_closed"),
             "store": self.store,
