@@ -34,10 +34,11 @@ def limits_config(upstream: Upstream, folder: Path, limits: dict[str, Any]) -> P
     path = gateway_config(upstream, folder, policies)
     config = yaml.safe_load(path.read_text())
     config["limits"] = limits
-    config["pricing"] = {
-        "currency": "EUR",
-        "models": {"test-small": {"input_per_million": PRICE_IN, "output_per_million": PRICE_OUT}},
-    }
+    # an alias whose only backend is down, served by its fallback: priced as the fallback
+    config["models"]["dead-priced"] = {"backend": "dead", "model": "x", "fallback": ["test-small"]}
+    small = {"input_per_million": PRICE_IN, "output_per_million": PRICE_OUT}
+    dear = {"input_per_million": 50 * PRICE_IN, "output_per_million": 50 * PRICE_OUT}
+    config["pricing"] = {"currency": "EUR", "models": {"test-small": small, "dead-priced": dear}}
     path.write_text(yaml.safe_dump(config))
     return path
 

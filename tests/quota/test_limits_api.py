@@ -263,3 +263,15 @@ def test_keys_create_takes_the_limits(limited: Gateway) -> None:
         assert ask(client).headers["x-ratelimit-limit-tokens"] == "900"
         with pytest.raises(openai.RateLimitError):
             ask(client)
+
+
+def test_a_fallback_is_priced_as_the_alias_that_served(limited: Gateway) -> None:
+    _, key = new_key(limited.url, spend_per_month=100)
+    with sdk(limited, key) as client:
+        answer = client.chat.completions.with_raw_response.create(
+            model="dead-priced", messages=ASK
+        )
+    record = limited.record(answer.headers["x-request-id"])
+    assert record["requested_model"] == "dead-priced" and record["backend"] == "mock"
+    expected = (record["prompt_tokens"] * PRICE_IN + record["completion_tokens"] * PRICE_OUT) / 1e6
+    assert record["cost"] == pytest.approx(expected)  # test-small's price, not dead-priced's

@@ -93,7 +93,7 @@ def settle(
         tokens = estimate if record.first_byte_at is not None else 0
     else:
         tokens = record.total_tokens or (prompt or 0) + (completion or 0)
-        served = getattr(record, "served_alias", None) or alias
+        served = record.served_alias or alias
         priced = limiter.price(served, prompt or 0, completion or 0)
         if priced is not None:
             cost = priced[0]
