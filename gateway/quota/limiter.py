@@ -248,8 +248,14 @@ def _refusal(check: Check, used: list[int], checks: list[Check], now: float) -> 
     if check.budget:
         what = "spend" if check.limit in SPEND_LIMITS else "tokens"
         period = "day" if check.limit != Limit.SPEND_PER_MONTH else "month"
+        left = check.maximum - used[-1]
+        state = (
+            f"has {left} tokens left, and this request may use about {check.amount}"
+            if check.kind == Kind.COUNT and left > 0
+            else "is spent"
+        )
         return RateLimited(
-            f"The {what} budget per {period} of {who} is spent; it renews in {reset_text(wait)}.",
+            f"The {what} budget per {period} of {who} {state}; it renews in {reset_text(wait)}.",
             code="budget_exceeded",
             headers=headers,
             retryable=False,

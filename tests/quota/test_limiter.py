@@ -156,6 +156,7 @@ async def _test_a_spent_budget_is_not_retryable(limiter: Limiter) -> None:
     refused = await admit(limiter, limits, estimate=1)
     assert isinstance(refused, Refusal)
     assert refused.error.code == "budget_exceeded"
+    assert "tokens budget per day of this API key is spent" in refused.error.message
     headers = refused.error.headers()
     assert headers["x-should-retry"] == "false"
     _, ends = window(Limit.TOKENS_PER_DAY, time.time())
@@ -266,6 +267,9 @@ def test_a_request_that_can_never_fit_is_not_retryable(store: str) -> None:
 
 
 async def _test_a_request_that_can_never_fit_is_not_retryable(limiter: Limiter) -> None:
+    too_big = await admit(limiter, scope(tokens_per_day=100), estimate=150)
+    assert isinstance(too_big, Refusal) and too_big.error.code == "budget_exceeded"
+    assert "has 100 tokens left, and this request may use about 150" in too_big.error.message
     refused = await admit(limiter, scope(tokens_per_minute=100), estimate=101)
     assert isinstance(refused, Refusal)
     assert refused.error.code == "rate_limit_exceeded" and not refused.error.retryable
