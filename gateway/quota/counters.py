@@ -81,19 +81,24 @@ class LocalCounters:
         return Counted(None, used)
 
     async def settle(self, adjustments: Sequence[Adjustment]) -> None:
-        now = time.time()
-        for item in adjustments:
-            self._add(item.key, item.delta, now + item.ttl_ms / 1000)
+        self.finish_now(adjustments, [], "")
 
     async def release(self, key: str, member: str) -> None:
-        self.slots.get(key, {}).pop(member, None)
+        self.finish_now([], [key], member)
 
     async def finish(
         self, adjustments: Sequence[Adjustment], slots: Sequence[str], member: str
     ) -> None:
-        await self.settle(adjustments)
+        self.finish_now(adjustments, slots, member)
+
+    def finish_now(
+        self, adjustments: Sequence[Adjustment], slots: Sequence[str], member: str
+    ) -> None:
+        now = time.time()
+        for item in adjustments:
+            self._add(item.key, item.delta, now + item.ttl_ms / 1000)
         for key in slots:
-            await self.release(key, member)
+            self.slots.get(key, {}).pop(member, None)
 
     def _used(self, key: str, kind: Kind, now: float) -> int:
         if kind == Kind.SLOTS:

@@ -186,7 +186,9 @@ class Limiter:
             elif check.limit in SPEND_LIMITS and cost:
                 delta = round(cost * MICROS)
                 adjustments.append(Adjustment(check.key, delta, check.ttl_ms(now)))
-        if adjustments or slots:
+        if isinstance(ticket.counters, LocalCounters):  # nothing to wait for: at once
+            ticket.counters.finish_now(adjustments, slots, ticket.member)
+        elif adjustments or slots:
             task = asyncio.get_running_loop().create_task(
                 self._settle(ticket.counters, adjustments, slots, ticket.member)
             )
