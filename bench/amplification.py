@@ -27,6 +27,7 @@ import string
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
@@ -39,6 +40,8 @@ from tests.servers import cli, free_port, process
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = "How do policies work in this gateway?"
 BIG_CHARS = 31_000
+#: the big prompts' errors, by message
+ERRORS: Counter[str] = Counter()
 
 
 def big_prompt(rng: random.Random, index: int) -> str:
@@ -120,7 +123,10 @@ async def big_clients(
         nonlocal sent
         while more():
             sent += 1
-            await ask(session, url, big_prompt(rng, sent))
+            try:
+                await ask(session, url, big_prompt(rng, sent))
+            except (RuntimeError, aiohttp.ClientError) as exc:  # counted, not fatal
+                ERRORS[str(exc)[:120]] += 1
 
     await asyncio.gather(*(client() for _ in range(4)))
     return sent
@@ -170,6 +176,8 @@ async def memory(url: str, key: str, pid: int, prompts: int, idle: float) -> Non
     print(f"memory: gateway RSS around {prompts} unique 31 KB prompts ({elapsed:.0f} s)")
     print(f"  before {before:7.1f} MB   after {after:7.1f} MB   after {idle:g} s idle "
           f"{rested:7.1f} MB")
+    for message, count in ERRORS.most_common():
+        print(f"  {count} big prompts failed: {message}")
 
 
 def main() -> None:
