@@ -9,6 +9,11 @@ Two kinds of work go through it, on two executors, so that one can wait for the 
   once; at most ``queue`` more wait for a thread, beyond which a score fails at once
   (``DetectorBusy``) and the rule's ``on_error`` decides, rather than queueing without end.
 
+An evaluation whose light checks would read a long new text on the event loop (past
+``LOOP_SCAN_CHARS``, ``gateway.detectors.model``) runs on an evaluation thread too, and such
+scans take turns (``SCANS_AT_ONCE``): they hold the GIL, and the event loop should share the
+interpreter with one of them, not with all.
+
 Scores are cached by the SHA-256 digest of the text (never the text itself: the cache must not
 keep what users wrote, whatever the policy records), per model revision, in a bounded LRU: a
 chat resends its whole history every turn, and the history costs nothing the second time. Two
