@@ -144,6 +144,12 @@ def test_streams_are_settled_and_priced_too(limited: Gateway) -> None:
     assert record["prompt_tokens"] and record["completion_tokens"]
     expected = (record["prompt_tokens"] * PRICE_IN + record["completion_tokens"] * PRICE_OUT) / 1e6
     assert record["cost"] == pytest.approx(expected) and record["currency"] == "EUR"
+    with sdk(limited, key) as client:
+        after = ask(client)
+    # the stream's estimate gave way to the usage its last chunk reported
+    estimate = -(-len(ASK[0]["content"]) // 4)
+    left = 100_000 - record["total_tokens"] - estimate
+    assert after.headers["x-ratelimit-remaining-tokens"] == str(left)
 
 
 def test_spend_from_the_price_table_and_a_spend_budget(limited: Gateway) -> None:
