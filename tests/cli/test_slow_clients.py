@@ -38,25 +38,26 @@ def _connect(gateway: Gateway) -> socket.socket:
 
 def _trickle(sock: socket.socket, data: bytes, every: float = 0.2) -> tuple[bytes, float]:
     """Send ``data`` a byte at a time until the server answers or closes: what it answered
-    and how long the connection stayed open."""
+    and how long the connection stayed open. What the server sent is read before each next
+    byte goes out (a byte sent to a closed socket is answered with a reset)."""
     started = time.monotonic()
     sock.setblocking(False)
     received = b""
     for byte in data:
         try:
+            chunk = sock.recv(65536)
+        except BlockingIOError:
+            chunk = None
+        except OSError:
+            break
+        if chunk is not None:
+            received += chunk
+            break  # an answer, or the server closed: stop sending
+        try:
             sock.send(bytes([byte]))
         except OSError:
             break
         time.sleep(every)
-        try:
-            chunk = sock.recv(65536)
-        except BlockingIOError:
-            continue
-        except OSError:
-            break
-        received += chunk
-        if not chunk:
-            break
     sock.settimeout(5)
     try:
         while chunk := sock.recv(65536):
