@@ -44,22 +44,32 @@ class Authenticator:
         self.served_stale = 0
 
     async def authenticate(self, authorization: str | None) -> Principal:
+        principal, _ = await self.authenticate_checked(authorization)
+        return principal
+
+    async def authenticate_checked(
+        self, authorization: str | None
+    ) -> tuple[Principal, float | None]:
+        """The principal, and when it was served on a stale lookup (the database
+        unreachable), how many seconds ago the database last vouched for the key."""
         secret = _bearer(authorization)
         cache_key = digest(secret)
         now = time.monotonic()
         entry = self._cache.get(cache_key)
+        stale = False
         if entry is None or entry.until <= now:
-            entry = await self._refresh(secret, cache_key, entry, now)
+            entry, stale = await self._refresh(secret, cache_key, entry, now)
         if entry.principal is None:
             raise AuthenticationFailed(
                 "Incorrect API key provided. Keys are issued by the gateway operator "
                 "(`gateway keys create`)."
             )
-        return entry.principal
+        return entry.principal, (now - entry.checked_at) if stale else None
 
     async def _refresh(
         self, secret: str, cache_key: str, old: _Entry | None, now: float
-    ) -> _Entry:
+    ) -> tuple[_Entry, bool]:
+        """A fresh lookup (False), or the old one served stale (True)."""
         try:
             principal = await self._lookup(secret) if looks_like_key(secret) else None
         except ServiceUnavailable:
@@ -74,12 +84,12 @@ class Authenticator:
                 now - old.checked_at,
                 self._stale,
             )
-            return old
+            return old, True
         if len(self._cache) >= _MAX_CACHED:
             self._cache.clear()
         entry = _Entry(principal, now + self._ttl, now if principal is not None else 0.0)
         self._cache[cache_key] = entry
-        return entry
+        return entry, False
 
     async def _lookup(self, secret: str) -> Principal | None:
         try:

@@ -68,6 +68,9 @@ class ExchangeRecord:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     #: the fallback alias that served, when the requested one's backends all failed
     served_alias: str | None = None
+    #: the key was served on a lookup older than the cache while the database was unreachable
+    #: (seconds since the database last vouched for it), said in the record's decision
+    stale_key_seconds: float | None = None
     #: what the exchange cost and in which currency (None: no price for its alias)
     cost: float | None = None
     currency: str | None = None
@@ -144,6 +147,8 @@ class ExchangeRecord:
         values["policy_revision"] = decision.policy_revision
         if self.made_for is not None:
             values["decision"]["made_for"] = self.made_for
+        if self.stale_key_seconds is not None:
+            values["decision"]["key_checked_seconds_ago"] = round(self.stale_key_seconds, 1)
         content = ctx.policy.policy.record.content
         if content == "none":
             values["request_body"] = values["response_body"] = None

@@ -94,7 +94,7 @@ class Pipeline:
             if not recorder.accepts():
                 raise _unrecordable()
             principal = await authenticate(
-                self.s.authenticator, request.headers.get("authorization")
+                self.s.authenticator, request.headers.get("authorization"), record
             )
             ctx = snapshot(self.s.policies, principal, record)
             body = await read_json(request, max_depth=self.s.config.max_json_depth)

@@ -223,7 +223,8 @@ def test_a_known_key_is_served_through_an_outage_for_stale_seconds_and_no_longer
                 await session.execute(text("DROP TABLE api_keys"))
             clock.now += 30  # past the cache, within the stale bound
             assert (await auth.authenticate(header)).key_id == key.id
-            assert (await auth.authenticate(header)).key_id == key.id
+            principal, stale = await auth.authenticate_checked(header)
+            assert principal.key_id == key.id and stale == 30.0  # said on the record
             assert auth.served_stale == 2
             with pytest.raises(ServiceUnavailable):
                 await auth.authenticate(f"Bearer {other.secret}")  # never looked up

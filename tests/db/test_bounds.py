@@ -76,8 +76,12 @@ def test_a_frozen_database_bounds_requests_and_readiness_and_known_keys_are_serv
         assert unknown.status_code == 503 and unknown_took < CONNECT + STATEMENT + 2
         assert unknown.json()["error"]["code"] == "database_unavailable"
         # nothing lost: each record reaches the database once it answers again
-        for request_id in ids:
-            assert gateway.record(request_id, timeout=30)["id"] == request_id
+        records = [gateway.record(request_id, timeout=30) for request_id in ids]
+        assert [r["id"] for r in records] == ids
+        # the record says a key was served on a stale lookup, and how stale
+        assert "key_checked_seconds_ago" not in records[0]["decision"]
+        for record in records[1:4]:
+            assert record["decision"]["key_checked_seconds_ago"] > 0.2
         log = (tmp_path / "gateway.log").read_text()
         assert "served on its lookup of" in log  # the stale key said so
         eventually(

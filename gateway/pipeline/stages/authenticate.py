@@ -10,8 +10,15 @@ from gateway.pipeline.context import ExchangeRecord, RequestContext
 from gateway.policy.store import PolicyStore
 
 
-async def authenticate(authenticator: Authenticator, authorization: str | None) -> Principal:
-    return await authenticator.authenticate(authorization)
+async def authenticate(
+    authenticator: Authenticator, authorization: str | None, record: ExchangeRecord | None = None
+) -> Principal:
+    """The caller's principal; a key served on a stale lookup (the database unreachable) is
+    said on the record."""
+    principal, stale = await authenticator.authenticate_checked(authorization)
+    if record is not None:
+        record.stale_key_seconds = stale
+    return principal
 
 
 def snapshot(policies: PolicyStore, principal: Principal, record: ExchangeRecord) -> RequestContext:
