@@ -11,9 +11,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from gateway.clock import now
 from gateway.config import GatewayConfig, HealthConfig, RetryConfig
@@ -244,3 +246,15 @@ def test_a_probe_cut_short_by_the_client_leaving_is_given_back() -> None:
         asyncio.run(run_plan(r.plan("two", ["two"]), leaves, log))
     assert log[-1]["outcome"] == "cancelled"
     assert r.health.admit("a")  # the probe is free for the next request
+
+
+def test_the_docs_sample_of_several_backends_is_a_valid_config() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "backends.md").read_text()
+    sample = text.split("## Several backends per alias", 1)[1].split("```yaml\n", 1)[1]
+    models = yaml.safe_load(sample.split("```", 1)[0])["models"]
+    names = ("vllm-a", "vllm-b", "openai")
+    backends = {name: {"base_url": f"http://{name}.test/v1"} for name in names}
+    cfg = GatewayConfig.model_validate({"backends": backends, "models": models})
+    r = ModelRouter(cfg, {name: f"http://{name}.test/v1" for name in names})
+    plan = r.plan("support-small", ["support-small", "support-large"])
+    assert [[x.backend_name for x in s.routes] for s in plan.stages] == [list(names), ["openai"]]
