@@ -150,11 +150,15 @@ def write_config(
 
 @contextmanager
 def fault_gateway(
-    folder: Path, faulty: Upstream, spare: Upstream, health: dict[str, Any]
+    folder: Path,
+    faulty: Upstream,
+    spare: Upstream,
+    health: dict[str, Any],
+    database_url: str | None = None,
 ) -> Iterator[Gateway]:
     config = write_config(folder, faulty, spare, health)
     env = {
-        "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'situate.db'}",
+        "GATEWAY_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{folder / 'situate.db'}",
         "MOCK_UPSTREAM_KEY": UPSTREAM_SECRET,
         "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
     }
@@ -162,7 +166,8 @@ def fault_gateway(
     port = free_port()
     args = ["serve", "--config", str(config), "--port", str(port)]
     with process(args, f"http://127.0.0.1:{port}/readyz", folder / "gateway.log", env):
-        yield Gateway(f"http://127.0.0.1:{port}", key, env, config, "sqlite", {}, folder)
+        backend = "postgres" if database_url else "sqlite"
+        yield Gateway(f"http://127.0.0.1:{port}", key, env, config, backend, {}, folder)
 
 
 def sdk(gateway: Gateway, timeout: float = 15.0) -> openai.OpenAI:
