@@ -205,7 +205,9 @@ class DatabaseConfig(_Strict):
 class RetryConfig(_Strict):
     """Retries before the first byte reached the client, never after."""
 
-    attempts: int = Field(3, ge=1, le=10, description="tries per request, the first included")
+    attempts: int = Field(
+        3, ge=1, le=10, description="tries per alias (at least one a backend), the first included"
+    )
     backoff_base: float = Field(0.1, ge=0, description="seconds; doubled each try, full jitter")
     backoff_max: float = Field(2.0, ge=0)
     max_retry_after: float = Field(
