@@ -184,6 +184,8 @@ LONGEST_FIRST = (
     "test_policy_eval_report.py",
     "test_web.py",
     "test_upstream_errors.py",
+    "test_faults.py",
+    "test_health.py",
 )
 
 
