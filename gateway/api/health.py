@@ -26,7 +26,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="The database is reachable, the config loaded, records flowing, background tasks up",
+    summary="The config loaded, records flowing, backends and background tasks up; "
+    "degraded (200) while only the database is unreachable",
 )
 async def readyz(services: ServicesDep) -> JSONResponse:
     checks: dict[str, Any] = {
@@ -38,11 +39,24 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         "limits": await services.quota.health(),
         "backends": _backends(services.router),
     }
-    ready = all(check["ok"] for check in checks.values())
+    status = _status(checks)
     return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks},
-        status_code=200 if ready else 503,
+        {"status": status, "checks": checks}, status_code=503 if status == "not_ready" else 200
     )
+
+
+def _status(checks: dict[str, Any]) -> str:
+    """ready, degraded or not_ready. An unreachable database alone is ``degraded``, still
+    serving, while the recorder can spool: known keys are served on their recent lookup
+    (``auth.stale_seconds``) and records replay once it is back. Taking every replica out of
+    service at once, as a 503 would, turns a database outage into a traffic outage."""
+    failing = {name for name, check in checks.items() if not check["ok"]}
+    if not failing:
+        return "ready"
+    database = checks["database"]
+    if failing == {"database"} and database.get("reachable") is False:
+        return "degraded"
+    return "not_ready"
 
 
 def _backends(router: ModelRouter) -> dict[str, Any]:
@@ -91,10 +105,10 @@ async def _database(services: Services) -> dict[str, Any]:
     try:
         async with services.sessions() as session:
             version = await session.scalar(text("SELECT version_num FROM alembic_version"))
-    except Exception as exc:  # any driver error means "not ready", and says which
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    except Exception as exc:  # any driver error: unreachable (degraded, see _status)
+        return {"ok": False, "reachable": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
     expected = head_revision()
-    return {"ok": version == expected, "schema": version, "expected": expected}
+    return {"ok": version == expected, "reachable": True, "schema": version, "expected": expected}
 
 
 def _recorder(recorder: ExchangeRecorder) -> dict[str, Any]:

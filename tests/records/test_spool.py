@@ -184,7 +184,10 @@ def test_serve_mode_keeps_serving_when_nothing_can_record_and_counts_it(
         assert _ask(sdk)[1] == 200
         cluster.stop()
         try:
-            eventually(lambda: _recorder(gateway)["spool_error"], 20, "the spool failing")
+            # a record to write is what finds the database and the spool both failing
+            eventually(
+                lambda: _ask(sdk) and _recorder(gateway)["spool_error"], 30, "the spool failing"
+            )
             statuses = [_ask(sdk)[1] for _ in range(5)]
             recorder = _recorder(gateway)
         finally:
