@@ -6,10 +6,15 @@ revoked through this process's admin API stops at once. While the database canno
 successfully within ``auth.stale_seconds`` keeps serving, logged and counted: the documented
 bound on how late a revocation made elsewhere takes effect during an outage. A key never seen
 is refused with 503 ``database_unavailable``.
+
+During an outage the database is asked about a key at most once a second (``_RETRY_SECONDS``)
+and by one request at a time: the others wait for that lookup (or take the stale entry it
+renewed) instead of each paying the database's timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -20,6 +25,8 @@ from gateway.auth.keys import KeyService, Principal, digest, looks_like_key
 from gateway.errors import AuthenticationFailed, ServiceUnavailable
 
 _MAX_CACHED = 10_000
+#: while the database is unreachable, how long a key served stale is served without asking again
+_RETRY_SECONDS = 1.0
 
 log = logging.getLogger("gateway.auth")
 
@@ -30,6 +37,8 @@ class _Entry:
     until: float
     #: when the database last vouched for the key (a found key only)
     checked_at: float = 0.0
+    #: served on an old lookup because the database could not be asked
+    stale: bool = False
 
 
 class Authenticator:
@@ -40,6 +49,8 @@ class Authenticator:
         self._ttl = cache_seconds
         self._stale = stale_seconds
         self._cache: dict[str, _Entry] = {}
+        #: the lookup under way for a key, which other requests for that key wait for
+        self._pending: dict[str, asyncio.Future[_Entry]] = {}
         #: requests served on a stale lookup while the database was unreachable
         self.served_stale = 0
 
@@ -56,26 +67,44 @@ class Authenticator:
         cache_key = digest(secret)
         now = time.monotonic()
         entry = self._cache.get(cache_key)
-        stale = False
         if entry is None or entry.until <= now:
-            entry, stale = await self._refresh(secret, cache_key, entry, now)
+            entry = await self._refresh_once(secret, cache_key, entry, now)
         if entry.principal is None:
             raise AuthenticationFailed(
                 "Incorrect API key provided. Keys are issued by the gateway operator "
                 "(`gateway keys create`)."
             )
-        return entry.principal, (now - entry.checked_at) if stale else None
+        if not entry.stale:
+            return entry.principal, None
+        self.served_stale += 1
+        return entry.principal, now - entry.checked_at
+
+    async def _refresh_once(
+        self, secret: str, cache_key: str, old: _Entry | None, now: float
+    ) -> _Entry:
+        """One lookup of a key at a time: concurrent requests for it share its outcome. It is
+        shielded, so a client that leaves does not cancel the others' lookup."""
+        pending = self._pending.get(cache_key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._refresh(secret, cache_key, old, now))
+            self._pending[cache_key] = pending
+            pending.add_done_callback(lambda done: self._settled(cache_key, done))
+        return await asyncio.shield(pending)
+
+    def _settled(self, cache_key: str, done: asyncio.Future[_Entry]) -> None:
+        self._pending.pop(cache_key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here too: every waiter may have left
 
     async def _refresh(
         self, secret: str, cache_key: str, old: _Entry | None, now: float
-    ) -> tuple[_Entry, bool]:
-        """A fresh lookup (False), or the old one served stale (True)."""
+    ) -> _Entry:
+        """A fresh lookup, or the old one renewed as stale while the database is away."""
         try:
             principal = await self._lookup(secret) if looks_like_key(secret) else None
         except ServiceUnavailable:
             if old is None or old.principal is None or now - old.checked_at > self._stale:
                 raise
-            self.served_stale += 1
             log.warning(
                 "the database is unreachable: key %s (context %s) served on its lookup of "
                 "%.0f s ago (auth.stale_seconds: %g)",
@@ -84,12 +113,15 @@ class Authenticator:
                 now - old.checked_at,
                 self._stale,
             )
-            return old, True
+            until = min(now + _RETRY_SECONDS, old.checked_at + self._stale)
+            stale = _Entry(old.principal, until, old.checked_at, stale=True)
+            self._cache[cache_key] = stale
+            return stale
         if len(self._cache) >= _MAX_CACHED:
             self._cache.clear()
         entry = _Entry(principal, now + self._ttl, now if principal is not None else 0.0)
         self._cache[cache_key] = entry
-        return entry, False
+        return entry
 
     async def _lookup(self, secret: str) -> Principal | None:
         try:

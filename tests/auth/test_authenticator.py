@@ -234,3 +234,49 @@ def test_a_known_key_is_served_through_an_outage_for_stale_seconds_and_no_longer
             assert caught.value.code == "database_unavailable"
 
     asyncio.run(go())
+
+
+class FrozenKeys(CountingKeys):
+    """The key service of a frozen database: once frozen, each lookup waits, then fails as a
+    driver error does when the statement timeout ends it."""
+
+    frozen = False
+
+    async def find(self, secret: str) -> Principal | None:
+        if not self.frozen:
+            return await super().find(secret)
+        self.lookups += 1
+        await asyncio.sleep(0.05)
+        raise OSError("the statement timeout ended the lookup")
+
+
+def test_during_an_outage_one_lookup_at_a_time_asks_the_database_and_the_rest_wait_for_it(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """A frozen database costs its timeout once a second for a key, not once a request: 50
+    concurrent requests share one lookup, and the stale entry it renews serves the next ones
+    without asking again until a second has passed."""
+    url = upgrade(f"sqlite+aiosqlite:///{tmp_path / 'frozen.db'}")
+
+    async def go() -> None:
+        async with sessions_on(url) as sessions:
+            keys = FrozenKeys(sessions)
+            key = await keys.create("test-context", "frozen")
+            auth = Authenticator(keys, cache_seconds=1.0, stale_seconds=60.0)
+            header = f"Bearer {key.secret}"
+            await auth.authenticate(header)
+            keys.frozen, keys.lookups = True, 0
+            clock.now += 5  # past the cache
+            served = await asyncio.gather(*(auth.authenticate_checked(header) for _ in range(50)))
+            assert {p.key_id for p, _ in served} == {key.id}
+            assert {stale for _, stale in served} == {5.0}  # each said on its record
+            assert keys.lookups == 1
+            clock.now += 0.5  # within the second: served stale, the database not asked
+            await auth.authenticate(header)
+            assert keys.lookups == 1
+            clock.now += 1.0
+            await auth.authenticate(header)
+            assert keys.lookups == 2
+            assert auth.served_stale == 52
+
+    asyncio.run(go())
