@@ -31,6 +31,7 @@ from gateway.pipeline.stages.quota import take_quota
 from gateway.pipeline.stages.record import failed, finish
 from gateway.pipeline.stages.respond import decision_headers, refusal_response, upstream_filtered
 from gateway.pipeline.stages.route import route
+from gateway.pipeline.stream import ProxyStream
 from gateway.pipeline.stream_open import open_stream
 from gateway.policy.actions import Action, Stage
 from gateway.policy.compiled import CompiledPolicy
@@ -72,6 +73,8 @@ async def unless_client_leaves(
         watcher.cancel()
     if left:
         task.uncancel()
+        if isinstance(response, ProxyStream):  # opened as the client left: close it unsent
+            await response.discard()
         raise ClientGone("The client disconnected before its answer was ready.")
     return response
 

@@ -112,6 +112,12 @@ class ProxyStream(Response):
                 await self._response.aclose()
                 self._finish()
 
+    async def discard(self) -> None:
+        """Close the upstream response of a stream that will never be sent (its client left
+        as it opened); the caller records the exchange."""
+        with anyio.CancelScope(shield=True):
+            await self._response.aclose()
+
     async def _watch(self, receive: Receive, scope: anyio.CancelScope) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
