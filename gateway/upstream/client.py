@@ -2,9 +2,10 @@
 
 Only what the gateway chooses goes upstream: the backend's own key, a content type, our
 request id (in the backend's ``request_id_header``, or not at all). The caller's headers (and
-key) never do. Upstream failures become 502/504; an upstream 4xx goes back to the client with
-its body (a body not in OpenAI's error shape as its scrubbed, bounded text in that shape),
-except 401/403, which mean the gateway's own backend credentials are wrong: a 502.
+key) never do. Upstream failures become 502/504 (a 5xx's body in the error's ``detail``, the
+record's and the log's only); an upstream 4xx goes back to the client with its body (a body
+not in OpenAI's error shape as its scrubbed, bounded text in that shape), except 401/403,
+which mean the gateway's own backend credentials are wrong: a 502.
 """
 
 from __future__ import annotations
@@ -141,12 +142,15 @@ class UpstreamClient:
         body, kind = self.scrub(body), response.headers.get("content-type", "")
         if 400 <= status < 500:
             raise _passthrough(route.backend_name, response, body)
-        raise UpstreamStatusError(
-            f"Backend '{route.backend_name}' failed with HTTP {status}: "
-            f"{error_text.shown(body, kind) or '(empty body)'}",
+        # The backend's own words (or a proxy's, which may name addresses) go to the record
+        # and the log only: the client learns which backend failed and how.
+        failed = UpstreamStatusError(
+            f"Backend '{route.backend_name}' failed with HTTP {status}.",
             code=STATUS,
             upstream_status=status,
         )
+        failed.detail = error_text.shown(body, kind) or "(empty body)"
+        raise failed
 
     def holds_secret(self, body: bytes) -> bool:
         return any(secret in body for secret in self._secrets)

@@ -156,27 +156,32 @@ def test_an_empty_4xx_says_it_was_empty() -> None:
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 520])
-def test_a_5xx_is_a_502_with_the_backends_text(status: int) -> None:
-    page = b"<html><body><h1>Service down</h1><script>x()</script></body></html>"
+def test_a_5xx_is_a_502_with_the_backends_text_in_the_detail_only(status: int) -> None:
+    """A 5xx's body is often a proxy's page, which may name addresses: the client is told
+    which backend failed and how; the words go to the record and the log."""
+    page = b"<html><body><h1>Service down at 10.0.0.7:8000</h1><script>x()</script></body></html>"
     error = failure(answer(status, page, **{"content-type": "text/html"}))
     assert isinstance(error, UpstreamStatusError) and error.status == 502 and error.retryable
     assert (error.code, error.upstream_status) == ("upstream_error", status)
-    assert error.message == f"Backend 'vllm' failed with HTTP {status}: Service down"
+    assert error.message == f"Backend 'vllm' failed with HTTP {status}."
+    assert error.detail == "Service down at 10.0.0.7:8000"
+    assert "10.0.0.7" not in error.body_bytes().decode()
+    assert error.recorded == f"{error.message} (Service down at 10.0.0.7:8000)"
 
 
 def test_a_5xx_with_no_body_says_so() -> None:
-    assert failure(answer(500)).message == "Backend 'vllm' failed with HTTP 500: (empty body)"
+    assert failure(answer(500)).detail == "(empty body)"
 
 
 def test_a_5xx_naming_the_backends_key_never_shows_it() -> None:
     error = failure(answer(500, f"upstream auth with {SECRET} failed".encode()))
-    assert "[redacted]" in error.message
+    assert SECRET not in error.recorded and "[redacted]" in error.recorded
 
 
 def test_a_long_5xx_body_is_bounded() -> None:
     error = failure(answer(500, b"word " * 400))
-    assert error.message.endswith("more characters)")
-    assert len(error.message) < MAX_TEXT + 100
+    assert error.detail is not None and error.detail.endswith("more characters)")
+    assert len(error.detail) < MAX_TEXT + 100
 
 
 def test_a_redirect_is_not_followed_and_is_an_error() -> None:
