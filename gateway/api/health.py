@@ -37,7 +37,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         "recorder": _recorder(services.recorder),
         "background": _background(services.supervisor),
         "limits": await services.quota.health(),
-        "backends": _backends(services.router),
+        "backends": _backends(services.router, services.policies),
     }
     status = _status(checks)
     return JSONResponse(
@@ -59,19 +59,26 @@ def _status(checks: dict[str, Any]) -> str:
     return "not_ready"
 
 
-def _backends(router: ModelRouter) -> dict[str, Any]:
-    # Passive health (gateway.upstream.health): not ready while some alias has no backend
-    # left to serve it (each ejected); a half-open one counts, as the next request probes it.
+def _backends(router: ModelRouter, store: PolicyStore) -> dict[str, Any]:
+    # Passive health (gateway.upstream.health): not ready while an alias some loaded policy
+    # allows has no backend left to serve it (each ejected, and each of the fallbacks that
+    # policy allows); a half-open one counts, as the next request probes it. An alias no
+    # policy allows serves nobody: its backends' state is reported, not counted.
     health = router.health
-    unserved = [
-        alias
-        for alias in router.aliases
-        if not any(health.available(name) for name in router.backends_of(alias))
-    ]
+    allows = [set(p.policy.models.allow) for p in store.all()]
+
+    def served(alias: str, allowed: set[str] | None) -> bool:
+        fallbacks = [f for f in router.fallbacks_of(alias) if allowed is None or f in allowed]
+        return any(health.available(b) for a in (alias, *fallbacks) for b in router.backends_of(a))
+
+    aliases = router.aliases
+    unserved = [a for a in aliases if any(a in ok and not served(a, ok) for ok in allows)]
+    unused = [a for a in aliases if not any(a in ok for ok in allows) and not served(a, None)]
     budget = router.budget
     return {
         "ok": not unserved,
         "aliases_without_backend": unserved,
+        "unallowed_without_backend": unused,
         "backends": {name: health.report(name) for name in health.names},
         "retries": {
             "made": budget.stats.retries,

@@ -11,12 +11,11 @@ from typing import Any
 
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
 from gateway.upstream.client import UpstreamClient, mapped_errors
-from gateway.upstream.failures import upstream_failure
+from gateway.upstream.failures import error_event_failure, upstream_failure
 from gateway.upstream.router import Route
 from gateway.upstream.sse import Event, parse_event
 
 REDACTED = "[redacted]"
-_CONTENT = '"content":'
 
 
 def frame(payload: dict[str, Any]) -> bytes:
@@ -56,44 +55,48 @@ async def bounded(chunks: AsyncIterator[bytes], route: Route) -> AsyncIterator[b
         yield chunk
 
 
+#: a delta's generated texts, any of which may carry a key split across frames (a path in
+#: the delta: its top-level texts, a tool call's and the legacy function call's arguments)
+_TEXTS = ("content", "refusal", "reasoning_content", "reasoning")
+Path = tuple[Any, ...]  # (choice index, then the text's place in its delta)
+
+
 class _Held:
-    """Per choice, the end of its text that could begin the backend's key: held back until the
-    next piece shows whether it does (so a key split across frames is scrubbed whole)."""
+    """Per choice and per text of its delta, the end that could begin the backend's key: held
+    back until the next piece of that text shows whether it does (so a key split across frames
+    is scrubbed whole, in the content, a refusal, reasoning or a tool call's arguments)."""
 
     def __init__(self, secrets: list[str]) -> None:
         self.secrets = [s for s in secrets if s]
-        self.held: dict[int, str] = {}
+        self.held: dict[Path, str] = {}
         self.head: dict[str, Any] = {}
         # keys JSON writes as they are: an event's raw text then shows whether it may hold
         self._plain = all(json.dumps(s)[1:-1] == s for s in self.secrets)
         self._longest = max((len(s) for s in self.secrets), default=0)
 
     def may_hold(self, data: str) -> bool:
-        """Whether the event needs reading: something is held back, or a choice's text ends
-        with what could begin a key (most events do not: they pass untouched, unparsed)."""
+        """Whether the event needs reading: something is held back, or one of its strings ends
+        with what could begin a key (most events do not: they pass untouched, unparsed). Every
+        unescaped quote not followed by a colon may end a string value: its text before is
+        checked (a superset of the values' ends: some events are read for nothing)."""
         if self.held or not self._plain:
             return True
-        at = data.find(_CONTENT)
-        while at != -1:
-            start = data.find('"', at + len(_CONTENT))
-            end = data.find('"', start + 1) if start != -1 else -1
-            while end != -1 and data[end - 1] == "\\":
-                end = data.find('"', end + 1)
-            if end == -1:
-                return True  # cannot tell: read it
-            if _partial_tail(data[max(start + 1, end - self._longest) : end], self.secrets):
+        quote = data.find('"', max(0, data.find('"choices"')))
+        while quote != -1:
+            ends = not _escaped(data, quote) and data[quote + 1 : quote + 2] != ":"
+            if ends and _partial_tail(data[max(0, quote - self._longest) : quote], self.secrets):
                 return True
-            at = data.find(_CONTENT, end)
+            quote = data.find('"', quote + 1)
         return False
 
-    def text(self, index: int, content: str, final: bool) -> str:
-        text = self.held.pop(index, "") + content
+    def text(self, path: Path, content: str, final: bool) -> str:
+        text = self.held.pop(path, "") + content
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         keep = 0 if final else _partial_tail(text, self.secrets)
         if keep:
-            self.held[index], text = text[-keep:], text[:-keep]
+            self.held[path], text = text[-keep:], text[:-keep]
         return text
 
     def event(self, event: Event) -> Event:
@@ -116,28 +119,73 @@ class _Held:
         if not isinstance(choice, dict) or not isinstance(choice.get("delta"), dict):
             return False
         index, delta = choice.get("index", 0), choice["delta"]
-        content = delta.get("content")
-        final = bool(choice.get("finish_reason"))
-        if not isinstance(content, str) and not (final and index in self.held):
-            return False
-        given = content if isinstance(content, str) else ""
-        released = self.text(index, given, final)
-        if released == given and isinstance(content, str):
-            return False
-        delta["content"] = released
-        return True
+        final, changed = bool(choice.get("finish_reason")), False
+        for path, given in _texts(delta):
+            released = self.text((index, *path), given, final)
+            if released != given:
+                _put(delta, path, released)
+                changed = True
+        if final:  # the choice ends: what its other texts still hold goes with it
+            for key in [k for k in self.held if k[0] == index]:
+                _put(delta, key[1:], self.held.pop(key))
+                changed = True
+        return changed
 
     def rest(self) -> Event | None:
         """What is still held when the stream ends without finishing those choices."""
         if not self.held:
             return None
-        choices = [
-            {"index": i, "delta": {"content": text}, "logprobs": None, "finish_reason": None}
-            for i, text in sorted(self.held.items())
-        ]
+        deltas: dict[Any, dict[str, Any]] = {}
+        for (index, *path), text in self.held.items():
+            _put(deltas.setdefault(index, {}), tuple(path), text)
         self.held = {}
+        choices = [
+            {"index": i, "delta": delta, "logprobs": None, "finish_reason": None}
+            for i, delta in deltas.items()
+        ]
         data = json.dumps({**self.head, "choices": choices})
         return Event(raw=f"data: {data}\n\n".encode(), data=data)
+
+
+def _texts(delta: dict[str, Any]) -> list[tuple[Path, str]]:
+    """The delta's texts a key may be split across, each with its place in the delta."""
+    found: list[tuple[Path, str]] = [
+        ((name,), delta[name]) for name in _TEXTS if isinstance(delta.get(name), str)
+    ]
+    calls = delta.get("tool_calls")
+    for position, call in enumerate(calls if isinstance(calls, list) else []):
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+            path = ("tool_calls", call.get("index", position), "arguments")
+            found.append((path, function["arguments"]))
+    legacy = delta.get("function_call")
+    if isinstance(legacy, dict) and isinstance(legacy.get("arguments"), str):
+        found.append((("function_call", "arguments"), legacy["arguments"]))
+    return found
+
+
+def _put(delta: dict[str, Any], path: Path, text: str) -> None:
+    """Set the text at ``path`` in ``delta``, making the place for it if the delta lacks it (a
+    tool call's arguments go to the call of that index, as the clients merge them)."""
+    if len(path) == 1:
+        delta[path[0]] = text
+    elif path[0] == "function_call":
+        delta.setdefault("function_call", {})["arguments"] = text
+    else:
+        calls = delta.setdefault("tool_calls", [])
+        for position, call in enumerate(calls):
+            if isinstance(call, dict) and call.get("index", position) == path[1]:
+                call.setdefault("function", {})["arguments"] = text
+                return
+        calls.append({"index": path[1], "function": {"arguments": text}})
+
+
+def _escaped(data: str, quote: int) -> bool:
+    """Whether the quote at ``quote`` is escaped (an odd run of backslashes before it)."""
+    run = 0
+    while quote - run > 0 and data[quote - run - 1] == "\\":
+        run += 1
+    return run % 2 == 1
 
 
 def _partial_tail(text: str, secrets: list[str]) -> int:
@@ -181,12 +229,12 @@ async def first_event(route: Route, frames: AsyncIterator[Event]) -> Event:
     except StopAsyncIteration as exc:
         raise UpstreamError(f"Backend '{route.backend_name}' ended the stream at once.") from exc
     error = error_in(first)
-    if error is not None:  # the backend's own words, scrubbed of its key (``scrubbed``)
-        raise UpstreamError(f"Backend '{route.backend_name}' failed: {error}")
+    if error is not None:  # scrubbed of the key already (``scrubbed``)
+        raise error_event_failure(route.backend_name, error)
     return first
 
 
 def error_in(event: Event) -> str | None:
     if event.event == "error" or (event.data and event.data.startswith('{"error"')):
-        return (event.data or "error event")[:500]
+        return (event.data or "error event")[:2000]
     return None

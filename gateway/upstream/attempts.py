@@ -21,7 +21,12 @@ from typing import Any, TypeVar
 
 from gateway.clock import now
 from gateway.errors import GatewayError, UpstreamError, UpstreamPassthrough
-from gateway.upstream.failures import backend_failed, retryable, upstream_status
+from gateway.upstream.failures import (
+    backend_failed,
+    retryable,
+    says_nothing_of_health,
+    upstream_status,
+)
 from gateway.upstream.health import State
 from gateway.upstream.retry import backoff, retry_after
 from gateway.upstream.router import Route, RoutePlan
@@ -124,7 +129,7 @@ class _Run:
             self.last = exc
             if backend_failed(exc):
                 health.failed(name, exc.recorded)
-            elif isinstance(exc, UpstreamPassthrough) and exc.status in (408, 429):
+            elif says_nothing_of_health(exc):
                 health.released(name)
             else:
                 health.succeeded(name)  # a 4xx: the backend is up and answering

@@ -14,7 +14,9 @@ the log.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
 import httpx
@@ -28,6 +30,7 @@ BROKEN = "upstream_stream_broken"
 TIMEOUT = "upstream_timeout"
 STATUS = "upstream_error"
 AUTH = "upstream_auth_failed"
+REFUSED_IN_STREAM = "upstream_stream_refused"
 
 #: failures a second try may not meet (the backend's fault, or the way there)
 RETRYABLE_CODES = frozenset({UNREACHABLE, CONNECTION, MALFORMED, BROKEN, TIMEOUT, STATUS})
@@ -48,11 +51,37 @@ class UpstreamStatusError(UpstreamError):
             self.retryable = False
 
 
+class StreamRefused(UpstreamError):
+    """The backend answered 200, then an error event first: it refused this request inside its
+    stream ("context length exceeded"), and says no server error. Another try would meet the
+    same refusal, and the backend is up and answering: neither retried nor counted against its
+    health (unless the event names a 408/409/429, as a backend's status would)."""
+
+    code = REFUSED_IN_STREAM
+
+    def __init__(self, message: str, *, status: int, said: int | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.said = said  # the status the event names, if any
+        self.retryable = said in RETRYABLE_STATUSES
+        if 400 <= status < 500:
+            self.type = "invalid_request_error"
+
+
 def retryable(exc: GatewayError) -> bool:
     """Whether another try (on this backend or another) may succeed."""
     if isinstance(exc, UpstreamPassthrough):
         return exc.status in RETRYABLE_STATUSES
+    if isinstance(exc, StreamRefused):
+        return exc.retryable
     return isinstance(exc, UpstreamError) and exc.code in RETRYABLE_CODES
+
+
+def says_nothing_of_health(exc: GatewayError) -> bool:
+    """A 408 or 429 (or an error event naming one): the backend is busy, not failing."""
+    if isinstance(exc, UpstreamPassthrough):
+        return exc.status in (408, 429)
+    return isinstance(exc, StreamRefused) and exc.said in (408, 429)
 
 
 def backend_failed(exc: GatewayError) -> bool:
@@ -63,6 +92,8 @@ def backend_failed(exc: GatewayError) -> bool:
 def upstream_status(exc: GatewayError) -> int | None:
     if isinstance(exc, UpstreamPassthrough):
         return exc.status
+    if isinstance(exc, StreamRefused):
+        return 200  # the stream's status: the refusal came inside it
     if isinstance(exc, UpstreamStatusError):
         return exc.upstream_status
     return None
@@ -121,3 +152,54 @@ def mapped(name: str) -> Iterator[None]:
         raise
     except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:  # OSError: TimeoutError too
         raise upstream_failure(name, exc) from exc
+
+
+#: what in an error event's type or code says the backend failed (a server error)
+_SERVER_WORDS = ("server", "internal", "overload", "unavailable", "timeout", "api_error")
+
+
+def error_event_failure(name: str, data: str) -> UpstreamError:
+    """The gateway's error for an error event that came first in backend ``name``'s stream.
+
+    A server error (a 5xx named, or a type such as ``server_error``) is the backend's failure,
+    like a 5xx: retried and counted, the backend's words in ``detail`` only. Anything else is
+    its refusal of this request (``StreamRefused``): the client is told why, scrubbed and
+    bounded, with the status the event names (a 4xx), else 400 for an invalid request, else
+    502; and ``x-should-retry: false`` unless a retry can help."""
+    from gateway.upstream.error_text import bounded, scrub_secrets
+
+    error = _error_object(data)
+    said = next((v for v in (error.get("status"), error.get("code")) if _is_status(v)), None)
+    kind = " ".join(str(error.get(k) or "") for k in ("type", "code")).lower()
+    words = error.get("message") if isinstance(error.get("message"), str) else data
+    text = bounded(scrub_secrets(" ".join(str(words).split())))
+    if (said is not None and int(said) >= 500) or any(w in kind for w in _SERVER_WORDS):
+        failed = UpstreamError(f"Backend '{name}' failed: its stream began with an error event.")
+        failed.code, failed.detail = STATUS, text
+        return failed
+    status = int(said) if said is not None and int(said) < 500 else None
+    if status is None:
+        status = 400 if "invalid_request" in kind else 502
+    return StreamRefused(
+        f"Backend '{name}' refused the request in its stream: {text}",
+        status=status,
+        said=None if said is None else int(said),
+    )
+
+
+def _error_object(data: str) -> dict[str, Any]:
+    try:
+        parsed: Any = json.loads(data)
+    except ValueError:
+        return {"message": data}
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+        return dict(parsed["error"])
+    if isinstance(parsed, dict):
+        return parsed
+    return {"message": data}
+
+
+def _is_status(value: Any) -> bool:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    return isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599

@@ -84,6 +84,9 @@ class ModelRouter:
     def backends_of(self, alias: str) -> list[str]:
         return [route.backend_name for route in self._aliases[alias].routes]
 
+    def fallbacks_of(self, alias: str) -> list[str]:
+        return list(self._aliases[alias].fallback)
+
     def resolve(self, alias: str) -> Route:
         """The alias's first backend (a plan's first try, before health and weights)."""
         return self._entry(alias).routes[0]
