@@ -151,9 +151,11 @@ async def _services(
     try:
         yield services
     finally:
-        await recorder.wait_open()  # exchanges still open end first (their hooks, records)
-        await services.quota.close()  # its settlements first: they run as exchanges end
-        await services.supervisor.stop()  # the watcher, then the recorder (writes its queue)
+        # The watcher, then the recorder: it waits (bounded) for the exchanges still open,
+        # whose hooks settle their limits as they end, and writes its queue. Only then the
+        # limiter closes (and finishes the settlements those hooks began).
+        await services.supervisor.stop()
+        await services.quota.close()
         detectors.close()
         if telemetry is not None:
             telemetry.shutdown()

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import String, Table, insert, literal, select
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from gateway.db.models import Exchange, Finding, ReviewItem
 from gateway.db.safe_json import clean, clean_text
@@ -187,6 +188,26 @@ def describe(exc: BaseException) -> str:
         return f"{type(exc).__name__} ({type(inner).__name__}): {text}"[:500]
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}"[:500]
+
+
+#: SQLSTATE classes of a database that is slow, busy or going away, not of a bad record:
+#: 08 connection, 40 rollback (serialization, deadlock), 53 resources, 55 lock not available,
+#: 57 operator intervention (57014: a statement timeout), 58 system error
+_TRANSIENT_CLASSES = ("08", "40", "53", "55", "57", "58")
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a failed write says the database is slow or away (a statement or command
+    timeout, a lost connection, a lock): the record is fine, and waits in the spool. Anything
+    else (an integrity or data error, a value the driver refuses) is the record's own."""
+    if isinstance(exc, TimeoutError | OSError | PoolTimeout | OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return isinstance(code, str) and code[:2] in _TRANSIENT_CLASSES
+    return False
 
 
 def read_spill(path: Path) -> list[Entry]:

@@ -8,16 +8,23 @@ Batches form naturally: while one insert runs, the next records queue up and go 
 insert. The record is never lost (``gateway/records/spool.py``):
 
 - a batch the database refuses while it answers has a bad record in it: each is written on
-  its own, and one that still fails is quarantined; readiness is untouched;
-- while the database is unreachable (or its schema missing), batches go to the spool at once,
-  and a second task replays the spool, in order and idempotently, every
-  ``recording.replay_seconds`` once the database is back;
+  its own, and one that still fails with an error of its own (an integrity or data error) is
+  quarantined; readiness is untouched;
+- a batch that fails because the database is slow or away (a statement timeout, a lost
+  connection, a lock: ``entries.transient``) goes to the spool, never to the quarantine;
+  while the database is unreachable (or its schema missing), batches go to the spool at once;
+  a second task replays the spool, in order and idempotently, every
+  ``recording.replay_seconds`` once the database answers;
 - when the spool cannot be written either, the records go to the log, and ```accepts()`` turns
   false: the pipeline refuses new traffic (``recording.on_spool_failure: refuse``), or serves
   it, counting what only the log holds (``serve``).
 
 The recorder knows the exchanges that have begun and not yet been handed over (``begin``):
-shutdown waits for them, bounded, before it writes the queue and stops.
+shutdown waits for them, bounded, before it writes the queue and stops; a record handed over
+from then on goes to the spool.
+
+Nothing here blocks the event loop on the disk: the spool's fsyncs, the quarantine's writes and
+the replay's reads run on worker threads (``gateway/records/spool.py``).
 """
 
 from __future__ import annotations
@@ -28,8 +35,6 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.config import RecordingConfig
@@ -38,11 +43,12 @@ from gateway.records.entries import (
     Entry,
     describe,
     insert_entries,
-    insert_new,
     reachable,
     read_spill,
+    transient,
 )
-from gateway.records.spool import Spool, to_log
+from gateway.records.replay import RecorderStats, Replayer
+from gateway.records.spool import SEAL_BYTES, Spool, to_log
 
 __all__ = ["Entry", "ExchangeRecorder", "Observer", "RecorderStats", "insert_entries", "read_spill"]
 
@@ -51,28 +57,6 @@ log = logging.getLogger("gateway.recorder")
 #: at shutdown, how long the recorder waits for exchanges still open once the server has
 #: cancelled what outlived its grace (their records are handed over as they unwind)
 OPEN_WAIT_SECONDS = 5.0
-
-
-@dataclass(slots=True)
-class RecorderStats:
-    written: int = 0
-    #: records that went to the spool (the database down or slow, or the queue full)
-    spilled: int = 0
-    failed_batches: int = 0
-    #: the database is unreachable: records go to the spool until a replay finds it back
-    failing: bool = False
-    last_error: str | None = None
-    #: records whose rows could not be built at all (each logged with the record)
-    unbuildable: int = 0
-    #: records the database refused on their own, kept in a quarantine file
-    quarantined: int = 0
-    #: spooled records written to the database by the replay, and those it found there
-    replayed: int = 0
-    replay_skipped: int = 0
-    #: records only the log holds (neither the database nor the spool took them)
-    logged: int = 0
-    #: requests served while nothing could record them (``on_spool_failure: serve``)
-    served_unrecorded: int = 0
 
 
 class Recordable(Protocol):
@@ -95,7 +79,10 @@ class ExchangeRecorder:
         self._keeper: asyncio.Task[None] | None = None
         self.stats = RecorderStats()
         self._observers = tuple(observers)
-        self.spool = Spool(config.spill_dir, config.fsync_seconds)
+        self.spool = Spool(config.spill_dir)
+        self._replayer = Replayer(
+            sessions, self.spool, self.stats, config.batch_size, self._quarantine
+        )
         self._open: set[str] = set()
         self._none_open = asyncio.Event()
         self._none_open.set()
@@ -205,16 +192,30 @@ class ExchangeRecorder:
         if self._task is None:
             return
         await self.wait_open(open_wait)
+        # From here a record handed over goes to the spool: one queued behind the sentinel
+        # (during the final write) would never be read.
+        self._stopped = True
         self._queue.put_nowait(None)
         await self._task
         self._task = None
-        self._stopped = True
+        self._spill_queued()
         if self._keeper is not None:
             self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keeper
             self._keeper = None
-        self.spool.close()
+        await self.spool.close()
+
+    def _spill_queued(self) -> None:
+        """What is still queued once the writer has ended (nothing, unless it failed)."""
+        left: list[Entry] = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            entry = None if item is None else self._entry(item)
+            if entry is not None:
+                left.append(entry)
+        if left:
+            self._spill(left, "left queued at the shutdown")
 
     async def wait_open(self, bound: float = OPEN_WAIT_SECONDS) -> None:
         """Wait, at most ``bound`` seconds, until every exchange begun has handed its record
@@ -250,37 +251,58 @@ class ExchangeRecorder:
         if self.stats.failing:  # the database is down: the replay brings these back
             self._spill(batch, "the database is unavailable")
             return
-        if await self._insert(batch):
+        error = await self._insert(batch)
+        if error is None:
             return
-        if not await self._reachable():
-            self._spill(batch, self.stats.last_error or "write failed")
+        if await self._spooled(batch, error):
             return
         # The database answers: one bad record must not take its batch (or readiness) with
-        # it. Each is written alone; one that still fails alone is quarantined.
+        # it. Each is written alone; one that still fails alone, with an error of its own, is
+        # quarantined.
         for at, entry in enumerate(batch):
-            if await self._alone(entry):
+            error = await self._alone(entry)
+            if error is None:
                 continue
-            if not await self._reachable():
-                self._spill(batch[at:], self.stats.last_error or "write failed")
+            if await self._spooled(batch[at:], error):
                 return
-            self._quarantine(entry, self.stats.last_error or "refused")
+            await self._quarantine(entry, describe(error))
 
-    async def _alone(self, entry: Entry) -> bool:
+    async def _spooled(self, entries: list[Entry], error: Exception) -> bool:
+        """Spool the entries when the write failed for the database's sake, not for a
+        record's: True when they were. A database that is slow (a statement timeout) or away
+        takes no more batches until a replay writes the spool (so a slow one costs its
+        timeout once, not once a batch, at the shutdown too)."""
+        if transient(error):
+            if not self.stats.failing:
+                log.error(
+                    "the database is slow or away (%s): exchange records go to the spool",
+                    describe(error),
+                )
+            self.stats.failing = True
+        elif await self._reachable():
+            return False
+        self._spill(entries, describe(error))
+        return True
+
+    async def _alone(self, entry: Entry) -> Exception | None:
+        error: Exception | None = None
         for _ in range(max(1, self._config.retries)):
-            if await self._insert([entry]):
-                return True
-        return False
+            error = await self._insert([entry])
+            if error is None or transient(error):
+                return error
+        return error
 
-    async def _insert(self, entries: list[Entry]) -> bool:
+    async def _insert(self, entries: list[Entry]) -> Exception | None:
+        """Write the entries; the error when that failed."""
         try:
             await insert_entries(self._sessions, entries)
         except Exception as exc:  # any driver error: split, spooled or quarantined, never lost
             self.stats.failed_batches += 1
             self.stats.last_error = describe(exc)
             log.warning("writing %d exchange records failed: %s", len(entries), describe(exc))
-            return False
+            return exc
         self.stats.written += len(entries)
-        return True
+        return None
 
     async def _reachable(self) -> bool:
         """Whether the database answers; when it does not, the recorder spools until a
@@ -292,8 +314,8 @@ class ExchangeRecorder:
         self.stats.failing = True
         return False
 
-    def _quarantine(self, entry: Entry, why: str) -> None:
-        if self.spool.quarantine(entry, why):
+    async def _quarantine(self, entry: Entry, why: str) -> None:
+        if await self.spool.quarantine(entry, why):
             self.stats.quarantined += 1
             log.error("exchange record %s quarantined: %s", entry.id, why)
         else:
@@ -309,13 +331,15 @@ class ExchangeRecorder:
         to_log(entries, f"{reason}; the spool cannot be written: {self.spool.broken}")
 
     async def _keep(self) -> None:
-        """Every ``fsync_seconds``, the spool made durable; every ``replay_seconds``, what it
-        holds replayed once the database is back."""
+        """Every ``fsync_seconds``, the spool made durable (and sealed once it is big); every
+        ``replay_seconds``, what it holds replayed once the database is back."""
         tick = min(self._config.fsync_seconds, self._config.replay_seconds)
         last_replay = time.monotonic()
         while True:
             await asyncio.sleep(tick)
-            self.spool.sync()
+            await self.spool.sync()
+            if self.spool.active_size() >= SEAL_BYTES:
+                await self.spool.seal()
             if time.monotonic() - last_replay < self._config.replay_seconds:
                 continue
             last_replay = time.monotonic()
@@ -325,56 +349,5 @@ class ExchangeRecorder:
                 log.exception("replaying the spool failed")
 
     async def replay(self) -> None:
-        """Write what the spool holds, in order, skipping records already in the database;
-        once it is empty, records go to the database again."""
-        if self.spool.broken is not None:
-            self.spool.probe()
-        if not self.stats.failing and not self.spool.waiting():
-            return
-        if not await reachable(self._sessions):
-            self.stats.failing = True
-            return
-        while True:
-            files = self.spool.sealed()
-            if not files:
-                if self.spool.active_size() == 0:  # no await since: nothing can slip in
-                    if self.stats.failing:
-                        log.warning("the database is back: exchange records go to it again")
-                    self.stats.failing = False
-                    return
-                self.spool.seal()
-                continue
-            for path in files:
-                if not await self._replay_file(path):
-                    self.stats.failing = True
-                    return
-
-    async def _replay_file(self, path: Path) -> bool:
-        entries = read_spill(path)
-        size = self._config.batch_size
-        for start in range(0, len(entries), size):
-            chunk = entries[start : start + size]
-            try:
-                inserted, skipped = await insert_new(self._sessions, chunk)
-            except Exception as exc:
-                self.stats.last_error = describe(exc)
-                if not await reachable(self._sessions):
-                    return False
-                inserted, skipped = await self._replay_alone(chunk)
-            self.stats.replayed += inserted
-            self.stats.replay_skipped += skipped
-            self.stats.written += inserted
-        self.spool.remove(path)
-        log.warning("replayed %d spooled exchange records from %s", len(entries), path.name)
-        return True
-
-    async def _replay_alone(self, chunk: list[Entry]) -> tuple[int, int]:
-        inserted = skipped = 0
-        for entry in chunk:
-            try:
-                done, seen = await insert_new(self._sessions, [entry])
-            except Exception as exc:
-                self._quarantine(entry, describe(exc))
-                continue
-            inserted, skipped = inserted + done, skipped + seen
-        return inserted, skipped
+        """Write what the spool holds (``gateway/records/replay.py``)."""
+        await self._replayer.replay()

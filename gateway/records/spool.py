@@ -2,10 +2,15 @@
 
 ``spool.jsonl`` in ``recording.spill_dir`` is append-only, one entry a line. Each append is
 handed to the operating system at once (a killed process loses none of it) and fsync'd in
-batches, at most every ``recording.fsync_seconds`` (what a power cut or kernel crash can lose).
-A write that fails half-way (a full disk) is cut back off, so the file never holds a torn line
-before a good one. For replay the active file is *sealed*: renamed to ``spool-<time>.jsonl``,
-replayed in name order (the order the records were spooled) and deleted once in the database.
+batches, every ``recording.fsync_seconds`` by the recorder's keeper (what a power cut or kernel
+crash can lose). A write that fails half-way (a full disk) is cut back off, so the file never
+holds a torn line before a good one. For replay the active file is *sealed*: renamed to
+``spool-<time>.jsonl``, replayed in name order (the order the records were spooled) and deleted
+once in the database; it is sealed too once it holds ``SEAL_BYTES``, so no file grows without
+bound and a replay reads it in batches (``read_batches``).
+
+The slow calls (fsync, the quarantine's write and fsync, reading a file back) run on a worker
+thread, never on the event loop: a slow disk delays the records, not the requests.
 
 A record the database refuses on its own while it takes the others is *quarantined*
 (``quarantine-<day>.jsonl``, the reason on each line): kept, counted, importable with
@@ -16,14 +21,15 @@ written, the records go to the log as JSON lines after ``LOG_MARKER``, which
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 from gateway.records.entries import Entry
 
@@ -31,6 +37,8 @@ log = logging.getLogger("gateway.recorder")
 
 ACTIVE = "spool.jsonl"
 LOG_MARKER = "SITUATE-UNRECORDED "
+#: the active file is sealed (set aside for replay, a new one started) at this size
+SEAL_BYTES = 64 * 1024 * 1024
 
 
 def _write_all(handle: BinaryIO, data: bytes) -> None:
@@ -43,12 +51,10 @@ def _write_all(handle: BinaryIO, data: bytes) -> None:
 
 
 class Spool:
-    def __init__(self, folder: Path, fsync_seconds: float) -> None:
+    def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._fsync_seconds = fsync_seconds
         self._handle: BinaryIO | None = None
         self._dirty = False
-        self._synced_at = time.monotonic()
         #: why the last write failed (None: the spool takes records)
         self.broken: str | None = None
 
@@ -66,8 +72,6 @@ class Spool:
             self._close()
             return False
         self.broken = None
-        if time.monotonic() - self._synced_at >= self._fsync_seconds:
-            self.sync()
         return True
 
     def _append(self, data: bytes) -> None:
@@ -95,16 +99,23 @@ class Spool:
         self.broken = None
         return True
 
-    def sync(self) -> None:
-        """fsync what was appended since the last one."""
-        if self._handle is not None and self._dirty:
-            try:
-                os.fsync(self._handle.fileno())
-            except OSError as exc:
-                log.error("the spool could not be fsync'd: %s", exc)
-                return
-            self._dirty = False
-        self._synced_at = time.monotonic()
+    async def sync(self) -> None:
+        """fsync what was appended since the last one, on a worker thread (on a descriptor of
+        its own: the loop may append, or seal and close the file, meanwhile; what it appends
+        then is synced the next time)."""
+        if self._handle is None or not self._dirty:
+            return
+        try:
+            fd = os.dup(self._handle.fileno())
+        except OSError as exc:
+            log.error("the spool could not be fsync'd: %s", exc)
+            return
+        self._dirty = False
+        try:
+            await asyncio.to_thread(_fsync_and_close, fd)
+        except OSError as exc:
+            self._dirty = True
+            log.error("the spool could not be fsync'd: %s", exc)
 
     def _close(self) -> None:
         if self._handle is not None:
@@ -112,8 +123,8 @@ class Spool:
                 self._handle.close()
             self._handle = None
 
-    def close(self) -> None:
-        self.sync()
+    async def close(self) -> None:
+        await self.sync()
         self._close()
 
     def active_size(self) -> int:
@@ -133,11 +144,12 @@ class Spool:
         """Whether any record waits in the spool."""
         return self.active_size() > 0 or bool(self.sealed())
 
-    def seal(self) -> Path | None:
+    async def seal(self) -> Path | None:
         """Close the active file and set it aside for replay (new records start a new one)."""
         if self.active_size() == 0:
             return None
-        self.close()
+        await self.sync()
+        self._close()  # what was appended during the fsync goes with the file
         sealed = self.folder / f"spool-{time.time_ns():020d}.jsonl"
         try:
             self.active.rename(sealed)
@@ -153,21 +165,64 @@ class Spool:
         except OSError as exc:
             log.error("a replayed spool file could not be removed: %s", exc)
 
-    def quarantine(self, entry: Entry, why: str) -> bool:
-        """Keep a record the database refuses on its own; False when even that failed."""
+    async def quarantine(self, entry: Entry, why: str) -> bool:
+        """Keep a record the database refuses on its own (written and fsync'd on a worker
+        thread); False when even that failed."""
         path = self.folder / f"quarantine-{time.strftime('%Y%m%d')}.jsonl"
         data = json.loads(entry.to_json())
         data["quarantined"] = why
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(data) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
+            await asyncio.to_thread(_append_synced, path, json.dumps(data) + "\n")
         except OSError as exc:
             log.error("quarantining %s failed (%s)", entry.id, exc)
             return False
         return True
+
+
+def _fsync_and_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _append_synced(path: Path, line: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _next_batch(handle: TextIO, size: int) -> tuple[list[Entry], bool]:
+    """Up to ``size`` entries from the file (a line that does not parse, such as a torn last
+    one, is skipped), and whether the file has ended."""
+    entries: list[Entry] = []
+    while len(entries) < size:
+        line = handle.readline()
+        if not line:
+            return entries, True
+        if not line.strip():
+            continue
+        try:
+            entries.append(Entry.from_json(line))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return entries, False
+
+
+async def read_batches(path: Path, size: int) -> AsyncGenerator[list[Entry], None]:
+    """A spool file's entries in batches of ``size``, read and parsed on a worker thread, so a
+    big file is neither read on the event loop nor held in memory whole."""
+    handle = await asyncio.to_thread(path.open, "r", encoding="utf-8", errors="replace")
+    try:
+        ended = False
+        while not ended:
+            entries, ended = await asyncio.to_thread(_next_batch, handle, size)
+            if entries:
+                yield entries
+    finally:
+        handle.close()
 
 
 def to_log(entries: Sequence[Entry], why: str) -> None:

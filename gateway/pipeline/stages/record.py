@@ -7,6 +7,8 @@ the review stage and is handed to the recorder, which writes it off the request 
 
 from __future__ import annotations
 
+import logging
+
 from gateway.clock import now
 from gateway.errors import (
     ClientGone,
@@ -19,6 +21,8 @@ from gateway.pipeline.context import ExchangeRecord
 from gateway.pipeline.stages.review import route_to_review
 from gateway.records.recorder import ExchangeRecorder
 from gateway.records.status import Status
+
+log = logging.getLogger("gateway.record")
 
 
 def outcome_of(exc: GatewayError) -> Status:
@@ -38,10 +42,19 @@ def failed(record: ExchangeRecord, exc: GatewayError) -> None:
 
 
 def finish(recorder: ExchangeRecorder, record: ExchangeRecord) -> None:
-    """The exchange has ended: route it to review, hand it to the recorder."""
+    """The exchange has ended: its hooks run, it is routed to review and handed to the
+    recorder. A hook (or the review routing) that raises is logged and costs neither the
+    other hooks nor the record."""
     record.ended_at = record.ended_at or now()
     hooks, record.on_finish = record.on_finish, []
     for hook in hooks:
-        hook(record)
-    route_to_review(record, recorder.rng)
+        try:
+            hook(record)
+        except Exception:
+            log.exception("exchange %s: its finishing hook %r failed", record.id, hook)
+    try:
+        route_to_review(record, recorder.rng)
+    except Exception:
+        record.reviews = []
+        log.exception("exchange %s could not be routed to review", record.id)
     recorder.submit(record)
