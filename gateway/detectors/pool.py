@@ -61,7 +61,8 @@ DEFAULT_CACHE_ENTRIES = 8192
 EVALUATIONS_PER_WORKER = 4
 #: evaluations at once whose light checks read a long new text (they hold the GIL)
 SCANS_AT_ONCE = 1
-#: how long a thread may hold the GIL while another waits (``sys.setswitchinterval``)
+#: how long a thread may hold the GIL while another waits (``sys.setswitchinterval``), while
+#: a long scan runs
 SWITCH_INTERVAL_S = 0.001
 
 
@@ -273,7 +274,14 @@ class DetectorPool:
         if self._scans is None:
             self._scans = asyncio.Semaphore(SCANS_AT_ONCE)
         async with self._scans:
-            return await self.run(work)
+            # While a scan holds the GIL, the loop gets it back after 1 ms rather than
+            # CPython's 5; only then: a shorter interval everywhere costs every request.
+            previous = sys.getswitchinterval()
+            sys.setswitchinterval(min(previous, SWITCH_INTERVAL_S))
+            try:
+                return await self.run(work)
+            finally:
+                sys.setswitchinterval(previous)
 
     async def run(self, work: Callable[[], T]) -> T:
         """``work()`` on an evaluation thread; the event loop waits without blocking.
@@ -315,9 +323,6 @@ class DetectorPool:
             if self._closed:
                 raise DetectorError("the detector pool is shut down")
             if self._evaluator is None:
-                # A thread holding the GIL gives it up after this long when the event loop
-                # asks: 1 ms rather than CPython's 5, so a request waits little behind a scan.
-                sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
                 self._evaluator = ThreadPoolExecutor(self.evaluations, "situate-evaluate")
             return self._evaluator
 
