@@ -157,12 +157,13 @@ def test_a_5xx_every_time_is_a_502_after_the_configured_tries(
 ) -> None:
     exc = refused(client, "faulty", marker("ALWAYS-500", stream), stream=stream)
     assert exc.status_code == 502
-    assert exc.response.json()["error"]["message"] == (
-        "Backend 'flaky' failed with HTTP 503: down for maintenance"
-    )
+    # the backend's text (a proxy's page may name addresses) in the record only
+    assert exc.response.json()["error"]["message"] == "Backend 'flaky' failed with HTTP 503."
     request_id = exc.response.headers["x-request-id"]
     assert len(seen_for(faulty, request_id)) == 3
-    assert [a["status"] for a in gateway.record(request_id)["attempts"]] == [503, 503, 503]
+    record = gateway.record(request_id)
+    assert [a["status"] for a in record["attempts"]] == [503, 503, 503]
+    assert record["error_message"].endswith("(down for maintenance)")
 
 
 @STREAMS
