@@ -88,6 +88,10 @@ def test_input_block_as_error_never_reaches_the_upstream(
     assert (decided["verdict"], decided["enforced"]) == ("block", "block")
     assert outcome(decided, "block-error")["evidence"][0]["start"] == 8
     assert request_id not in {e["request_id"] for e in upstream.requests()}
+    # the 400 carries its decision and revision, as every answer does
+    record = gateway.record(request_id)
+    assert response.headers["x-situate-decision"] == record["decision_id"]
+    assert record["policy_revision"].startswith(response.headers["x-situate-policy-revision"])
     assert gateway.record(request_id)["status"] == "blocked"
 
 
