@@ -17,8 +17,10 @@ from enum import StrEnum
 from gateway.policy.schema import RateLimits
 
 MICROS = 1_000_000
-#: how long a stream's slot is held if its process dies without releasing it
-SLOT_SECONDS = 3600
+#: how long a stream's slot is held unless renewed: its replica renews it while the stream is
+#: open (``gateway.quota.slots``), so this is how long a slot outlives a replica that died, or a
+#: release that failed
+SLOT_SECONDS = 120
 #: a counter outlives its window by this much, so a settlement after the window still lands
 SLACK_SECONDS = 120
 

@@ -100,6 +100,13 @@ class LocalCounters:
         for key in slots:
             self.slots.get(key, {}).pop(member, None)
 
+    def renew_now(self, slots: Sequence[str], member: str, until: float) -> None:
+        """Push an open stream's slots' expiry to ``until`` (only where they are held)."""
+        for key in slots:
+            members = self.slots.get(key, {})
+            if member in members:
+                members[member] = until
+
     def _used(self, key: str, kind: Kind, now: float) -> int:
         if kind == Kind.SLOTS:
             members = self.slots.get(key, {})

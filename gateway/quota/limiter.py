@@ -6,6 +6,11 @@ in this process. While Redis cannot be reached, ``limits.on_unavailable`` applie
 limited requests (503), or count in this process; either way it is counted here (``/readyz``)
 and said on the exchange. After a failure Redis is tried again a second later, not on every
 request, so an outage costs each request no timeout.
+
+An admission whose answer came too late (``limits.timeout``) or whose call was cancelled may
+still have run in Redis: its stream's slot there is removed at once, off the request path (its
+requests and tokens stay counted there too: over-counting, never under-counting). Stream slots
+are short and renewed while their streams are open (``gateway.quota.slots``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,10 +40,13 @@ from gateway.quota.checks import (
     reset_text,
 )
 from gateway.quota.counters import Adjustment, Counted, Counters, LocalCounters, RedisCounters
+from gateway.quota.slots import SlotKeeper, slot_keys
 
 log = logging.getLogger("gateway.quota")
 
 RETRY_REDIS_SECONDS = 1.0
+#: at shutdown, how long the settlements under way may take before they are given up
+DRAIN_SECONDS = 2.0
 
 
 @dataclass(slots=True)
@@ -93,6 +101,7 @@ class Limiter:
         self._down_until = 0.0
         self._reachable = True
         self._pending: set[asyncio.Task[None]] = set()
+        self.slots = SlotKeeper(self.local, self.redis, config.timeout, self._failed)
 
     @property
     def store(self) -> str:
@@ -121,6 +130,7 @@ class Limiter:
             return Refusal(check, counted.used[-1], _refusal(check, counted.used, checks, now))
         self.stats.admitted += 1
         headers = _headers(checks, counted.used, now)
+        self.slots.hold(member, slot_keys(checks), shared=counters is not self.local)
         return Ticket(counters, checks, estimate, member, headers, fallback)
 
     async def _admit_shared(
@@ -136,6 +146,10 @@ class Limiter:
                 return counted, None
             except (RedisError, OSError, TimeoutError) as exc:
                 why = self._failed(exc)
+                self._forget(checks, member)  # the script may have run all the same
+            except asyncio.CancelledError:
+                self._forget(checks, member)
+                raise
         if self.config.on_unavailable == "fail_closed":
             self.stats.refused_unavailable += 1
             error = ServiceUnavailable(
@@ -151,6 +165,18 @@ class Limiter:
     async def _bounded(self, work: Awaitable[Any]) -> Any:
         async with asyncio.timeout(self.config.timeout):  # no task of its own, as wait_for
             return await work
+
+    def _forget(self, checks: list[Check], member: str) -> None:
+        """An admission whose answer was lost: its slot in Redis, if the script took one, is
+        removed (best effort; else it expires within ``SLOT_SECONDS``)."""
+        keys = slot_keys(checks)
+        if keys:
+            self._background(self.slots.forget(keys, member))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     def _failed(self, exc: BaseException) -> str:
         why = f"{type(exc).__name__}: {exc}"[:300] if str(exc) else type(exc).__name__
@@ -174,6 +200,7 @@ class Limiter:
         if ticket.settled:
             return
         ticket.settled = True
+        self.slots.let_go(ticket.member)
         now = time.time()
         adjustments: list[Adjustment] = []
         slots: list[str] = []
@@ -189,11 +216,7 @@ class Limiter:
         if isinstance(ticket.counters, LocalCounters):  # nothing to wait for: at once
             ticket.counters.finish_now(adjustments, slots, ticket.member)
         elif adjustments or slots:
-            task = asyncio.get_running_loop().create_task(
-                self._settle(ticket.counters, adjustments, slots, ticket.member)
-            )
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            self._background(self._settle(ticket.counters, adjustments, slots, ticket.member))
 
     async def _settle(
         self, counters: Counters, adjustments: list[Adjustment], slots: list[str], member: str
@@ -205,13 +228,25 @@ class Limiter:
             # under-counting, while the store is away
             self._failed(exc)
 
-    async def drain(self) -> None:
-        """Wait for the settlements under way (at shutdown)."""
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+    async def drain(self, within: float | None = None) -> int:
+        """Wait for the settlements under way (at shutdown), at most ``within`` seconds; how
+        many were given up (cancelled) for want of time."""
+        pending = set(self._pending)
+        if not pending:
+            return 0
+        _, late = await asyncio.wait(pending, timeout=within)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+            log.warning("%d rate-limit settlements were given up at shutdown", len(late))
+        return len(late)
 
     async def close(self) -> None:
-        await self.drain()
+        """At shutdown, after the last exchange ended: its settlements are sent first (each is
+        bounded by ``limits.timeout``; all of them by ``DRAIN_SECONDS``), then Redis closed."""
+        await self.drain(max(DRAIN_SECONDS, 2 * self.config.timeout))
+        await self.slots.close()
         if self.redis is not None:
             await self.redis.aclose()
 
