@@ -3,6 +3,9 @@ model or key, as SQL aggregates (the same on SQLite and PostgreSQL).
 
 Every replica writes to the one database, so usage sums them all. Spend is the sum of each
 exchange's ``cost`` (priced as it ended, in ``pricing.currency``: one currency a deployment).
+By model is by the alias that served: a fallback alias when one answered (the last of the
+record's ``attempts``, when it succeeded), else the alias requested, so each model's spend is
+at its own price.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Date, case, cast, func, select
+from sqlalchemy import Date, String, case, cast, func, literal_column, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.db.models import Exchange
@@ -36,9 +39,21 @@ def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
+def _served_model(dialect: str) -> ColumnElement[Any]:
+    """The alias that served: the last attempt's when it succeeded, else the one requested.
+    Written out whole (no bound parameters), so GROUP BY repeats the SELECT's expression."""
+    if dialect == "postgresql":  # JSONB: a negative index counts from the end
+        alias, outcome = "attempts -> -1 ->> 'alias'", "attempts -> -1 ->> 'outcome'"
+    else:  # SQLite's JSON path: ``#-1`` is the last element
+        alias = "json_extract(attempts, '$[#-1].alias')"
+        outcome = "json_extract(attempts, '$[#-1].outcome')"
+    served = f"CASE WHEN {outcome} = 'ok' THEN {alias} END"
+    return literal_column(f"coalesce({served}, requested_model)", String)
+
+
 def _group(by: By | None, dialect: str) -> Any:
     if by == "model":
-        return Exchange.requested_model
+        return _served_model(dialect)
     if by == "key":
         return Exchange.key_id
     if by == "context":

@@ -36,6 +36,9 @@ def limits_config(upstream: Upstream, folder: Path, limits: dict[str, Any]) -> P
     config["limits"] = limits
     # an alias whose only backend is down, served by its fallback: priced as the fallback
     config["models"]["dead-priced"] = {"backend": "dead", "model": "x", "fallback": ["test-small"]}
+    # and one with no price of its own: its fallback's price still applies
+    unpriced = {"backend": "dead", "model": "x", "fallback": ["test-small"]}
+    config["models"]["dead-unpriced"] = unpriced
     small = {"input_per_million": PRICE_IN, "output_per_million": PRICE_OUT}
     dear = {"input_per_million": 50 * PRICE_IN, "output_per_million": 50 * PRICE_OUT}
     config["pricing"] = {"currency": "EUR", "models": {"test-small": small, "dead-priced": dear}}

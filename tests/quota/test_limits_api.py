@@ -281,3 +281,20 @@ def test_a_fallback_is_priced_as_the_alias_that_served(limited: Gateway) -> None
     assert record["requested_model"] == "dead-priced" and record["backend"] == "mock"
     expected = (record["prompt_tokens"] * PRICE_IN + record["completion_tokens"] * PRICE_OUT) / 1e6
     assert record["cost"] == pytest.approx(expected)  # test-small's price, not dead-priced's
+
+
+def test_a_fallback_to_a_priced_alias_is_costed_without_limits(limited: Gateway) -> None:
+    """The requested alias has no price and the key no limits: the fallback that served is
+    priced all the same, and usage by model names the alias that served."""
+    key_id, key = new_key(limited.url)
+    with sdk(limited, key) as client:
+        answer = client.chat.completions.with_raw_response.create(
+            model="dead-unpriced", messages=ASK
+        )
+    record = limited.record(answer.headers["x-request-id"])
+    assert record["requested_model"] == "dead-unpriced" and record["backend"] == "mock"
+    expected = (record["prompt_tokens"] * PRICE_IN + record["completion_tokens"] * PRICE_OUT) / 1e6
+    assert record["cost"] == pytest.approx(expected) and record["currency"] == "EUR"
+    rows = usage(limited, key=key_id, by="model")
+    assert [(r["model"], r["requests"]) for r in rows] == [("test-small", 1)]
+    assert rows[0]["spend"] == pytest.approx(expected)

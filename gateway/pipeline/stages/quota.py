@@ -32,7 +32,7 @@ async def take_quota(
 ) -> dict[str, str]:
     """Admit the request (or raise its 429); the ``x-ratelimit-*`` headers for its answer."""
     scopes = scopes_of(ctx)
-    if not scopes and alias not in limiter.pricing.models:
+    if not scopes and not limiter.pricing.models:  # nothing to count, nothing to price
         return {}
     estimate = estimate_of(body)
     admitted = (
