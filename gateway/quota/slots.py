@@ -29,6 +29,8 @@ log = logging.getLogger("gateway.quota")
 RENEW_SECONDS = SLOT_SECONDS / 4
 #: a lost admission's slot is removed this many times at most, each after this pause
 FORGET_TRIES, FORGET_PAUSE = 3, 0.2
+#: streams whose slots are renewed in one Redis round trip
+RENEW_BATCH = 200
 
 
 def slot_keys(checks: Sequence[Check]) -> list[str]:
@@ -93,8 +95,16 @@ class SlotKeeper:
         if not shared or self.client is None:
             return
         until = int((now + SLOT_SECONDS) * 1000)
+        for start in range(0, len(shared), RENEW_BATCH):
+            await self._renew_batch(shared[start : start + RENEW_BATCH], until)
+
+    async def _renew_batch(self, shared: list[tuple[str, list[str]]], until: int) -> None:
+        """One pipeline of renewals, with its own bound. A failure is logged, not taken as
+        Redis being away: admissions keep using Redis, and a slot missed now is renewed at
+        the next round (it lives ``SLOT_SECONDS``, four rounds)."""
+        assert self.client is not None
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(max(1.0, 2 * self.timeout)):
                 async with self.client.pipeline(transaction=False) as pipe:
                     for member, keys in shared:
                         for key in keys:
@@ -103,7 +113,7 @@ class SlotKeeper:
                             pipe.pexpire(key, SLOT_SECONDS * 1000)
                     await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
-            self.failed(exc)
+            log.warning("renewing %d stream slots in Redis failed: %s", len(shared), exc)
 
     async def _renew_loop(self) -> None:
         while self.live:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -22,8 +23,11 @@ from redis.asyncio import Redis
 from gateway.config import LimitsConfig, PricingConfig
 from gateway.policy.schema import RateLimits
 from gateway.quota.checks import SLOT_SECONDS, Scope
+from gateway.quota.counters import LocalCounters
 from gateway.quota.limiter import Limiter, Ticket
+from gateway.quota.slots import SlotKeeper
 from tests.quota.test_limiter import redis_url
+from tests.servers import free_port
 
 STREAMS = [Scope("key", "key_1", RateLimits(concurrent_streams=2))]
 
@@ -191,3 +195,30 @@ async def _close_drains() -> None:
         limiter.settle(ticket, 0, None)  # its release is a task, its reply 0.2 s away
         await limiter.close()
         assert await slot_members(prefix) == {}
+
+
+def test_a_failed_renewal_is_logged_not_taken_for_redis_being_away(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Renewing many slots may miss its bound under load: that is logged and retried at the
+    next round, and does not switch admissions to local counting (the limiter's failure)."""
+    failures: list[BaseException] = []
+
+    def failed(exc: BaseException) -> str:
+        failures.append(exc)
+        return "local"
+
+    async def go() -> None:
+        client = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens
+        keeper = SlotKeeper(LocalCounters(), client, 0.05, failed)
+        keeper.live["member"] = (["t:slots"], True)
+        try:
+            with caplog.at_level(logging.WARNING, logger="gateway.quota"):
+                await keeper.renew()
+        finally:
+            keeper.live.clear()
+            await client.aclose()
+
+    asyncio.run(go())
+    assert failures == []
+    assert "renewing 1 stream slots in Redis failed" in caplog.text
