@@ -53,6 +53,8 @@ class Authenticator:
         self._pending: dict[str, asyncio.Future[_Entry]] = {}
         #: requests served on a stale lookup while the database was unreachable
         self.served_stale = 0
+        #: bumped by ``forget``: a lookup that began before it is not cached
+        self._generation = 0
 
     async def authenticate(self, authorization: str | None) -> Principal:
         principal, _ = await self.authenticate_checked(authorization)
@@ -68,7 +70,9 @@ class Authenticator:
         now = time.monotonic()
         entry = self._cache.get(cache_key)
         if entry is None or entry.until <= now:
-            entry = await self._refresh_once(secret, cache_key, entry, now)
+            entry = self._stale_while_asked(cache_key, entry, now) or await self._refresh_once(
+                secret, cache_key, entry, now
+            )
         if entry.principal is None:
             raise AuthenticationFailed(
                 "Incorrect API key provided. Keys are issued by the gateway operator "
@@ -78,6 +82,16 @@ class Authenticator:
             return entry.principal, None
         self.served_stale += 1
         return entry.principal, now - entry.checked_at
+
+    def _stale_while_asked(
+        self, cache_key: str, entry: _Entry | None, now: float
+    ) -> _Entry | None:
+        """A key already served stale that is being asked about again: this request takes the
+        stale entry at once (within ``stale_seconds``) instead of waiting out the database's
+        timeout behind that lookup."""
+        if entry is None or not entry.stale or cache_key not in self._pending:
+            return None
+        return entry if now - entry.checked_at <= self._stale else None
 
     async def _refresh_once(
         self, secret: str, cache_key: str, old: _Entry | None, now: float
@@ -100,9 +114,11 @@ class Authenticator:
         self, secret: str, cache_key: str, old: _Entry | None, now: float
     ) -> _Entry:
         """A fresh lookup, or the old one renewed as stale while the database is away."""
+        generation = self._generation
         try:
             principal = await self._lookup(secret) if looks_like_key(secret) else None
         except ServiceUnavailable:
+            now = time.monotonic()  # the lookup may have taken the database's whole timeout
             if old is None or old.principal is None or now - old.checked_at > self._stale:
                 raise
             log.warning(
@@ -115,13 +131,21 @@ class Authenticator:
             )
             until = min(now + _RETRY_SECONDS, old.checked_at + self._stale)
             stale = _Entry(old.principal, until, old.checked_at, stale=True)
-            self._cache[cache_key] = stale
+            self._keep(cache_key, stale, generation)
             return stale
+        now = time.monotonic()
+        entry = _Entry(principal, now + self._ttl, now if principal is not None else 0.0)
+        self._keep(cache_key, entry, generation)
+        return entry
+
+    def _keep(self, cache_key: str, entry: _Entry, generation: int) -> None:
+        """Cache a lookup, unless a revocation (``forget``) came while it was under way: it
+        may have read the key before the revocation was committed."""
+        if generation != self._generation:
+            return
         if len(self._cache) >= _MAX_CACHED:
             self._cache.clear()
-        entry = _Entry(principal, now + self._ttl, now if principal is not None else 0.0)
         self._cache[cache_key] = entry
-        return entry
 
     async def _lookup(self, secret: str) -> Principal | None:
         try:
@@ -134,7 +158,9 @@ class Authenticator:
             ) from exc
 
     def forget(self) -> None:
-        """Drop every cached lookup (after a revocation in this process)."""
+        """Drop every cached lookup (after a revocation in this process), and keep none that
+        is under way."""
+        self._generation += 1
         self._cache.clear()
 
 

@@ -280,3 +280,82 @@ def test_during_an_outage_one_lookup_at_a_time_asks_the_database_and_the_rest_wa
             assert auth.served_stale == 52
 
     asyncio.run(go())
+
+
+class SlowKeys(CountingKeys):
+    """Lookups that wait for ``gate`` and, once ``frozen``, fail after taking ``takes``
+    seconds of the test's clock (a database that answers only at its timeout)."""
+
+    def __init__(self, sessions: Sessions, clock: Clock) -> None:
+        super().__init__(sessions)
+        self.clock = clock
+        self.frozen = False
+        self.takes = 0.0
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def find(self, secret: str) -> Principal | None:
+        await self.gate.wait()
+        if not self.frozen:
+            return await super().find(secret)
+        self.lookups += 1
+        self.clock.now += self.takes
+        raise OSError("the statement timeout ended the lookup")
+
+
+def test_a_database_slow_to_fail_is_still_asked_once_a_second_and_waiters_take_the_stale_key(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """A lookup that fails only at the database's timeout (1.5 s here) renews the stale entry
+    from when it failed, not from when it began (which left it expired at once); while the
+    database is asked again, other requests take the stale key at once instead of waiting."""
+    url = upgrade(f"sqlite+aiosqlite:///{tmp_path / 'slow.db'}")
+
+    async def go() -> None:
+        async with sessions_on(url) as sessions:
+            keys = SlowKeys(sessions, clock)
+            key = await keys.create("test-context", "slow")
+            auth = Authenticator(keys, cache_seconds=1.0, stale_seconds=60.0)
+            header = f"Bearer {key.secret}"
+            await auth.authenticate(header)
+            keys.frozen, keys.takes, keys.lookups = True, 1.5, 0
+            clock.now += 5
+            await auth.authenticate(header)  # fails after 1.5 s: served stale
+            await auth.authenticate(header)  # within the second after it failed
+            assert keys.lookups == 1
+            clock.now += 1.0
+            keys.gate.clear()  # the next lookup hangs
+            asking = asyncio.ensure_future(auth.authenticate(header))
+            await asyncio.sleep(0.05)
+            principal = await asyncio.wait_for(auth.authenticate(header), 1.0)
+            assert principal.key_id == key.id and not asking.done()
+            keys.gate.set()
+            await asking
+            assert keys.lookups == 2
+
+    asyncio.run(go())
+
+
+def test_a_lookup_under_way_when_keys_are_forgotten_is_not_cached(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """A revocation in this process forgets every lookup; one that began before it (and may
+    have read the key before the revocation was committed) is used once, never cached."""
+    url = upgrade(f"sqlite+aiosqlite:///{tmp_path / 'forget.db'}")
+
+    async def go() -> None:
+        async with sessions_on(url) as sessions:
+            keys = SlowKeys(sessions, clock)
+            key = await keys.create("test-context", "forgotten")
+            auth = Authenticator(keys, cache_seconds=60.0, stale_seconds=60.0)
+            header = f"Bearer {key.secret}"
+            keys.gate.clear()
+            asking = asyncio.ensure_future(auth.authenticate(header))
+            await asyncio.sleep(0.05)
+            auth.forget()  # as the admin API does after a revocation
+            keys.gate.set()
+            await asking
+            await auth.authenticate(header)
+            assert keys.lookups == 2  # asked again: the first lookup was not kept
+
+    asyncio.run(go())
