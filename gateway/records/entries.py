@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import String, Table, insert, literal, select
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
+from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from gateway.db.models import Exchange, Finding, ReviewItem
@@ -200,14 +200,34 @@ def transient(exc: BaseException) -> bool:
     """Whether a failed write says the database is slow or away (a statement or command
     timeout, a lost connection, a lock): the record is fine, and waits in the spool. Anything
     else (an integrity or data error, a value the driver refuses) is the record's own."""
-    if isinstance(exc, TimeoutError | OSError | PoolTimeout | OperationalError | InterfaceError):
+    if isinstance(exc, TimeoutError | OSError | PoolTimeout | OperationalError):
         return True
     if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
+        if exc.connection_invalidated or _connection_lost(exc):
             return True
         code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
         return isinstance(code, str) and code[:2] in _TRANSIENT_CLASSES
     return False
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether a driver error came of a lost connection (a socket error or timeout behind it,
+    or asyncpg's closed connection). A bare interface error (asyncpg refusing an argument
+    client-side, say) is the record's own, not the database's."""
+    seen: set[int] = set()
+    inner: BaseException | None = exc
+    while inner is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        if isinstance(inner, TimeoutError | OSError):
+            return True
+        if type(inner).__name__ in _LOST_CONNECTION:
+            return True
+        inner = getattr(inner, "orig", None) or inner.__cause__ or inner.__context__
+    return False
+
+
+#: asyncpg's errors of a connection that went away (matched by name: no driver import here)
+_LOST_CONNECTION = frozenset({"ConnectionDoesNotExistError", "ConnectionFailureError"})
 
 
 def read_spill(path: Path) -> list[Entry]:

@@ -196,15 +196,17 @@ class ExchangeRecorder:
         # (during the final write) would never be read.
         self._stopped = True
         self._queue.put_nowait(None)
-        await self._task
-        self._task = None
-        self._spill_queued()
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
-            self._keeper = None
-        await self.spool.close()
+        try:
+            await self._task
+        finally:  # a writer that failed leaves its queue: spooled all the same
+            self._task = None
+            self._spill_queued()
+            if self._keeper is not None:
+                self._keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._keeper
+                self._keeper = None
+            await self.spool.close()
 
     def _spill_queued(self) -> None:
         """What is still queued once the writer has ended (nothing, unless it failed)."""

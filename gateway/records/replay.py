@@ -86,7 +86,8 @@ class Replayer:
                     log.warning("the database is back: exchange records go to it again")
                 stats.failing = False
                 return
-            await spool.seal()
+            if await spool.seal() is None:  # the disk refused the rename: the next round
+                return
 
     async def _replay_files(self, files: list[Path]) -> bool:
         for path in files:

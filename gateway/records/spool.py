@@ -149,13 +149,20 @@ class Spool:
         if self.active_size() == 0:
             return None
         await self.sync()
-        self._close()  # what was appended during the fsync goes with the file
         sealed = self.folder / f"spool-{time.time_ns():020d}.jsonl"
         try:
             self.active.rename(sealed)
         except OSError as exc:
             log.error("the spool could not be sealed for replay: %s", exc)
             return None
+        # No await since the rename: new records start a new file. What was appended during
+        # the fsync went with the sealed one: it is fsync'd again, and so is the rename.
+        handle, dirty = self._handle, self._dirty
+        self._handle, self._dirty = None, False
+        try:
+            await asyncio.to_thread(_seal_durably, handle, dirty, self.folder)
+        except OSError as exc:
+            log.error("the sealed spool could not be fsync'd: %s", exc)
         return sealed
 
     def remove(self, path: Path) -> None:
@@ -180,6 +187,22 @@ class Spool:
 
 
 def _fsync_and_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _seal_durably(handle: BinaryIO | None, dirty: bool, folder: Path) -> None:
+    """fsync what the sealed file got since the last fsync, close it, and fsync the folder
+    (the rename)."""
+    if handle is not None:
+        try:
+            if dirty:
+                os.fsync(handle.fileno())
+        finally:
+            handle.close()
+    fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -16,7 +16,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from gateway.config import RecordingConfig
 from gateway.pipeline.context import ExchangeRecord
-from gateway.records.entries import TRUNCATED, read_spill
+from gateway.records.entries import TRUNCATED, existing_ids, read_spill
 from gateway.records.recorder import ExchangeRecorder
 from gateway.records.status import Status
 from tests.databases import in_a_thread, sessions_on, upgrade
@@ -170,3 +170,38 @@ def test_a_record_that_still_fails_alone_is_quarantined_and_blocks_nothing(
     line = json.loads(kept.read_text())
     assert "UniqueViolation" in line["quarantined"] or "unique" in line["quarantined"].lower()
     assert "'x'" not in line["quarantined"]  # the reason names no values
+
+
+def test_a_value_the_driver_refuses_is_quarantined_and_later_records_are_written(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """asyncpg refuses prompt_tokens 3_000_000_000 (past int4) client-side, an InterfaceError
+    to SQLAlchemy: the record's own fault, quarantined; the database stays in use."""
+    upgrade(postgres_url)
+    tag = tmp_path.name[-10:]
+    bad = ExchangeRecord(
+        id=f"big-{tag}", endpoint="chat.completions", status=Status.OK, prompt_tokens=3_000_000_000
+    )
+    after = [
+        ExchangeRecord(id=f"after-{tag}-{i}", endpoint="chat.completions", status=Status.OK)
+        for i in range(3)
+    ]
+
+    async def main() -> tuple[ExchangeRecorder, set[str]]:
+        async with sessions_on(postgres_url) as sessions:
+            recorder = ExchangeRecorder(sessions, RecordingConfig(spill_dir=tmp_path, retries=1))
+            recorder.start()
+            recorder.submit(bad)
+            while recorder.pending or (recorder.stats.quarantined + recorder.stats.spilled) == 0:
+                await asyncio.sleep(0.01)
+            for r in after:
+                recorder.submit(r)
+            await recorder.stop()
+            return recorder, await existing_ids(sessions, [r.id for r in [bad, *after]])
+
+    recorder, stored = in_a_thread(lambda: asyncio.run(main()))
+    assert stored == {r.id for r in after}
+    assert recorder.stats.quarantined == 1 and recorder.stats.spilled == 0
+    assert not recorder.stats.failing and not recorder.spool.waiting()
+    (kept,) = tmp_path.glob("quarantine-*.jsonl")
+    assert [e.id for e in read_spill(kept)] == [bad.id]
