@@ -66,6 +66,34 @@ SCANS_AT_ONCE = 1
 SWITCH_INTERVAL_S = 0.001
 
 
+class _ShortSwitch:
+    """The interpreter's switch interval at ``SWITCH_INTERVAL_S`` while any long scan runs, in
+    any pool (the setting is the process's, so its holders are counted process-wide), and as
+    it was once the last one ends."""
+
+    def __init__(self) -> None:
+        self._holders = 0
+        self._previous = sys.getswitchinterval()
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._holders == 0:
+                self._previous = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._previous, SWITCH_INTERVAL_S))
+            self._holders += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0:
+                sys.setswitchinterval(self._previous)
+
+
+#: one for the process, as the switch interval is
+_SHORT_SWITCH = _ShortSwitch()
+
+
 def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
@@ -276,12 +304,8 @@ class DetectorPool:
         async with self._scans:
             # While a scan holds the GIL, the loop gets it back after 1 ms rather than
             # CPython's 5; only then: a shorter interval everywhere costs every request.
-            previous = sys.getswitchinterval()
-            sys.setswitchinterval(min(previous, SWITCH_INTERVAL_S))
-            try:
+            with _SHORT_SWITCH:
                 return await self.run(work)
-            finally:
-                sys.setswitchinterval(previous)
 
     async def run(self, work: Callable[[], T]) -> T:
         """``work()`` on an evaluation thread; the event loop waits without blocking.
