@@ -56,7 +56,8 @@ async def bounded(chunks: AsyncIterator[bytes], route: Route) -> AsyncIterator[b
 
 
 #: a delta's generated texts, any of which may carry a key split across frames (a path in
-#: the delta: its top-level texts, a tool call's and the legacy function call's arguments)
+#: the delta: its top-level texts, an audio's transcript, a tool call's and the legacy
+#: function call's arguments)
 _TEXTS = ("content", "refusal", "reasoning_content", "reasoning")
 Path = tuple[Any, ...]  # (choice index, then the text's place in its delta)
 
@@ -99,7 +100,10 @@ class _Held:
             self.held[path], text = text[-keep:], text[:-keep]
         return text
 
-    def event(self, event: Event) -> Event:
+    def event(self, event: Event, redacted: bool = False) -> Event:
+        """The event with its texts' held ends taken out (and earlier ones put back); a choice
+        whose text was held back or redacted (``redacted``: the event's raw text held a key)
+        loses its logprobs, whose tokens would spell the key in pieces."""
         try:
             chunk = json.loads(event.data or "")
         except ValueError:
@@ -109,17 +113,17 @@ class _Held:
         self.head = {k: chunk.get(k) for k in ("id", "object", "created", "model")}
         changed = False
         for choice in chunk["choices"]:
-            changed = self._choice(choice) or changed
+            changed = self._choice(choice, redacted) or changed
         if not changed:
             return event
         data = json.dumps(chunk)
         return Event(raw=f"data: {data}\n\n".encode(), data=data, event=event.event)
 
-    def _choice(self, choice: Any) -> bool:
+    def _choice(self, choice: Any, redacted: bool) -> bool:
         if not isinstance(choice, dict) or not isinstance(choice.get("delta"), dict):
             return False
         index, delta = choice.get("index", 0), choice["delta"]
-        final, changed = bool(choice.get("finish_reason")), False
+        final, changed = bool(choice.get("finish_reason")), redacted
         for path, given in _texts(delta):
             released = self.text((index, *path), given, final)
             if released != given:
@@ -129,6 +133,8 @@ class _Held:
             for key in [k for k in self.held if k[0] == index]:
                 _put(delta, key[1:], self.held.pop(key))
                 changed = True
+        if changed and choice.get("logprobs") is not None:
+            choice["logprobs"] = None
         return changed
 
     def rest(self) -> Event | None:
@@ -158,6 +164,9 @@ def _texts(delta: dict[str, Any]) -> list[tuple[Path, str]]:
         if isinstance(function, dict) and isinstance(function.get("arguments"), str):
             path = ("tool_calls", call.get("index", position), "arguments")
             found.append((path, function["arguments"]))
+    audio = delta.get("audio")
+    if isinstance(audio, dict) and isinstance(audio.get("transcript"), str):
+        found.append((("audio", "transcript"), audio["transcript"]))
     legacy = delta.get("function_call")
     if isinstance(legacy, dict) and isinstance(legacy.get("arguments"), str):
         found.append((("function_call", "arguments"), legacy["arguments"]))
@@ -169,8 +178,8 @@ def _put(delta: dict[str, Any], path: Path, text: str) -> None:
     tool call's arguments go to the call of that index, as the clients merge them)."""
     if len(path) == 1:
         delta[path[0]] = text
-    elif path[0] == "function_call":
-        delta.setdefault("function_call", {})["arguments"] = text
+    elif path[0] in ("function_call", "audio"):
+        delta.setdefault(path[0], {})[path[1]] = text
     else:
         calls = delta.setdefault("tool_calls", [])
         for position, call in enumerate(calls):
@@ -206,14 +215,17 @@ async def scrubbed(frames: AsyncIterator[Event], upstream: UpstreamClient) -> As
     split across two frames' text."""
     held = _Held(upstream.secret_texts())
     async for event in frames:
-        if upstream.holds_secret(event.raw):
+        redacted = upstream.holds_secret(event.raw)
+        if redacted:
             event = parse_event(upstream.scrub(event.raw).removesuffix(b"\n\n"))
         if held.secrets and event.data and event.data.startswith("{"):
-            if held.may_hold(event.data):
-                event = held.event(event)
+            if redacted or held.may_hold(event.data):
+                event = held.event(event, redacted)
         elif event.done and (rest := held.rest()) is not None:
             yield rest
         yield event
+    if (rest := held.rest()) is not None:  # the stream ended with neither [DONE] nor finish
+        yield rest
 
 
 async def first_event(route: Route, frames: AsyncIterator[Event]) -> Event:
@@ -236,5 +248,5 @@ async def first_event(route: Route, frames: AsyncIterator[Event]) -> Event:
 
 def error_in(event: Event) -> str | None:
     if event.event == "error" or (event.data and event.data.startswith('{"error"')):
-        return (event.data or "error event")[:2000]
+        return event.data or "error event"  # whole: a cut event would not parse
     return None

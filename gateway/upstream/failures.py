@@ -163,9 +163,12 @@ def error_event_failure(name: str, data: str) -> UpstreamError:
 
     A server error (a 5xx named, or a type such as ``server_error``) is the backend's failure,
     like a 5xx: retried and counted, the backend's words in ``detail`` only. Anything else is
-    its refusal of this request (``StreamRefused``): the client is told why, scrubbed and
-    bounded, with the status the event names (a 4xx), else 400 for an invalid request, else
-    502; and ``x-should-retry: false`` unless a retry can help."""
+    its refusal of this request (``StreamRefused``), if it says so (a 4xx named, or a type or
+    code): the client is told why, scrubbed and bounded, with the status the event names (a
+    4xx), else 400 for an invalid request, else 502; and ``x-should-retry: false`` unless a
+    retry can help. An event that names no kind at all (``{"error": "runner stopped"}``, or
+    not JSON) is taken for the backend's failure: a crashing backend is retried and ejected.
+    ``data`` is the event's whole text: only the text kept is bounded."""
     from gateway.upstream.error_text import bounded, scrub_secrets
 
     error = _error_object(data)
@@ -173,7 +176,8 @@ def error_event_failure(name: str, data: str) -> UpstreamError:
     kind = " ".join(str(error.get(k) or "") for k in ("type", "code")).lower()
     words = error.get("message") if isinstance(error.get("message"), str) else data
     text = bounded(scrub_secrets(" ".join(str(words).split())))
-    if (said is not None and int(said) >= 500) or any(w in kind for w in _SERVER_WORDS):
+    unknown = said is None and not kind.strip()
+    if unknown or (said is not None and int(said) >= 500) or any(w in kind for w in _SERVER_WORDS):
         failed = UpstreamError(f"Backend '{name}' failed: its stream began with an error event.")
         failed.code, failed.detail = STATUS, text
         return failed
@@ -194,6 +198,8 @@ def _error_object(data: str) -> dict[str, Any]:
         return {"message": data}
     if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
         return dict(parsed["error"])
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
+        return {**parsed, "message": parsed["error"]}
     if isinstance(parsed, dict):
         return parsed
     return {"message": data}

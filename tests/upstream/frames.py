@@ -23,7 +23,18 @@ from starlette.routing import Route
 
 CONTEXT_ERROR = "This model's maximum context length is 8192 tokens."
 SERVER_ERROR = "worker crashed at 10.1.2.3:9000"
-MARKERS = ("TOOL-SPLIT", "REFUSAL-SPLIT", "SERVER-ERROR-FIRST", "ERROR-FIRST")
+STOPPED = "model runner has unexpectedly stopped at 10.1.2.3:9000"
+MARKERS = (
+    "TOOL-SPLIT",
+    "REFUSAL-SPLIT",
+    "LOGPROBS-SPLIT",
+    "AUDIO-SPLIT",
+    "UNFINISHED",
+    "NO-KIND-FIRST",
+    "LONG-SERVER-ERROR-FIRST",
+    "SERVER-ERROR-FIRST",
+    "ERROR-FIRST",
+)
 _tries: Counter[str] = Counter()
 
 
@@ -36,6 +47,22 @@ def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         "model": "frames-model",
         "choices": [choice],
     }
+
+
+def _logprobs(tokens: list[str]) -> dict[str, Any]:
+    """A delta's logprobs as vLLM sends them: a token each, with its alternatives."""
+    top = [{"token": t, "logprob": -0.5, "bytes": list(t.encode())} for t in tokens]
+    content = [{**t, "top_logprobs": [t]} for t in top]
+    return {"content": content, "refusal": None}
+
+
+def _pieces(key: str, cut: int) -> list[dict[str, Any]]:
+    """The key in content split across two frames, each frame's tokens spelling its part."""
+    first, second = f"my key is {key[:cut]}", f"{key[cut:]} ok"
+    chunks = [_chunk({"content": first}), _chunk({"content": second})]
+    chunks[0]["choices"][0]["logprobs"] = _logprobs(["my key is ", *key[:cut]])
+    chunks[1]["choices"][0]["logprobs"] = _logprobs([*key[cut:], " ok"])
+    return chunks
 
 
 def _call(arguments: str, first: bool) -> dict[str, Any]:
@@ -52,9 +79,21 @@ def frames(marker: str | None, key: str) -> list[dict[str, Any]]:
     if marker == "ERROR-FIRST":
         error = {"message": CONTEXT_ERROR, "type": "invalid_request_error"}
         return [{"error": {**error, "param": "messages", "code": "context_length_exceeded"}}]
+    if marker == "NO-KIND-FIRST":
+        return [{"error": STOPPED}]
+    if marker == "LONG-SERVER-ERROR-FIRST":
+        long = f"{SERVER_ERROR} " + "x" * 3000
+        return [{"error": {"message": long, "type": "server_error", "code": None}}]
     if marker == "SERVER-ERROR-FIRST":
         return [{"error": {"message": SERVER_ERROR, "type": "server_error", "code": None}}]
     role = _chunk({"role": "assistant", "content": None})
+    if marker == "LOGPROBS-SPLIT":
+        return [role, *_pieces(key, cut), _chunk({}, "stop")]
+    if marker == "AUDIO-SPLIT":
+        audio = [{"id": "audio_1", "transcript": f"it is {key[:cut]}"}, {"transcript": key[cut:]}]
+        return [role, *(_chunk({"audio": a}) for a in audio), _chunk({}, "stop")]
+    if marker == "UNFINISHED":  # ends with neither a finish nor [DONE]
+        return [role, _chunk({"content": "hello s"}), _chunk({"content": "k"})]
     if marker == "TOOL-SPLIT":
         return [
             role,
@@ -86,7 +125,8 @@ def app(key: str) -> Starlette:
         async def body() -> AsyncIterator[bytes]:
             for event in frames(marker, key):
                 yield b"data: " + json.dumps(event).encode() + b"\n\n"
-            yield b"data: [DONE]\n\n"
+            if marker != "UNFINISHED":
+                yield b"data: [DONE]\n\n"
 
         return StreamingResponse(body(), media_type="text/event-stream")
 

@@ -27,7 +27,7 @@ from tests.servers import (
     process,
     wait_until_up,
 )
-from tests.upstream.frames import CONTEXT_ERROR, SERVER_ERROR
+from tests.upstream.frames import CONTEXT_ERROR, SERVER_ERROR, STOPPED
 
 CONTEXT = "frames-context"
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,6 +204,54 @@ def test_an_error_event_first_that_says_a_server_error_is_retried_and_counted(
     record = gateway.record(caught.value.response.headers["x-request-id"])
     assert [a["outcome"] for a in record["attempts"]] == ["retried", "failed"]
     assert SERVER_ERROR in record["attempts"][0]["error"]
+    report = httpx.get(f"{gateway.url}/readyz", timeout=5).json()["checks"]["backends"]
+    assert report["backends"]["frames-too"]["consecutive_failures"] == 2
+    assert _stream(client, "framed-too", "hello")[1]  # a success forgets the failures
+
+
+def test_a_key_in_logprobs_tokens_or_an_audio_transcript_never_reaches_client_or_record(
+    client: openai.OpenAI, gateway: Gateway
+) -> None:
+    """The tokens of a choice whose text held or lost a key would spell it: they go, the
+    text stays whole. An audio's transcript is scrubbed as the content is."""
+    request_id, chunks = _stream(client, "framed", "LOGPROBS-SPLIT")
+    assert UPSTREAM_SECRET not in "".join(c.model_dump_json() for c in chunks)
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content == "my key is [redacted] ok"
+    assert UPSTREAM_SECRET not in str(gateway.record(request_id))
+    request_id, chunks = _stream(client, "framed", "AUDIO-SPLIT")
+    assert UPSTREAM_SECRET not in "".join(c.model_dump_json() for c in chunks)
+    audio = [(c.choices[0].delta.model_extra or {}).get("audio") or {} for c in chunks]
+    assert "".join(a.get("transcript", "") for a in audio) == "it is [redacted]"
+    assert UPSTREAM_SECRET not in str(gateway.record(request_id))
+
+
+def test_a_stream_ending_without_done_or_finish_keeps_its_held_text(
+    client: openai.OpenAI, gateway: Gateway
+) -> None:
+    request_id, chunks = _stream(client, "framed", "UNFINISHED")
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hello sk"
+    assert gateway.record(request_id)["status"] == "incomplete"
+
+
+@pytest.mark.parametrize(
+    ("marker", "words"),
+    [("NO-KIND-FIRST", STOPPED), ("LONG-SERVER-ERROR-FIRST", SERVER_ERROR)],
+)
+def test_an_error_event_first_naming_no_kind_or_long_is_retried_and_counted(
+    client: openai.OpenAI, gateway: Gateway, frames_url: str, marker: str, words: str
+) -> None:
+    """An error event with no type or code (a crashed runner's), or a server error too long
+    to cut and still parse, is the backend's failure: retried, counted, its text kept from
+    the client."""
+    before = _tries(frames_url).get(marker, 0)
+    with pytest.raises(openai.APIStatusError) as caught:
+        _stream(client, "framed-too", marker)
+    assert caught.value.status_code == 502 and words not in caught.value.message
+    assert _tries(frames_url)[marker] - before == 2
+    record = gateway.record(caught.value.response.headers["x-request-id"])
+    assert [a["outcome"] for a in record["attempts"]] == ["retried", "failed"]
+    assert words in record["attempts"][0]["error"]
     report = httpx.get(f"{gateway.url}/readyz", timeout=5).json()["checks"]["backends"]
     assert report["backends"]["frames-too"]["consecutive_failures"] == 2
     assert _stream(client, "framed-too", "hello")[1]  # a success forgets the failures

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.pipeline.stream_events import scrubbed
+from gateway.pipeline.stream_events import error_in, scrubbed
 from gateway.upstream.client import UpstreamClient
 from gateway.upstream.failures import (
     REFUSED_IN_STREAM,
@@ -103,8 +103,7 @@ CONTEXT = json.dumps({"error": {"message": "context too long", "type": "invalid_
         (CONTEXT, 400),
         ('{"error": {"message": "too long", "type": "BadRequestError", "code": 400}}', 400),
         ('{"error": {"message": "no such tool", "code": "422"}}', 422),
-        ('{"error": "something went wrong"}', 502),
-        ("not json at all", 502),
+        ('{"error": {"message": "nope", "type": "some_error"}}', 502),
     ],
 )
 def test_an_error_event_first_that_is_no_server_error_is_a_refusal(data: str, status: int) -> None:
@@ -129,6 +128,9 @@ def test_an_error_event_naming_a_429_stays_retryable() -> None:
         '{"error": {"message": "oops at 10.0.0.1", "code": 503}}',
         '{"error": {"message": "oops at 10.0.0.1", "type": "overloaded_error"}}',
         '{"error": {"message": "oops at 10.0.0.1", "type": "InternalServerError"}}',
+        '{"error": "oops at 10.0.0.1"}',  # no kind named: a crashed runner's
+        '{"error": {"message": "oops at 10.0.0.1"}}',
+        "oops at 10.0.0.1",  # not JSON
     ],
 )
 def test_an_error_event_saying_a_server_error_is_the_backends_failure(data: str) -> None:
@@ -140,3 +142,67 @@ def test_an_error_event_saying_a_server_error_is_the_backends_failure(data: str)
 def test_the_refusal_shown_is_scrubbed() -> None:
     error = error_event_failure("b", json.dumps({"error": {"message": f"bad key {SECRET}"}}))
     assert SECRET not in error.message
+
+
+def test_a_long_server_error_event_is_read_whole_and_only_its_text_bounded() -> None:
+    message = "oops at 10.0.0.1 " + "x" * 3000
+    data = json.dumps({"error": {"message": message, "type": "server_error"}})
+    error = error_event_failure("b", error_in(parse_event(b"data: " + data.encode())) or "")
+    assert error.code == STATUS and backend_failed(error)
+    assert error.detail and error.detail.startswith("oops at 10.0.0.1") and len(error.detail) < 2100
+
+
+def _sent(chunks: list[dict[str, Any]], done: bool = True) -> list[dict[str, Any]]:
+    """What ``scrubbed`` passes on for these chunks (each choice index 0), parsed."""
+
+    async def events() -> AsyncIterator[Event]:
+        for chunk in chunks:
+            yield parse_event(b"data: " + json.dumps({"id": "c", **chunk}).encode())
+        if done:
+            yield parse_event(b"data: [DONE]")
+
+    async def go() -> list[dict[str, Any]]:
+        client = UpstreamClient(None, [SECRET])  # type: ignore[arg-type]  # no request is sent
+        sent = [e.data async for e in scrubbed(events(), client) if e.data and not e.done]
+        return [json.loads(data) for data in sent]
+
+    return asyncio.run(go())
+
+
+def _logprobs(tokens: list[str]) -> dict[str, Any]:
+    entries = [{"token": t, "logprob": -1.0, "bytes": list(t.encode())} for t in tokens]
+    return {"content": [{**e, "top_logprobs": [e]} for e in entries]}
+
+
+@pytest.mark.parametrize("cut", [None, 6])  # the key whole in one frame, or split across two
+def test_a_choice_whose_text_held_or_lost_a_key_loses_its_logprobs(cut: int | None) -> None:
+    parts = [SECRET] if cut is None else [SECRET[:cut], SECRET[cut:]]
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"content": p}, "logprobs": _logprobs([*p])}]}
+        for p in parts
+    ]
+    plain = {"index": 0, "delta": {"content": " ok"}, "logprobs": _logprobs([" ok"])}
+    sent = _sent([*chunks, {"choices": [{**plain, "finish_reason": "stop"}]}])
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in sent) == "[redacted] ok"
+    tokens = "".join(
+        t["token"]
+        for c in sent
+        for t in ((c["choices"][0].get("logprobs") or {}).get("content") or [])
+    )
+    assert tokens == " ok"  # only the choice frames that held nothing keep theirs
+
+
+def test_a_key_split_in_an_audio_transcript_is_scrubbed() -> None:
+    audio = [{"id": "a", "transcript": f"it is {SECRET[:5]}"}, {"transcript": SECRET[5:]}]
+    chunks = [{"choices": [{"index": 0, "delta": {"audio": a}}]} for a in audio]
+    sent = _sent([*chunks, {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}])
+    transcript = "".join(
+        c["choices"][0]["delta"].get("audio", {}).get("transcript", "") for c in sent
+    )
+    assert transcript == "it is [redacted]" and SECRET not in json.dumps(sent)
+
+
+def test_a_stream_ending_without_done_or_finish_keeps_its_held_text() -> None:
+    chunks = [{"choices": [{"index": 0, "delta": {"content": t}}]} for t in ("hello s", "k")]
+    sent = _sent(chunks, done=False)
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in sent) == "hello sk"
