@@ -25,6 +25,11 @@ log = logging.getLogger("gateway.recorder")
 
 Quarantine = Callable[[Entry, str], Awaitable[None]]
 
+#: replays in a row a record may fail alone, with an error called the database's, while the
+#: database answers, before it is quarantined: a failure misread as transient (or a trigger's
+#: lasting serialization failure) never stops the spool for good
+STUCK_REPLAYS = 5
+
 
 @dataclass(slots=True)
 class RecorderStats:
@@ -63,6 +68,9 @@ class Replayer:
         self._stats = stats
         self._batch_size = batch_size
         self._quarantine = quarantine
+        #: consecutive replays each chunk (by its first record) and record failed transiently
+        #: while the database answered
+        self._stuck: dict[tuple[str, str], int] = {}
 
     async def replay(self) -> None:
         """Write what the spool holds, in order, skipping records already in the database;
@@ -115,12 +123,15 @@ class Replayer:
             inserted, skipped = await insert_new(self._sessions, chunk)
         except Exception as exc:
             self._stats.last_error = describe(exc)
-            if transient(exc) or not await reachable(self._sessions):
+            if not await reachable(self._sessions):
+                return False
+            if transient(exc) and not self._stuck_again("chunk", chunk[0].id):
                 return False
             alone = await self._replay_alone(chunk)
             if alone is None:
                 return False
             inserted, skipped = alone
+        self._stuck.pop(("chunk", chunk[0].id), None)
         self._stats.replayed += inserted
         self._stats.replay_skipped += skipped
         self._stats.written += inserted
@@ -134,10 +145,22 @@ class Replayer:
             try:
                 done, seen = await insert_new(self._sessions, [entry])
             except Exception as exc:
-                self._stats.last_error = describe(exc)
+                why = self._stats.last_error = describe(exc)
                 if transient(exc):
-                    return None
-                await self._quarantine(entry, describe(exc))
+                    if not await reachable(self._sessions):
+                        return None
+                    if not self._stuck_again("entry", entry.id):
+                        return None
+                    why = f"{why} (alone, in {STUCK_REPLAYS} replays in a row)"
+                self._stuck.pop(("entry", entry.id), None)
+                await self._quarantine(entry, why)
                 continue
+            self._stuck.pop(("entry", entry.id), None)
             inserted, skipped = inserted + done, skipped + seen
         return inserted, skipped
+
+    def _stuck_again(self, kind: str, key: str) -> bool:
+        """Count one more transient failure in a row; True once there were STUCK_REPLAYS."""
+        count = self._stuck.get((kind, key), 0) + 1
+        self._stuck[(kind, key)] = count
+        return count >= STUCK_REPLAYS

@@ -9,17 +9,19 @@ import stat
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import InterfaceError
 
 from gateway.config import RecordingConfig
 from gateway.db import migrate
-from gateway.db.session import create_engine, create_sessions
+from gateway.db.session import Sessions, create_engine, create_sessions
 from gateway.pipeline.context import ExchangeRecord
-from gateway.records.entries import Entry, read_spill, transient
+from gateway.records.entries import Entry, existing_ids, read_spill, transient
 from gateway.records.recorder import ExchangeRecorder
-from gateway.records.replay import RecorderStats, Replayer
+from gateway.records.replay import STUCK_REPLAYS, RecorderStats, Replayer
 from gateway.records.spool import Spool
 from gateway.records.status import Status
+from tests.databases import in_a_thread, sessions_on, upgrade
 
 
 def entry(name: str) -> Entry:
@@ -140,3 +142,59 @@ def test_a_failed_writers_queue_is_still_spooled_at_the_stop(
     spooled = read_spill(tmp_path / "spill" / "spool.jsonl")
     assert [e.id for e in spooled] == ["left-1", "left-2"]
     assert recorder.stats.spilled == 2
+
+
+def test_a_record_that_fails_alone_replay_after_replay_is_quarantined_not_kept_forever(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A trigger refuses one record with a serialization failure (SQLSTATE 40001, the
+    database's kind of error) every time: after STUCK_REPLAYS replays it is quarantined and
+    the spool behind it is written."""
+    upgrade(postgres_url)
+    tag = tmp_path.name[-10:]
+    stuck, rest = f"stuck-{tag}", [f"behind-{tag}-{i}" for i in range(2)]
+    function = f"refuse_{tag.replace('-', '_')}"
+
+    async def ddl(sessions: Sessions, *statements: str) -> None:
+        async with sessions() as session, session.begin():
+            for statement in statements:
+                await session.execute(text(statement))
+
+    async def main() -> tuple[list[str], set[str], Spool, RecorderStats]:
+        kept: list[str] = []
+
+        async def quarantine(e: Entry, why: str) -> None:
+            kept.append(e.id)
+            assert "in 5 replays in a row" in why
+
+        async with sessions_on(postgres_url) as sessions:
+            await ddl(
+                sessions,
+                f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.id = '{stuck}' THEN RAISE EXCEPTION 'busy' USING ERRCODE = '40001'; "
+                "END IF; RETURN NEW; END $$",
+                f"CREATE TRIGGER {function} BEFORE INSERT ON exchanges FOR EACH ROW "
+                f"EXECUTE FUNCTION {function}()",
+            )
+            try:
+                spool, stats = Spool(tmp_path), RecorderStats(failing=True)
+                assert spool.append([entry(stuck)]) and spool.append([entry(i) for i in rest])
+                replayer = Replayer(sessions, spool, stats, 10, quarantine)
+                for _ in range(2 * STUCK_REPLAYS):
+                    await replayer.replay()
+                    if not stats.failing:
+                        break
+                stored = await existing_ids(sessions, [stuck, *rest])
+            finally:
+                await ddl(
+                    sessions,
+                    f"DROP TRIGGER {function} ON exchanges",
+                    f"DROP FUNCTION {function}()",
+                )
+            await spool.close()
+        return kept, stored, spool, stats
+
+    kept, stored, spool, stats = in_a_thread(lambda: asyncio.run(main()))
+    assert kept == [stuck]
+    assert stored == set(rest)
+    assert not stats.failing and not spool.waiting()
