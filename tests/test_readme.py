@@ -244,6 +244,7 @@ def _judge_in_the_page(session: Session) -> None:
     assert judged.status_code == 201, judged.text
 
 
+@pytest.mark.timeout(300)  # every sample as its own command: about 50 s alone, more under load
 def test_the_readme_runs_as_written(session: Session) -> None:
     ran = []
     for sample in samples()[1:]:

@@ -47,14 +47,15 @@ async def readyz(services: ServicesDep) -> JSONResponse:
 
 def _status(checks: dict[str, Any]) -> str:
     """ready, degraded or not_ready. An unreachable database alone is ``degraded``, still
-    serving, while the recorder can spool: known keys are served on their recent lookup
-    (``auth.stale_seconds``) and records replay once it is back. Taking every replica out of
-    service at once, as a 503 would, turns a database outage into a traffic outage."""
+    serving, while the recorder can spool and this process knows keys to serve on their
+    recent lookup (``auth.stale_seconds``); records replay once it is back. Taking every
+    replica out of service at once, as a 503 would, turns a database outage into a traffic
+    outage. A process that knows no key (one started during the outage) is not ready."""
     failing = {name for name, check in checks.items() if not check["ok"]}
     if not failing:
         return "ready"
     database = checks["database"]
-    if failing == {"database"} and database.get("reachable") is False:
+    if failing == {"database"} and database.get("reachable") is False and database["known_keys"]:
         return "degraded"
     return "not_ready"
 
@@ -113,7 +114,12 @@ async def _database(services: Services) -> dict[str, Any]:
         async with services.sessions() as session:
             version = await session.scalar(text("SELECT version_num FROM alembic_version"))
     except Exception as exc:  # any driver error: unreachable (degraded, see _status)
-        return {"ok": False, "reachable": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        return {
+            "ok": False,
+            "reachable": False,
+            "known_keys": services.authenticator.known_keys(),
+            "error": f"{type(exc).__name__}: {exc}"[:300],
+        }
     expected = head_revision()
     return {"ok": version == expected, "reachable": True, "schema": version, "expected": expected}
 

@@ -157,6 +157,16 @@ class Authenticator:
                 headers={"retry-after": "5"},
             ) from exc
 
+    def known_keys(self) -> int:
+        """Keys this process could serve now were the database away (looked up within
+        ``stale_seconds``): what keeps a gateway useful through an outage."""
+        now = time.monotonic()
+        return sum(
+            1
+            for entry in self._cache.values()
+            if entry.principal is not None and now - entry.checked_at <= self._stale
+        )
+
     def forget(self) -> None:
         """Drop every cached lookup (after a revocation in this process), and keep none that
         is under way."""
