@@ -10,10 +10,11 @@ id: what the spool's replay and ``gateway exchanges import-spill`` use.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TextIO, cast
 
 from sqlalchemy import String, Table, insert, literal, select
 from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
@@ -233,12 +234,23 @@ _LOST_CONNECTION = frozenset({"ConnectionDoesNotExistError", "ConnectionFailureE
 def read_spill(path: Path) -> list[Entry]:
     """Read a spill or spool file back into entries ready to insert; a torn last line (the
     process killed mid-write) is skipped."""
-    entries = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        entries, _ = read_entries(handle)
+    return entries
+
+
+def read_entries(handle: TextIO, size: float = math.inf) -> tuple[list[Entry], bool]:
+    """Up to ``size`` entries from an open spill or spool file (a line that does not parse,
+    such as a torn last one, is skipped), and whether the file has ended."""
+    entries: list[Entry] = []
+    while len(entries) < size:
+        line = handle.readline()
+        if not line:
+            return entries, True
         if not line.strip():
             continue
         try:
             entries.append(Entry.from_json(line))
         except (ValueError, KeyError, TypeError):
             continue
-    return entries
+    return entries, False

@@ -29,9 +29,9 @@ import os
 import time
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import BinaryIO
 
-from gateway.records.entries import Entry
+from gateway.records.entries import Entry, read_entries
 
 log = logging.getLogger("gateway.recorder")
 
@@ -217,23 +217,6 @@ def _append_synced(path: Path, line: str) -> None:
         os.fsync(handle.fileno())
 
 
-def _next_batch(handle: TextIO, size: int) -> tuple[list[Entry], bool]:
-    """Up to ``size`` entries from the file (a line that does not parse, such as a torn last
-    one, is skipped), and whether the file has ended."""
-    entries: list[Entry] = []
-    while len(entries) < size:
-        line = handle.readline()
-        if not line:
-            return entries, True
-        if not line.strip():
-            continue
-        try:
-            entries.append(Entry.from_json(line))
-        except (ValueError, KeyError, TypeError):
-            continue
-    return entries, False
-
-
 async def read_batches(path: Path, size: int) -> AsyncGenerator[list[Entry], None]:
     """A spool file's entries in batches of ``size``, read and parsed on a worker thread, so a
     big file is neither read on the event loop nor held in memory whole."""
@@ -241,7 +224,7 @@ async def read_batches(path: Path, size: int) -> AsyncGenerator[list[Entry], Non
     try:
         ended = False
         while not ended:
-            entries, ended = await asyncio.to_thread(_next_batch, handle, size)
+            entries, ended = await asyncio.to_thread(read_entries, handle, size)
             if entries:
                 yield entries
     finally:
