@@ -63,6 +63,12 @@ class BackendConfig(_Strict):
     api_key_env: str | None = Field(None, description="env var holding the upstream API key")
     timeouts: Timeouts = Timeouts()
     stream_usage: bool = Field(True, description="ask for usage on every stream")
+    responses: Literal["native", "translate"] = Field(
+        "translate",
+        description="native: the backend serves POST /v1/responses itself (OpenAI, vLLM, recent"
+        " Ollama) and Responses requests are passed through; translate: it speaks only chat"
+        " completions and the gateway translates (docs/api.md says which fields each path takes)",
+    )
     request_id_header: str | None = Field(
         DEFAULT_REQUEST_ID_HEADER,
         description="the header that carries the gateway's request id upstream; off: none",

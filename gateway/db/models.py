@@ -36,6 +36,7 @@ class Exchange(Base):
         Index("ix_exchanges_context_received_at", "context", "received_at"),
         Index("ix_exchanges_status_received_at", "status", "received_at"),
         Index("ix_exchanges_key_received_at", "key_id", "received_at"),
+        Index("ix_exchanges_response_id", "response_id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -71,6 +72,9 @@ class Exchange(Base):
     #: what the exchange cost, in ``currency``, from the price table of its alias
     cost: Mapped[float | None] = mapped_column(Float)
     currency: Mapped[str | None] = mapped_column(String(8))
+    #: the Responses API's id of the answer (``resp_…``): how ``GET /v1/responses/{id}`` and
+    #: ``previous_response_id`` find this exchange, within its context only
+    response_id: Mapped[str | None] = mapped_column(String(200))
 
 
 class PolicyRevision(Base):

@@ -74,6 +74,8 @@ class ExchangeRecord:
     #: what the exchange cost and in which currency (None: no price for its alias)
     cost: float | None = None
     currency: str | None = None
+    #: the Responses API's id of the answer (``resp_…``), for ``GET /v1/responses/{id}``
+    response_id: str | None = None
     #: called once, as the exchange ends, before it is recorded (a limit's settlement)
     on_finish: list[Callable[[ExchangeRecord], None]] = field(default_factory=list)
 
@@ -205,4 +207,5 @@ _COLUMNS = (
     "attempts",
     "cost",
     "currency",
+    "response_id",
 )

@@ -4,15 +4,19 @@ Everything that can fail before the first byte reaches the client (connect, upst
 the first chunk) fails as a normal HTTP error. After that, failures are in-band: one error
 frame, no ``[DONE]``. A client that goes away cancels the pump; the upstream response is
 closed (so generation stops) and the record is written with what was sent so far.
+
+``ProxyStream`` is the lifecycle every stream shares (the client's leaving, the server's
+shutdown, the upstream's end, the record); what each upstream event becomes on the wire is
+its ``Frames``' (``stream_chat.ChatFrames`` for chat completions and legacy completions,
+``responses/stream.py`` for the Responses API), which says how the stream ended through the
+``Ending`` the two share.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator, Callable
-from functools import partial
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 import anyio
 import httpx
@@ -21,15 +25,11 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.clock import now
-from gateway.errors import GatewayError, ServiceUnavailable, UpstreamError
-from gateway.pipeline.assemble import StreamAssembler
+from gateway.errors import GatewayError, ServiceUnavailable
 from gateway.pipeline.context import ExchangeRecord
 from gateway.pipeline.needs import PipelineNeeds
-from gateway.pipeline.output import Blocked, OutputStage
 from gateway.pipeline.stages.record import finish
-from gateway.pipeline.stages.respond import upstream_filtered
-from gateway.pipeline.stream_events import error_frame, frame
-from gateway.policy.compiled import CompiledRule
+from gateway.pipeline.stream_events import error_frame
 from gateway.records.status import Status
 from gateway.upstream.client import mapped_errors
 from gateway.upstream.router import Route
@@ -40,13 +40,56 @@ _HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
-_DONE = b"data: [DONE]\n\n"
-_SHUTDOWN = error_frame(
-    ServiceUnavailable(
-        "The gateway is shutting down; the stream was cut short.", code="gateway_shutdown"
-    )
+_SHUTDOWN = ServiceUnavailable(
+    "The gateway is shutting down; the stream was cut short.", code="gateway_shutdown"
 )
-T = TypeVar("T")
+
+Outcome = tuple[Status, str | None, str | None]
+
+
+class Ending:
+    """How a stream ended (status, error type, message): the first to say wins."""
+
+    __slots__ = ("outcome",)
+
+    def __init__(self) -> None:
+        self.outcome: Outcome | None = None
+
+    def end(self, status: Status, error_type: str | None, message: str | None) -> None:
+        if self.outcome is None:
+            self.outcome = (status, error_type, message)
+
+    @property
+    def ended(self) -> bool:
+        return self.outcome is not None
+
+
+class Frames(Protocol):
+    """What one kind of stream does with the upstream's events; it ends the stream by
+    ``Ending.end`` (a block, a malformed chunk, a check that failed) and the pump stops."""
+
+    async def frame(self, event: Event) -> bytes:
+        """The bytes to forward for one upstream event (possibly none)."""
+        ...
+
+    def upstream_ended(self) -> Event | None:
+        """The upstream's events ran out before its end event: the event to end the stream
+        properly with (everything finished, only the end was missing), or None once the
+        ``Ending`` says why the stream is incomplete."""
+        ...
+
+    def error(self, exc: GatewayError) -> bytes:
+        """The in-band frame that reports a failure mid-stream (the stream ends after it)."""
+        ...
+
+    def shutdown(self) -> bytes:
+        """The frame that says the gateway is shutting down under the stream."""
+        ...
+
+    def close(self, log: ExchangeRecord) -> None:
+        """The stream is over, however it ended: the output stage's outcomes to the decision,
+        and to the record what the backend sent (its body, model and usage)."""
+        ...
 
 
 class ProxyStream(Response):
@@ -58,34 +101,24 @@ class ProxyStream(Response):
         route: Route,
         log: ExchangeRecord,
         response: httpx.Response,
-        frames: AsyncIterator[Event],
+        events: AsyncIterator[Event],
         first: Event,
+        frames: Frames,
+        ending: Ending,
         *,
-        strip_usage: bool,
-        output: OutputStage | None,
         headers: dict[str, str],
-        choices: int = 1,
-        heavy: bool = False,
     ) -> None:
         self.status_code = 200
-        # the output stage runs a model: its work runs in the detector pool, off the loop,
-        # whenever a model is due to read the text
-        self._heavy = heavy
         self.background = None
-        self._output = output
-        self._blocked: CompiledRule | None = None
-        self._choices = choices
-        self._refused: dict[int, str] = {}  # choice → the rule whose refusal ended it
         self._start_headers = [*_HEADERS, *((k.encode(), v.encode()) for k, v in headers.items())]
         self._s = services
         self._route = route
         self._log = log
         self._response = response
-        self._frames = frames
+        self._events = events
         self._first = first
-        self._strip_usage = strip_usage
-        self._assembler = StreamAssembler()
-        self._outcome: tuple[Status, str | None, str | None] | None = None
+        self._frames = frames
+        self._ending = ending
         self._cut_short = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,7 +131,8 @@ class ProxyStream(Response):
                 await self._pump(send)
                 group.cancel_scope.cancel()
             if self._cut_short:
-                await send({"type": "http.response.body", "body": _SHUTDOWN, "more_body": True})
+                body = self._frames.shutdown()
+                await send({"type": "http.response.body", "body": body, "more_body": True})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except* (OSError, ClientDisconnect):
             self._end(Status.CLIENT_DISCONNECTED, "client_disconnected", "client went away")
@@ -128,7 +162,7 @@ class ProxyStream(Response):
         """The server's grace is ending with the stream still running: it ends now, with an
         error frame, and its record says so (not a client's disconnect)."""
         await self._s.shutdown.cut()
-        if self._outcome is not None:  # the stream is ending anyway: let it finish
+        if self._ending.ended:  # the stream is ending anyway: let it finish
             return
         self._end(Status.INCOMPLETE, "gateway_shutdown", "the gateway shut down mid-stream")
         self._cut_short = True
@@ -137,12 +171,12 @@ class ProxyStream(Response):
     async def _pump(self, send: Send) -> None:
         event: Event | None = self._first
         while event is not None:
-            frame = await self.frame(event)
+            frame = await self._frames.frame(event)
             if frame:
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
                 if self._log.first_byte_at is None:
                     self._log.first_byte_at = now()
-            if self._outcome is not None:
+            if self._ending.ended:
                 break
             event = await self._next()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -150,204 +184,31 @@ class ProxyStream(Response):
     async def _next(self) -> Event | None:
         try:
             with mapped_errors(self._route):
-                return await anext(self._frames)
+                return await anext(self._events)
         except StopAsyncIteration:
-            if self._outcome is not None:
+            if self._ending.ended:
                 return None
-            if not self._assembler.finished:
-                self._end(Status.INCOMPLETE, "upstream_ended", "the backend ended the stream early")
-                return None
-            # Every choice finished but the backend sent no [DONE]: end the stream properly.
-            return Event(raw=_DONE, data="[DONE]")
+            return self._frames.upstream_ended()
         except GatewayError as exc:
-            status = Status.INCOMPLETE
-            self._end(status, exc.code or exc.type, exc.message)
-            return Event(raw=error_frame(exc), data=None)
-
-    async def frame(self, event: Event) -> bytes:
-        """The bytes to forward for one upstream event (possibly none)."""
-        if event.done:
-            try:
-                flushed = await self._off_loop(self._flush)
-            except Blocked as blocked:  # a heavy rule's last scan, at the end
-                return self._block(blocked.rule)
-            except GatewayError as failed:  # a check failed closed at the end
-                self._end(Status.GATEWAY_ERROR, failed.code or failed.type, failed.message)
-                return error_frame(failed)
-            self._settle()
-            return flushed + event.raw
-        if event.data is None:
-            return event.raw
-        try:
-            chunk = json.loads(event.data)
-        except ValueError:
-            exc = UpstreamError(
-                "The backend sent a malformed chunk.", code="upstream_malformed_chunk"
-            )
-            self._end(Status.UPSTREAM_ERROR, exc.code, f"malformed chunk: {event.data[:200]}")
-            return error_frame(exc)
-        if not isinstance(chunk, dict) or "error" in chunk or event.event == "error":
-            self._end(Status.UPSTREAM_ERROR, "upstream_stream_error", event.data[:2000])
-            return event.raw
-        self._assembler.add(chunk)
-        changed = self._strip(chunk) if self._strip_usage else False
-        if self._output is not None:
-            return await self._output_frame(chunk)
-        if not changed:
-            return event.raw
-        return frame(chunk) if chunk.get("choices") or chunk.get("usage") else b""
-
-    async def _off_loop(self, work: Callable[[], T], *, models: bool = True) -> T:
-        """The output stage's work: in the detector pool when it may run a model, else here."""
-        return await self._s.detectors.evaluate(self._heavy and models, work)
-
-    def _models_due(self, chunk: dict[str, Any]) -> bool:
-        """Whether the chunk's text makes a model read: only then does it leave the loop."""
-        assert self._output is not None
-        for choice in chunk.get("choices") or ():
-            text = (choice.get("delta") or {}).get("content")
-            text = text if isinstance(text, str) else ""
-            final = bool(choice.get("finish_reason"))
-            if self._output.models_due(choice.get("index", 0), text, final=final):
-                return True
-        return False
-
-    async def _output_frame(self, chunk: dict[str, Any]) -> bytes:
-        try:
-            models = self._heavy and self._models_due(chunk)
-            await self._off_loop(partial(self._released, chunk), models=models)
-        except Blocked as blocked:
-            return self._block(blocked.rule)
-        except GatewayError as exc:  # a check failed closed mid-stream
-            self._end(Status.GATEWAY_ERROR, exc.code or exc.type, exc.message)
-            return error_frame(exc)
-        if self._refused and len(self._refused) >= self._choices:
-            # Every choice was refused: nothing more of the backend's will be sent, so stop it.
-            self._settle()
-            return frame(chunk) + _DONE
-        return frame(chunk) if chunk.get("choices") or chunk.get("usage") else b""
-
-    def _strip(self, chunk: dict[str, Any]) -> bool:
-        """Usage the gateway asked for on the client's behalf does not reach the client."""
-        if "usage" not in chunk:
-            return False
-        del chunk["usage"]
-        return True
-
-    def _released(self, chunk: dict[str, Any]) -> None:
-        """Replace each choice's new text by what the output stage releases; drop empty
-        choices."""
-        kept = []
-        for choice in chunk.get("choices") or ():
-            released = self._released_choice(choice)
-            if released is not None:
-                kept.append(released)
-        chunk["choices"] = kept
-
-    def _released_choice(self, choice: dict[str, Any]) -> dict[str, Any] | None:
-        assert self._output is not None
-        delta = dict(choice.get("delta") or {})
-        index = choice.get("index", 0)
-        if self._output.refused(index):
-            return None  # the rest of a refused choice is the backend's, never shown
-        text = delta.get("content")
-        try:
-            released = self._output.feed(index, text) if isinstance(text, str) and text else ""
-            if choice.get("finish_reason"):  # a heavy rule's last scan may block here
-                released += self._output.finish(index)
-        except Blocked as blocked:
-            return self._refusal(index, blocked)
-        if released or "content" in delta:
-            delta["content"] = released
-        if released or choice.get("finish_reason") or set(delta) - {"content"}:
-            # Released text no longer lines up with the upstream chunk's token logprobs,
-            # which could also spell out held-back or redacted text.
-            return {**choice, "delta": delta, "logprobs": None}
-        return None
-
-    def _refusal(self, index: int, blocked: Blocked) -> dict[str, Any]:
-        """A block that answers ends its choice with the rule's refusal; one that errs raises."""
-        assert self._output is not None
-        refusal = self._output.refuse(index, blocked.rule)
-        if refusal is None:
-            raise blocked
-        self._refused[index] = blocked.rule.id
-        return {
-            "index": index,
-            "delta": {"content": refusal},
-            "logprobs": None,
-            "finish_reason": "content_filter",
-        }
-
-    def _flush(self) -> bytes:
-        """Text still held back when the stream ends without a finish chunk (or the refusal
-        of a rule whose last scan blocks it). Raises Blocked for a block that errs."""
-        if self._output is None:
-            return b""
-        choices: list[dict[str, Any]] = []
-        for i in self._output.unfinished():
-            try:
-                rest = self._output.finish(i)
-            except Blocked as blocked:
-                choices.append(self._refusal(i, blocked))
-                continue
-            if rest:
-                delta = {"content": rest}
-                choices.append(
-                    {"index": i, "delta": delta, "logprobs": None, "finish_reason": None}
-                )
-        return frame(self._chunk(choices)) if choices else b""
-
-    def _block(self, rule: CompiledRule) -> bytes:
-        """A block that errs, mid-stream: content_filter on every choice left, then [DONE]."""
-        assert self._output is not None
-        self._blocked = rule
-        self._end(Status.BLOCKED, "policy_violation", f"output blocked by rule '{rule.id}'")
-        indices = self._output.unfinished() or [0]
-        choices: list[dict[str, Any]] = [
-            {"index": i, "delta": {}, "logprobs": None, "finish_reason": "content_filter"}
-            for i in indices
-        ]
-        return frame(self._chunk(choices)) + _DONE
-
-    def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
-        head = self._assembler.head
-        return {
-            "id": head.get("id"),
-            "object": "chat.completion.chunk",
-            "created": head.get("created"),
-            "model": head.get("model"),
-            "choices": choices,
-        }
-
-    def _settle(self) -> None:
-        """The stream ended as it should: whose, if anyone's, content_filter ended a choice."""
-        if self._refused:
-            rules = ", ".join(sorted(set(self._refused.values())))
-            self._end(Status.BLOCKED, "policy_violation", f"output blocked by rule '{rules}'")
-        elif (filtered := upstream_filtered(self._assembler.body()["choices"])) is not None:
-            self._end(Status.UPSTREAM_FILTERED, "upstream_content_filter", filtered)
-        elif not self._assembler.finished:  # llama-cpp-python cuts streams short this way
-            self._end(Status.INCOMPLETE, "upstream_ended", "[DONE] before every choice finished")
-        else:
-            self._end(Status.OK, None, None)
+            self._end(Status.INCOMPLETE, exc.code or exc.type, exc.message)
+            return Event(raw=self._frames.error(exc), data=None)
 
     def _end(self, status: Status, error_type: str | None, message: str | None) -> None:
-        if self._outcome is None:
-            self._outcome = (status, error_type, message)
+        self._ending.end(status, error_type, message)
 
     def _finish(self) -> None:
         log = self._log
-        if self._output is not None:
-            self._output.close(self._blocked)
-        status, error_type, message = self._outcome or (
+        self._frames.close(log)
+        status, error_type, message = self._ending.outcome or (
             Status.CLIENT_DISCONNECTED,
             "client_disconnected",
             "the stream was cut short",
         )
         log.status, log.error_type, log.error_message = status, error_type, message
-        log.response_body = self._assembler.body()
-        log.response_model = self._assembler.head.get("model")
-        log.take_usage(self._assembler.usage)
         log.ended_at = now()
         finish(self._s.recorder, log)
+
+
+def shutdown_frame() -> bytes:
+    """Chat's in-band frame for a stream the gateway's shutdown cuts short."""
+    return error_frame(_SHUTDOWN)

@@ -6,7 +6,7 @@ sees one clean stream from whichever backend answered. What follows is ``ProxySt
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,8 @@ from gateway.pipeline.context import ExchangeRecord
 from gateway.pipeline.needs import PipelineNeeds
 from gateway.pipeline.output import OutputStage
 from gateway.pipeline.stages.route import served
-from gateway.pipeline.stream import ProxyStream
+from gateway.pipeline.stream import Ending, Frames, ProxyStream
+from gateway.pipeline.stream_chat import ChatFrames
 from gateway.pipeline.stream_events import bounded, first_event, scrubbed
 from gateway.upstream.attempts import run_plan
 from gateway.upstream.router import Route, RoutePlan
@@ -33,6 +34,11 @@ class _Opened:
     inject: bool
 
 
+#: makes a stream's frames once the stream is open: from its ending and whether the gateway
+#: asked for usage on the client's behalf (which the frames then take out again)
+FramesFactory = Callable[[Ending, bool], Frames]
+
+
 async def open_stream(
     services: PipelineNeeds,
     plan: RoutePlan,
@@ -43,17 +49,31 @@ async def open_stream(
     output: OutputStage | None = None,
     headers: dict[str, str] | None = None,
     heavy: bool = False,
+    path: str = "/chat/completions",
+    frames: FramesFactory | None = None,
 ) -> ProxyStream:
+    """Open a stream by the plan; ``frames`` says what its events become (by default a chat
+    completion stream's, through ``output``)."""
     log.upstream_started_at = now()
 
     async def once(route: Route) -> _Opened:
-        return await _open(services, route, log, body, inject_usage=inject_usage)
+        return await _open(services, route, log, body, path=path, inject_usage=inject_usage)
 
     try:
         route, opened = await run_plan(plan, once, log.attempts)
     finally:
         served(log, plan)
     _active_until_it_ends(plan, log)
+    ending = Ending()
+    if frames is None:
+        active = output if output is not None and output.active else None
+        choices = body.get("n") or 1
+
+        def frames(ending: Ending, strip: bool) -> Frames:
+            return ChatFrames(
+                services, ending, strip_usage=strip, output=active, choices=choices, heavy=heavy
+            )
+
     return ProxyStream(
         services,
         route,
@@ -61,11 +81,9 @@ async def open_stream(
         opened.response,
         opened.frames,
         opened.first,
-        strip_usage=opened.inject,
-        output=output if output is not None and output.active else None,
+        frames(ending, opened.inject),
+        ending,
         headers=headers or {},
-        choices=body.get("n") or 1,
-        heavy=heavy,
     )
 
 
@@ -75,6 +93,7 @@ async def _open(
     log: ExchangeRecord,
     body: dict[str, Any],
     *,
+    path: str,
     inject_usage: bool,
 ) -> _Opened:
     """One try: the stream opened and its first event read (or the stream closed again)."""
@@ -86,7 +105,7 @@ async def _open(
             "include_usage": True,
         }
     response = await services.upstream.open(
-        route, "/chat/completions", json.dumps(upstream_body).encode(), log.id, stream=True
+        route, path, json.dumps(upstream_body).encode(), log.id, stream=True
     )
     frames = scrubbed(events(bounded(response.aiter_bytes(), route)), services.upstream)
     try:

@@ -11,6 +11,7 @@ from gateway.detectors.cache import DigestCache, digest, findings_size
 from gateway.detectors.model import charge_scan
 from gateway.policy.actions import Action, Mode, OnError, Stage
 from gateway.policy.schema import Policy, Rule
+from gateway.policy.tools import ToolScope
 
 
 class ScopeClassifier(Protocol):
@@ -126,6 +127,7 @@ class CompiledPolicy:
     _stages: dict[str, tuple[CompiledRule, ...]] = field(init=False, repr=False, compare=False)
     _heavy: dict[str, bool] = field(init=False, repr=False, compare=False)
     _longest: int = field(init=False, repr=False, compare=False)
+    _tools: ToolScope = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         stages = {
@@ -141,6 +143,12 @@ class CompiledPolicy:
         object.__setattr__(self, "_stages", stages)
         object.__setattr__(self, "_heavy", heavy)
         object.__setattr__(self, "_longest", longest)
+        object.__setattr__(self, "_tools", ToolScope(self.policy.tools))
+
+    @property
+    def tools(self) -> ToolScope:
+        """The tool-call scope, compiled once a revision: every path's one tool check."""
+        return self._tools
 
     @property
     def context(self) -> str:

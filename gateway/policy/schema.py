@@ -10,6 +10,7 @@ import re
 from collections.abc import Collection, Iterable
 from typing import Any, Literal
 
+import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SLUG = r"^[a-z0-9][a-z0-9_.-]{0,127}$"
@@ -245,6 +246,69 @@ class Review(_Strict):
         return self
 
 
+class ToolRule(_Strict):
+    """One tool (or a pattern of names) a context may declare and call, and the arguments a
+    call must have (a JSON Schema)."""
+
+    name: str = Field(
+        min_length=1, description="a tool's name, or a pattern of names with * and ? (fnmatch)"
+    )
+    arguments: dict[str, Any] | None = Field(
+        None, description="a JSON Schema the call's arguments must satisfy (draft 2020-12)"
+    )
+
+    @model_validator(mode="after")
+    def _schema_is_valid(self) -> ToolRule:
+        if self.arguments is not None:
+            problem = schema_problem(self.arguments)
+            if problem is not None:
+                raise Misplaced((("arguments",), f"not a valid JSON Schema: {problem}"))
+        return self
+
+
+class Tools(_Strict):
+    """Tool-call scope (``docs/policies.md``): which tools may be declared to the model and
+    called by it, on every path (chat completions, the Responses API, streaming or not)."""
+
+    allow: list[ToolRule] = Field(
+        [], description="the tools in scope: a name, a pattern, or {name, arguments}; none: none"
+    )
+    on_declared: Literal["remove", "refuse"] = Field(
+        "remove",
+        description="a declared tool outside scope is removed before the model sees it, or"
+        " the request is refused",
+    )
+    on_call: Literal["block", "flag", "warn"] = Field(
+        "block",
+        description="a call of a tool outside scope, or with arguments that break its schema:"
+        " removed from the answer (block), or passed and flagged for review, or passed and"
+        " recorded (warn)",
+    )
+    review: str | None = Field(None, description="the review queue for tool decisions")
+    refusal: str = Field(
+        "I can't use that tool here.",
+        description="what the answer says when every call it made was blocked",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_alone(cls, data: Any) -> Any:
+        """``allow: [lookup, "search_*"]`` is short for ``[{name: lookup}, ...]``."""
+        if isinstance(data, dict) and isinstance(data.get("allow"), list):
+            allow = [{"name": a} if isinstance(a, str) else a for a in data["allow"]]
+            return {**data, "allow": allow}
+        return data
+
+
+def schema_problem(schema: dict[str, Any]) -> str | None:
+    """What is wrong with a JSON Schema, or None when it is valid."""
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        return str(exc.message)
+    return None
+
+
 class Policy(_Strict):
     context: str = Field(pattern=SLUG)
     purpose: str = Field(min_length=1)
@@ -258,10 +322,18 @@ class Policy(_Strict):
     record: RecordPolicy = RecordPolicy()
     stream: StreamPolicy = StreamPolicy()
     review: Review = Review()
+    tools: Tools | None = Field(
+        None, description="tool-call scope; absent: tools are not governed (passed as sent)"
+    )
 
     @model_validator(mode="after")
     def _references(self) -> Policy:
         problems = cross_references(enumerate(self.rules), self.models.allow, self.review.queues)
+        queue = self.tools.review if self.tools else None
+        if queue is not None and queue not in self.review.queues:
+            problems.append(
+                (("tools", "review"), f"review queue {queue!r} is not defined in review.queues")
+            )
         if problems:
             raise Misplaced(*problems)
         return self

@@ -1,0 +1,242 @@
+"""A chat completion stream's frames (``stream.Frames``): each upstream chunk through the output
+stage (hold-back, redaction, blocks), usage the gateway asked for taken out again, and the
+assembled answer to the record."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
+
+from gateway.errors import GatewayError, UpstreamError
+from gateway.pipeline.assemble import StreamAssembler
+from gateway.pipeline.context import ExchangeRecord
+from gateway.pipeline.needs import PipelineNeeds
+from gateway.pipeline.output import Blocked, OutputStage
+from gateway.pipeline.stages.respond import upstream_filtered
+from gateway.pipeline.stream import Ending, shutdown_frame
+from gateway.pipeline.stream_events import error_frame, frame
+from gateway.policy.compiled import CompiledRule
+from gateway.records.status import Status
+from gateway.upstream.sse import Event
+
+_DONE = b"data: [DONE]\n\n"
+T = TypeVar("T")
+
+
+class ChatFrames:
+    """What a chat completion stream's upstream events become on the wire."""
+
+    def __init__(
+        self,
+        services: PipelineNeeds,
+        ending: Ending,
+        *,
+        strip_usage: bool,
+        output: OutputStage | None,
+        choices: int = 1,
+        heavy: bool = False,
+    ) -> None:
+        self._s = services
+        self._ending = ending
+        # the output stage runs a model: its work runs in the detector pool, off the loop,
+        # whenever a model is due to read the text
+        self._heavy = heavy
+        self._output = output
+        self._blocked: CompiledRule | None = None
+        self._choices = choices
+        self._refused: dict[int, str] = {}  # choice → the rule whose refusal ended it
+        self._strip_usage = strip_usage
+        self._assembler = StreamAssembler()
+
+    def _end(self, status: Status, error_type: str | None, message: str | None) -> None:
+        self._ending.end(status, error_type, message)
+
+    def upstream_ended(self) -> Event | None:
+        if not self._assembler.finished:
+            self._end(Status.INCOMPLETE, "upstream_ended", "the backend ended the stream early")
+            return None
+        # Every choice finished but the backend sent no [DONE]: end the stream properly.
+        return Event(raw=_DONE, data="[DONE]")
+
+    def error(self, exc: GatewayError) -> bytes:
+        return error_frame(exc)
+
+    def shutdown(self) -> bytes:
+        return shutdown_frame()
+
+    def close(self, log: ExchangeRecord) -> None:
+        if self._output is not None:
+            self._output.close(self._blocked)
+        log.response_body = self._assembler.body()
+        log.response_model = self._assembler.head.get("model")
+        log.take_usage(self._assembler.usage)
+
+    async def frame(self, event: Event) -> bytes:
+        """The bytes to forward for one upstream event (possibly none)."""
+        if event.done:
+            try:
+                flushed = await self._off_loop(self._flush)
+            except Blocked as blocked:  # a heavy rule's last scan, at the end
+                return self._block(blocked.rule)
+            except GatewayError as failed:  # a check failed closed at the end
+                self._end(Status.GATEWAY_ERROR, failed.code or failed.type, failed.message)
+                return error_frame(failed)
+            self._settle()
+            return flushed + event.raw
+        if event.data is None:
+            return event.raw
+        try:
+            chunk = json.loads(event.data)
+        except ValueError:
+            exc = UpstreamError(
+                "The backend sent a malformed chunk.", code="upstream_malformed_chunk"
+            )
+            self._end(Status.UPSTREAM_ERROR, exc.code, f"malformed chunk: {event.data[:200]}")
+            return error_frame(exc)
+        if not isinstance(chunk, dict) or "error" in chunk or event.event == "error":
+            self._end(Status.UPSTREAM_ERROR, "upstream_stream_error", event.data[:2000])
+            return event.raw
+        self._assembler.add(chunk)
+        changed = self._strip(chunk) if self._strip_usage else False
+        if self._output is not None:
+            return await self._output_frame(chunk)
+        if not changed:
+            return event.raw
+        return frame(chunk) if chunk.get("choices") or chunk.get("usage") else b""
+
+    async def _off_loop(self, work: Callable[[], T], *, models: bool = True) -> T:
+        """The output stage's work: in the detector pool when it may run a model, else here."""
+        return await self._s.detectors.evaluate(self._heavy and models, work)
+
+    def _models_due(self, chunk: dict[str, Any]) -> bool:
+        """Whether the chunk's text makes a model read: only then does it leave the loop."""
+        assert self._output is not None
+        for choice in chunk.get("choices") or ():
+            text = (choice.get("delta") or {}).get("content")
+            text = text if isinstance(text, str) else ""
+            final = bool(choice.get("finish_reason"))
+            if self._output.models_due(choice.get("index", 0), text, final=final):
+                return True
+        return False
+
+    async def _output_frame(self, chunk: dict[str, Any]) -> bytes:
+        try:
+            models = self._heavy and self._models_due(chunk)
+            await self._off_loop(partial(self._released, chunk), models=models)
+        except Blocked as blocked:
+            return self._block(blocked.rule)
+        except GatewayError as exc:  # a check failed closed mid-stream
+            self._end(Status.GATEWAY_ERROR, exc.code or exc.type, exc.message)
+            return error_frame(exc)
+        if self._refused and len(self._refused) >= self._choices:
+            # Every choice was refused: nothing more of the backend's will be sent, so stop it.
+            self._settle()
+            return frame(chunk) + _DONE
+        return frame(chunk) if chunk.get("choices") or chunk.get("usage") else b""
+
+    def _strip(self, chunk: dict[str, Any]) -> bool:
+        """Usage the gateway asked for on the client's behalf does not reach the client."""
+        if "usage" not in chunk:
+            return False
+        del chunk["usage"]
+        return True
+
+    def _released(self, chunk: dict[str, Any]) -> None:
+        """Replace each choice's new text by what the output stage releases; drop empty
+        choices."""
+        kept = []
+        for choice in chunk.get("choices") or ():
+            released = self._released_choice(choice)
+            if released is not None:
+                kept.append(released)
+        chunk["choices"] = kept
+
+    def _released_choice(self, choice: dict[str, Any]) -> dict[str, Any] | None:
+        assert self._output is not None
+        delta = dict(choice.get("delta") or {})
+        index = choice.get("index", 0)
+        if self._output.refused(index):
+            return None  # the rest of a refused choice is the backend's, never shown
+        text = delta.get("content")
+        try:
+            released = self._output.feed(index, text) if isinstance(text, str) and text else ""
+            if choice.get("finish_reason"):  # a heavy rule's last scan may block here
+                released += self._output.finish(index)
+        except Blocked as blocked:
+            return self._refusal(index, blocked)
+        if released or "content" in delta:
+            delta["content"] = released
+        if released or choice.get("finish_reason") or set(delta) - {"content"}:
+            # Released text no longer lines up with the upstream chunk's token logprobs,
+            # which could also spell out held-back or redacted text.
+            return {**choice, "delta": delta, "logprobs": None}
+        return None
+
+    def _refusal(self, index: int, blocked: Blocked) -> dict[str, Any]:
+        """A block that answers ends its choice with the rule's refusal; one that errs raises."""
+        assert self._output is not None
+        refusal = self._output.refuse(index, blocked.rule)
+        if refusal is None:
+            raise blocked
+        self._refused[index] = blocked.rule.id
+        return {
+            "index": index,
+            "delta": {"content": refusal},
+            "logprobs": None,
+            "finish_reason": "content_filter",
+        }
+
+    def _flush(self) -> bytes:
+        """Text still held back when the stream ends without a finish chunk (or the refusal
+        of a rule whose last scan blocks it). Raises Blocked for a block that errs."""
+        if self._output is None:
+            return b""
+        choices: list[dict[str, Any]] = []
+        for i in self._output.unfinished():
+            try:
+                rest = self._output.finish(i)
+            except Blocked as blocked:
+                choices.append(self._refusal(i, blocked))
+                continue
+            if rest:
+                delta = {"content": rest}
+                choices.append(
+                    {"index": i, "delta": delta, "logprobs": None, "finish_reason": None}
+                )
+        return frame(self._chunk(choices)) if choices else b""
+
+    def _block(self, rule: CompiledRule) -> bytes:
+        """A block that errs, mid-stream: content_filter on every choice left, then [DONE]."""
+        assert self._output is not None
+        self._blocked = rule
+        self._end(Status.BLOCKED, "policy_violation", f"output blocked by rule '{rule.id}'")
+        indices = self._output.unfinished() or [0]
+        choices: list[dict[str, Any]] = [
+            {"index": i, "delta": {}, "logprobs": None, "finish_reason": "content_filter"}
+            for i in indices
+        ]
+        return frame(self._chunk(choices)) + _DONE
+
+    def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        head = self._assembler.head
+        return {
+            "id": head.get("id"),
+            "object": "chat.completion.chunk",
+            "created": head.get("created"),
+            "model": head.get("model"),
+            "choices": choices,
+        }
+
+    def _settle(self) -> None:
+        """The stream ended as it should: whose, if anyone's, content_filter ended a choice."""
+        if self._refused:
+            rules = ", ".join(sorted(set(self._refused.values())))
+            self._end(Status.BLOCKED, "policy_violation", f"output blocked by rule '{rules}'")
+        elif (filtered := upstream_filtered(self._assembler.body()["choices"])) is not None:
+            self._end(Status.UPSTREAM_FILTERED, "upstream_content_filter", filtered)
+        elif not self._assembler.finished:  # llama-cpp-python cuts streams short this way
+            self._end(Status.INCOMPLETE, "upstream_ended", "[DONE] before every choice finished")
+        else:
+            self._end(Status.OK, None, None)
