@@ -19,7 +19,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.errors import ClientGone, GatewayError, ServiceUnavailable
+from gateway.errors import ClientGone, GatewayError
 from gateway.pipeline.context import ExchangeRecord, RequestContext
 from gateway.pipeline.needs import PipelineNeeds
 from gateway.pipeline.output import OutputStage
@@ -29,11 +29,18 @@ from gateway.pipeline.stages.forward import forward
 from gateway.pipeline.stages.inputs import Admission, admit, admit_embeddings, first_turn
 from gateway.pipeline.stages.quota import take_quota
 from gateway.pipeline.stages.record import failed, finish
-from gateway.pipeline.stages.respond import decision_headers, refusal_response, upstream_filtered
+from gateway.pipeline.stages.respond import (
+    answered,
+    decision_headers,
+    refusal_response,
+    settle,
+    unrecordable,
+    upstream_filtered,
+)
 from gateway.pipeline.stages.route import route
 from gateway.pipeline.stream import ProxyStream
 from gateway.pipeline.stream_open import open_stream
-from gateway.policy.actions import Action, Stage
+from gateway.policy.actions import Stage
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.records.status import Status
@@ -89,13 +96,19 @@ class Pipeline:
     async def embeddings(self, request: Request) -> Response:
         return await self._run(request, "embeddings", self._embeddings)
 
+    async def run(self, request: Request, endpoint: str, handler: Handler) -> Response:
+        """Another endpoint through the same path (the Responses API, legacy completions):
+        authenticated, its policy snapshotted, its body read, recorded whatever happens;
+        ``handler`` does the rest with the record, the context and the body."""
+        return await self._run(request, endpoint, handler)
+
     async def _run(self, request: Request, endpoint: str, handler: Handler) -> Response:
         record = ExchangeRecord(id=request.state.request_id, endpoint=endpoint)
         recorder = self.s.recorder
         recorder.begin(record.id)  # shutdown waits for its record
         try:
             if not recorder.accepts():
-                raise _unrecordable()
+                raise unrecordable()
             principal = await authenticate(
                 self.s.authenticator, request.headers.get("authorization"), record
             )
@@ -164,8 +177,8 @@ class Pipeline:
         )
         if changed is not None:
             raw = changed
-        _settle(record, decision, filtered)
-        return self._answer(record, raw, answer, limits)
+        settle(record, decision, filtered)
+        return answered(self.s.recorder, record, raw, answer, limits)
 
     def _refuse(
         self, record: ExchangeRecord, decision: Decision, admitted: Admission, chat: ChatRequest
@@ -201,28 +214,7 @@ class Pipeline:
             self.s.upstream, upstream_route, "/embeddings", record, admitted.body
         )
         record.response_body = _without_vectors(answer)
-        return self._answer(record, raw, answer, limits)
-
-    def _answer(
-        self,
-        record: ExchangeRecord,
-        raw: bytes,
-        answer: dict[str, Any],
-        limits: dict[str, str],
-    ) -> Response:
-        record.response_model = answer.get("model")
-        record.take_usage(answer.get("usage"))
-        finish(self.s.recorder, record)
-        headers = {**decision_headers(record.decision), **limits}
-        return Response(raw, media_type="application/json", headers=headers)
-
-
-def _unrecordable() -> ServiceUnavailable:
-    return ServiceUnavailable(
-        "The gateway cannot record exchanges right now, so it serves none; try again shortly.",
-        code="recording_unavailable",
-        headers={"retry-after": "5"},
-    )
+        return answered(self.s.recorder, record, raw, answer, limits)
 
 
 def _output(
@@ -246,19 +238,6 @@ def _copied(choice: Any) -> Any:
         return choice
     message = choice.get("message")
     return {**choice, "message": dict(message) if isinstance(message, dict) else message}
-
-
-def _settle(record: ExchangeRecord, decision: Decision, filtered: str | None) -> None:
-    """Whose doing an answer's ``content_filter`` was: the policy's, or the backend's own."""
-    blocked = [
-        o.rule
-        for o in decision.outcomes
-        if o.stage == Stage.OUTPUT and o.enforced == Action.BLOCK
-    ]
-    if blocked:
-        record.end(Status.BLOCKED, "policy_violation", f"output blocked by rule '{blocked[0]}'")
-    elif filtered is not None:
-        record.end(Status.UPSTREAM_FILTERED, "upstream_content_filter", filtered)
 
 
 def _without_vectors(answer: dict[str, Any]) -> dict[str, Any]:

@@ -1,11 +1,13 @@
 """A chat completion stream's frames (``stream.Frames``): each upstream chunk through the output
 stage (hold-back, redaction, blocks), usage the gateway asked for taken out again, and the
-assembled answer to the record."""
+assembled answer to the record. A legacy completion stream (``/v1/completions``) is the same
+with its text in ``choices[].text`` (``COMPLETION``'s ``Shape``)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -25,6 +27,37 @@ _DONE = b"data: [DONE]\n\n"
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """Where a stream's chunks carry their text: a chat chunk's ``choices[].delta.content``,
+    or a legacy completion chunk's ``choices[].text``."""
+
+    object: str
+    in_delta: bool
+
+    def text(self, choice: dict[str, Any]) -> Any:
+        if self.in_delta:
+            return (choice.get("delta") or {}).get("content")
+        return choice.get("text")
+
+    def with_text(self, choice: dict[str, Any], text: str) -> dict[str, Any]:
+        """A copy of the choice carrying ``text`` as its new text."""
+        if self.in_delta:
+            return {**choice, "delta": {**(choice.get("delta") or {}), "content": text}}
+        return {**choice, "text": text}
+
+    def choice(self, index: int, text: str | None, finish_reason: str | None) -> dict[str, Any]:
+        """A choice the gateway writes itself (a refusal, held-back text, a block's end)."""
+        ended = {"logprobs": None, "finish_reason": finish_reason}
+        if self.in_delta:
+            return {"index": index, "delta": {} if text is None else {"content": text}, **ended}
+        return {"index": index, "text": text or "", **ended}
+
+
+CHAT = Shape("chat.completion.chunk", in_delta=True)
+COMPLETION = Shape("text_completion", in_delta=False)
+
+
 class ChatFrames:
     """What a chat completion stream's upstream events become on the wire."""
 
@@ -37,8 +70,11 @@ class ChatFrames:
         output: OutputStage | None,
         choices: int = 1,
         heavy: bool = False,
+        shape: Shape = CHAT,
+        assembler: StreamAssembler | None = None,
     ) -> None:
         self._s = services
+        self._shape = shape
         self._ending = ending
         # the output stage runs a model: its work runs in the detector pool, off the loop,
         # whenever a model is due to read the text
@@ -48,7 +84,7 @@ class ChatFrames:
         self._choices = choices
         self._refused: dict[int, str] = {}  # choice → the rule whose refusal ended it
         self._strip_usage = strip_usage
-        self._assembler = StreamAssembler()
+        self._assembler = assembler or StreamAssembler()
 
     def _end(self, status: Status, error_type: str | None, message: str | None) -> None:
         self._ending.end(status, error_type, message)
@@ -114,7 +150,7 @@ class ChatFrames:
         """Whether the chunk's text makes a model read: only then does it leave the loop."""
         assert self._output is not None
         for choice in chunk.get("choices") or ():
-            text = (choice.get("delta") or {}).get("content")
+            text = self._shape.text(choice)
             text = text if isinstance(text, str) else ""
             final = bool(choice.get("finish_reason"))
             if self._output.models_due(choice.get("index", 0), text, final=final):
@@ -155,24 +191,29 @@ class ChatFrames:
 
     def _released_choice(self, choice: dict[str, Any]) -> dict[str, Any] | None:
         assert self._output is not None
-        delta = dict(choice.get("delta") or {})
         index = choice.get("index", 0)
         if self._output.refused(index):
             return None  # the rest of a refused choice is the backend's, never shown
-        text = delta.get("content")
+        text = self._shape.text(choice)
         try:
             released = self._output.feed(index, text) if isinstance(text, str) and text else ""
             if choice.get("finish_reason"):  # a heavy rule's last scan may block here
                 released += self._output.finish(index)
         except Blocked as blocked:
             return self._refusal(index, blocked)
-        if released or "content" in delta:
-            delta["content"] = released
-        if released or choice.get("finish_reason") or set(delta) - {"content"}:
+        if released or text is not None:
+            choice = self._shape.with_text(choice, released)
+        if released or choice.get("finish_reason") or self._carries_more(choice):
             # Released text no longer lines up with the upstream chunk's token logprobs,
             # which could also spell out held-back or redacted text.
-            return {**choice, "delta": delta, "logprobs": None}
+            return {**choice, "logprobs": None}
         return None
+
+    def _carries_more(self, choice: dict[str, Any]) -> bool:
+        """Whether a choice says something besides its text (a role, a tool call)."""
+        if not self._shape.in_delta:
+            return False
+        return bool(set(choice.get("delta") or {}) - {"content"})
 
     def _refusal(self, index: int, blocked: Blocked) -> dict[str, Any]:
         """A block that answers ends its choice with the rule's refusal; one that errs raises."""
@@ -181,12 +222,7 @@ class ChatFrames:
         if refusal is None:
             raise blocked
         self._refused[index] = blocked.rule.id
-        return {
-            "index": index,
-            "delta": {"content": refusal},
-            "logprobs": None,
-            "finish_reason": "content_filter",
-        }
+        return self._shape.choice(index, refusal, "content_filter")
 
     def _flush(self) -> bytes:
         """Text still held back when the stream ends without a finish chunk (or the refusal
@@ -201,10 +237,7 @@ class ChatFrames:
                 choices.append(self._refusal(i, blocked))
                 continue
             if rest:
-                delta = {"content": rest}
-                choices.append(
-                    {"index": i, "delta": delta, "logprobs": None, "finish_reason": None}
-                )
+                choices.append(self._shape.choice(i, rest, None))
         return frame(self._chunk(choices)) if choices else b""
 
     def _block(self, rule: CompiledRule) -> bytes:
@@ -213,17 +246,14 @@ class ChatFrames:
         self._blocked = rule
         self._end(Status.BLOCKED, "policy_violation", f"output blocked by rule '{rule.id}'")
         indices = self._output.unfinished() or [0]
-        choices: list[dict[str, Any]] = [
-            {"index": i, "delta": {}, "logprobs": None, "finish_reason": "content_filter"}
-            for i in indices
-        ]
+        choices = [self._shape.choice(i, None, "content_filter") for i in indices]
         return frame(self._chunk(choices)) + _DONE
 
     def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         head = self._assembler.head
         return {
             "id": head.get("id"),
-            "object": "chat.completion.chunk",
+            "object": self._shape.object,
             "created": head.get("created"),
             "model": head.get("model"),
             "choices": choices,

@@ -34,30 +34,37 @@ class _Opened:
     inject: bool
 
 
-#: makes a stream's frames once the stream is open: from its ending and whether the gateway
-#: asked for usage on the client's behalf (which the frames then take out again)
-FramesFactory = Callable[[Ending, bool], Frames]
+#: makes a stream's frames once the stream is open: from its ending, whether the gateway
+#: asked for usage on the client's behalf (which the frames then take out again), and the
+#: route that answered (a backend that speaks the Responses API itself, or one translated)
+FramesFactory = Callable[[Ending, bool, Route], Frames]
+#: what one try sends to its route: the path and the body (``stages.forward.Build``)
+Build = Callable[[Route], tuple[str, dict[str, Any]]]
 
 
 async def open_stream(
     services: PipelineNeeds,
     plan: RoutePlan,
     log: ExchangeRecord,
-    body: dict[str, Any],
+    body: dict[str, Any] | Build,
     *,
     inject_usage: bool,
     output: OutputStage | None = None,
     headers: dict[str, str] | None = None,
     heavy: bool = False,
-    path: str = "/chat/completions",
     frames: FramesFactory | None = None,
 ) -> ProxyStream:
-    """Open a stream by the plan; ``frames`` says what its events become (by default a chat
-    completion stream's, through ``output``)."""
+    """Open a stream by the plan. ``body`` is a chat completion request, or what to send each
+    route tried (``Build``); ``frames`` says what the events become (by default a chat
+    completion stream's, through ``output``). ``inject_usage`` asks a backend that takes
+    ``stream_options`` for usage on the client's behalf."""
     log.upstream_started_at = now()
+    build: Build = body if callable(body) else (lambda _: ("/chat/completions", body))
+    choices = 1 if callable(body) else body.get("n") or 1
 
     async def once(route: Route) -> _Opened:
-        return await _open(services, route, log, body, path=path, inject_usage=inject_usage)
+        path, built = build(route)
+        return await _open(services, route, log, built, path=path, inject_usage=inject_usage)
 
     try:
         route, opened = await run_plan(plan, once, log.attempts)
@@ -67,9 +74,8 @@ async def open_stream(
     ending = Ending()
     if frames is None:
         active = output if output is not None and output.active else None
-        choices = body.get("n") or 1
 
-        def frames(ending: Ending, strip: bool) -> Frames:
+        def frames(ending: Ending, strip: bool, _: Route) -> Frames:
             return ChatFrames(
                 services, ending, strip_usage=strip, output=active, choices=choices, heavy=heavy
             )
@@ -81,7 +87,7 @@ async def open_stream(
         opened.response,
         opened.frames,
         opened.first,
-        frames(ending, opened.inject),
+        frames(ending, opened.inject, route),
         ending,
         headers=headers or {},
     )

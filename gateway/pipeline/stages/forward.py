@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -19,6 +20,10 @@ from gateway.upstream.client import UpstreamClient, mapped_errors
 from gateway.upstream.failures import MALFORMED
 from gateway.upstream.router import Route, RoutePlan
 
+#: what one try sends to the route it is made on: the path and the body (a backend that
+#: speaks the Responses API itself is sent a Responses request, one that does not a chat one)
+Build = Callable[[Route], tuple[str, dict[str, Any]]]
+
 
 async def forward(
     upstream: UpstreamClient,
@@ -28,16 +33,26 @@ async def forward(
     body: dict[str, Any],
 ) -> tuple[bytes, dict[str, Any]]:
     """Send a non-streaming request upstream; return its body, raw and parsed."""
+    _, raw, answer = await forward_built(upstream, plan, record, lambda _: (path, body))
+    return raw, answer
+
+
+async def forward_built(
+    upstream: UpstreamClient, plan: RoutePlan, record: ExchangeRecord, build: Build
+) -> tuple[Route, bytes, dict[str, Any]]:
+    """Send a non-streaming request upstream, built for each route tried; return the route
+    that answered and its body, raw and parsed."""
     record.upstream_started_at = now()
 
     async def once(route: Route) -> tuple[bytes, dict[str, Any]]:
+        path, body = build(route)
         return await _once(upstream, route, path, record, body)
 
     try:
-        _, answer = await run_plan(plan, once, record.attempts)
+        route, (raw, answer) = await run_plan(plan, once, record.attempts)
     finally:
         served(record, plan)
-    return answer
+    return route, raw, answer
 
 
 async def _once(

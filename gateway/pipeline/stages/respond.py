@@ -10,8 +10,14 @@ from typing import Any
 
 from starlette.responses import Response
 
+from gateway.errors import ServiceUnavailable
+from gateway.pipeline.context import ExchangeRecord
+from gateway.pipeline.stages.record import finish
 from gateway.pipeline.stream_events import frame
+from gateway.policy.actions import Action, Stage
 from gateway.policy.decision import Decision
+from gateway.records.recorder import ExchangeRecorder
+from gateway.records.status import Status
 
 
 def decision_headers(decision: Decision | None) -> dict[str, str]:
@@ -70,7 +76,7 @@ def refusal_stream(completion: dict[str, Any], include_usage: bool) -> bytes:
     frames = []
     for choice in completion["choices"]:
         text, index = choice["message"]["content"], choice["index"]
-        for delta, finish in (
+        for delta, reason in (
             ({"role": "assistant", "content": ""}, None),
             ({"content": text}, None),
             ({}, "content_filter"),
@@ -84,7 +90,7 @@ def refusal_stream(completion: dict[str, Any], include_usage: bool) -> bytes:
                                 "index": index,
                                 "delta": delta,
                                 "logprobs": None,
-                                "finish_reason": finish,
+                                "finish_reason": reason,
                             }
                         ],
                     }
@@ -106,3 +112,40 @@ def refusal_response(
     return Response(
         json.dumps(completion), media_type="application/json", headers=headers
     ), completion
+
+
+def answered(
+    recorder: ExchangeRecorder,
+    record: ExchangeRecord,
+    raw: bytes,
+    answer: dict[str, Any],
+    limits: dict[str, str],
+) -> Response:
+    """A whole answer's end: its model and usage to the record, the record finished, and the
+    answer sent with the decision's headers (and the limits')."""
+    record.response_model = answer.get("model")
+    record.take_usage(answer.get("usage"))
+    finish(recorder, record)
+    headers = {**decision_headers(record.decision), **limits}
+    return Response(raw, media_type="application/json", headers=headers)
+
+
+def settle(record: ExchangeRecord, decision: Decision, filtered: str | None) -> None:
+    """Whose doing an answer's ``content_filter`` was: the policy's, or the backend's own."""
+    blocked = [
+        o.rule
+        for o in decision.outcomes
+        if o.stage == Stage.OUTPUT and o.enforced == Action.BLOCK
+    ]
+    if blocked:
+        record.end(Status.BLOCKED, "policy_violation", f"output blocked by rule '{blocked[0]}'")
+    elif filtered is not None:
+        record.end(Status.UPSTREAM_FILTERED, "upstream_content_filter", filtered)
+
+
+def unrecordable() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "The gateway cannot record exchanges right now, so it serves none; try again shortly.",
+        code="recording_unavailable",
+        headers={"retry-after": "5"},
+    )
