@@ -1,4 +1,4 @@
-"""The OpenAI-compatible surface: chat completions, embeddings, models."""
+"""The OpenAI-compatible surface: chat completions, legacy completions, embeddings, models."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from gateway.deps import ServicesDep, app_state
 from gateway.errors import NotFound, PolicyUnavailable
+from gateway.pipeline.completions import Completions
 from gateway.services import Services
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -21,6 +22,12 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 @router.post("/chat/completions", summary="Create a chat completion (streaming or not)")
 async def chat_completions(request: Request) -> Response:
     return await app_state(request).pipeline.chat(request)
+
+
+@router.post("/completions", summary="Create a legacy text completion (streaming or not)")
+async def completions(request: Request) -> Response:
+    pipeline = app_state(request).pipeline
+    return await pipeline.run(request, "completions", Completions(pipeline.s))
 
 
 @router.post("/embeddings", summary="Create embeddings")

@@ -1,4 +1,5 @@
-"""Rebuild a whole chat completion from its stream chunks, for the record.
+"""Rebuild a whole chat completion (or a legacy completion) from its stream chunks, for the
+record.
 
 Texts arrive a piece at a time: each is kept as a list of pieces and joined once, when the
 body is built, so a long answer costs its length, not its length squared.
@@ -81,9 +82,13 @@ class _Choice:
 
 
 class StreamAssembler:
+    """A chat completion stream's chunks as one ``chat.completion``."""
+
+    object = "chat.completion"
+
     def __init__(self) -> None:
         self.head: dict[str, Any] = {}
-        self._choices: dict[Any, _Choice] = {}
+        self._choices: dict[Any, _Choice | _TextChoice] = {}
         self.usage: Any = None
         self.chunks = 0
 
@@ -98,8 +103,11 @@ class StreamAssembler:
                 index = choice.get("index", 0)
                 state = self._choices.get(index)
                 if state is None:
-                    state = self._choices[index] = _Choice(index)
+                    state = self._choices[index] = self._choice(index)
                 state.add(choice)
+
+    def _choice(self, index: Any) -> _Choice | _TextChoice:
+        return _Choice(index)
 
     @property
     def finished(self) -> bool:
@@ -108,10 +116,54 @@ class StreamAssembler:
     def body(self) -> dict[str, Any]:
         body = {
             **self.head,
-            "object": "chat.completion",
+            "object": self.object,
             "choices": [self._choices[i].body() for i in sorted(self._choices)],
             "usage": self.usage,
         }
         if self.usage is None:  # unknown, never guessed (llama-cpp-python streams send none)
             body["usage_missing"] = "the backend sent no usage on this stream"
         return body
+
+
+#: the legacy logprobs' lists, each one entry per token
+_LEGACY_LOGPROBS = ("tokens", "token_logprobs", "top_logprobs", "text_offset")
+
+
+@dataclass(slots=True)
+class _TextChoice:
+    """A legacy completion choice: its text in ``choices[].text``, its logprobs as lists."""
+
+    index: Any
+    text: list[str] = field(default_factory=list)
+    finish_reason: Any = None
+    logprobs: dict[str, list[Any]] | None = None
+
+    def add(self, choice: dict[str, Any]) -> None:
+        if isinstance(choice.get("text"), str):
+            self.text.append(choice["text"])
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+        logprobs = choice.get("logprobs")
+        if isinstance(logprobs, dict):
+            kept = self.logprobs = self.logprobs if self.logprobs is not None else {}
+            for key in _LEGACY_LOGPROBS:
+                if isinstance(logprobs.get(key), list):
+                    kept.setdefault(key, []).extend(logprobs[key])
+
+    def body(self) -> dict[str, Any]:
+        logprobs = None if self.logprobs is None else {k: list(v) for k, v in self.logprobs.items()}
+        return {
+            "index": self.index,
+            "text": "".join(self.text),
+            "logprobs": logprobs,
+            "finish_reason": self.finish_reason,
+        }
+
+
+class CompletionAssembler(StreamAssembler):
+    """A legacy completion stream's ``text_completion`` chunks as one ``text_completion``."""
+
+    object = "text_completion"
+
+    def _choice(self, index: Any) -> _Choice | _TextChoice:
+        return _TextChoice(index)
