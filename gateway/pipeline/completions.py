@@ -108,7 +108,7 @@ class Completions:
         record.stream = bool(request.stream)
         record.requested_model = request.model
         texts = shape.prompts(body["prompt"])
-        view = shape.request_view(body, texts or [], n=request.generated)
+        view = shape.request_view(body, n=request.generated)
         admitted = await self.s.detectors.evaluate(
             policy.heavy_at(Stage.INPUT),
             partial(_admit, policy, view, decision, readable=texts is not None),

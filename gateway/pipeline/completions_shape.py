@@ -20,6 +20,9 @@ from starlette.responses import Response
 from gateway.pipeline.stages.respond import decision_headers
 from gateway.pipeline.stream_events import frame
 from gateway.policy.decision import Decision
+from gateway.records import shapes
+
+ENDPOINT = "completions"
 
 
 def prompts(prompt: Any) -> list[str] | None:
@@ -31,12 +34,20 @@ def prompts(prompt: Any) -> list[str] | None:
     return None
 
 
-def request_view(body: dict[str, Any], texts: list[str], *, n: int) -> dict[str, Any]:
-    """The request as a chat body for the input stage: one user message per prompt; ``n`` is
-    the count of answers the backend generates (``best_of`` when larger)."""
+def request_view(body: dict[str, Any], *, n: int) -> dict[str, Any]:
+    """The request as a chat body for the input stage: its fields, with the record's view's
+    messages (one user message per prompt) for the prompt; ``n`` is the count of answers the
+    backend generates (``best_of`` when larger)."""
     view = {k: v for k, v in body.items() if k != "prompt"}
-    view["messages"] = [{"role": "user", "content": text} for text in texts]
+    view["messages"] = shapes.request_view(ENDPOINT, body)["messages"]
     view["n"] = n
+    return view
+
+
+def answer_view(answer: dict[str, Any]) -> dict[str, Any]:
+    """A completion's choices as chat choices, as the record's view reads them (copies: the
+    record keeps the answer as given)."""
+    view: dict[str, Any] = shapes.answer_view(ENDPOINT, answer)
     return view
 
 
@@ -52,18 +63,6 @@ def upstream_body(
     if "max_tokens" in admitted:
         sent["max_tokens"] = admitted["max_tokens"]
     return sent
-
-
-def answer_view(answer: dict[str, Any]) -> dict[str, Any]:
-    """A completion's choices as chat choices (copies: the record keeps the answer as given)."""
-    choices = []
-    for choice in answer.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
-        text = choice.get("text")
-        message = {"role": "assistant", "content": text if isinstance(text, str) else None}
-        choices.append({**choice, "message": message})
-    return {**answer, "choices": choices}
 
 
 def answer_of(view: dict[str, Any]) -> dict[str, Any]:
