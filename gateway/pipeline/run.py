@@ -38,12 +38,16 @@ from gateway.pipeline.stages.respond import (
     upstream_filtered,
 )
 from gateway.pipeline.stages.route import route
-from gateway.pipeline.stream import ProxyStream
-from gateway.pipeline.stream_open import open_stream
+from gateway.pipeline.stream import Ending, Frames, ProxyStream
+from gateway.pipeline.stream_chat import ChatFrames
+from gateway.pipeline.stream_open import FramesFactory, open_stream
+from gateway.pipeline.tools_chat import scope_calls
+from gateway.pipeline.tools_stream import ToolStream
 from gateway.policy.actions import Stage
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.records.status import Status
+from gateway.upstream.router import Route
 
 Handler = Callable[[ExchangeRecord, RequestContext, dict[str, Any]], Awaitable[Response]]
 
@@ -164,6 +168,7 @@ class Pipeline:
                 output=output,
                 headers={**decision_headers(decision), **limits},
                 heavy=policy.heavy_at(Stage.OUTPUT),
+                frames=self._tool_frames(policy, decision, output, admitted.body),
             )
         raw, answer = await forward(
             self.s.upstream, upstream_route, "/chat/completions", record, admitted.body
@@ -179,6 +184,35 @@ class Pipeline:
             raw = changed
         settle(record, decision, filtered)
         return answered(self.s.recorder, record, raw, answer, limits)
+
+    def _tool_frames(
+        self,
+        policy: CompiledPolicy,
+        decision: Decision,
+        output: OutputStage,
+        body: dict[str, Any],
+    ) -> FramesFactory | None:
+        """A chat stream's frames that hold its tool calls to the policy's scope (None: the
+        default frames, when the policy does not govern tools)."""
+        if not policy.tools.active:
+            return None
+        active = output if output.active else None
+        heavy = policy.heavy_at(Stage.OUTPUT)
+
+        def frames(ending: Ending, strip: bool, _: Route) -> Frames:
+            tools = ToolStream(policy.tools, decision)
+            choices = body.get("n") or 1
+            return ChatFrames(
+                self.s,
+                ending,
+                strip_usage=strip,
+                output=active,
+                choices=choices,
+                heavy=heavy,
+                tools=tools,
+            )
+
+        return frames
 
     def _refuse(
         self, record: ExchangeRecord, decision: Decision, admitted: Admission, chat: ChatRequest
@@ -220,14 +254,16 @@ class Pipeline:
 def _output(
     policy: CompiledPolicy, answer: dict[str, Any], decision: Decision, *, disclose: bool
 ) -> bytes | None:
-    """The output stage on a whole answer: the new body when it changed, else None. It works
-    on a copy of the choices it may change, so the record keeps the answer as given."""
+    """The output stage on a whole answer (the output rules, then the tool calls' scope): the
+    new body when it changed, else None. It works on a copy of the choices it may change, so
+    the record keeps the answer as given."""
     output = OutputStage(policy, decision, disclose=disclose)
-    if not output.active:
+    if not output.active and not policy.tools.active:
         return None
     choices = [_copied(c) for c in answer.get("choices") or ()]
     reviewed = {**answer, "choices": choices}
-    if not output.answer(reviewed):
+    changed = output.active and output.answer(reviewed)  # the model's text, as it wrote it
+    if not scope_calls(policy.tools, reviewed, decision) and not changed:
         return None
     return json.dumps(reviewed).encode()
 

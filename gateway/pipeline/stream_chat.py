@@ -19,7 +19,9 @@ from gateway.pipeline.output import Blocked, OutputStage
 from gateway.pipeline.stages.respond import upstream_filtered
 from gateway.pipeline.stream import Ending, shutdown_frame
 from gateway.pipeline.stream_events import error_frame, frame
+from gateway.pipeline.tools_stream import ToolStream
 from gateway.policy.compiled import CompiledRule
+from gateway.policy.tools import CALLED
 from gateway.records.status import Status
 from gateway.upstream.sse import Event
 
@@ -72,6 +74,7 @@ class ChatFrames:
         heavy: bool = False,
         shape: Shape = CHAT,
         assembler: StreamAssembler | None = None,
+        tools: ToolStream | None = None,
     ) -> None:
         self._s = services
         self._shape = shape
@@ -85,6 +88,7 @@ class ChatFrames:
         self._refused: dict[int, str] = {}  # choice → the rule whose refusal ended it
         self._strip_usage = strip_usage
         self._assembler = assembler or StreamAssembler()
+        self._tools = tools  # the tool calls' scope (``tools_stream``), when the policy has one
 
     def _end(self, status: Status, error_type: str | None, message: str | None) -> None:
         self._ending.end(status, error_type, message)
@@ -103,6 +107,8 @@ class ChatFrames:
         return shutdown_frame()
 
     def close(self, log: ExchangeRecord) -> None:
+        if self._tools is not None:
+            self._tools.close()
         if self._output is not None:
             self._output.close(self._blocked)
         log.response_body = self._assembler.body()
@@ -120,7 +126,7 @@ class ChatFrames:
                 self._end(Status.GATEWAY_ERROR, failed.code or failed.type, failed.message)
                 return error_frame(failed)
             self._settle()
-            return flushed + event.raw
+            return flushed + self._tools_rest() + event.raw
         if event.data is None:
             return event.raw
         try:
@@ -136,6 +142,8 @@ class ChatFrames:
             return event.raw
         self._assembler.add(chunk)
         changed = self._strip(chunk) if self._strip_usage else False
+        if self._tools is not None:
+            changed = self._tools.take(chunk) or changed
         if self._output is not None:
             return await self._output_frame(chunk)
         if not changed:
@@ -240,6 +248,11 @@ class ChatFrames:
                 choices.append(self._shape.choice(i, rest, None))
         return frame(self._chunk(choices)) if choices else b""
 
+    def _tools_rest(self) -> bytes:
+        """Calls still held when the stream ends without their choice's finish_reason."""
+        rest = self._tools.rest() if self._tools is not None else []
+        return frame(self._chunk(rest)) if rest else b""
+
     def _block(self, rule: CompiledRule) -> bytes:
         """A block that errs, mid-stream: content_filter on every choice left, then [DONE]."""
         assert self._output is not None
@@ -261,8 +274,11 @@ class ChatFrames:
 
     def _settle(self) -> None:
         """The stream ended as it should: whose, if anyone's, content_filter ended a choice."""
-        if self._refused:
-            rules = ", ".join(sorted(set(self._refused.values())))
+        blocked = set(self._refused.values())
+        if self._tools is not None and self._tools.blocked:
+            blocked.add(CALLED)
+        if blocked:
+            rules = ", ".join(sorted(blocked))
             self._end(Status.BLOCKED, "policy_violation", f"output blocked by rule '{rules}'")
         elif (filtered := upstream_filtered(self._assembler.body()["choices"])) is not None:
             self._end(Status.UPSTREAM_FILTERED, "upstream_content_filter", filtered)

@@ -1,7 +1,9 @@
 """The input stage: the policy's input rules and topic scope applied to a request's body.
 
-``admit`` returns what goes upstream (the body with redactions made, the model alias after any
-route) or the refusal to answer with; the judging is ``gateway.policy.judge``'s. Messages are
+``admit`` returns what goes upstream (the body with redactions made and the declared tools out
+of scope removed, the model alias after any route) or the refusal to answer with; the judging
+is ``gateway.policy.judge``'s (and the tools' ``gateway.policy.tools``'). Tool results
+(``tool`` and legacy ``function`` messages) are inputs the rules read. Messages are
 copied only where a redaction changes them: the client's body is never edited.
 """
 
@@ -13,6 +15,7 @@ from typing import Any
 from gateway.checks.spans import redact
 from gateway.errors import InvalidRequest, PolicyViolation
 from gateway.pipeline.stages.limits import apply_limits, choose_model, limit_embedding_tokens
+from gateway.pipeline.tools_chat import scope_declared
 from gateway.policy.actions import Action, Stage
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision, Evidence, Outcome
@@ -29,8 +32,9 @@ class Admission:
 
 def admit(policy: CompiledPolicy, body: dict[str, Any], decision: Decision) -> Admission:
     alias = choose_model(policy, body, decision)
+    body = scope_declared(policy.tools, body, decision)
     messages = body.get("messages") or []
-    refs = message_texts(messages)
+    refs = tool_results(message_texts(messages))
     body = apply_limits(policy, body, refs, decision)
     verdict = judge_input(policy, refs, decision)
     if verdict.refusal is not None:
@@ -41,6 +45,15 @@ def admit(policy: CompiledPolicy, body: dict[str, Any], decision: Decision) -> A
     if verdict.route is not None:
         decision.routed_to = alias = verdict.route
     return Admission(body, alias)
+
+
+def tool_results(refs: list[TextRef]) -> list[TextRef]:
+    """Tool results are inputs like the user's: a legacy ``function`` message is one, read by
+    the rules that read ``tool`` messages (an injection in a fetched page is caught either way)."""
+    return [
+        TextRef(ref.message, ref.part, "tool", ref.text) if ref.role == "function" else ref
+        for ref in refs
+    ]
 
 
 def redacted_messages(messages: list[Any], spans: Spans) -> list[Any]:
