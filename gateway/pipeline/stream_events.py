@@ -71,6 +71,7 @@ class _Held:
         self.secrets = [s for s in secrets if s]
         self.held: dict[Path, str] = {}
         self.head: dict[str, Any] = {}
+        self.like: dict[Path, dict[str, Any]] = {}  # a held Responses text's last delta
         # keys JSON writes as they are: an event's raw text then shows whether it may hold
         self._plain = all(json.dumps(s)[1:-1] == s for s in self.secrets)
         self._longest = max((len(s) for s in self.secrets), default=0)
@@ -100,24 +101,55 @@ class _Held:
             self.held[path], text = text[-keep:], text[:-keep]
         return text
 
-    def event(self, event: Event, redacted: bool = False) -> Event:
+    def events(self, event: Event, redacted: bool = False) -> list[Event]:
         """The event with its texts' held ends taken out (and earlier ones put back); a choice
         whose text was held back or redacted (``redacted``: the event's raw text held a key)
-        loses its logprobs, whose tokens would spell the key in pieces."""
+        loses its logprobs, whose tokens would spell the key in pieces. A Responses event is
+        read by ``responses``."""
         try:
             chunk = json.loads(event.data or "")
         except ValueError:
-            return event
-        if not isinstance(chunk, dict) or not isinstance(chunk.get("choices"), list):
-            return event
+            return [event]
+        if not isinstance(chunk, dict):
+            return [event]
+        if isinstance(chunk.get("type"), str) and "choices" not in chunk:
+            return self.responses(chunk, event, redacted)
+        if not isinstance(chunk.get("choices"), list):
+            return [event]
         self.head = {k: chunk.get(k) for k in ("id", "object", "created", "model")}
         changed = False
         for choice in chunk["choices"]:
             changed = self._choice(choice, redacted) or changed
         if not changed:
-            return event
-        data = json.dumps(chunk)
-        return Event(raw=f"data: {data}\n\n".encode(), data=data, event=event.event)
+            return [event]
+        return [_event(chunk, event.event)]
+
+    def responses(self, chunk: dict[str, Any], event: Event, redacted: bool) -> list[Event]:
+        """A Responses stream's event: a text delta (``_DELTAS``) has its held end taken out,
+        and the held end goes out as a delta of its own before the event that ends that text
+        (its ``.done``, its item's ``output_item.done``, the Response's end)."""
+        kind, delta = chunk["type"], chunk.get("delta")
+        if kind in _DELTAS and isinstance(delta, str):
+            path = _responses_path(kind, chunk)
+            self.like[path] = {k: chunk[k] for k in _WHERE if k in chunk}
+            released = self.text(path, delta, final=False)
+            if released == delta and not redacted:
+                return [event]
+            if not released:
+                return []
+            chunk["delta"] = released
+            if chunk.get("logprobs"):
+                chunk["logprobs"] = []
+            return [_event(chunk, event.event)]
+        ended = [p for p in self.held if p[0] == _RESPONSES and _ends(kind, chunk, p)]
+        return [*(self._held_delta(p, self.held.pop(p)) for p in ended), event]
+
+    def _held_delta(self, path: Path, text: str) -> Event:
+        like = self.like.pop(path, {"type": path[1]})
+        chunk = {**like, "delta": text}
+        if path[1] == "response.output_text.delta":
+            chunk["logprobs"] = []
+        return _event(chunk, path[1])
 
     def _choice(self, choice: Any, redacted: bool) -> bool:
         if not isinstance(choice, dict) or not isinstance(choice.get("delta"), dict):
@@ -137,10 +169,12 @@ class _Held:
             choice["logprobs"] = None
         return changed
 
-    def rest(self) -> Event | None:
-        """What is still held when the stream ends without finishing those choices."""
+    def rest(self) -> list[Event]:
+        """What is still held when the stream ends without finishing those choices (or those
+        Responses texts)."""
+        out = [self._held_delta(p, self.held.pop(p)) for p in list(self.held) if p[0] == _RESPONSES]
         if not self.held:
-            return None
+            return out
         deltas: dict[Any, dict[str, Any]] = {}
         for (index, *path), text in self.held.items():
             _put(deltas.setdefault(index, {}), tuple(path), text)
@@ -149,8 +183,44 @@ class _Held:
             {"index": i, "delta": delta, "logprobs": None, "finish_reason": None}
             for i, delta in deltas.items()
         ]
-        data = json.dumps({**self.head, "choices": choices})
-        return Event(raw=f"data: {data}\n\n".encode(), data=data)
+        return [*out, _event({**self.head, "choices": choices}, None)]
+
+
+def _event(chunk: dict[str, Any], name: str | None) -> Event:
+    data = json.dumps(chunk)
+    head = f"event: {name}\n" if name else ""
+    return Event(raw=f"{head}data: {data}\n\n".encode(), data=data, event=name)
+
+
+#: a Responses stream's text deltas, each with the event that ends its text
+_DELTAS = {
+    "response.output_text.delta": "response.output_text.done",
+    "response.refusal.delta": "response.refusal.done",
+    "response.function_call_arguments.delta": "response.function_call_arguments.done",
+    "response.reasoning_text.delta": "response.reasoning_text.done",
+    "response.reasoning_summary_text.delta": "response.reasoning_summary_text.done",
+    "response.custom_tool_call_input.delta": "response.custom_tool_call_input.done",
+}
+_WHERE = ("type", "item_id", "output_index", "content_index", "summary_index", "sequence_number")
+_ENDS_ALL = ("response.completed", "response.incomplete", "response.failed", "error")
+_RESPONSES = "responses"  # a held Responses text's path begins with this
+
+
+def _responses_path(kind: str, chunk: dict[str, Any]) -> Path:
+    part = chunk.get("content_index", chunk.get("summary_index", 0))
+    return (_RESPONSES, kind, chunk.get("output_index", 0), part)
+
+
+def _ends(kind: str, chunk: dict[str, Any], path: Path) -> bool:
+    """Whether the event ends the held text at ``path``."""
+    if kind in _ENDS_ALL:
+        return True
+    at = chunk.get("output_index", 0)
+    if kind == "response.output_item.done":
+        return bool(path[2] == at)
+    if _DELTAS[path[1]] != kind:
+        return False
+    return _responses_path(path[1], chunk) == path
 
 
 def _texts(delta: dict[str, Any]) -> list[tuple[Path, str]]:
@@ -220,12 +290,15 @@ async def scrubbed(frames: AsyncIterator[Event], upstream: UpstreamClient) -> As
             event = parse_event(upstream.scrub(event.raw).removesuffix(b"\n\n"))
         if held.secrets and event.data and event.data.startswith("{"):
             if redacted or held.may_hold(event.data):
-                event = held.event(event, redacted)
-        elif event.done and (rest := held.rest()) is not None:
-            yield rest
+                for one in held.events(event, redacted):
+                    yield one
+                continue
+        elif event.done:
+            for one in held.rest():
+                yield one
         yield event
-    if (rest := held.rest()) is not None:  # the stream ended with neither [DONE] nor finish
-        yield rest
+    for one in held.rest():  # the stream ended with neither [DONE] nor finish
+        yield one
 
 
 async def first_event(route: Route, frames: AsyncIterator[Event]) -> Event:
