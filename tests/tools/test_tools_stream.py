@@ -1,0 +1,123 @@
+"""Tool-call scope on chat completion streams: with ``on_call: block`` a call's pieces are held
+until it is whole, then released as one delta (renumbered) or dropped, so a call out of scope
+never reaches the client; with ``flag`` nothing is held. Read as raw events (what went on the
+wire) and through the SDK's ``chat.completions.stream`` (which accumulates the calls)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from tests.tools.served import TOOLS, Served, labels, outcome, user
+
+
+def _events(served: Served, context: str, text: str) -> tuple[list[dict[str, Any]], str]:
+    """A stream's chunks as the client got them, and the exchange id."""
+    body = {"model": "test-small", "messages": user(text), "tools": TOOLS, "stream": True}
+    headers = {"authorization": f"Bearer {served.gateway.keys[context]}"}
+    with httpx.stream(
+        "POST", f"{served.gateway.v1}/chat/completions", json=body, headers=headers
+    ) as response:
+        assert response.status_code == 200
+        lines = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    return [json.loads(line) for line in lines[:-1]], response.headers["x-request-id"]
+
+
+def _deltas(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [c["delta"] for chunk in chunks for c in chunk["choices"]]
+
+
+def _calls(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [call for d in _deltas(chunks) for call in d.get("tool_calls") or ()]
+
+
+def _finish(chunks: list[dict[str, Any]]) -> list[str]:
+    return [c["finish_reason"] for chunk in chunks for c in chunk["choices"] if c["finish_reason"]]
+
+
+def test_a_call_in_scope_is_released_whole_in_one_delta(served: Served) -> None:
+    chunks, request_id = _events(
+        served, "tools-remove", 'call transfer {"amount": 40, "recipient": "bob"}'
+    )
+    (call,) = _calls(chunks)
+    assert (call["index"], call["type"], call["function"]["name"]) == (0, "function", "transfer")
+    assert call["id"]
+    assert json.loads(call["function"]["arguments"]) == {"amount": 40, "recipient": "bob"}
+    assert _finish(chunks) == ["tool_calls"]
+    record = served.gateway.record(request_id)
+    assert record["status"] == "ok"
+    # the backend sent the arguments in pieces; the record assembled them as it sent them
+    recorded = record["response_body"]["choices"][0]["message"]["tool_calls"]
+    assert recorded[0]["function"]["arguments"] == call["function"]["arguments"]
+
+
+def test_a_blocked_call_never_reaches_the_client(served: Served) -> None:
+    chunks, request_id = _events(
+        served, "tools-remove", 'call transfer {"amount": 5000, "recipient": "eve"}'
+    )
+    assert _calls(chunks) == []
+    wire = json.dumps(chunks)
+    assert "transfer" not in wire and "5000" not in wire and "eve" not in wire
+    text = "".join(d.get("content") or "" for d in _deltas(chunks))
+    assert text == "That tool is not available here."
+    assert _finish(chunks) == ["content_filter"]
+    record = served.gateway.record(request_id)
+    assert record["status"] == "blocked" and "tools.call" in record["error_message"]
+    kept = record["response_body"]["choices"][0]["message"]["tool_calls"]
+    assert json.loads(kept[0]["function"]["arguments"])["amount"] == 5000  # the backend's
+    assert labels(outcome(record, "tools.call")) == [(0, "bad_arguments:transfer")]
+
+
+def test_parallel_calls_with_one_blocked_are_renumbered(served: Served) -> None:
+    chunks, request_id = _events(served, "tools-remove", "PARALLEL")
+    calls = _calls(chunks)
+    assert [(c["index"], c["function"]["name"]) for c in calls] == [
+        (0, "lookup_balance"),
+        (1, "lookup_card"),
+    ]
+    assert [json.loads(c["function"]["arguments"]) for c in calls] == [
+        {"account": "main"},
+        {"last4": "4605"},
+    ]
+    assert len({c["id"] for c in calls}) == 2
+    assert _finish(chunks) == ["tool_calls"]
+    assert labels(outcome(served.gateway.record(request_id), "tools.call")) == [
+        (0, "bad_arguments:transfer")
+    ]
+
+
+def test_the_sdk_accumulates_released_calls_cleanly(served: Served) -> None:
+    with (
+        served.sdk("tools-remove") as sdk,
+        sdk.chat.completions.stream(
+            model="test-small", messages=user("PARALLEL"), tools=TOOLS
+        ) as stream,
+    ):
+        kinds = {event.type for event in stream}
+        final = stream.get_final_completion()
+    assert "tool_calls.function.arguments.done" in kinds
+    message = final.choices[0].message
+    assert [c.function.name for c in message.tool_calls or ()] == ["lookup_balance", "lookup_card"]
+    assert [json.loads(c.function.arguments) for c in message.tool_calls or ()] == [
+        {"account": "main"},
+        {"last4": "4605"},
+    ]
+    assert final.choices[0].finish_reason == "tool_calls"
+
+
+def test_flagged_calls_stream_as_the_backend_sent_them(served: Served) -> None:
+    chunks, request_id = _events(
+        served, "tools-flag", 'call transfer {"amount": 900, "recipient": "bob"}'
+    )
+    calls = _calls(chunks)
+    assert len(calls) > 1  # nothing held: the arguments came in pieces, as the backend sent them
+    arguments = "".join(c["function"].get("arguments") or "" for c in calls)
+    assert json.loads(arguments) == {"amount": 900, "recipient": "bob"}
+    record = served.gateway.record(request_id)
+    assert record["status"] == "ok"
+    called = outcome(record, "tools.call")
+    assert called is not None and (called["action"], called["enforced"]) == ("flag", "flag")
+    assert labels(called) == [(0, "bad_arguments:transfer")]
