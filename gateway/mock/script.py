@@ -88,6 +88,15 @@ class Fault(BaseModel):
         return self
 
 
+class ScriptedCall(BaseModel):
+    """A tool call a rule answers with (the arguments as an object, or as JSON text)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    arguments: dict[str, Any] | str = Field(default_factory=dict)
+
+
 class Rule(BaseModel):
     """Matches a chat request; a rule with neither `contains` nor `model` matches all."""
 
@@ -102,6 +111,9 @@ class Rule(BaseModel):
     chunk_chars: int | None = Field(default=None, ge=1)
     # The backend's own finish, e.g. "content_filter" for a provider's filter (Azure's).
     finish_reason: Literal["stop", "length", "content_filter"] | None = None
+    # Answer with these calls (several: parallel calls) unless the last message is a tool's
+    # result, whatever tools the request offers (so a test can see an undeclared call).
+    tool_calls: list[ScriptedCall] = Field(default_factory=list)
 
     def matches(self, model: str, last_user_text: str) -> bool:
         if self.model is not None and self.model != model:
