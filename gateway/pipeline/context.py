@@ -21,6 +21,7 @@ from gateway.pipeline.review_route import ReviewRoute
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.records.recorder import Entry
+from gateway.records.shapes import VIEWED, as_chat
 from gateway.records.status import Status
 from gateway.records.views import redacted_record
 from gateway.version import __version__
@@ -76,6 +77,9 @@ class ExchangeRecord:
     currency: str | None = None
     #: the Responses API's id of the answer (``resp_…``), for ``GET /v1/responses/{id}``
     response_id: str | None = None
+    #: what the record says about its response (``gateway.records.responses``): in the
+    #: decision, under ``responses``
+    response_notes: dict[str, Any] | None = None
     #: called once, as the exchange ends, before it is recorded (a limit's settlement)
     on_finish: list[Callable[[ExchangeRecord], None]] = field(default_factory=list)
 
@@ -155,10 +159,20 @@ class ExchangeRecord:
         if content == "none":
             values["request_body"] = values["response_body"] = None
         elif content == "redacted":  # chat messages and embeddings inputs alike
-            kept = redacted_record(self.request_body, self.response_body, decision, ctx.policy)
-            values["request_body"], values["response_body"] = kept.request, kept.answer
-            values["decision"]["removed_from_record"] = [r.as_dict() for r in kept.removed]
+            self._redacted(values, decision, ctx.policy)
+        if self.response_notes is not None:
+            values["decision"]["responses"] = self.response_notes
         return values
+
+    def _redacted(self, values: dict[str, Any], decision: Decision, policy: CompiledPolicy) -> None:
+        """The bodies without their sensitive spans; another endpoint's as its chat view
+        (``records.shapes``), which the decision's evidence indexes refer to."""
+        request, answer = self.request_body, self.response_body
+        if self.endpoint in VIEWED:
+            request, answer = as_chat(self.endpoint, request, answer)
+        kept = redacted_record(request, answer, decision, policy)
+        values["request_body"], values["response_body"] = kept.request, kept.answer
+        values["decision"]["removed_from_record"] = [r.as_dict() for r in kept.removed]
 
     def _finding_rows(self) -> list[dict[str, Any]]:
         if self.ctx is None:

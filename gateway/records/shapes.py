@@ -35,6 +35,8 @@ _KEPT = (
     "n",
 )
 _TEXT_PARTS = ("input_text", "output_text", "text")
+#: the endpoints whose records are read through a view (the others are chat's shape already)
+VIEWED = frozenset({"responses", "completions"})
 
 
 def as_chat(endpoint: str, request_body: Any, response_body: Any) -> tuple[Any, Any]:

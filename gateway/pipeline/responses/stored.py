@@ -1,0 +1,82 @@
+"""A stored response read back: the Response as it is served (``GET``), its input items, and
+its turn of a conversation (what ``previous_response_id`` rebuilds from).
+
+A response answered by this process is served as its client got it. One read from its record
+is held to the context's current output rules again first (the record keeps the backend's
+answer, before the gateway's changes), so nothing the policy withholds comes out by a read.
+A record that keeps redacted content (``record.content: redacted``) holds chat views: they
+are turned back into a Response and items, with the redactions in them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.errors import PolicyViolation
+from gateway.pipeline.output import OutputStage
+from gateway.pipeline.responses.answer import apply_view, response_of
+from gateway.pipeline.responses.translate import items_of, items_of_messages
+from gateway.policy.compiled import CompiledPolicy
+from gateway.policy.decision import Decision
+from gateway.records.responses import StoredResponse
+from gateway.records.shapes import answer_view
+
+
+def served_response(stored: StoredResponse, policy: CompiledPolicy) -> dict[str, Any]:
+    if isinstance(stored.delivered, dict):
+        return stored.delivered
+    response = stored.response if isinstance(stored.response, dict) else {}
+    if stored.content == "redacted":
+        shell = {"id": stored.response_id, "object": "response", "status": "completed"}
+        return response_of(response, {**shell, "model": response.get("model")})
+    return _held_to_rules(response, policy)
+
+
+def _held_to_rules(response: dict[str, Any], policy: CompiledPolicy) -> dict[str, Any]:
+    output = OutputStage(policy, Decision(policy.revision, policy.context), disclose=False)
+    if not output.active:
+        return response
+    view = answer_view("responses", response)
+    try:
+        output.answer(view)
+    except PolicyViolation:  # a block that errs: nothing of the text is served
+        for choice in view.get("choices") or ():
+            choice["message"]["content"], choice["finish_reason"] = "", "content_filter"
+    return apply_view(response, view)
+
+
+def input_items(stored: StoredResponse) -> list[dict[str, Any]]:
+    """The items the response was made from (its own input), each with an id."""
+    request = stored.request if isinstance(stored.request, dict) else {}
+    if stored.content == "redacted":
+        messages = request.get("messages") or []
+        items = items_of_messages(messages[1:] if stored.instructions else messages)
+    else:
+        items = items_of(request)
+    return [_listed(item, f"msg_{stored.response_id[5:29]}{n:04d}") for n, item in
+            enumerate(items)]
+
+
+def _listed(item: Any, made_id: str) -> Any:
+    """An item as the input items list shows it: with an id, a message's text as parts."""
+    if not isinstance(item, dict):
+        return item
+    listed = {**item, "id": item.get("id") or made_id}
+    if item.get("type", "message") == "message" and "role" in item:
+        listed.update(type="message", status=item.get("status", "completed"))
+        if isinstance(item.get("content"), str):
+            kind = "output_text" if item["role"] == "assistant" else "input_text"
+            listed["content"] = [{"type": kind, "text": item["content"]}]
+    return listed
+
+
+def turn_items(stored: StoredResponse, policy: CompiledPolicy) -> list[Any]:
+    """The response's turn: its input items, then its output as items."""
+    output = served_response(stored, policy).get("output") or []
+    return [*input_items(stored), *(i for i in output if isinstance(i, dict))]
+
+
+def previous_of(stored: StoredResponse) -> str | None:
+    request = stored.request if isinstance(stored.request, dict) else {}
+    previous = request.get("previous_response_id")
+    return previous if isinstance(previous, str) else None

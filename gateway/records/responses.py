@@ -1,0 +1,160 @@
+"""Stored responses: how ``GET /v1/responses/{id}`` and ``previous_response_id`` find an
+exchange, within its context only (another context's response is not found, as a missing
+one is).
+
+Records are written off the request path, so a follow-up may arrive before the record it
+continues is in the database: ``RecentResponses`` keeps the last responses this process
+answered (bounded, per context) and is read first; ``ResponseRecords`` reads the database.
+What a record says about its response (which path served it, whether the client let it be
+stored, what the record keeps of its content, when it was deleted) is in its decision, under
+``responses``; a deleted response keeps its record (the exchange stays accountable), marked.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import select, update
+
+from gateway.clock import now
+from gateway.db.models import Exchange
+from gateway.db.session import Sessions
+
+ENDPOINT = "responses"
+NOTES = "responses"  # the key of the decision's notes on a response
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    response_id: str
+    context: str
+    exchange_id: str
+    backend: str | None
+    #: the backend served the Responses API itself (it knows the id too)
+    native: bool
+    #: the client did not send ``store: false``
+    stored: bool
+    #: what the record keeps of the content: full, redacted (chat views), none
+    content: str
+    request: Any
+    response: Any
+    #: the Response as the client got it (this process's memory only)
+    delivered: Any = None
+    deleted: bool = False
+    #: the request had instructions (a redacted record's view starts with them)
+    instructions: bool = False
+    #: the record's notes while it is not yet written (this process's memory only): a delete
+    #: marks them, so the record is written deleted
+    notes: dict[str, Any] | None = None
+
+    @property
+    def servable(self) -> bool:
+        return self.stored and not self.deleted
+
+
+class RecentResponses:
+    """The last responses answered here, by context and id (bounded: the oldest go first)."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self._size = size
+        self._held: OrderedDict[tuple[str, str], StoredResponse] = OrderedDict()
+
+    def put(self, stored: StoredResponse) -> None:
+        key = (stored.context, stored.response_id)
+        self._held[key] = stored
+        self._held.move_to_end(key)
+        while len(self._held) > self._size:
+            self._held.popitem(last=False)
+
+    def get(self, context: str, response_id: str) -> StoredResponse | None:
+        return self._held.get((context, response_id))
+
+    def delete(self, context: str, response_id: str) -> None:
+        held = self._held.get((context, response_id))
+        if held is not None:
+            self._held[(context, response_id)] = replace(held, deleted=True)
+            if held.notes is not None:
+                held.notes["deleted_at"] = now().isoformat()
+
+
+class ResponseRecords:
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    async def find(self, context: str, response_id: str) -> StoredResponse | None:
+        async with self._sessions() as session:
+            row = await session.scalar(_query(context, response_id))
+        return None if row is None else _stored(row)
+
+    async def mark_deleted(self, context: str, response_id: str) -> bool:
+        """Mark the record deleted (its decision's notes): GET no longer serves it."""
+        async with self._sessions.begin() as session:
+            row = await session.scalar(_query(context, response_id))
+            if row is None:
+                return False
+            decision = dict(row.decision or {})
+            decision[NOTES] = {**(decision.get(NOTES) or {}), "deleted_at": now().isoformat()}
+            await session.execute(
+                update(Exchange).where(Exchange.id == row.id).values(decision=decision)
+            )
+        return True
+
+
+def _query(context: str, response_id: str) -> Any:
+    return (
+        select(Exchange)
+        .where(
+            Exchange.response_id == response_id,
+            Exchange.context == context,
+            Exchange.endpoint == ENDPOINT,
+        )
+        .order_by(Exchange.received_at.desc())
+        .limit(1)
+    )
+
+
+def _stored(row: Exchange) -> StoredResponse:
+    notes = (row.decision or {}).get(NOTES) or {}
+    return StoredResponse(
+        response_id=row.response_id or "",
+        context=row.context or "",
+        exchange_id=row.id,
+        backend=row.backend,
+        native=bool(notes.get("native")),
+        stored=notes.get("stored", True) is not False,
+        content=str(notes.get("content", "full")),
+        request=row.request_body,
+        response=row.response_body,
+        deleted="deleted_at" in notes,
+        instructions=bool(notes.get("instructions")),
+    )
+
+
+def notes_of(native: bool, stored: bool, content: str, instructions: bool) -> dict[str, Any]:
+    """What a record's decision says about its response (``StoredResponse`` reads it)."""
+    return {"native": native, "stored": stored, "content": content, "instructions": instructions}
+
+
+class ResponseLookup:
+    """This process's recent responses first, then the database's records."""
+
+    def __init__(self, recent: RecentResponses, records: ResponseRecords) -> None:
+        self.recent = recent
+        self.records = records
+
+    async def find(self, context: str, response_id: str) -> StoredResponse | None:
+        held = self.recent.get(context, response_id)
+        if held is not None:
+            return held
+        return await self.records.find(context, response_id)
+
+    async def delete(self, context: str, response_id: str) -> bool:
+        """Mark a servable response deleted; False when there is none to delete."""
+        found = await self.find(context, response_id)
+        if found is None or not found.servable:
+            return False
+        self.recent.delete(context, response_id)
+        await self.records.mark_deleted(context, response_id)
+        return True
