@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api import admin, health, openai, review
+from gateway.api import admin, health, openai, responses, review
 from gateway.api import docs as api_docs
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.keys import KeyService
@@ -100,7 +100,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     api_docs.install(app)
-    for module in (openai, admin, health, review):
+    for module in (openai, responses, admin, health, review):
         app.include_router(module.router)
     install_web(app)
     _add_error_handlers(app)

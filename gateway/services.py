@@ -25,6 +25,7 @@ from gateway.policy.store import PolicyStore
 from gateway.quota.limiter import Limiter
 from gateway.records.recorder import ExchangeRecorder
 from gateway.records.repository import ExchangeRepository
+from gateway.records.responses import RecentResponses
 from gateway.review.data import ReviewData
 from gateway.review.judging import JudgingService
 from gateway.review.queue import QueueService
@@ -60,6 +61,8 @@ class Services:
     quota: Limiter
     #: the server's shutdown: when a stream still running must be cut short
     shutdown: Shutdown = field(default_factory=Shutdown)
+    #: the Responses API's recent answers, read before their records are written (issue 13, C)
+    recent_responses: RecentResponses = field(default_factory=RecentResponses)
 
     async def ask_alternative(
         self, policy: CompiledPolicy, alias: str, request: dict[str, Any], item_id: str
