@@ -3,12 +3,18 @@
 The shapes are the literal ones each trainer reads (TRL conversational DPO, TRL unpaired KTO,
 OpenAI preference fine-tuning, Anthropic HH-RLHF), with nothing added: trainers and validators
 reject or silently mis-read unknown keys, so provenance lives in a sidecar aligned by line.
+
+Tool calls and tool results are kept where the format carries them (``export/messages.py``):
+OpenAI's ``input.messages`` and ``input.tools``, TRL's and KTO's messages with a ``tools``
+column. HH-RLHF transcripts have no place for them: an exchange with tool calls or results is
+not flattened into one, it is skipped with that reason (the card counts it).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from gateway.export.messages import Dialect, assistant, conversation, has_tools, text_of
 from gateway.export.rows import PreferenceRow
 
 FORMATS = ("trl", "openai", "hh", "kto")
@@ -19,20 +25,6 @@ Message = dict[str, str]
 
 _HUMAN = "\n\nHuman: "
 _ASSISTANT = "\n\nAssistant: "
-
-
-def text_of(content: Any) -> str:
-    """A message's content as one string; non-text parts (images, audio) cannot be carried."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = [
-            part["text"]
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        ]
-        return "\n".join(texts)
-    return ""
 
 
 def prompt_messages(row: PreferenceRow) -> list[Message]:
@@ -58,27 +50,35 @@ def pair(row: PreferenceRow) -> tuple[str, str] | None:
     return row.preferred, row.original
 
 
-def _answer(text: str) -> list[Message]:
-    return [{"role": "assistant", "content": text}]
+def _answer(row: PreferenceRow, text: str, dialect: Dialect) -> list[dict[str, Any]]:
+    """An answer as one assistant turn: the original's with the calls it made."""
+    calls = list(row.original_calls) if text == row.original else []
+    return [assistant(text, calls, dialect)]
+
+
+def _with_tools(row: PreferenceRow, record: Record) -> Record:
+    """TRL's ``tools`` column, on a row whose request offered tools."""
+    return {**record, "tools": list(row.tools)} if row.tools else record
 
 
 def _trl(row: PreferenceRow, chosen: str, rejected: str) -> Record:
-    return {
-        "prompt": prompt_messages(row),
-        "chosen": _answer(chosen),
-        "rejected": _answer(rejected),
+    record = {
+        "prompt": conversation(row.prompt, "trl"),
+        "chosen": _answer(row, chosen, "trl"),
+        "rejected": _answer(row, rejected, "trl"),
     }
+    return _with_tools(row, record)
 
 
 def _openai(row: PreferenceRow, chosen: str, rejected: str) -> Record:
     return {
         "input": {
-            "messages": prompt_messages(row),
+            "messages": conversation(row.prompt, "openai"),
             "tools": list(row.tools),
             "parallel_tool_calls": True,
         },
-        "preferred_output": _answer(chosen),
-        "non_preferred_output": _answer(rejected),
+        "preferred_output": _answer(row, chosen, "openai"),
+        "non_preferred_output": _answer(row, rejected, "openai"),
     }
 
 
@@ -126,22 +126,25 @@ def _hh(row: PreferenceRow, chosen: str, rejected: str) -> Record:
 
 def _kto(row: PreferenceRow) -> list[tuple[str, Record]]:
     out: list[tuple[str, Record]] = []
-    prompt = prompt_messages(row)
+    prompt = conversation(row.prompt, "trl")
+
+    def one(answer: str, label: bool) -> Record:
+        record = {"prompt": prompt, "completion": _answer(row, answer, "trl"), "label": label}
+        return _with_tools(row, record)
+
     if row.acceptable is not None:
-        out.append(
-            (
-                row.row_id,
-                {"prompt": prompt, "completion": _answer(row.original), "label": row.acceptable},
-            )
-        )
+        out.append((row.row_id, one(row.original, row.acceptable)))
     if row.preferred is not None and row.preferred != row.original:
-        out.append(
-            (
-                f"{row.row_id}:preferred",
-                {"prompt": prompt, "completion": _answer(row.preferred), "label": True},
-            )
-        )
+        out.append((f"{row.row_id}:preferred", one(row.preferred, True)))
     return out
+
+
+#: why an exchange with tools yields no HH-RLHF record
+NO_TOOLS_IN_HH = "tool calls or tool results, which the hh format cannot carry"
+
+
+def _tools_in(row: PreferenceRow) -> bool:
+    return has_tools(row.prompt, list(row.original_calls))
 
 
 _PAIRED_BUILDERS = {"trl": _trl, "openai": _openai, "hh": _hh}
@@ -155,13 +158,15 @@ def records(format: str, row: PreferenceRow) -> list[tuple[str, Record]]:
     if builder is None:
         raise ValueError(f"unknown export format {format!r}; expected one of {FORMATS}")
     answers = pair(row)
-    if answers is None:
+    if answers is None or (format == "hh" and _tools_in(row)):
         return []
     return [(row.row_id, builder(row, *answers))]
 
 
 def why_skipped(format: str, row: PreferenceRow) -> str | None:
     """Why ``row`` yields no record in ``format``, or None when it yields at least one."""
+    if format == "hh" and _tools_in(row):
+        return NO_TOOLS_IN_HH
     if pair(row) is not None:
         return None
     if format == "kto":

@@ -40,6 +40,9 @@ class PreferenceRow:
     # recorded the exchange (``gateway/review/views.py``), not of the one in force now.
     redacted: bool
     tools: list[dict[str, Any]] = field(default_factory=list)
+    #: the tool calls the original answer made (chat's ``tool_calls``), kept where a format
+    #: carries them; ``original`` is the answer's text ("" for an answer that only calls)
+    original_calls: list[dict[str, Any]] = field(default_factory=list)
     # The item's review state: anything but "done" is a partial item (``include_partial``).
     item_state: str = "done"
     item_judgments: int = 1  # review judgments the item has received

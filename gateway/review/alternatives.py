@@ -28,7 +28,7 @@ from gateway.db.models import Exchange, ReviewItem
 from gateway.db.session import Sessions
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.store import PolicyStore
-from gateway.review.views import EMBEDDINGS
+from gateway.review.views import EMBEDDINGS, chat_bodies
 from gateway.upstream.router import ModelRouter
 
 
@@ -54,7 +54,8 @@ async def ensure_alternative(services: AlternativeSource, item: ReviewItem) -> R
     async with services.sessions() as session:
         exchange = await session.get(Exchange, item.exchange_id)
     policy = services.policies.get(item.context)
-    request = exchange.request_body if exchange is not None else None
+    # asked as a chat completion, whatever the endpoint: the record's chat view
+    request = chat_bodies(exchange)[0] if exchange is not None else None
     if policy is None or exchange is None or not isinstance(request, dict):
         return item
     if exchange.endpoint == EMBEDDINGS:

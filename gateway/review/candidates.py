@@ -27,6 +27,7 @@ from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.testcases import Case, run_case
 from gateway.records.views import text_at
 from gateway.review.states import Purpose, RuleVerdict, Verdict
+from gateway.review.views import chat_bodies
 
 Row = tuple[Judgment, ReviewItem, Exchange]
 
@@ -48,9 +49,10 @@ def standing(judgments: list[Judgment]) -> list[Judgment]:
 
 
 def _text_at(exchange: Exchange, stage: str, message: int, part: int | None) -> str | None:
+    request, response = chat_bodies(exchange)  # evidence indexes refer to the chat view
     if stage == Stage.OUTPUT:
-        return text_at(exchange.response_body, "choices", message, part)
-    return text_at(exchange.request_body, "messages", message, part)
+        return text_at(response, "choices", message, part)
+    return text_at(request, "messages", message, part)
 
 
 def _outcomes(exchange: Exchange) -> list[dict[str, Any]]:

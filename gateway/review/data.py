@@ -12,13 +12,14 @@ from sqlalchemy import Select, or_, select
 from gateway.db.models import Exchange, Judgment, Reviewer, ReviewItem
 from gateway.db.session import Sessions
 from gateway.errors import NotFound
+from gateway.export.messages import tool_calls
 from gateway.export.rows import ExportFilter, Omitted, PreferenceRow, ReviewerProfile
 from gateway.policy.store import PolicyStore
 from gateway.review.agreement import Rating, rule_alphas, verdict_alpha
 from gateway.review.candidates import Candidates, candidates
 from gateway.review.reviewers import ReviewerIdentity
 from gateway.review.states import WITH_A_LEAD, ItemState, Preferred, Purpose, Verdict
-from gateway.review.views import EMBEDDINGS, recorded_content
+from gateway.review.views import EMBEDDINGS, chat_bodies, recorded_content
 
 Group = list[tuple[Judgment, ReviewItem, Exchange]]
 #: a verdict as the exports' ``acceptable``: unsure is neither
@@ -39,6 +40,14 @@ def answer_text(response: Any) -> str | None:
     message = choices[0].get("message") or {}
     content = message.get("content")
     return content if isinstance(content, str) else None
+
+
+def answer_calls(response: Any) -> list[dict[str, Any]]:
+    """The tool calls of the first choice (the original answer's), as recorded."""
+    choices = response.get("choices") if isinstance(response, dict) else None
+    if not choices or not isinstance(choices[0], dict):
+        return []
+    return tool_calls(choices[0].get("message"))
 
 
 class RecordedContent:
@@ -200,9 +209,11 @@ def _omission(exchange: Exchange) -> str | None:
     """Why no format can carry a judgment of this exchange (``OMISSIONS``), or None."""
     if exchange.endpoint == EMBEDDINGS:
         return "embeddings"  # vectors, not an answer: nothing to prefer, whatever was kept
-    if not isinstance(exchange.request_body, dict):
+    request, response = chat_bodies(exchange)
+    if not isinstance(request, dict):
         return "no_content"
-    return "no_answer" if answer_text(exchange.response_body) is None else None
+    answered = answer_text(response) is not None or answer_calls(response)
+    return None if answered else "no_answer"
 
 
 def _row(
@@ -214,8 +225,9 @@ def _row(
     content: str,
 ) -> PreferenceRow:
     # _omission has made sure there are both (an Omitted stands for the judgment otherwise)
-    request = exchange.request_body if isinstance(exchange.request_body, dict) else {}
-    original = answer_text(exchange.response_body) or ""
+    request, response = chat_bodies(exchange)  # every endpoint read as chat
+    request = request if isinstance(request, dict) else {}
+    original = answer_text(response) or ""
     preferred = original if j.preferred_source == Preferred.ORIGINAL else j.preferred_text
     return PreferenceRow(
         row_id=j.id,
@@ -241,6 +253,7 @@ def _row(
         else datetime.fromisoformat(str(j.created_at)),
         redacted=content == "redacted",
         tools=list(request.get("tools") or []),
+        original_calls=answer_calls(response),
         item_state=item.state,
         item_judgments=item.judgments_done,
         reviewers_per_item=item.reviewers_needed,

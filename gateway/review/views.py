@@ -13,13 +13,40 @@ from gateway.db.models import Exchange, GuidelineRevision, Judgment, PolicyRevis
 from gateway.db.session import Sessions
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.store import PolicyStore
+from gateway.records.shapes import answer_view, request_view
 from gateway.review.reviewers import ReviewerIdentity
 
 EMBEDDINGS = "embeddings"  # the endpoint an embeddings exchange is recorded under
+#: endpoints whose records are chat bodies already (an item's ``recorded`` is left out)
+_CHAT_SHAPED = ("chat.completions", EMBEDDINGS)
 NO_ALTERNATIVE_FOR_EMBEDDINGS = (
     "No alternative answer is generated for an embeddings request: it has no answer to"
     " compare one with, so there is no answer to prefer."
 )
+
+
+def chat_bodies(exchange: Exchange) -> tuple[Any, Any]:
+    """The exchange's request and answer as chat completion bodies, as every reader of a
+    record reads them (``records.shapes.as_chat``: a Responses or legacy completions exchange
+    as chat messages and choices, which the decision's evidence indexes refer to). A record
+    kept redacted already holds that view, and is read as it is."""
+    request, response = exchange.request_body, exchange.response_body
+    if not _chat_request(request):
+        request = request_view(exchange.endpoint, request)
+    if not _chat_answer(response):
+        response = answer_view(exchange.endpoint, response)
+    return request, response
+
+
+def _chat_request(body: Any) -> bool:
+    return isinstance(body, dict) and isinstance(body.get("messages"), list)
+
+
+def _chat_answer(body: Any) -> bool:
+    choices = body.get("choices") if isinstance(body, dict) else None
+    return isinstance(choices, list) and all(
+        isinstance(c, dict) and "message" in c for c in choices
+    )
 
 
 def embedding_inputs(request: Any) -> list[str] | None:
@@ -125,6 +152,7 @@ async def item_view(
         policy = policies.get(item.context)
         content = await recorded_content(session, policy, item.policy_revision)
     embeddings = exchange is not None and exchange.endpoint == EMBEDDINGS
+    request, response = chat_bodies(exchange) if exchange is not None else (None, None)
     return {
         **item_summary(item),
         "alternative": item.alternative,
@@ -138,8 +166,12 @@ async def item_view(
             "endpoint": exchange.endpoint if exchange else None,
             "status": exchange.status if exchange else None,
             "error_type": exchange.error_type if exchange else None,
-            "request": exchange.request_body if exchange else None,
-            "response": exchange.response_body if exchange else None,
+            # as chat bodies, whatever the endpoint; the record's own bodies beside them
+            "request": request,
+            "response": response,
+            "recorded": {"request": exchange.request_body, "response": exchange.response_body}
+            if exchange is not None and exchange.endpoint not in _CHAT_SHAPED
+            else None,
             "inputs": embedding_inputs(exchange.request_body) if exchange and embeddings else None,
             "decision": exchange.decision if exchange else None,
             "content_kept": exchange is not None and exchange.request_body is not None,

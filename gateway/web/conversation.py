@@ -18,7 +18,9 @@ from itertools import pairwise
 from typing import Any
 
 from gateway.policy.actions import Action, Enforced, Stage
+from gateway.policy.tools import CALLED
 from gateway.records.views import text_at
+from gateway.web.tools import ToolCall, Verdict, calls, on_choice, pretty, verdicts
 
 _NOTHING_DONE = (Enforced.NONE, Action.ALLOW)
 
@@ -53,7 +55,8 @@ class Segment:
 @dataclass(slots=True)
 class Part:
     segments: list[Segment] = field(default_factory=list)
-    note: str | None = None  # a part that is not text (an image, a tool call), described
+    note: str | None = None  # a part that is not text (an image, an item), described
+    call: ToolCall | None = None  # a tool call the message makes
 
 
 @dataclass(slots=True)
@@ -61,6 +64,9 @@ class Message:
     role: str
     parts: list[Part]
     marks: int = 0
+    #: a tool result: the id of the call it answers, and that call where the request has it
+    answers_id: str | None = None
+    answers: ToolCall | None = None
 
 
 Span = tuple[int, int, Mark]
@@ -153,23 +159,41 @@ def _parts(content: Any, index: int, spans: dict[tuple[int, int | None], list[Sp
     return parts
 
 
-def _message(role: str, message: dict[str, Any], parts: list[Part]) -> Message:
-    if message.get("tool_calls"):
-        calls = json.dumps(message["tool_calls"], ensure_ascii=False, indent=1)
-        parts.append(Part(note=f"tool calls: {calls}"))
+def _message(
+    role: str, message: dict[str, Any], parts: list[Part], judged: dict[str, Verdict]
+) -> Message:
+    parts += [Part(call=call) for call in calls(message, judged)]
+    if "item" in message:  # a Responses item with no chat counterpart, kept as it is
+        parts.append(Part(note=pretty(message["item"])))
     return Message(role, parts, sum(1 for p in parts for s in p.segments if s.marks))
 
 
 def conversation(request: Any, decision: Any) -> list[Message]:
-    """The request's messages, as the user sent them, with the input rules' spans."""
+    """The request's messages, as the user sent them, with the input rules' spans; a tool
+    result with the call it answers."""
     messages = request.get("messages") if isinstance(request, dict) else None
     spans = _spans(decision, Stage.INPUT)
-    shown = []
+    shown: list[Message] = []
+    made: dict[str, ToolCall] = {}  # the calls earlier messages made, by id
     for index, message in enumerate(messages or []):
         if isinstance(message, dict):
             role = str(message.get("role", "?"))
-            shown.append(_message(role, message, _parts(message.get("content"), index, spans)))
+            shown.append(_message(role, message, _parts(message.get("content"), index, spans), {}))
+            made |= {p.call.id: p.call for p in shown[-1].parts if p.call and p.call.id}
+            if role in ("tool", "function"):
+                _answering(shown[-1], message, made)
     return shown
+
+
+def _answering(shown: Message, message: dict[str, Any], made: dict[str, ToolCall]) -> None:
+    """A tool result says which call it answers (a legacy function result, by name)."""
+    call_id = message.get("tool_call_id")
+    if isinstance(call_id, str):
+        shown.answers_id, shown.answers = call_id, made.get(call_id)
+    elif isinstance(message.get("name"), str):
+        named = [c for c in made.values() if c.name == message["name"]]
+        shown.answers = named[-1] if named else None
+        shown.answers_id = message["name"]
 
 
 def inputs_request(inputs: list[str]) -> dict[str, Any]:
@@ -187,12 +211,14 @@ def answers(response: Any, decision: Any) -> list[Message]:
     """Each choice of the answer, as the model gave it, with the output rules' spans."""
     choices = response.get("choices") if isinstance(response, dict) else None
     spans = _spans(decision, Stage.OUTPUT)
+    judged = verdicts(decision, CALLED)
     shown = []
     for index, choice in enumerate(choices or []):
         message = choice.get("message") if isinstance(choice, dict) else None
         if isinstance(message, dict):
             parts = _parts(message.get("content"), index, spans)
-            shown.append(_message(f"assistant (choice {index})", message, parts))
+            role = f"assistant (choice {index})"
+            shown.append(_message(role, message, parts, on_choice(judged, index)))
     return shown
 
 

@@ -33,6 +33,7 @@ from gateway.web.deps import FormDep, SignedInDep
 from gateway.web.pages import NOTICES, pseudonyms
 from gateway.web.render import PREFIX, page, redirect
 from gateway.web.sessions import SignedIn
+from gateway.web.tools import judged_tools, offered
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -103,6 +104,7 @@ def _fired(exchange: dict[str, Any], request: Any, placed: bool) -> list[dict[st
             if placed
             else [],
             "whole": any(e.get("message") == -1 for e in o.get("evidence") or []),
+            "tools": judged_tools(o),
         }
         for n, o in enumerate(fired, 1)
     ]
@@ -158,6 +160,7 @@ async def _show(
         mode=mode,
         correcting=mine["id"] if mine else None,
         messages=conversation(request_shown, exchange["decision"] if placed else None),
+        offered=offered(request_shown, exchange["decision"]),
         answers=answers(exchange["response"], exchange["decision"] if placed else None),
         outcomes=outcomes,
         numbers={o["rule"]: o["number"] for o in reversed(outcomes)},

@@ -47,6 +47,23 @@ CLEAN_PROMPT = [
     {"role": "tool", "content": "42"},
     {"role": "user", "content": "What is my balance?"},
 ]
+# The formats that carry tool calls keep them (tests/export/test_tool_export.py has more).
+TRL_PROMPT = [
+    *CLEAN_PROMPT[:3],
+    {"role": "assistant", "tool_calls": [
+        {"type": "function", "function": {"name": "balance", "arguments": {}}}]},
+    {"role": "tool", "name": "balance", "content": "42"},
+    CLEAN_PROMPT[4],
+]  # fmt: skip
+OPENAI_PROMPT = [
+    *CLEAN_PROMPT[:3],
+    {"role": "assistant", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "balance", "arguments": "{}"}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": "42"},
+    CLEAN_PROMPT[4],
+]  # fmt: skip
+# HH-RLHF cannot carry tool calls: its tests use the conversation without them.
+NO_TOOLS = [m for m in PROMPT if m["role"] != "tool" and "tool_calls" not in m]
 GUIDELINE = "Prefer answers that are correct.\n\n```\nexample\n```\n"
 REVIEWERS = {
     "rev-ant": ReviewerProfile("rev-ant", "reviewer", "Acme", "fr-FR", ["fr", "en"]),
@@ -95,16 +112,17 @@ def test_prompt_keeps_role_and_text_only() -> None:
 def test_trl_shape() -> None:
     record = only("trl", row())
     assert record == {
-        "prompt": CLEAN_PROMPT,
+        "prompt": TRL_PROMPT,
         "chosen": [{"role": "assistant", "content": "Your balance is 42 EUR."}],
         "rejected": [{"role": "assistant", "content": "You have 42."}],
+        "tools": TOOLS,
     }
 
 
 def test_openai_shape() -> None:
     record = only("openai", row())
     assert record == {
-        "input": {"messages": CLEAN_PROMPT, "tools": TOOLS, "parallel_tool_calls": True},
+        "input": {"messages": OPENAI_PROMPT, "tools": TOOLS, "parallel_tool_calls": True},
         "preferred_output": [{"role": "assistant", "content": "Your balance is 42 EUR."}],
         "non_preferred_output": [{"role": "assistant", "content": "You have 42."}],
     }
@@ -113,7 +131,7 @@ def test_openai_shape() -> None:
 
 def test_hh_layout() -> None:
     prefix = "\n\nHuman: Be brief.\n\nHi\nthere\n\nAssistant: Hello.\n\nHuman: What is my balance?"
-    assert only("hh", row()) == {
+    assert only("hh", row(prompt=NO_TOOLS)) == {
         "chosen": prefix + "\n\nAssistant: Your balance is 42 EUR.",
         "rejected": prefix + "\n\nAssistant: You have 42.",
     }
@@ -127,17 +145,17 @@ def test_hh_single_turn_and_system_only() -> None:
 
 
 def test_kto_labels() -> None:
-    violation = records("kto", row())
+    violation = records("kto", row(tools=[]))
     assert violation == [
-        ("r1", {"prompt": CLEAN_PROMPT, "completion": [_a("You have 42.")], "label": False}),
+        ("r1", {"prompt": TRL_PROMPT, "completion": [_a("You have 42.")], "label": False}),
         (
             "r1:preferred",
-            {"prompt": CLEAN_PROMPT, "completion": [_a("Your balance is 42 EUR.")], "label": True},
+            {"prompt": TRL_PROMPT, "completion": [_a("Your balance is 42 EUR.")], "label": True},
         ),
     ]
-    kept = row(preferred="You have 42.", preferred_source="original", acceptable=True)
+    kept = row(preferred="You have 42.", preferred_source="original", acceptable=True, tools=[])
     assert records("kto", kept) == [
-        ("r1", {"prompt": CLEAN_PROMPT, "completion": [_a("You have 42.")], "label": True})
+        ("r1", {"prompt": TRL_PROMPT, "completion": [_a("You have 42.")], "label": True})
     ]
     unsure = row(acceptable=None, preferred=None, preferred_source=None)
     assert records("kto", unsure) == []
@@ -153,14 +171,15 @@ def _a(text: str) -> dict[str, str]:
 @pytest.mark.parametrize("format", ["trl", "openai", "hh"])
 def test_paired_formats_need_two_different_answers(format: str) -> None:
     same = row(preferred="You have 42.", preferred_source="original", acceptable=True)
+    same = dataclasses.replace(same, prompt=NO_TOOLS)
     assert records(format, same) == []
     assert why_skipped(format, same) == (
         "preferred answer is the original, so there is no rejected side"
     )
-    missing = row(preferred=None, preferred_source=None, acceptable=None)
+    missing = row(preferred=None, preferred_source=None, acceptable=None, prompt=NO_TOOLS)
     assert records(format, missing) == []
     assert why_skipped(format, missing) == "no preferred answer to pair with the original"
-    assert why_skipped(format, row()) is None
+    assert why_skipped(format, row(prompt=NO_TOOLS)) is None
 
 
 def test_unknown_format(tmp_path: Path) -> None:
@@ -265,7 +284,9 @@ def test_sidecar_aligns_with_data(
 
 
 def test_non_ascii_written_as_is(tmp_path: Path) -> None:
-    summary = _export(tmp_path, "hh", [row(preferred="Ihr Kontostand beträgt 42 €.")])
+    summary = _export(
+        tmp_path, "hh", [row(preferred="Ihr Kontostand beträgt 42 €.", prompt=NO_TOOLS)]
+    )
     assert "beträgt 42 €" in (summary.path / "data.jsonl").read_text(encoding="utf-8")
 
 
