@@ -21,6 +21,7 @@ import yaml
 
 from gateway.checks.registry import default_registry
 from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
+from gateway.evaluation import bipia
 from gateway.evaluation.datasets import (
     DEFAULT_POSITIVE,
     DatasetError,
@@ -116,10 +117,13 @@ def _declared_context(file: Path) -> str | None:
 
 
 def _specs(
-    dataset: Path | None, datasets: Path | None, single: dict[str, Any]
+    dataset: Path | None, datasets: Path | None, single: dict[str, Any], *, alone: bool = False
 ) -> list[DatasetSpec]:
+    """The datasets asked for; none at all only where ``alone`` (--bipia) is enough."""
+    if dataset is None and datasets is None and alone:
+        return []
     if (dataset is None) == (datasets is None):
-        raise fail("give --dataset FILE or --datasets MANIFEST (or --from-reviews)")
+        raise fail("give --dataset FILE or --datasets MANIFEST (or --bipia DIR, --from-reviews)")
     try:
         if datasets is not None:
             specs = load_manifest(datasets)
@@ -169,6 +173,15 @@ def eval_command(
     from_reviews: bool = typer.Option(
         False, "--from-reviews", help="each rule's precision as reviewers judged it"
     ),
+    bipia_dir: Path | None = typer.Option(
+        None,
+        "--bipia",
+        exists=True,
+        file_okay=False,
+        help="BIPIA's folder: its text attacks planted in its e-mails as tool results (and the"
+        " clean e-mails), measured beside the datasets (alone if none is given)",
+    ),
+    bipia_split: str = typer.Option("test", help="the BIPIA split: test (default) or train"),
     config: ConfigOption = None,
 ) -> None:
     """Per rule, dataset and language: the harmful side caught, the benign side wrongly
@@ -191,10 +204,12 @@ def eval_command(
         "scope": scope,
         "limit": limit,
     }
-    specs = _specs(dataset, datasets, single)
+    specs = _specs(dataset, datasets, single, alone=bipia_dir is not None)
     policy = _compiled(context, config)
     try:
         report = context_report(policy, specs, _command(), _now())
+        if bipia_dir is not None:
+            bipia.add_to_report(report, policy, bipia_dir, bipia_split, limit)
     except DatasetError as exc:
         raise fail(str(exc)) from exc
     if STDOUT not in (json_out, markdown):
