@@ -58,3 +58,22 @@ def check(name: str, body: Any) -> None:
     assert not errors, f"{name} violations: " + "; ".join(
         f"{'/'.join(map(str, e.path))}: {e.message[:200]}" for e in errors[:5]
     )
+
+
+@functools.cache
+def _stream_event_schemas() -> dict[str, str]:
+    """A Responses stream event's type → the name of its schema (``ResponseStreamEvent``'s)."""
+    schemas = _components()["components"]["schemas"]
+    names = {}
+    for ref in schemas["ResponseStreamEvent"]["anyOf"]:
+        name = ref["$ref"].rsplit("/", 1)[-1]
+        for kind in schemas[name]["properties"]["type"].get("enum") or ():
+            names[kind] = name
+    return names
+
+
+def check_stream_event(event: dict[str, Any]) -> None:
+    """Fail unless ``event`` is one of the spec's Responses stream events, valid as its type's."""
+    names = _stream_event_schemas()
+    assert event.get("type") in names, f"not a Responses stream event: {event.get('type')}"
+    check(names[event["type"]], event)

@@ -30,12 +30,19 @@ _ENDINGS: dict[str, tuple[str, str | None]] = {
     "length": ("incomplete", "max_output_tokens"),
     "content_filter": ("incomplete", "content_filter"),
 }
+#: a Response's fields the spec never has null (the shell may not know them yet)
+_NOT_NULL = ("usage", "user")
 TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 
 
 def sse(event: dict[str, Any]) -> bytes:
     """One event as OpenAI sends it: its type as the SSE event name, its JSON as the data."""
     return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+
+def spec_fields(response: dict[str, Any]) -> dict[str, Any]:
+    """The Response without the fields the spec never has null, where they are null."""
+    return {k: v for k, v in response.items() if v is not None or k not in _NOT_NULL}
 
 
 def new_id(prefix: str) -> str:
@@ -120,7 +127,7 @@ class ChatEvents:
 
     def _response(self, status: str) -> dict[str, Any]:
         return {
-            **self._shell,
+            **spec_fields(self._shell),
             "object": "response",
             "status": status,
             "model": self.model,
@@ -253,7 +260,7 @@ class ChatEvents:
         response = self._response(status)
         response["incomplete_details"] = {"reason": reason} if reason else None
         response["error"] = None
-        response["usage"] = response_usage(self._usage)
+        self._put_usage(response)
         if status == "completed":
             response["completed_at"] = int(time.time())
         self.final = response
@@ -276,5 +283,11 @@ class ChatEvents:
                          "logprobs": item.logprobs}
                     ]
         response = self._response("incomplete")
-        response["usage"] = response_usage(self._usage)
+        self._put_usage(response)
         return response
+
+    def _put_usage(self, response: dict[str, Any]) -> None:
+        """The backend's usage, when it sent any (unknown is left out, never guessed)."""
+        usage = response_usage(self._usage)
+        if usage is not None:
+            response["usage"] = usage

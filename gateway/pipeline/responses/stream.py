@@ -22,7 +22,7 @@ from gateway.errors import GatewayError, ServiceUnavailable, UpstreamError
 from gateway.pipeline.context import ExchangeRecord
 from gateway.pipeline.needs import PipelineNeeds
 from gateway.pipeline.output import OutputStage
-from gateway.pipeline.responses.events import TERMINAL, ChatEvents, sse
+from gateway.pipeline.responses.events import TERMINAL, ChatEvents, spec_fields, sse
 from gateway.pipeline.responses.stream_rules import Ended, Events, Governed
 from gateway.pipeline.stream import Ending, ProxyStream
 from gateway.pipeline.stream_open import Build, open_stream
@@ -60,7 +60,7 @@ class ResponsesFrames:
         self._decision = decision
         self._chat = ChatEvents(shell) if translate else None
         self._rules = Governed(services, output, tools, heavy=heavy)
-        self._rules.response = {**shell, "object": "response", "status": "in_progress"}
+        self._rules.response = {**spec_fields(shell), "object": "response"}
         self._seq = 0
         self._backend: dict[str, Any] | None = None  # the backend's final Response
         self._items: dict[int, dict[str, Any]] = {}  # the backend's items, as far as they got

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from gateway.errors import GatewayError
 from gateway.pipeline.needs import PipelineNeeds
 from gateway.pipeline.output import Blocked, OutputStage
-from gateway.pipeline.responses.events import TERMINAL, new_id
+from gateway.pipeline.responses.events import TERMINAL, new_id, spec_fields
 from gateway.policy.compiled import CompiledRule
 from gateway.policy.tools import ToolScope, ToolVerdict
 from gateway.records.status import Status
@@ -96,7 +96,7 @@ class Governed:
         kind = event.get("type")
         at = event.get("output_index")
         if kind in ("response.created", "response.in_progress"):
-            self.response = {**self.response, **(event.get("response") or {})}
+            self.response = {**self.response, **spec_fields(event.get("response") or {})}
             return [event]
         if isinstance(at, int) and at in self._held:
             return self._hold(at, event)

@@ -1,0 +1,136 @@
+"""The gateway the Responses stream tests call: one backend translated (chat completions) and
+one native (the mock's own ``/v1/responses``), and a context with output rules and a tool scope."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import yaml
+
+from tests import spec
+from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Gateway, Upstream, serving_gateway
+
+CONTEXT = "stream-context"
+PHONE = "+1 415 555 0123"
+MODELS = ("t-chat", "t-native")
+POLICY = {
+    "context": CONTEXT,
+    "purpose": "Responses streams through the output rules and the tool scope.",
+    "owner": "tests@situate.invalid",
+    "audience": "the test suite",
+    "models": {"allow": list(MODELS)},
+    "rules": [
+        {"id": "no-secret-recipe", "stage": "output", "why": "The recipe stays secret.",
+         "detect": {"keywords": ["secret recipe"]}, "action": "block", "block_as": "answer",
+         "message": "That is not something I can share."},
+        {"id": "no-launch-codes", "stage": "output", "why": "Launch codes end it with an error.",
+         "detect": {"keywords": ["launch codes"]}, "action": "block"},
+        {"id": "phone-out", "stage": "output", "why": "Phone numbers are not shown.",
+         "detect": {"pii": ["phone"]}, "action": "redact"},
+    ],
+    # short, so text goes out as it comes (a client that leaves has had some of it)
+    "stream": {"hold_back": 24},
+    "tools": {
+        "allow": [
+            "lookup",
+            {"name": "transfer", "arguments": {
+                "type": "object", "properties": {"amount": {"type": "number", "maximum": 100}},
+                "required": ["amount"]}},
+        ],
+        "on_call": "block",
+        "refusal": "That tool is not available here.",
+    },
+}
+TOOLS: list[Any] = [
+    {"type": "function", "name": "lookup", "description": "Look a word up.", "strict": False,
+     "parameters": {"type": "object", "properties": {"word": {"type": "string"}}}},
+    {"type": "function", "name": "transfer", "description": "Move money.", "strict": False,
+     "parameters": {"type": "object", "properties": {"amount": {"type": "number"},
+                                                     "recipient": {"type": "string"}}}},
+]
+
+
+@dataclass
+class StreamGateway:
+    gateway: Gateway
+    sdk: openai.OpenAI
+    seen: list[str]  # the request ids of the responses the SDK read, in order
+
+    def last_record(self) -> dict[str, Any]:
+        return self.gateway.record(self.seen[-1])
+
+
+@contextmanager
+def stream_gateway(upstream: Upstream, folder: Path, database_url: str) -> Iterator[StreamGateway]:
+    policies = folder / "policies"
+    policies.mkdir()
+    (policies / f"{CONTEXT}.yaml").write_text(yaml.safe_dump(POLICY))
+    timeouts = {"connect": 2, "response": 10, "first_byte": 2.0, "idle": 5}
+    config = {
+        "backends": {
+            "chat": {"base_url": f"{upstream.url}/v1", "api_key_env": "MOCK_UPSTREAM_KEY",
+                     "timeouts": timeouts},
+            "native": {"base_url": f"{upstream.url}/v1", "api_key_env": "MOCK_UPSTREAM_KEY",
+                       "timeouts": timeouts, "responses": "native"},
+        },
+        "models": {
+            "t-chat": {"backend": "chat", "model": "mock-small"},
+            "t-native": {"backend": "native", "model": "mock-small"},
+        },
+        "policies_dir": str(policies),
+        "recording": {"spill_dir": str(folder / "spill")},
+        "upstream": {"retry": {"attempts": 1}, "health": {"failures": 1_000_000}},
+    }
+    path = folder / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {"GATEWAY_DATABASE_URL": database_url, "MOCK_UPSTREAM_KEY": UPSTREAM_SECRET,
+           "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN}
+    with serving_gateway(path, env, [CONTEXT]) as (url, keys):
+        served = Gateway(url, keys[CONTEXT], env, path, "sqlite", keys, policies)
+        seen: list[str] = []
+
+        def keep(response: httpx.Response) -> None:
+            if "x-request-id" in response.headers:
+                seen.append(response.headers["x-request-id"])
+
+        http = httpx.Client(event_hooks={"response": [keep]})
+        with openai.OpenAI(
+            base_url=served.v1, api_key=served.key, max_retries=0, http_client=http
+        ) as sdk:
+            yield StreamGateway(served, sdk, seen)
+
+
+def events_of(stream: Any) -> list[dict[str, Any]]:
+    """Every event the SDK read, as the JSON the gateway sent, each checked against the spec,
+    numbered from 0 without a gap."""
+    events = [event.to_dict(warnings=False) for event in stream]
+    for event in events:
+        spec.check_stream_event(event)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    return events
+
+
+def streamed_text(events: list[dict[str, Any]]) -> str:
+    return "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+
+
+def output_indexes_line_up(events: list[dict[str, Any]]) -> None:
+    """The items the events add are numbered 0, 1, … and are the final Response's output."""
+    added = [e for e in events if e["type"] == "response.output_item.added"]
+    assert [e["output_index"] for e in added] == list(range(len(added)))
+    final = events[-1]["response"]["output"]
+    assert [item["id"] for item in final] == [e["item"]["id"] for e in added]
+    for event in events:
+        if "output_index" in event:
+            assert event["output_index"] < len(added)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value)
