@@ -19,10 +19,13 @@ TOOL_MESSAGE = 2  # user, the assistant's call, the tool's result
 
 
 def _request(email: str, question: str, *, role: str = "tool") -> list[dict[str, Any]]:
+    """What an agent sends after its tool ran: the question, its call, the tool's result (a
+    ``tool`` message, the same as a list of text parts, or a legacy ``function`` message)."""
     function = {"name": "read_email", "arguments": "{}"}
     call = {"id": "call_1", "type": "function", "function": function}
-    result: dict[str, Any] = {"role": role, "content": email}
-    result.update({"tool_call_id": "call_1"} if role == "tool" else {"name": "read_email"})
+    content: Any = [{"type": "text", "text": email}] if role == "tool-parts" else email
+    result: dict[str, Any] = {"role": role.removesuffix("-parts"), "content": content}
+    result.update({"name": "read_email"} if role == "function" else {"tool_call_id": "call_1"})
     return [
         {"role": "user", "content": question},
         {"role": "assistant", "content": None, "tool_calls": [call]},
@@ -54,7 +57,7 @@ def _clean_email(sdk: openai.OpenAI) -> dict[str, str]:
     raise AssertionError("the injection rule stopped every clean e-mail")
 
 
-@pytest.mark.parametrize("role", ["tool", "function"])
+@pytest.mark.parametrize("role", ["tool", "tool-parts", "function"])
 def test_an_injection_in_a_tool_result_is_caught_there(served: Served, role: str) -> None:
     with served.sdk(CONTEXT) as sdk:
         email = _clean_email(sdk)
