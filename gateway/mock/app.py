@@ -29,6 +29,7 @@ from gateway.mock.asgi import (
 )
 from gateway.mock.chat import ChatHandler
 from gateway.mock.embeddings import embeddings_body
+from gateway.mock.responses import ResponsesHandler
 from gateway.mock.script import Script
 
 Handler = Callable[[Exchange], Awaitable[None]]
@@ -36,6 +37,7 @@ Handler = Callable[[Exchange], Awaitable[None]]
 MAX_LOGGED_REQUESTS = 10_000
 MODEL_CREATED = 1_700_000_000
 _MODEL_PREFIX = "/v1/models/"
+_RESPONSE_PREFIX = "/v1/responses/"
 _HEALTHY = dumps({"status": "ok"})
 
 
@@ -58,6 +60,7 @@ class MockUpstream:
         self.script = script
         delay = script.token_delay if token_delay is None else token_delay
         self._chat = ChatHandler(script, delay)
+        self._responses = ResponsesHandler(self._chat)
         # Per instance, so separate mocks in one test process never share history.
         self._requests: deque[RequestRecord] = deque(maxlen=MAX_LOGGED_REQUESTS)
         self._model_bodies = {m: dumps(_model_object(m)) for m in script.models}
@@ -66,12 +69,17 @@ class MockUpstream:
         )
         self._routes: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": self._chat_completions},
+            "/v1/responses": {"POST": self._create_response},
             "/v1/embeddings": {"POST": self._embeddings},
             "/v1/models": {"GET": self._list_models},
             "/_mock/requests": {"GET": self._get_log, "DELETE": self._clear_log},
             "/healthz": {"GET": self._healthz},
         }
         self._model_route: dict[str, Handler] = {"GET": self._get_model}
+        self._response_route: dict[str, Handler] = {
+            "GET": self._stored_response,
+            "DELETE": self._stored_response,
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -89,6 +97,8 @@ class MockUpstream:
         routes = self._routes.get(path)
         if routes is None and path.startswith(_MODEL_PREFIX):
             routes = self._model_route
+        elif routes is None and path.startswith(_RESPONSE_PREFIX):
+            routes = self._response_route
         if routes is None:
             message = f"Unknown request URL: {method} {path}."
             await send_json(
@@ -136,14 +146,27 @@ class MockUpstream:
         }
 
     async def _chat_completions(self, ex: Exchange) -> None:
+        body = await self._logged_body(ex)  # so tests can see exactly what reached the upstream
+        plan = self._chat.plan(body)
+        await self._chat.respond(ex, plan)
+
+    async def _create_response(self, ex: Exchange) -> None:
+        body = await self._logged_body(ex)
+        await self._responses.create(ex, body)
+
+    async def _stored_response(self, ex: Exchange) -> None:
+        await self._responses.lookup(ex, ex.scope["path"][len(_RESPONSE_PREFIX) :])
+
+    @staticmethod
+    async def _logged_body(ex: Exchange) -> Any:
+        """The JSON body, logged with its model and stream flag for tests to see."""
         body = await _json_body(ex)
-        ex.record["body"] = body  # so tests can see exactly what reached the upstream
+        ex.record["body"] = body
         if isinstance(body, dict):
             model = body.get("model")
             ex.record["model"] = model if isinstance(model, str) else None
             ex.record["stream"] = body.get("stream") is True
-        plan = self._chat.plan(body)
-        await self._chat.respond(ex, plan)
+        return body
 
     async def _embeddings(self, ex: Exchange) -> None:
         body = await _json_body(ex)
