@@ -10,10 +10,7 @@ reason without it, unless SITUATE_REQUIRE_HELM=1 (as CI sets).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -23,83 +20,26 @@ import yaml
 
 from gateway.app import create_app
 from gateway.checks.registry import default_registry
-from gateway.config import EnvSettings, GatewayConfig, default_config
+from gateway.config import EnvSettings, default_config
 from gateway.policy.loader import load_policy
 from gateway.version import __version__
+from tests.deploy import chart
+from tests.deploy.chart import APP_DIR, CHART, PRODUCTION, ROOT
 from tests.servers import in_process
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "helm" / "situate"
-PRODUCTION = CHART / "ci" / "production-values.yaml"
 # The oldest Kubernetes the chart declares (Chart.yaml kubeVersion) and the newest schemas.
 KUBERNETES = ("1.25.0", kubernetes_validate.latest_version())
 DEMO = "http://127.0.0.1:8080/_demo/v1"  # the app is only built, never served
-APP_DIR = PurePosixPath("/app")  # the image's WORKDIR: relative config paths resolve here
-
-
-def _helm() -> str:
-    found = os.environ.get("SITUATE_HELM") or shutil.which("helm")
-    if found and Path(found).is_file():
-        return found
-    message = "helm not found (set SITUATE_HELM, or run .ci/run, which fetches it)"
-    if os.environ.get("SITUATE_REQUIRE_HELM") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    command = [_helm(), *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-
-
-def _render(*values: Path, sets: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    flags = [arg for v in values for arg in ("-f", str(v))]
-    flags += [arg for s in sets for arg in ("--set", s)]
-    done = _run("template", "rel", CHART, "--namespace", "ai", *flags)
-    assert done.returncode == 0, done.stderr
-    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
-
-
-def _refusal(*sets: str) -> str:
-    done = _run("template", "rel", CHART, *[a for s in sets for a in ("--set", s)])
-    assert done.returncode != 0, f"rendered with {sets}"
-    return done.stderr
 
 
 @pytest.fixture(scope="module", params=["default", "production"])
 def manifests(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
-    return _render(PRODUCTION) if request.param == "production" else _render()
-
-
-def _one(docs: list[dict[str, Any]], kind: str, component: str | None = None) -> dict[str, Any]:
-    found = [
-        d
-        for d in docs
-        if d["kind"] == kind
-        and d["metadata"]["labels"].get("app.kubernetes.io/component") == component
-    ]
-    assert len(found) == 1, [d["kind"] for d in docs]
-    return found[0]
-
-
-def _pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    spec: dict[str, Any] = _one(docs, "Deployment")["spec"]["template"]["spec"]
-    return spec
-
-
-def _container(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    (container,) = _pod(docs)["containers"]
-    return dict(container)
-
-
-def _config(docs: list[dict[str, Any]]) -> GatewayConfig:
-    (data,) = [d["data"]["config.yaml"] for d in docs if "config.yaml" in d.get("data", {})]
-    return GatewayConfig.model_validate(yaml.safe_load(data))  # the gateway's own validation
+    return chart.render(PRODUCTION) if request.param == "production" else chart.render()
 
 
 def test_the_chart_lints_strictly_with_either_values_file() -> None:
     for values in ((), ("-f", str(PRODUCTION))):
-        done = _run("lint", "--strict", CHART, *values)
+        done = chart.run("lint", "--strict", CHART, *values)
         assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -115,22 +55,23 @@ def test_every_manifest_is_valid_for_the_kubernetes_versions_supported(
 
 
 def test_the_production_values_scale_share_limits_and_keep_the_spool() -> None:
-    docs = _render(PRODUCTION)
-    hpa = _one(docs, "HorizontalPodAutoscaler")
-    assert hpa["spec"]["scaleTargetRef"]["name"] == _one(docs, "Deployment")["metadata"]["name"]
-    assert "replicas" not in _one(docs, "Deployment")["spec"]  # the autoscaler owns it
-    data = next(v for v in _pod(docs)["volumes"] if v["name"] == "data")
+    docs = chart.render(PRODUCTION)
+    hpa = chart.one(docs, "HorizontalPodAutoscaler")
+    deployment = chart.one(docs, "Deployment")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert "replicas" not in deployment["spec"]  # the autoscaler owns it
+    data = next(v for v in chart.pod(docs)["volumes"] if v["name"] == "data")
     assert "ephemeral" in data and "emptyDir" not in data
-    assert "GATEWAY_REDIS_URL" in {e["name"] for e in _container(docs)["env"]}
+    assert "GATEWAY_REDIS_URL" in {e["name"] for e in chart.container(docs)["env"]}
 
 
 def test_the_rendered_config_file_is_one_the_gateway_accepts(
     manifests: list[dict[str, Any]],
 ) -> None:
-    config = _config(manifests)
+    config = chart.config(manifests)
     assert config.models  # the aliases clients call
-    env = {e["name"]: e for e in _container(manifests)["env"]}
-    mount = next(m for m in _container(manifests)["volumeMounts"] if m["name"] == "config")
+    env = {e["name"]: e for e in chart.container(manifests)["env"]}
+    mount = next(m for m in chart.container(manifests)["volumeMounts"] if m["name"] == "config")
     assert PurePosixPath(env["GATEWAY_CONFIG"]["value"]).parent == PurePosixPath(
         mount["mountPath"]
     )
@@ -140,7 +81,7 @@ def test_the_probes_point_at_the_routes_the_gateway_serves_for_them(
     manifests: list[dict[str, Any]],
 ) -> None:
     routes = create_app(default_config(), demo_base_url=DEMO).openapi()["paths"]
-    container = _container(manifests)
+    container = chart.container(manifests)
     probes = {kind: container[f"{kind}Probe"]["httpGet"] for kind in ("readiness", "liveness")}
     probes["startup"] = container["startupProbe"]["httpGet"]
     for probe in probes.values():
@@ -160,18 +101,18 @@ def test_the_probes_point_at_the_routes_the_gateway_serves_for_them(
 def test_every_environment_variable_is_one_the_gateway_reads(
     manifests: list[dict[str, Any]],
 ) -> None:
-    config = _config(manifests)
+    config = chart.config(manifests)
     read = {f"GATEWAY_{name}".upper() for name in EnvSettings.model_fields}
     read |= {config.admin_token_env} | {b.api_key_env for b in config.backends.values()}
     secrets = {"GATEWAY_DATABASE_URL", "GATEWAY_REDIS_URL", config.admin_token_env}
     secrets |= {b.api_key_env for b in config.backends.values() if b.api_key_env}
-    job = _one(manifests, "Job", "migrate")["spec"]["template"]["spec"]["containers"][0]
-    for container in (_container(manifests), job):
+    job = chart.one(manifests, "Job", "migrate")["spec"]["template"]["spec"]["containers"][0]
+    for container in (chart.container(manifests), job):
         for env in container["env"]:
             assert env["name"] in read, env["name"]
             if env["name"] in secrets:  # never a value in the chart
                 assert "value" not in env and "secretKeyRef" in env["valueFrom"], env
-    names = [e["name"] for e in _container(manifests)["env"]]
+    names = [e["name"] for e in chart.container(manifests)["env"]]
     assert len(names) == len(set(names))
 
 
@@ -179,8 +120,8 @@ def test_the_pods_run_as_the_images_non_root_user_on_a_read_only_root(
     manifests: list[dict[str, Any]],
 ) -> None:
     uid = int(re.search(r"useradd .*--uid (\d+)", (ROOT / "Dockerfile").read_text())[1])  # type: ignore[index]
-    job = _one(manifests, "Job", "migrate")["spec"]["template"]["spec"]
-    for pod in (_pod(manifests), job):
+    job = chart.one(manifests, "Job", "migrate")["spec"]["template"]["spec"]
+    for pod in (chart.pod(manifests), job):
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] == uid
         assert pod["automountServiceAccountToken"] is False
@@ -195,10 +136,10 @@ def test_the_pods_run_as_the_images_non_root_user_on_a_read_only_root(
 def test_every_path_the_gateway_writes_is_on_a_writable_volume(
     manifests: list[dict[str, Any]],
 ) -> None:
-    config = _config(manifests)
+    config = chart.config(manifests)
     writable = [
         PurePosixPath(m["mountPath"])
-        for m in _container(manifests)["volumeMounts"]
+        for m in chart.container(manifests)["volumeMounts"]
         if not m.get("readOnly")
     ]
     for path in (config.recording.spill_dir, config.exports_dir, Path("/tmp")):
@@ -209,66 +150,60 @@ def test_every_path_the_gateway_writes_is_on_a_writable_volume(
 def test_the_migration_hook_runs_gateway_db_upgrade_before_install_and_upgrade(
     manifests: list[dict[str, Any]],
 ) -> None:
-    job = _one(manifests, "Job", "migrate")
+    job = chart.one(manifests, "Job", "migrate")
     hooks = set(job["metadata"]["annotations"]["helm.sh/hook"].split(","))
     assert hooks == {"pre-install", "pre-upgrade"}
     (container,) = job["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["gateway", "db", "upgrade"]
-    assert container["image"] == _container(manifests)["image"]
+    assert container["image"] == chart.container(manifests)["image"]
     assert in_process([*container["command"][1:], "--help"], {}).returncode == 0  # a real command
     database = {e["name"]: e for e in container["env"]}["GATEWAY_DATABASE_URL"]
-    served = {e["name"]: e for e in _container(manifests)["env"]}["GATEWAY_DATABASE_URL"]
+    served = {e["name"]: e for e in chart.container(manifests)["env"]}["GATEWAY_DATABASE_URL"]
     assert database == served  # the schema migrated is the one the gateways use
 
 
 def test_the_pods_grace_outlasts_the_gateways_own_shutdown(
     manifests: list[dict[str, Any]],
 ) -> None:
-    config = _config(manifests)
-    pod = _pod(manifests)
-    pre_stop = int(_container(manifests)["lifecycle"]["preStop"]["exec"]["command"][1])
+    config = chart.config(manifests)
+    pod = chart.pod(manifests)
+    pre_stop = int(chart.container(manifests)["lifecycle"]["preStop"]["exec"]["command"][1])
     needed = pre_stop + config.server.shutdown_grace + 5 + config.database.statement_timeout
     assert pod["terminationGracePeriodSeconds"] >= needed  # docs/reliability.md's sum
 
 
 def test_the_chart_refuses_values_that_would_leak_or_break() -> None:
-    assert "database_url" in _refusal("config.database_url=postgresql://u:secret@db/x")
-    unkeyed = _refusal(
+    assert "database_url" in chart.refusal("config.database_url=postgresql://u:secret@db/x")
+    unkeyed = chart.refusal(
         "config.backends.up.base_url=https://api.example.com/v1",
         "config.backends.up.api_key_env=UP_KEY",
     )
     assert "UP_KEY" in unkeyed and "upstreamKeys" in unkeyed
-    assert "shutdown_grace" in _refusal("terminationGracePeriodSeconds=20")
-    assert "existingSecret" in _refusal("database.existingSecret=")
+    assert "shutdown_grace" in chart.refusal("terminationGracePeriodSeconds=20")
+    assert "existingSecret" in chart.refusal("database.existingSecret=")
 
 
 def test_policy_files_mount_back_at_their_paths_and_compile(tmp_path: Path) -> None:
     policy = ROOT / "policies" / "kids-tutor.yaml"
-    files = {"kids-tutor.yaml": policy.read_text(encoding="utf-8")}
+    files = {"kids-tutor.yaml": policy}
     for guideline in sorted((ROOT / "policies" / "guidelines").glob("kids-*.md")):
-        files[f"guidelines/{guideline.name}"] = guideline.read_text(encoding="utf-8")
-    values = tmp_path / "values.yaml"
-    values.write_text(yaml.safe_dump({"policies": {"files": files}}), encoding="utf-8")
-    docs = _render(values)
-    volume = next(v for v in _pod(docs)["volumes"] if v["name"] == "policies")["configMap"]
-    data = next(d for d in docs if d["metadata"]["name"] == volume["name"])["data"]
-    folder = tmp_path / "policies"  # the folder as the kubelet lays it out
-    for item in volume["items"]:
-        (folder / item["path"]).parent.mkdir(parents=True, exist_ok=True)
-        (folder / item["path"]).write_text(data[item["key"]], encoding="utf-8")
+        files[f"guidelines/{guideline.name}"] = guideline
+    docs = chart.render(chart.policy_values(tmp_path, files))
+    folder = tmp_path / "policies"
+    chart.lay_out_policies(docs, folder)
     compiled = load_policy(folder / "kids-tutor.yaml", default_registry())
     shipped = load_policy(policy, default_registry())
     assert compiled.revision == shipped.revision
     served = {queue: guideline.revision for queue, guideline in compiled.guidelines.items()}
     assert served == {queue: guideline.revision for queue, guideline in shipped.guidelines.items()}
     assert served  # the guidelines were found at their relative paths
-    mount = next(m for m in _container(docs)["volumeMounts"] if m["name"] == "policies")
-    assert APP_DIR / PurePosixPath(_config(docs).policies_dir.as_posix()) == PurePosixPath(
+    mount = next(m for m in chart.container(docs)["volumeMounts"] if m["name"] == "policies")
+    assert APP_DIR / PurePosixPath(chart.config(docs).policies_dir.as_posix()) == PurePosixPath(
         mount["mountPath"]
     )
 
 
 def test_the_image_tag_defaults_to_the_gateways_version() -> None:
-    chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
-    assert chart["appVersion"] == __version__
-    assert _container(_render())["image"].endswith(f":{__version__}")
+    meta = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
+    assert meta["appVersion"] == __version__
+    assert chart.container(chart.render())["image"].endswith(f":{__version__}")
