@@ -15,6 +15,7 @@ from gateway.errors import NotFound
 from gateway.export.messages import tool_calls
 from gateway.export.rows import ExportFilter, Omitted, PreferenceRow, ReviewerProfile
 from gateway.policy.store import PolicyStore
+from gateway.policy.tools import DECLARED
 from gateway.review.agreement import Rating, rule_alphas, verdict_alpha
 from gateway.review.candidates import Candidates, candidates
 from gateway.review.reviewers import ReviewerIdentity
@@ -48,6 +49,23 @@ def answer_calls(response: Any) -> list[dict[str, Any]]:
     if not choices or not isinstance(choices[0], dict):
         return []
     return tool_calls(choices[0].get("message"))
+
+
+def offered_tools(request: dict[str, Any], decision: Any) -> list[dict[str, Any]]:
+    """The tools the model was offered: the request's, less those the tool scope removed
+    before the model saw them (``tools.declared`` evidence, at the tool's index)."""
+    tools = request.get("tools")
+    if not isinstance(tools, list):
+        return []
+    outcomes = decision.get("outcomes") if isinstance(decision, dict) else None
+    removed = {
+        ev.get("message")
+        for o in outcomes or []
+        if isinstance(o, dict) and o.get("rule") == DECLARED and o.get("enforced") == "redact"
+        for ev in o.get("evidence") or []
+        if isinstance(ev, dict)
+    }
+    return [t for i, t in enumerate(tools) if i not in removed and isinstance(t, dict)]
 
 
 class RecordedContent:
@@ -252,7 +270,7 @@ def _row(
         if isinstance(j.created_at, datetime)
         else datetime.fromisoformat(str(j.created_at)),
         redacted=content == "redacted",
-        tools=list(request.get("tools") or []),
+        tools=offered_tools(request, exchange.decision),
         original_calls=answer_calls(response),
         item_state=item.state,
         item_judgments=item.judgments_done,
