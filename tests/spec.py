@@ -38,10 +38,18 @@ _SPEC_ERRATA = {
 }
 
 
+# A Response's usage is null until it is complete: the live API sends null in
+# response.created and response.in_progress, and the SDK types it Optional.
+_RESPONSE_ERRATA = ("usage",)
+
+
 def _apply_errata(components: dict[str, Any]) -> None:
     for schema_name, field in _SPEC_ERRATA:
         choice = components["schemas"][schema_name]["properties"]["choices"]["items"]
         choice["properties"][field] = {"anyOf": [choice["properties"][field], {"type": "null"}]}
+    response = components["schemas"]["Response"]["allOf"][2]["properties"]
+    for field in _RESPONSE_ERRATA:
+        response[field] = {"anyOf": [response[field], {"type": "null"}]}
 
 
 @functools.cache

@@ -15,6 +15,7 @@ answer; the decision says what changed.
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -37,6 +38,7 @@ _SHUTDOWN = ServiceUnavailable(
 )
 
 _ITEM_EVENTS = ("response.output_item.added", "response.output_item.done")
+_PIECES = ("response.output_text.delta", "response.function_call_arguments.delta")
 
 
 class ResponsesFrames:
@@ -63,7 +65,7 @@ class ResponsesFrames:
         self._rules.response = {**spec_fields(shell), "object": "response"}
         self._seq = 0
         self._backend: dict[str, Any] | None = None  # the backend's final Response
-        self._items: dict[int, dict[str, Any]] = {}  # the backend's items, as far as they got
+        self._so_far = _SoFar()  # a native backend's items, as far as they got
         self._ended = False  # the client had its last event
 
     def _end(self, status: Status, code: str | None, message: str | None) -> None:
@@ -124,12 +126,11 @@ class ResponsesFrames:
         return out
 
     def _note_backend(self, event: dict[str, Any]) -> None:
-        """What the backend said, for the record: its items, and its final Response."""
-        kind, at = event.get("type"), event.get("output_index")
-        if kind in TERMINAL and isinstance(event.get("response"), dict):
+        """What the backend said, for the record: its final Response, or as far as it got."""
+        if event.get("type") in TERMINAL and isinstance(event.get("response"), dict):
             self._backend = event["response"]
-        elif kind in _ITEM_EVENTS and isinstance(at, int) and isinstance(event.get("item"), dict):
-            self._items[at] = event["item"]
+        elif self._chat is None:
+            self._so_far.add(event)
 
     def _settle(self, last: dict[str, Any]) -> None:
         """The backend's terminal event reached the client: how the exchange ended."""
@@ -192,8 +193,45 @@ class ResponsesFrames:
             return self._chat.so_far()
         if self._backend is not None:
             return self._backend
-        output = [self._items[i] for i in sorted(self._items)]
-        return {**self._rules.response, "status": "incomplete", "output": output}
+        return {**self._rules.response, "status": "incomplete", "output": self._so_far.output()}
+
+
+class _SoFar:
+    """A native backend's output items as far as its events went (a stream cut short): each
+    item as added, its texts and arguments from their deltas, or as done."""
+
+    def __init__(self) -> None:
+        self._items: dict[int, dict[str, Any]] = {}
+        self._pieces: dict[tuple[int, int | None], list[str]] = {}
+
+    def add(self, event: dict[str, Any]) -> None:
+        kind, at, delta = event.get("type"), event.get("output_index"), event.get("delta")
+        if not isinstance(at, int):
+            return
+        if kind in _ITEM_EVENTS and isinstance(event.get("item"), dict):
+            self._items[at] = copy.deepcopy(event["item"])
+            if kind == "response.output_item.done":
+                self._pieces = {k: v for k, v in self._pieces.items() if k[0] != at}
+        elif kind == "response.content_part.added" and isinstance(event.get("part"), dict):
+            content = self._items.get(at, {}).setdefault("content", [])
+            if isinstance(content, list):
+                content.append(copy.deepcopy(event["part"]))
+        elif kind in _PIECES and isinstance(delta, str):
+            where = event.get("content_index") if kind == _PIECES[0] else None
+            self._pieces.setdefault((at, where), []).append(delta)
+
+    def output(self) -> list[dict[str, Any]]:
+        for (at, where), pieces in self._pieces.items():
+            item, text = self._items.get(at), "".join(pieces)
+            if item is None:
+                continue
+            item["status"] = "incomplete"
+            parts = item.get("content")
+            if where is None:
+                item["arguments"] = text
+            elif isinstance(parts, list) and isinstance(where, int) and where < len(parts):
+                parts[where]["text"] = text
+        return [self._items[i] for i in sorted(self._items)]
 
 
 def _upstream_error(error: Any) -> dict[str, Any]:
