@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 _MAX_DEPTH = 12
+_SHALLOW = 4  # below this depth an array with no minItems is empty (a recursive model ends)
 _FORMATS = {
     "date": "2026-01-01",
     "date-time": "2026-01-01T00:00:00Z",
@@ -25,8 +26,6 @@ _FORMATS = {
     "ipv4": "127.0.0.1",
     "ipv6": "::1",
 }
-# A regular expression with none of these is a literal (between its anchors).
-_REGEX_SYNTAX = re.compile(r"[\\.\[\]()*+?{}|^$]")
 
 
 def instance(schema: Any, text: str = "", *, strict: bool = False) -> Any:
@@ -115,7 +114,7 @@ class _Generator:
             [self.value(s, depth + 1) for s in prefix] if isinstance(prefix, list) else []
         )
         least = schema.get("minItems")
-        count = least if isinstance(least, int) else (0 if depth >= _MAX_DEPTH else 1)
+        count = least if isinstance(least, int) else (1 if depth < _SHALLOW else 0)
         most = schema.get("maxItems")
         if isinstance(most, int):
             count = min(count, most)
@@ -175,15 +174,60 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def _for_pattern(pattern: str, fallback: str) -> str:
-    """A string matching ``pattern`` when it is simple (a literal, maybe anchored): the
-    fallback if that already matches, else the literal; otherwise the fallback as it is."""
+    """A string matching ``pattern``: the fallback if it matches already, else one made from
+    a simple pattern (literals, classes, \\d \\w \\s, counted repeats); the fallback as it
+    is when the pattern is not simple (groups, alternation)."""
     try:
         if re.search(pattern, fallback):
             return fallback
+        made = _from_regex(pattern)
+        return made if made is not None and re.search(pattern, made) else fallback
     except re.error:
         return fallback
-    literal = pattern.removeprefix("^").removesuffix("$")
-    return fallback if _REGEX_SYNTAX.search(literal) else literal
+
+
+_ESCAPES = {"d": "0", "w": "a", "s": " ", "D": "a", "W": "-", "S": "a"}
+_REPEAT = re.compile(r"\{(\d+)(,\d*)?\}|[+*?]")
+
+
+def _from_regex(pattern: str) -> str | None:
+    body = pattern.removeprefix("^").removesuffix("$")
+    out: list[str] = []
+    at = 0
+    while at < len(body):
+        char, at = _atom(body, at)
+        if char is None:
+            return None
+        repeat = _REPEAT.match(body, at)
+        count = 1
+        if repeat is not None:
+            at = repeat.end()
+            sign = repeat.group(0)
+            count = int(repeat.group(1)) if repeat.group(1) else (1 if sign == "+" else 0)
+        out.append(char * count)
+    return "".join(out)
+
+
+def _atom(body: str, at: int) -> tuple[str | None, int]:
+    """One character standing for the atom at ``at`` (None: not simple), and what follows."""
+    char = body[at]
+    if char == "\\" and at + 1 < len(body):
+        escaped = body[at + 1]
+        return _ESCAPES.get(escaped, escaped if not escaped.isalnum() else None), at + 2
+    if char == "[":
+        end = body.find("]", at + 2)
+        inside = body[at + 1 : end] if end > 0 else ""
+        if not inside or inside.startswith("^"):
+            return None, at
+        first = inside[0]
+        if first == "\\" and len(inside) > 1:
+            return _ESCAPES.get(inside[1], inside[1]), end + 1
+        return first, end + 1
+    if char == ".":
+        return "a", at + 1
+    if char in "()|{}*+?^$":
+        return None, at
+    return char, at + 1
 
 
 def _number(schema: dict[str, Any], integer: bool) -> int | float:
