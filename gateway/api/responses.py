@@ -94,6 +94,13 @@ async def _found(
     stored = await _lookup(services).find(context, response_id)
     if stored is None or not stored.servable:
         raise _not_found(response_id)
+    if stored.content == "none":
+        raise NotFound(
+            f"The response '{response_id}' is not kept: this context's policy records no "
+            "content (record.content: none).",
+            param="response_id",
+            code="response_not_kept",
+        )
     return stored, policy
 
 

@@ -23,7 +23,7 @@ from gateway.policy.decision import Decision
 from gateway.records.recorder import Entry
 from gateway.records.shapes import VIEWED, as_chat
 from gateway.records.status import Status
-from gateway.records.views import redacted_record
+from gateway.records.views import Redacted, redacted_record
 from gateway.version import __version__
 
 
@@ -165,14 +165,17 @@ class ExchangeRecord:
         return values
 
     def _redacted(self, values: dict[str, Any], decision: Decision, policy: CompiledPolicy) -> None:
+        kept = self.redacted(decision, policy)
+        values["request_body"], values["response_body"] = kept.request, kept.answer
+        values["decision"]["removed_from_record"] = [r.as_dict() for r in kept.removed]
+
+    def redacted(self, decision: Decision, policy: CompiledPolicy) -> Redacted:
         """The bodies without their sensitive spans; another endpoint's as its chat view
         (``records.shapes``), which the decision's evidence indexes refer to."""
         request, answer = self.request_body, self.response_body
         if self.endpoint in VIEWED:
             request, answer = as_chat(self.endpoint, request, answer)
-        kept = redacted_record(request, answer, decision, policy)
-        values["request_body"], values["response_body"] = kept.request, kept.answer
-        values["decision"]["removed_from_record"] = [r.as_dict() for r in kept.removed]
+        return redacted_record(request, answer, decision, policy)
 
     def _finding_rows(self) -> list[dict[str, Any]]:
         if self.ctx is None:

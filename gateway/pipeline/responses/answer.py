@@ -38,13 +38,20 @@ def shell_of(body: dict[str, Any], request: ResponsesRequest) -> dict[str, Any]:
         "temperature": 1.0 if request.temperature is None else request.temperature,
         "text": body.get("text") or {"format": {"type": "text"}},
         "tool_choice": body.get("tool_choice", "auto"),
-        "tools": body.get("tools") or [],
+        "tools": [_echoed_tool(t) for t in body.get("tools") or ()],
         "top_p": 1.0 if request.top_p is None else request.top_p,
         "truncation": request.truncation or "disabled",
         "usage": None,
         "metadata": request.metadata or {},
         **({"user": request.user} if request.user is not None else {}),
     }
+
+
+def _echoed_tool(tool: Any) -> Any:
+    """A declared tool as a Response echoes it (a function tool's ``strict`` defaults on)."""
+    if isinstance(tool, dict) and tool.get("type") == "function":
+        return {"parameters": None, **tool, "strict": tool.get("strict", True)}
+    return tool
 
 
 def response_of(chat_completion: dict[str, Any], shell: dict[str, Any]) -> dict[str, Any]:

@@ -236,10 +236,18 @@ def _output(
 
 
 def _remember(lookup: ResponseLookup, delivered: Any, record: ExchangeRecord) -> None:
-    """The finished response into this process's recent ones (its record is written later)."""
+    """The finished response into this process's recent ones (its record is written later),
+    holding what the record will hold of its content (``record.content``)."""
     ctx, notes = record.ctx, record.response_notes or {}
     if ctx is None or record.response_id is None or not isinstance(delivered, dict):
         return
+    content = str(notes.get("content", "full"))
+    request, response = record.request_body, record.response_body
+    if content == "redacted":
+        kept = record.redacted(ctx.decision, ctx.policy)
+        request, response = kept.request, kept.answer
+    elif content == "none":
+        request = response = delivered = None
     lookup.recent.put(
         StoredResponse(
             response_id=record.response_id,
@@ -248,9 +256,9 @@ def _remember(lookup: ResponseLookup, delivered: Any, record: ExchangeRecord) ->
             backend=record.backend,
             native=bool(notes.get("native")),
             stored=notes.get("stored") is not False,
-            content="full",
-            request=record.request_body,
-            response=record.response_body,
+            content=content,
+            request=request,
+            response=response,
             delivered=delivered,
             instructions=bool(notes.get("instructions")),
             notes=record.response_notes,

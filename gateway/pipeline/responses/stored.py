@@ -25,6 +25,11 @@ from gateway.records.shapes import answer_view
 def served_response(stored: StoredResponse, policy: CompiledPolicy) -> dict[str, Any]:
     if isinstance(stored.delivered, dict):
         return stored.delivered
+    return _recorded(stored, policy)
+
+
+def _recorded(stored: StoredResponse, policy: CompiledPolicy) -> dict[str, Any]:
+    """The Response as its record keeps it (a redacted record's chat view turned back)."""
     response = stored.response if isinstance(stored.response, dict) else {}
     if stored.content == "redacted":
         shell = {"id": stored.response_id, "object": "response", "status": "completed"}
@@ -71,8 +76,11 @@ def _listed(item: Any, made_id: str) -> Any:
 
 
 def turn_items(stored: StoredResponse, policy: CompiledPolicy) -> list[Any]:
-    """The response's turn: its input items, then its output as items."""
-    output = served_response(stored, policy).get("output") or []
+    """The response's turn: its input items, then its output as items (a redacted record's
+    text, redacted, even where this process still holds what its client got)."""
+    answer = _recorded(stored, policy) if stored.content == "redacted" else served_response(
+        stored, policy)
+    output = answer.get("output") or []
     return [*input_items(stored), *(i for i in output if isinstance(i, dict))]
 
 
