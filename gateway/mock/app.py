@@ -28,6 +28,7 @@ from gateway.mock.asgi import (
     send_json,
 )
 from gateway.mock.chat import ChatHandler
+from gateway.mock.completions import CompletionsHandler
 from gateway.mock.embeddings import embeddings_body
 from gateway.mock.responses import ResponsesHandler
 from gateway.mock.script import Script
@@ -61,6 +62,7 @@ class MockUpstream:
         delay = script.token_delay if token_delay is None else token_delay
         self._chat = ChatHandler(script, delay)
         self._responses = ResponsesHandler(self._chat)
+        self._completions = CompletionsHandler(self._chat)
         # Per instance, so separate mocks in one test process never share history.
         self._requests: deque[RequestRecord] = deque(maxlen=MAX_LOGGED_REQUESTS)
         self._model_bodies = {m: dumps(_model_object(m)) for m in script.models}
@@ -70,6 +72,7 @@ class MockUpstream:
         self._routes: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": self._chat_completions},
             "/v1/responses": {"POST": self._create_response},
+            "/v1/completions": {"POST": self._create_completion},
             "/v1/embeddings": {"POST": self._embeddings},
             "/v1/models": {"GET": self._list_models},
             "/_mock/requests": {"GET": self._get_log, "DELETE": self._clear_log},
@@ -153,6 +156,9 @@ class MockUpstream:
     async def _create_response(self, ex: Exchange) -> None:
         body = await self._logged_body(ex)
         await self._responses.create(ex, body)
+
+    async def _create_completion(self, ex: Exchange) -> None:
+        await self._completions.create(ex, await self._logged_body(ex))
 
     async def _stored_response(self, ex: Exchange) -> None:
         await self._responses.lookup(ex, ex.scope["path"][len(_RESPONSE_PREFIX) :])
