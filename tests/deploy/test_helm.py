@@ -207,3 +207,20 @@ def test_the_image_tag_defaults_to_the_gateways_version() -> None:
     meta = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
     assert meta["appVersion"] == __version__
     assert chart.container(chart.render())["image"].endswith(f":{__version__}")
+
+
+def test_the_notes_name_every_secret_the_release_reads() -> None:
+    done = chart.run("install", "rel", CHART, "-f", PRODUCTION, "--dry-run=client", "-n", "ai")
+    assert done.returncode == 0, done.stderr
+    notes = done.stdout[done.stdout.index("NOTES:") :]
+    docs = chart.render(PRODUCTION)
+    job = chart.one(docs, "Job", "migrate")["spec"]["template"]["spec"]["containers"][0]
+    refs = {
+        (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for container in (chart.container(docs), job)
+        for e in container["env"]
+        if "valueFrom" in e
+    }
+    assert len(refs) == 4  # the database, the admin token, Redis, one upstream key
+    for name, key in refs:
+        assert re.search(rf"\b{re.escape(name)}\b.*\n?.*\b{re.escape(key)}\b", notes), (name, key)
