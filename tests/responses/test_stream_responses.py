@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.responses.stream_gateway import (
     MODELS,
@@ -22,13 +23,22 @@ from tests.responses.stream_gateway import (
     stream_gateway,
     streamed_text,
 )
-from tests.servers import UPSTREAM_SECRET, Upstream
+from tests.servers import UPSTREAM_SECRET, scripted_upstream
+
+SPLIT_KEY = {"contains": "SPLIT-KEY", "reply": f"The key is {UPSTREAM_SECRET} ok.",
+             "chunk_chars": 5}
 
 
 @pytest.fixture(scope="module")
-def served(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamGateway]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamGateway]:
+    """The tests' upstream script, and a reply that spells the backend's key in pieces."""
     folder = tmp_path_factory.mktemp("responses-stream")
-    with stream_gateway(upstream, folder, f"sqlite+aiosqlite:///{folder / 'r.db'}") as gateway:
+    script = yaml.safe_load((Path(__file__).parents[1] / "upstream_script.yaml").read_text())
+    script["rules"].insert(0, SPLIT_KEY)
+    with (
+        scripted_upstream(folder, script) as upstream,
+        stream_gateway(upstream, folder, f"sqlite+aiosqlite:///{folder / 'r.db'}") as gateway,
+    ):
         yield gateway
 
 
@@ -93,6 +103,19 @@ def test_a_phone_number_split_across_deltas_never_goes_out(
     assert outcome["enforced"] == "redact"
     # the record keeps the backend's answer; the decision says what changed
     assert PHONE in record["response_body"]["output"][0]["content"][0]["text"]
+
+
+def test_a_key_split_across_deltas_never_reaches_client_or_record(
+    served: StreamGateway, model: str
+) -> None:
+    stream = served.sdk.responses.create(model=model, input="SPLIT-KEY please", stream=True)
+    events = events_of(stream)
+    assert UPSTREAM_SECRET not in json.dumps(events)
+    assert streamed_text(events) == "The key is [redacted] ok."
+    assert events[-1]["response"]["output"][0]["content"][0]["text"] == streamed_text(events)
+    record = served.last_record()
+    assert record["status"] == "ok"
+    assert UPSTREAM_SECRET not in json.dumps(record)
 
 
 def test_a_block_as_answer_ends_with_the_refusal_incomplete(
