@@ -181,6 +181,13 @@ def test_the_chart_refuses_values_that_would_leak_or_break() -> None:
     assert "UP_KEY" in unkeyed and "upstreamKeys" in unkeyed
     assert "shutdown_grace" in chart.refusal("terminationGracePeriodSeconds=20")
     assert "existingSecret" in chart.refusal("database.existingSecret=")
+    # the root filesystem is read-only: what the gateway writes stays on its volumes
+    assert "spill_dir" in chart.refusal("config.recording.spill_dir=/var/spool/situate")
+    assert "exports_dir" in chart.refusal("config.exports_dir=../exports")
+    moved = ("config.policies_dir=/etc/policies", "policies.existingConfigMap=mine")
+    assert "policies_dir" in chart.refusal(*moved)
+    kept = chart.config(chart.render(sets=("config.recording.spill_dir=./data/spool",)))
+    assert kept.recording.spill_dir == Path("data/spool")
 
 
 def test_policy_files_mount_back_at_their_paths_and_compile(tmp_path: Path) -> None:

@@ -123,3 +123,27 @@ privileged: false
 capabilities:
   drop: [ALL]
 {{- end -}}
+
+{{/* A config path as the gateway resolves it: relative to its working directory, /app. */}}
+{{- define "situate.absolute" -}}
+{{- if hasPrefix "/" . -}}{{ clean . }}{{- else -}}{{ clean (printf "/app/%s" .) }}{{- end -}}
+{{- end -}}
+
+{{/* The root filesystem is read-only: what the gateway writes must be on /app/data or /tmp;
+the policies it reads must be where the policies ConfigMap is mounted. */}}
+{{- define "situate.checkPaths" -}}
+{{- $config := .Values.config -}}
+{{- $writes := dict "recording.spill_dir" (dig "recording" "spill_dir" "data/spill" $config) "exports_dir" (dig "exports_dir" "data/exports" $config) -}}
+{{- range $key, $path := $writes }}
+{{- $abs := include "situate.absolute" $path }}
+{{- if not (or (eq $abs "/app/data") (hasPrefix "/app/data/" $abs) (hasPrefix "/tmp/" $abs)) }}
+{{- fail (printf "config.%s (%s) is on the read-only root filesystem: keep it under /app/data (the data volume) or /tmp" $key $abs) }}
+{{- end }}
+{{- end }}
+{{- if include "situate.hasPolicies" . }}
+{{- $policies := include "situate.absolute" (dig "policies_dir" "policies" $config) }}
+{{- if ne $policies "/app/policies" }}
+{{- fail (printf "config.policies_dir (%s) is not /app/policies, where the policies ConfigMap is mounted" $policies) }}
+{{- end }}
+{{- end }}
+{{- end -}}
