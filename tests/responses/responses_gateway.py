@@ -65,6 +65,7 @@ class ResponsesGateway:
     url: str
     keys: dict[str, str]
     upstream: Upstream
+    folder: Path
 
     @property
     def v1(self) -> str:
@@ -93,8 +94,10 @@ class ResponsesGateway:
 
 @contextmanager
 def responses_gateway(upstream: Upstream, folder: Path) -> Iterator[ResponsesGateway]:
+    """The gateway on ``folder`` (its config, policies and SQLite database); a second one on
+    the same folder is another process on the same records."""
     policies = folder / "policies"
-    policies.mkdir()
+    policies.mkdir(exist_ok=True)
     for context, text in POLICIES.items():
         (policies / f"{context}.yaml").write_text(yaml.safe_dump(text))
     backend = {"base_url": f"{upstream.url}/v1", "api_key_env": "MOCK_UPSTREAM_KEY",
@@ -113,4 +116,4 @@ def responses_gateway(upstream: Upstream, folder: Path) -> Iterator[ResponsesGat
     env = {"MOCK_UPSTREAM_KEY": UPSTREAM_SECRET, "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
            "GATEWAY_DATABASE_URL": None}
     with serving_gateway(path, env, list(POLICIES)) as (url, keys):
-        yield ResponsesGateway(url, keys, upstream)
+        yield ResponsesGateway(url, keys, upstream, folder)

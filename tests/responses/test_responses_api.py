@@ -150,6 +150,32 @@ def test_get_input_items_delete(gw: ResponsesGateway, sdk: openai.OpenAI) -> Non
         sdk.responses.create(model="chat-model", input="x", previous_response_id=made.id)
 
 
+def test_another_process_serves_the_records(gw: ResponsesGateway, sdk: openai.OpenAI) -> None:
+    """What a process does not hold in memory is read from the records, in the context only,
+    held to the output rules again (the record keeps the backend's text)."""
+    raw = sdk.responses.with_raw_response.create(
+        model="chat-model", input=[{"role": "user", "content": "note 415-555-0132 please"}]
+    )
+    made = raw.parse()
+    gw.record(raw.headers["x-request-id"])  # written
+    with responses_gateway(gw.upstream, gw.folder) as second, second.sdk() as other:
+        fetched = other.responses.retrieve(made.id)
+        assert fetched.output_text == made.output_text and "[phone]" in fetched.output_text
+        items = other.responses.input_items.list(made.id)
+        assert items.data[0].content[0].text == "note 415-555-0132 please"  # type: ignore[union-attr]
+        follow = other.responses.with_raw_response.create(
+            model="chat-model", input="and then?", previous_response_id=made.id
+        )
+        sent = gw.upstream.seen(follow.headers["x-request-id"])["body"]["messages"]
+        assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+        assert other.responses.delete(made.id) is None
+        with pytest.raises(openai.NotFoundError):
+            other.responses.retrieve(made.id)
+        with second.sdk("other-context") as stranger, pytest.raises(openai.NotFoundError):
+            stranger.responses.retrieve(follow.parse().id)
+    assert "deleted_at" in gw.record(raw.headers["x-request-id"])["decision"]["responses"]
+
+
 def test_store_false_is_recorded_but_not_served(gw: ResponsesGateway, sdk: openai.OpenAI) -> None:
     raw = sdk.responses.with_raw_response.create(model="chat-model", input="Forget it.",
                                                  store=False)
