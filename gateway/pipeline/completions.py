@@ -108,6 +108,7 @@ class Completions:
         record.stream = bool(request.stream)
         record.requested_model = request.model
         texts = shape.prompts(body["prompt"])
+        choices = (request.n or 1) * len(texts or [None])  # the backend answers n per prompt
         view = shape.request_view(body, n=request.generated)
         admitted = await self.s.detectors.evaluate(
             policy.heavy_at(Stage.INPUT),
@@ -116,13 +117,13 @@ class Completions:
         )
         upstream_route = route(self.s.router, record, admitted.alias, policy.policy.models.allow)
         if admitted.refusal is not None:
-            return self._refuse(record, decision, admitted, request)
+            return self._refuse(record, decision, admitted, request, choices)
         limits = await take_quota(
             self.s.quota, record, ctx, admitted.alias, admitted.body, stream=bool(request.stream)
         )
         sent = shape.upstream_body(body, admitted.body, texts)
         if request.stream:
-            return await self._stream(record, ctx, upstream_route, sent, request, limits)
+            return await self._stream(record, ctx, upstream_route, sent, choices, limits, request)
         raw, answer = await forward(self.s.upstream, upstream_route, PATH, record, sent)
         record.response_body = answer  # the backend's, as given; the decision says what changed
         filtered = upstream_filtered(answer.get("choices"))
@@ -139,8 +140,9 @@ class Completions:
         ctx: RequestContext,
         plan: RoutePlan,
         sent: dict[str, Any],
-        request: CompletionRequest,
+        choices: int,
         limits: dict[str, str],
+        request: CompletionRequest,
     ) -> Response:
         policy, decision = ctx.policy, ctx.decision
         output = OutputStage(policy, decision, disclose=True)
@@ -154,7 +156,7 @@ class Completions:
                 ending,
                 strip_usage=strip,
                 output=active,
-                choices=request.n or 1,
+                choices=choices,
                 heavy=heavy,
                 shape=COMPLETION,
                 assembler=CompletionAssembler(),
@@ -178,8 +180,9 @@ class Completions:
         decision: Decision,
         admitted: Admission,
         request: CompletionRequest,
+        choices: int,
     ) -> Response:
-        completion = shape.refusal(admitted.alias, admitted.refusal or "", request.n or 1)
+        completion = shape.refusal(admitted.alias, admitted.refusal or "", choices)
         response = shape.refusal_response(
             completion,
             stream=bool(request.stream),
