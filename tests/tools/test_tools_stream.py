@@ -121,3 +121,26 @@ def test_flagged_calls_stream_as_the_backend_sent_them(served: Served) -> None:
     called = outcome(record, "tools.call")
     assert called is not None and (called["action"], called["enforced"]) == ("flag", "flag")
     assert labels(called) == [(0, "bad_arguments:transfer")]
+
+
+def test_legacy_function_calls_are_held_and_judged_too(served: Served) -> None:
+    headers = {"authorization": f"Bearer {served.gateway.keys['tools-remove']}"}
+    functions = [t["function"] for t in TOOLS]
+    texts = {
+        "allowed": 'call transfer {"amount": 10, "recipient": "bob"}',
+        "blocked": 'call transfer {"amount": 10, "recipient": "mallory"}',
+    }
+    seen: dict[str, list[dict[str, Any]]] = {}
+    for name, text in texts.items():
+        body = {"model": "test-small", "messages": user(text), "functions": functions}
+        url = f"{served.gateway.v1}/chat/completions"
+        with httpx.stream("POST", url, json={**body, "stream": True}, headers=headers) as response:
+            lines = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+        seen[name] = [json.loads(line) for line in lines[:-1]]
+    (call,) = [d["function_call"] for d in _deltas(seen["allowed"]) if d.get("function_call")]
+    assert call["name"] == "transfer"
+    assert json.loads(call["arguments"]) == {"amount": 10, "recipient": "bob"}
+    assert _finish(seen["allowed"]) == ["function_call"]
+    assert not any(d.get("function_call") for d in _deltas(seen["blocked"]))
+    assert "mallory" not in json.dumps(seen["blocked"])
+    assert _finish(seen["blocked"]) == ["content_filter"]
