@@ -175,7 +175,8 @@ def _remove(
     elif message.get("function_call") is not None:
         return  # the legacy call stands
     if calls:
-        choice["finish_reason"] = "tool_calls"
+        if choice.get("finish_reason") != "content_filter":  # an output rule's block stands
+            choice["finish_reason"] = "tool_calls"
         return
     if not message.get("content"):
         message["content"] = scope.refusal
