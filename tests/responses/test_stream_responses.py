@@ -193,15 +193,20 @@ def test_a_call_out_of_scope_never_reaches_the_client(served: StreamGateway, mod
     assert [c["name"] for c in calls] == ["transfer"]  # the backend's, as it gave it
 
 
+@pytest.mark.parametrize(
+    ("trigger", "status"), [("FAULT-DROP", "incomplete"), ("FAULT-ERRFRAME", "upstream_error")]
+)
 def test_a_backend_failing_mid_stream_ends_with_error_then_failed(
-    served: StreamGateway, model: str
+    served: StreamGateway, model: str, trigger: str, status: str
 ) -> None:
-    stream = served.sdk.responses.create(model=model, input="FAULT-DROP now", stream=True)
+    stream = served.sdk.responses.create(model=model, input=f"{trigger} now", stream=True)
     events = events_of(stream)
     assert [e["type"] for e in events[-2:]] == ["error", "response.failed"]
     record = served.last_record()
-    assert record["status"] in ("incomplete", "upstream_error")
+    assert record["status"] == status
     assert record["response_body"]["status"] == "incomplete"
+    said = record["response_body"]["output"][0]["content"][0]["text"]
+    assert said and said.startswith(streamed_text(events))  # held text never went out
 
 
 def test_a_client_that_leaves_is_recorded(served: StreamGateway, model: str) -> None:

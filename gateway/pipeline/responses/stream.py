@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from typing import Any
 
 from gateway.errors import GatewayError, ServiceUnavailable, UpstreamError
@@ -67,6 +68,7 @@ class ResponsesFrames:
         self._backend: dict[str, Any] | None = None  # the backend's final Response
         self._so_far = _SoFar()  # a native backend's items, as far as they got
         self._ended = False  # the client had its last event
+        self._delivered: dict[str, Any] | None = None
 
     def _end(self, status: Status, code: str | None, message: str | None) -> None:
         self._ending.end(status, code, message)
@@ -125,6 +127,12 @@ class ResponsesFrames:
             self._settle(out[-1])
         return out
 
+    def _last(self, events: Events) -> None:
+        """The client's terminal event, if these end the stream: its Response is delivered."""
+        for event in events:
+            if event.get("type") in TERMINAL and isinstance(event.get("response"), dict):
+                self._delivered = event["response"]
+
     def _note_backend(self, event: dict[str, Any]) -> None:
         """What the backend said, for the record: its final Response, or as far as it got."""
         if event.get("type") in TERMINAL and isinstance(event.get("response"), dict):
@@ -149,6 +157,7 @@ class ResponsesFrames:
 
     def _bytes(self, events: Events) -> bytes:
         """The client's events, numbered, as SSE."""
+        self._last(events)
         out = []
         for event in events:
             out.append(sse({**event, "sequence_number": self._seq}))
@@ -170,6 +179,13 @@ class ResponsesFrames:
 
     def shutdown(self) -> bytes:
         return self.error(_SHUTDOWN)
+
+    @property
+    def delivered(self) -> dict[str, Any]:
+        """The Response as the client had it (the released texts, without blocked calls)."""
+        if self._delivered is not None:
+            return self._delivered
+        return {**self._rules.response, "status": "incomplete", "output": self._rules.output}
 
     def close(self, log: ExchangeRecord) -> None:
         if self._output is not None:
@@ -257,10 +273,12 @@ async def open_responses_stream(
     decision: Decision,
     headers: dict[str, str],
     heavy: bool,
+    delivered: Callable[[dict[str, Any]], None] | None = None,
 ) -> ProxyStream:
     """Open a Responses stream by the plan: each route tried gets what ``build`` makes for it
     (``/responses`` on a native backend, ``/chat/completions`` on one translated, asked for
-    usage when the backend takes ``stream_options``)."""
+    usage when the backend takes ``stream_options``). ``delivered`` is told, as the stream
+    closes, the Response as the client had it (for what a later turn is rebuilt from)."""
     active = output if output.active else None
 
     def built(route: Route) -> tuple[str, dict[str, Any]]:
@@ -271,10 +289,13 @@ async def open_responses_stream(
         return path, {**body, "stream": True, "stream_options": options}
 
     def frames(ending: Ending, _: bool, route: Route) -> ResponsesFrames:
-        return ResponsesFrames(
+        made = ResponsesFrames(
             services, ending, shell=shell, output=active, tools=tools, decision=decision,
             heavy=heavy, translate=not _native(route),
         )
+        if delivered is not None:
+            record.on_finish.insert(0, lambda _: delivered(made.delivered))
+        return made
 
     return await open_stream(
         services, plan, record, built, inject_usage=False, output=output, headers=headers,
