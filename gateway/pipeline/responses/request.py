@@ -77,7 +77,7 @@ def checked(body: dict[str, Any]) -> ResponsesRequest:
 def translatable(body: dict[str, Any]) -> None:
     """The translate path's 400 for the first field, tool, item or part it cannot carry."""
     for name in body:
-        if name not in TRANSLATED:
+        if name not in TRANSLATED and not (name == "include" and body[name] == []):
             raise unsupported(name, "it is not translated to chat completions")
     if body.get("truncation") not in (None, "disabled"):
         raise unsupported("truncation", "only 'disabled' is translated")
