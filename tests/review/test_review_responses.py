@@ -92,3 +92,31 @@ def _exported(
     data = (out / "data.jsonl").read_text().splitlines()
     sidecar = (out / "provenance.jsonl").read_text().splitlines()
     return [(json.loads(d), json.loads(p)) for d, p in zip(data, sidecar, strict=True)]
+
+
+def test_a_completions_exchange_is_reviewed_as_chat(
+    sqlite_gateway: Gateway, sdk: openai.OpenAI
+) -> None:
+    gateway = sqlite_gateway
+    raw = sdk.completions.with_raw_response.create(
+        model="test-small", prompt=["flag me, a legacy prompt", "and a second"]
+    )
+    texts = [c.text for c in raw.parse().choices]
+    exchange_id = raw.headers["x-request-id"]
+    ida = Reviewer(gateway, "Ida", queues=((CONTEXT, QUEUE),))
+    item = item_of(ida, CONTEXT, QUEUE, exchange_id)
+    shown = item["exchange"]
+    assert shown["endpoint"] == "completions"
+    assert shown["request"]["messages"] == [
+        {"role": "user", "content": "flag me, a legacy prompt"},
+        {"role": "user", "content": "and a second"},
+    ]
+    assert [c["message"]["content"] for c in shown["response"]["choices"]] == texts
+    assert shown["recorded"]["response"]["object"] == "text_completion"
+    (flagged,) = [o for o in shown["decision"]["outcomes"] if o["rule"] == "flag-it"]
+    assert [e["message"] for e in flagged["evidence"]] == [0]
+    # the alternative: the prompts as one chat conversation, asked of the other model
+    made = _alternative_of(gateway, item["id"])
+    assert made["request_body"]["messages"] == shown["request"]["messages"]
+    assert item["alternative"]["content"].endswith("You said: and a second")
+    assert ida.post(f"/items/{item['id']}/skip").status_code == 200
