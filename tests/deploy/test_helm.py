@@ -231,3 +231,13 @@ def test_the_notes_name_every_secret_the_release_reads() -> None:
     assert len(refs) == 4  # the database, the admin token, Redis, one upstream key
     for name, key in refs:
         assert re.search(rf"\b{re.escape(name)}\b.*\n?.*\b{re.escape(key)}\b", notes), (name, key)
+
+
+def test_configmaps_of_the_operators_own_are_mounted_instead_of_rendered() -> None:
+    sets = ("existingConfigMap=my-config", "policies.existingConfigMap=my-policies")
+    docs = chart.render(sets=sets)
+    assert not [d for d in docs if d["kind"] == "ConfigMap"]  # neither is the chart's
+    volumes = {v["name"]: v.get("configMap", {}).get("name") for v in chart.pod(docs)["volumes"]}
+    assert volumes["config"] == "my-config" and volumes["policies"] == "my-policies"
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES[-1], strict=True)
