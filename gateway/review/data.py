@@ -59,13 +59,22 @@ def offered_tools(request: dict[str, Any], decision: Any) -> list[dict[str, Any]
         return []
     outcomes = decision.get("outcomes") if isinstance(decision, dict) else None
     removed = {
-        ev.get("message")
+        (ev.get("message"), str(ev.get("label", "")).partition(":")[2])
         for o in outcomes or []
         if isinstance(o, dict) and o.get("rule") == DECLARED and o.get("enforced") == "redact"
         for ev in o.get("evidence") or []
         if isinstance(ev, dict)
     }
-    return [t for i, t in enumerate(tools) if i not in removed and isinstance(t, dict)]
+    return [
+        t
+        for i, t in enumerate(tools)
+        if isinstance(t, dict) and (i, _tool_name(t)) not in removed
+    ]
+
+
+def _tool_name(tool: dict[str, Any]) -> str:
+    function = tool.get("function")
+    return str(function.get("name")) if isinstance(function, dict) else ""
 
 
 class RecordedContent:

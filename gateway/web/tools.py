@@ -101,15 +101,15 @@ def offered(request: Any, decision: Any) -> list[Offered]:
     if not isinstance(request, dict):
         return []
     found = verdicts(decision, DECLARED)
-    tools = [t.get("function") if isinstance(t, dict) else None for t in _list(request, "tools")]
-    tools += _list(request, "functions")
+    tools = _list(request, "tools")
+    functions = [t.get("function") if isinstance(t, dict) else None for t in tools]
     shown = []
-    for index, tool in enumerate(tools):
-        if not isinstance(tool, dict):
-            continue
-        name = str(tool.get("name") or "?")
-        description = str(tool.get("description") or "")
-        shown.append(Offered(name, description, found.get((index, name))))
+    for listed in (functions, _list(request, "functions")):  # each indexed on its own
+        for index, tool in enumerate(listed):
+            if isinstance(tool, dict):
+                name = str(tool.get("name") or "?")
+                description = str(tool.get("description") or "")
+                shown.append(Offered(name, description, found.get((index, name))))
     return shown
 
 

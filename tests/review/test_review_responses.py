@@ -11,6 +11,7 @@ from typing import Any
 import openai
 import pytest
 
+from tests.review.test_review import _alternative_exchange
 from tests.reviewing import Reviewer, item_of, judgment
 from tests.servers import Gateway
 
@@ -23,16 +24,6 @@ def sdk(sqlite_gateway: Gateway) -> Any:
         base_url=sqlite_gateway.v1, api_key=sqlite_gateway.key, max_retries=0
     ) as client:
         yield client
-
-
-def _alternative_of(gateway: Gateway, item_id: str) -> dict[str, Any]:
-    rows = gateway.admin("/exchanges", context=CONTEXT, limit=500).json()["data"]
-    for row in rows:
-        if row["key_id"] is None and row["requested_model"] == "test-large":
-            record = gateway.record(row["id"])
-            if record["decision"].get("made_for") == f"review item {item_id}":
-                return record
-    raise AssertionError(f"no exchange made for review item {item_id}")
 
 
 def test_a_responses_exchange_is_reviewed_as_chat(
@@ -66,7 +57,7 @@ def test_a_responses_exchange_is_reviewed_as_chat(
     # the alternative: the view asked of another model as a chat completion
     assert item["alternative"]["model"] == "test-large"
     assert item["alternative"]["content"].endswith("You said: flag me, a Responses question")
-    made = _alternative_of(gateway, item["id"])
+    made = _alternative_exchange(gateway, item["id"])
     assert made["endpoint"] == "chat.completions"
     assert made["request_body"]["messages"] == shown["request"]["messages"]
 
@@ -116,7 +107,7 @@ def test_a_completions_exchange_is_reviewed_as_chat(
     (flagged,) = [o for o in shown["decision"]["outcomes"] if o["rule"] == "flag-it"]
     assert [e["message"] for e in flagged["evidence"]] == [0]
     # the alternative: the prompts as one chat conversation, asked of the other model
-    made = _alternative_of(gateway, item["id"])
+    made = _alternative_exchange(gateway, item["id"])
     assert made["request_body"]["messages"] == shown["request"]["messages"]
     assert item["alternative"]["content"].endswith("You said: and a second")
     assert ida.post(f"/items/{item['id']}/skip").status_code == 200
