@@ -70,6 +70,7 @@ async def resolve(
         turns.append(turn_items(link, policy))
         earlier = previous_of(link)
         known = earlier is None or earlier in chain.links
-        link = None if known else await lookup.find(context, str(earlier))
+        found = None if known else await lookup.find(context, str(earlier))
+        link = found if found is not None and found.servable else None  # deleted: not served
     chain.items = [item for turn in reversed(turns) for item in turn]
     return chain

@@ -170,7 +170,7 @@ class Responses:
 
         def noted(rec: ExchangeRecord) -> None:
             notes["native"] = rec.backend in native_routes
-            _remember(self.lookup, rec.response_body, rec)
+            _remember(self.lookup, None, rec)  # read back, it is held to the rules again
 
         record.on_finish.append(noted)
         return await open_responses_stream(
@@ -237,12 +237,14 @@ def _output(
 
 def _remember(lookup: ResponseLookup, delivered: Any, record: ExchangeRecord) -> None:
     """The finished response into this process's recent ones (its record is written later),
-    holding what the record will hold of its content (``record.content``)."""
+    holding what the record will hold of its content (``record.content``) and what its
+    client got (``delivered``; None: read back, it is held to the output rules again)."""
     ctx, notes = record.ctx, record.response_notes or {}
-    if ctx is None or record.response_id is None or not isinstance(delivered, dict):
+    if ctx is None or record.response_id is None or not isinstance(record.response_body, dict):
         return
     content = str(notes.get("content", "full"))
-    request, response = record.request_body, record.response_body
+    request: Any = record.request_body
+    response: Any = record.response_body
     if content == "redacted":
         kept = record.redacted(ctx.decision, ctx.policy)
         request, response = kept.request, kept.answer
