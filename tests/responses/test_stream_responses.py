@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import yaml
+from openai.types.responses import Response
 
 from tests.responses.stream_gateway import (
     MODELS,
@@ -40,6 +42,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamGateway]:
         stream_gateway(upstream, folder, f"sqlite+aiosqlite:///{folder / 'r.db'}") as gateway,
     ):
         yield gateway
+
+
+def _streamed(
+    served: StreamGateway, model: str, said: str, **more: Any
+) -> tuple[list[dict[str, Any]], Response]:
+    """``responses.stream``: the events as sent, and the SDK's final Response."""
+    with served.sdk.responses.stream(model=model, input=said, **more) as stream:
+        events = events_of(stream)
+        return events, stream.get_final_response()
 
 
 @pytest.fixture(params=MODELS)
@@ -87,10 +98,7 @@ def test_create_stream_true_gives_the_same_events(served: StreamGateway, model: 
 def test_a_phone_number_split_across_deltas_never_goes_out(
     served: StreamGateway, model: str
 ) -> None:
-    sdk = served.sdk
-    with sdk.responses.stream(model=model, input=f"call me on {PHONE} today") as stream:
-        events = events_of(stream)
-        final = stream.get_final_response()
+    events, final = _streamed(served, model, f"call me on {PHONE} today")
     sent = json.dumps(events)
     assert "555" not in sent and "0123" not in sent
     assert len([e for e in events if e["type"] == "response.output_text.delta"]) > 3
@@ -155,12 +163,7 @@ def test_a_block_as_error_ends_with_response_failed(served: StreamGateway, model
 
 
 def test_a_call_in_scope_streams_whole(served: StreamGateway, model: str) -> None:
-    sdk = served.sdk
-    with sdk.responses.stream(
-        model=model, input='call lookup {"word": "bread"}', tools=TOOLS
-    ) as stream:
-        events = events_of(stream)
-        final = stream.get_final_response()
+    events, final = _streamed(served, model, 'call lookup {"word": "bread"}', tools=TOOLS)
     (call,) = [item for item in final.output if item.type == "function_call"]
     assert (call.name, json.loads(call.arguments)) == ("lookup", {"word": "bread"})
     deltas = [e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta"]
@@ -172,12 +175,8 @@ def test_a_call_in_scope_streams_whole(served: StreamGateway, model: str) -> Non
 
 
 def test_a_call_out_of_scope_never_reaches_the_client(served: StreamGateway, model: str) -> None:
-    sdk = served.sdk
-    with sdk.responses.stream(
-        model=model, input='call transfer {"amount": 250, "recipient": "eve"}', tools=TOOLS
-    ) as stream:
-        events = events_of(stream)
-        final = stream.get_final_response()
+    said = 'call transfer {"amount": 250, "recipient": "eve"}'
+    events, final = _streamed(served, model, said, tools=TOOLS)
     sent = json.dumps(events)
     assert "eve" not in sent and "250" not in sent  # the call's arguments never went out
     assert not [e for e in events if e["type"].startswith("response.function_call")]
