@@ -41,6 +41,15 @@ TOOLS = {
     "tools-refuse": f"tools:\n{SCOPE}  on_declared: refuse\n",
     "tools-flag": f"tools:\n{SCOPE}  on_call: flag\n  review: tool-review\n",
     "tools-warn": f"tools:\n{SCOPE}  on_call: warn\n",
+    # tool scope beside an output rule that holds text back: both on the same stream
+    "tools-guarded": f"""\
+tools:\n{SCOPE}rules:
+  - id: no-emails-out
+    stage: output
+    why: Addresses are not shown.
+    detect: {{pii: [email]}}
+    action: redact
+""",
     # tool results are inputs: the learned injection model reads them (roles: user and tool)
     "tools-injection": """\
 rules:

@@ -144,3 +144,15 @@ def test_legacy_function_calls_are_held_and_judged_too(served: Served) -> None:
     assert not any(d.get("function_call") for d in _deltas(seen["blocked"]))
     assert "mallory" not in json.dumps(seen["blocked"])
     assert _finish(seen["blocked"]) == ["content_filter"]
+
+
+def test_calls_are_scoped_beside_output_rules_that_hold_text(served: Served) -> None:
+    allowed, _ = _events(served, "tools-guarded", 'call lookup_card {"last4": "4605"}')
+    assert [c["function"]["name"] for c in _calls(allowed)] == ["lookup_card"]
+    assert _finish(allowed) == ["tool_calls"]
+    blocked, request_id = _events(served, "tools-guarded", "UNDECLARED")
+    assert _calls(blocked) == [] and "delete_account" not in json.dumps(blocked)
+    text = "".join(d.get("content") or "" for d in _deltas(blocked))
+    assert text == "I can't use that tool here."  # the default refusal, through the output rules
+    assert _finish(blocked) == ["content_filter"]
+    assert served.gateway.record(request_id)["status"] == "blocked"
