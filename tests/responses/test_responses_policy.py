@@ -172,3 +172,25 @@ def test_native_redacts_the_items_it_sends(gw: ResponsesGateway) -> None:
     assert answer.status_code == 200, answer.text
     sent = gw.upstream.seen(answer.headers["x-request-id"])["body"]["input"]
     assert sent[0]["content"][0]["text"] == "to [email]"
+
+
+def test_a_native_built_in_tool_is_judged_by_its_type(gw: ResponsesGateway) -> None:
+    _native(gw)
+    answer = gw.post({"model": "native-model", "input": "search it",
+                      "tools": [{"type": "web_search"}, LOOKUP]})
+    assert answer.status_code == 200, answer.text
+    sent = gw.upstream.seen(answer.headers["x-request-id"])["body"]
+    assert [t["type"] for t in sent["tools"]] == ["function"]
+    outcome = _fired(gw.record(answer.headers["x-request-id"]))["tools.declared"]
+    assert outcome["evidence"][0]["label"] == "out_of_scope:web_search"
+
+
+def test_tool_choice_and_text_format_are_translated(gw: ResponsesGateway) -> None:
+    answer = gw.post({"model": "chat-model", "input": "hi", "tools": [LOOKUP],
+                      "tool_choice": {"type": "function", "name": "lookup"},
+                      "text": {"format": {"type": "json_object"}}, "max_output_tokens": 50})
+    assert answer.status_code == 200, answer.text
+    sent = gw.upstream.seen(answer.headers["x-request-id"])["body"]
+    assert sent["tool_choice"] == {"type": "function", "function": {"name": "lookup"}}
+    assert sent["response_format"] == {"type": "json_object"} and sent["max_tokens"] == 50
+    assert answer.json()["output"][0]["type"] == "function_call"  # the forced call
