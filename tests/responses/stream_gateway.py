@@ -48,6 +48,10 @@ POLICY = {
         "refusal": "That tool is not available here.",
     },
 }
+FLAGGING = "flag-stream-context"
+#: calls out of scope pass, flagged: streamed as they come
+FLAG_POLICY = {**POLICY, "context": FLAGGING, "rules": [],
+               "tools": {**POLICY["tools"], "on_call": "flag"}}  # type: ignore[dict-item]
 TOOLS: list[Any] = [
     {"type": "function", "name": "lookup", "description": "Look a word up.", "strict": False,
      "parameters": {"type": "object", "properties": {"word": {"type": "string"}}}},
@@ -61,6 +65,7 @@ TOOLS: list[Any] = [
 class StreamGateway:
     gateway: Gateway
     sdk: openai.OpenAI
+    flagging: openai.OpenAI  # on the context whose calls out of scope are flagged
     seen: list[str]  # the request ids of the responses the SDK read, in order
 
     def last_record(self) -> dict[str, Any]:
@@ -72,6 +77,7 @@ def stream_gateway(upstream: Upstream, folder: Path, database_url: str) -> Itera
     policies = folder / "policies"
     policies.mkdir()
     (policies / f"{CONTEXT}.yaml").write_text(yaml.safe_dump(POLICY))
+    (policies / f"{FLAGGING}.yaml").write_text(yaml.safe_dump(FLAG_POLICY))
     timeouts = {"connect": 2, "response": 10, "first_byte": 2.0, "idle": 5}
     config = {
         "backends": {
@@ -92,7 +98,7 @@ def stream_gateway(upstream: Upstream, folder: Path, database_url: str) -> Itera
     path.write_text(yaml.safe_dump(config))
     env = {"GATEWAY_DATABASE_URL": database_url, "MOCK_UPSTREAM_KEY": UPSTREAM_SECRET,
            "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN}
-    with serving_gateway(path, env, [CONTEXT]) as (url, keys):
+    with serving_gateway(path, env, [CONTEXT, FLAGGING]) as (url, keys):
         served = Gateway(url, keys[CONTEXT], env, path, "sqlite", keys, policies)
         seen: list[str] = []
 
@@ -101,10 +107,13 @@ def stream_gateway(upstream: Upstream, folder: Path, database_url: str) -> Itera
                 seen.append(response.headers["x-request-id"])
 
         http = httpx.Client(event_hooks={"response": [keep]})
-        with openai.OpenAI(
-            base_url=served.v1, api_key=served.key, max_retries=0, http_client=http
-        ) as sdk:
-            yield StreamGateway(served, sdk, seen)
+        with (
+            openai.OpenAI(base_url=served.v1, api_key=served.key, max_retries=0,
+                          http_client=http) as sdk,
+            openai.OpenAI(base_url=served.v1, api_key=keys[FLAGGING], max_retries=0,
+                          http_client=http) as flagging,
+        ):
+            yield StreamGateway(served, sdk, flagging, seen)
 
 
 def events_of(stream: Any) -> list[dict[str, Any]]:

@@ -192,6 +192,24 @@ def test_a_call_out_of_scope_never_reaches_the_client(served: StreamGateway, mod
     assert [c["name"] for c in calls] == ["transfer"]  # the backend's, as it gave it
 
 
+def test_a_flagged_call_streams_as_it_comes_and_is_recorded(
+    served: StreamGateway, model: str
+) -> None:
+    with served.flagging.responses.stream(
+        model=model, input='call transfer {"amount": 250}', tools=TOOLS
+    ) as stream:
+        events = events_of(stream)
+        final = stream.get_final_response()
+    (call,) = [item for item in final.output if item.type == "function_call"]
+    assert json.loads(call.arguments) == {"amount": 250}
+    deltas = [e for e in events if e["type"] == "response.function_call_arguments.delta"]
+    assert len(deltas) > 1  # passed in pieces, not held until whole
+    record = served.last_record()
+    assert record["status"] == "ok"
+    (outcome,) = [o for o in record["decision"]["outcomes"] if o["rule"] == "tools.call"]
+    assert (outcome["action"], outcome["enforced"]) == ("flag", "flag")
+
+
 @pytest.mark.parametrize(
     ("trigger", "status"), [("FAULT-DROP", "incomplete"), ("FAULT-ERRFRAME", "upstream_error")]
 )
