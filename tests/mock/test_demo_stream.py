@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -115,3 +117,45 @@ def test_a_hold_back_of_nothing_is_refused_at_its_line(tmp_path: Path) -> None:
     line = text.splitlines().index("  hold_back: 0") + 1
     assert f"demo.yaml:{line}:" in str(refused.value)
     assert "hold_back" in str(refused.value)
+
+
+WEATHER: Any = {
+    "type": "function",
+    "name": "get_weather",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+
+
+def test_the_demo_speaks_tools_on_chat_and_on_the_responses_api(demo: openai.OpenAI) -> None:
+    """A newcomer's first agent loop, with no API key: the demo calls the offered tool with the
+    arguments written in the question, then answers with what the tool said."""
+    said = 'What is the weather? get_weather {"city": "Lisbon"}'
+    function = {k: WEATHER[k] for k in ("name", "parameters")}
+    chat_tool: Any = {"type": "function", "function": function}
+    messages: Any = [{"role": "user", "content": said}]
+    first = demo.chat.completions.create(model="demo-small", messages=messages, tools=[chat_tool])
+    call = (first.choices[0].message.tool_calls or [])[0]
+    assert call.function.name == "get_weather"  # type: ignore[union-attr]
+    assert json.loads(call.function.arguments) == {"city": "Lisbon"}  # type: ignore[union-attr]
+    messages += [
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "Sunny"},
+    ]
+    final = demo.chat.completions.create(model="demo-small", messages=messages, tools=[chat_tool])
+    assert final.choices[0].message.content == "The tool said: Sunny"
+    asked = demo.responses.create(model="demo-small", input=said, tools=[WEATHER])
+    (item,) = [i for i in asked.output if i.type == "function_call"]
+    assert json.loads(item.arguments) == {"city": "Lisbon"}
+    answered = demo.responses.create(
+        model="demo-small",
+        previous_response_id=asked.id,
+        input=[{"type": "function_call_output", "call_id": item.call_id, "output": "Sunny"}],
+        tools=[WEATHER],
+    )
+    assert answered.output_text == "The tool said: Sunny"

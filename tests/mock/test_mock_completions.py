@@ -42,12 +42,6 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
         yield up
 
 
-@pytest.fixture(scope="module")
-def client(upstream: Upstream) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{upstream.url}/v1", api_key="unused", max_retries=0) as c:
-        yield c
-
-
 def _chunks(upstream: Upstream, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
     with httpx.stream("POST", f"{upstream.url}{path}", json=body, timeout=5) as response:
         return [json.loads(x[6:]) for x in response.iter_lines() if x.startswith("data: {")]

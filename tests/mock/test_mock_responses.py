@@ -43,12 +43,6 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
         yield up
 
 
-@pytest.fixture(scope="module")
-def client(upstream: Upstream) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{upstream.url}/v1", api_key="unused", max_retries=0) as c:
-        yield c
-
-
 def _events(upstream: Upstream, body: dict[str, Any]) -> list[dict[str, Any]]:
     url = f"{upstream.url}/v1/responses"
     with httpx.stream("POST", url, json={**body, "stream": True}, timeout=5) as response:

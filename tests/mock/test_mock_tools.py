@@ -63,12 +63,6 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
         yield up
 
 
-@pytest.fixture(scope="module")
-def client(upstream: Upstream) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{upstream.url}/v1", api_key="unused", max_retries=0) as c:
-        yield c
-
-
 def _raw(upstream: Upstream, body: dict[str, Any]) -> dict[str, Any]:
     response = httpx.post(f"{upstream.url}/v1/chat/completions", json=body, timeout=5)
     assert response.status_code == 200, response.text
