@@ -22,7 +22,7 @@ from tests.conftest import gateway_config
 from tests.reviewing import Reviewer, item_of, judgment, wait_waiting
 from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Gateway, Upstream, serving_gateway
 from tests.web.test_web_browser import LOW_CONTRAST
-from tests.webpage import sign_in
+from tests.webpage import shot, sign_in
 
 pytest.importorskip("playwright.sync_api", reason="the test extra installs playwright")
 
@@ -140,6 +140,7 @@ def test_the_item_page_shows_tool_calls_results_and_decisions(
     assert "tools.call" in fired and "transfer: arguments break the tool's constraints" in fired
     assert "tools.declared" in fired and "delete_account: not in this context's scope" in fired
     assert page.evaluate(LOW_CONTRAST) == []
+    shot(page, "item-tools")
     shown = re.search(r"/ui/items/([^/?]+)", page.url)
     assert shown is not None  # given back, for the export's judge to take
     assert rita.post(f"/items/{shown.group(1)}/skip").status_code == 200
