@@ -54,7 +54,8 @@ class ResponsesHandler:
         if body.get("store") is not False:
             self._keep(Stored(response, items, prior + items + response["output"]))
         if streams(plan.stream, plan.fault):
-            await stream(ex, response_frames(response), plan.fault, plan.token_delay)
+            frames = response_frames(response, plan.reply.pieces)
+            await stream(ex, frames, plan.fault, plan.token_delay)
         else:
             await respond_whole(ex, plan.fault, lambda: dumps(response))
 

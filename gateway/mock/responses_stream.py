@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 from gateway.mock.answer import Frames
-from gateway.mock.chat_plan import Reply
 from gateway.mock.logprobs import chat_entry
 from gateway.mock.tools import argument_pieces
 
@@ -25,7 +24,9 @@ class _Events:
         return f"event: {kind}\ndata: {json.dumps(event)}\n\n".encode()
 
 
-def response_frames(response: dict[str, Any]) -> Frames:
+def response_frames(response: dict[str, Any], pieces: tuple[str, ...]) -> Frames:
+    """The events of ``response``, its text sent in ``pieces`` (the script's, so a rule's
+    `chunk_chars` cuts Responses deltas as it cuts chat's)."""
     event = _Events()
     shell = {k: v for k, v in response.items() if k != "usage"}  # usage: only when done
     shell.update(status="in_progress", output=[])
@@ -39,7 +40,7 @@ def response_frames(response: dict[str, Any]) -> Frames:
     for index, item in enumerate(response["output"]):
         if item["type"] == "message":
             opening += _message_opening(event, index, item)
-            steps += [(delta,) for delta in _text_deltas(event, index, item)]
+            steps += [(delta,) for delta in _text_deltas(event, index, item, pieces)]
             closing += _message_closing(event, index, item)
         else:
             steps += [(frame,) for frame in _call_events(event, index, item)]
@@ -59,9 +60,10 @@ def _message_opening(event: _Events, index: int, item: dict[str, Any]) -> list[b
     ]
 
 
-def _text_deltas(event: _Events, index: int, item: dict[str, Any]) -> list[bytes]:
+def _text_deltas(
+    event: _Events, index: int, item: dict[str, Any], pieces: tuple[str, ...]
+) -> list[bytes]:
     part = item["content"][0]
-    pieces = [entry["token"] for entry in part["logprobs"]] or list(Reply.of(part["text"]).pieces)
     top = len(part["logprobs"][0]["top_logprobs"]) if part["logprobs"] else None
     ids = {"item_id": item["id"], "output_index": index, "content_index": 0}
     return [

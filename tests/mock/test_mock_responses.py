@@ -21,6 +21,7 @@ SCRIPT: dict[str, Any] = {
         {"contains": "FAULT-500", "fault": {"status": 500}},
         {"contains": "FAULT-DROP", "fault": {"drop_after": 2}},
         {"contains": "capital of France", "reply": "The capital of France is Paris."},
+        {"contains": "SPLIT", "reply": "abcdefghij", "chunk_chars": 3},
     ],
 }
 LOOKUP = {
@@ -120,6 +121,23 @@ def test_a_streamed_text_response_accumulates_to_the_whole_one(
         texts = [e.delta for e in stream if e.type == "response.output_text.delta"]
         final = stream.get_final_response()
     assert "".join(texts) == final.output_text == "The capital of France is Paris."
+
+
+def test_a_stream_keeps_the_scripts_pieces_logprobs_and_ends_incomplete_when_cut(
+    upstream: Upstream,
+) -> None:
+    asked = {"include": ["message.output_text.logprobs"], "top_logprobs": 2}
+    events = _events(upstream, {"model": "mock-small", "input": "SPLIT", **asked})
+    deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+    assert [d["delta"] for d in deltas] == ["abc", "def", "ghi", "j"]
+    assert [[lp["token"] for lp in d["logprobs"]] for d in deltas] == [[d["delta"]] for d in deltas]
+    assert all(len(d["logprobs"][0]["top_logprobs"]) == 2 for d in deltas)
+    done = events[-1]["response"]["output"][0]["content"][0]
+    assert [lp["token"] for lp in done["logprobs"]] == ["abc", "def", "ghi", "j"]
+    cut = _events(upstream, {"model": "mock-small", "input": "hello", "max_output_tokens": 2})
+    assert cut[-1]["type"] == "response.incomplete"
+    assert cut[-1]["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert cut[-1]["response"]["usage"]["output_tokens"] == 2
 
 
 def test_a_streamed_call_sends_its_arguments_in_pieces(
