@@ -162,6 +162,19 @@ def test_a_block_as_error_ends_with_response_failed(served: StreamGateway, model
     assert outcome["enforced"] == "block"
 
 
+def test_the_backends_own_filter_ends_incomplete(served: StreamGateway, model: str) -> None:
+    stream = served.sdk.responses.create(model=model, input="UPSTREAM-FILTER it", stream=True)
+    events = events_of(stream)
+    last = events[-1]
+    assert last["type"] == "response.incomplete"
+    assert last["response"]["incomplete_details"] == {"reason": "content_filter"}
+    assert streamed_text(events) == "I started to answer but"
+    record = served.last_record()
+    assert (record["status"], record["error_type"]) == (
+        "upstream_filtered", "upstream_content_filter"
+    )
+
+
 def test_a_call_in_scope_streams_whole(served: StreamGateway, model: str) -> None:
     events, final = _streamed(served, model, 'call lookup {"word": "bread"}', tools=TOOLS)
     (call,) = [item for item in final.output if item.type == "function_call"]
