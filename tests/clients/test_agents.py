@@ -1,7 +1,8 @@
 """The OpenAI Agents SDK (``openai-agents``) running an agent with two function tools through
 the gateway, on the Responses API (its default; translated, and passed to a backend that
 speaks it) and on chat completions: the tool in the context's scope runs and its result comes
-back; the one outside is never invoked, and the record says why."""
+back; the one outside is never invoked, and the record says why. Whole and streamed
+(``Runner.run_streamed``: a call's argument deltas are held until the call is judged)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,14 @@ from tests.servers import Gateway
 agents = pytest.importorskip("agents", reason="openai-agents is in the test extra")
 
 MODELS = ("responses-translated", "responses-native", "chat")
+#: a kind ending so runs streamed (Runner.run_streamed: the SDK asks for stream=True)
+STREAMED = "+stream"
+BOTH = MODELS + tuple(kind + STREAMED for kind in MODELS)
 REFUSAL = "I can't use that tool here."  # the policy's tools.refusal
 
 
 def _model(kind: str, client: AsyncOpenAI) -> Any:
+    kind = kind.removesuffix(STREAMED)
     if kind == "chat":
         return agents.OpenAIChatCompletionsModel(model="test-small", openai_client=client)
     name = "native-small" if kind == "responses-native" else "test-small"
@@ -81,7 +86,12 @@ def _run(gateway: Gateway, captured: Captured, kind: str, tools: list[Any], text
             model=_model(kind, client),
         )
         try:
-            return await agents.Runner.run(agent, text, max_turns=4)
+            if not kind.endswith(STREAMED):
+                return await agents.Runner.run(agent, text, max_turns=4)
+            streamed = agents.Runner.run_streamed(agent, text, max_turns=4)
+            async for _ in streamed.stream_events():
+                pass
+            return streamed
         finally:
             await client.close()
 
@@ -106,14 +116,14 @@ def _answer(run: Run, kind: str, tools: list[Any], text: str) -> str:
     """The agent's final text; the gateway's refusal where the SDK stops on it. Chat answers a
     blocked call with the refusal as ``message.refusal`` (and content), which the SDK raises as
     the model's refusal; the Responses paths answer with it as output text."""
-    if kind != "chat":
+    if not kind.startswith("chat"):
         return str(run(kind, tools, text).final_output)
     with pytest.raises(agents.exceptions.ModelRefusalError) as refused:
         run(kind, tools, text)
     return str(refused.value)
 
 
-@pytest.mark.parametrize("kind", MODELS)
+@pytest.mark.parametrize("kind", BOTH)
 def test_an_in_scope_call_runs_and_its_result_comes_back(
     run: Run, records: Records, kind: str
 ) -> None:
@@ -151,7 +161,7 @@ def test_an_out_of_scope_call_is_blocked_and_its_function_never_runs(
     assert labels(record, "tools.call") == ["out_of_scope:delete_account"]
 
 
-@pytest.mark.parametrize("kind", MODELS)
+@pytest.mark.parametrize("kind", BOTH)
 def test_a_call_that_breaks_the_argument_constraints_is_blocked(
     run: Run, records: Records, kind: str
 ) -> None:
