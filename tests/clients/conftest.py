@@ -7,6 +7,7 @@ is turned off before they are imported."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,37 @@ def _add_native_backend(config: Path) -> None:
     data["backends"]["mock-native"] = native
     data["models"]["native-small"] = {"backend": "mock-native", "model": "mock-small"}
     config.write_text(yaml.safe_dump(data))
+
+
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+@pytest.fixture(scope="session")
+def outside() -> list[str]:
+    """Every address this process connects to or looks up that is not loopback (an audit
+    hook, installed once: hooks cannot be removed, so it only notes)."""
+    seen: list[str] = []
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event == "socket.connect" and isinstance(args[1], tuple):
+            host = str(args[1][0])
+        elif event == "socket.getaddrinfo":
+            host = str(args[0])
+        else:
+            return
+        if host not in LOOPBACK:
+            seen.append(f"{event} {host}")
+
+    sys.addaudithook(hook)
+    return seen
+
+
+@pytest.fixture(autouse=True)
+def only_loopback(outside: list[str]) -> Iterator[None]:
+    """No client test reaches past 127.0.0.1: no tracing, telemetry or hub call."""
+    before = len(outside)
+    yield
+    assert outside[before:] == [], "left loopback"
 
 
 @pytest.fixture
