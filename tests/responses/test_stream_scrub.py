@@ -158,3 +158,18 @@ def test_two_calls_are_two_items_each_whole() -> None:
     ]
     done = [e for e in out if e["type"] == "response.output_item.done"]
     assert [e["output_index"] for e in done] == [0, 1]
+
+
+def test_a_refusal_is_a_message_of_its_own_refusal_part() -> None:
+    chat = ChatEvents(SHELL)
+    out = chat.chunk(_chunk({"role": "assistant", "refusal": "I can't "}))
+    out += chat.chunk(_chunk({"refusal": "help with that."}, "stop"))
+    out += chat.done()
+    for event in out:
+        spec.check_stream_event(event)
+    deltas = [e["delta"] for e in out if e["type"] == "response.refusal.delta"]
+    assert "".join(deltas) == "I can't help with that."
+    (done,) = [e for e in out if e["type"] == "response.refusal.done"]
+    assert done["refusal"] == "I can't help with that."
+    (message,) = out[-1]["response"]["output"]
+    assert message["content"] == [{"type": "refusal", "refusal": "I can't help with that."}]

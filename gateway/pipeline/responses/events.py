@@ -92,6 +92,7 @@ class _Item:
 
     body: dict[str, Any]
     index: int
+    part: str = "output_text"  # a message's one part: its text, or the model's refusal
     pieces: list[str] = field(default_factory=list)
     logprobs: list[dict[str, Any]] = field(default_factory=list)
     done: bool = False
@@ -99,6 +100,13 @@ class _Item:
     @property
     def text(self) -> str:
         return "".join(self.pieces)
+
+    def content(self, text: str | None = None) -> dict[str, Any]:
+        """The message's part, with its text so far (or ``text``)."""
+        said = self.text if text is None else text
+        if self.part == "refusal":
+            return {"type": "refusal", "refusal": said}
+        return {"type": "output_text", "text": said, "annotations": [], "logprobs": self.logprobs}
 
 
 class ChatEvents:
@@ -160,7 +168,10 @@ class ChatEvents:
         out: list[dict[str, Any]] = []
         content = delta.get("content")
         if isinstance(content, str) and content:
-            out += self._text(content, logprobs(choice))
+            out += self._text("output_text", content, logprobs(choice))
+        refusal = delta.get("refusal")
+        if isinstance(refusal, str) and refusal:
+            out += self._text("refusal", refusal, [])
         for position, call in enumerate(delta.get("tool_calls") or ()):
             if isinstance(call, dict):
                 out += self._call(call.get("index", position), call)
@@ -172,22 +183,27 @@ class ChatEvents:
             out += self._close()
         return out
 
-    def _text(self, text: str, tokens: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _text(self, part: str, text: str, tokens: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A piece of the answer's text (``part`` output_text) or of its refusal."""
         out: list[dict[str, Any]] = []
         item = self._open
-        if item is None or item.body["type"] != "message":
+        if item is None or item.body["type"] != "message" or item.part != part:
             out += self._close()
             item = self._add(
                 {"id": new_id("msg"), "type": "message", "status": "in_progress",
                  "role": "assistant", "content": []}
             )
+            item.part = part
             out.append(self._added(item))
-            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-            out.append(self._part("response.content_part.added", item, part))
+            out.append(self._part("response.content_part.added", item, item.content("")))
         item.pieces.append(text)
         item.logprobs.extend(tokens)
         where = self._where(item)
-        out.append(self._event("response.output_text.delta", **where, delta=text, logprobs=tokens))
+        if part == "refusal":
+            out.append(self._event("response.refusal.delta", **where, delta=text))
+        else:
+            out.append(self._event("response.output_text.delta", **where, delta=text,
+                                   logprobs=tokens))
         return out
 
     def _call(self, key: Any, call: dict[str, Any]) -> list[dict[str, Any]]:
@@ -242,13 +258,17 @@ class ChatEvents:
                 self._event("response.function_call_arguments.done", **done),
                 self._event("response.output_item.done", output_index=item.index, item=item.body),
             ]
-        part = {"type": "output_text", "text": item.text, "annotations": [],
-                "logprobs": item.logprobs}
+        part = item.content()
         item.body["content"] = [part]
         where = self._where(item)
-        text_done = {**where, "text": item.text, "logprobs": item.logprobs}
+        if item.part == "refusal":
+            text_done = self._event("response.refusal.done", **where, refusal=item.text)
+        else:
+            text_done = self._event(
+                "response.output_text.done", **where, text=item.text, logprobs=item.logprobs
+            )
         return [
-            self._event("response.output_text.done", **text_done),
+            text_done,
             self._event("response.content_part.done", **where, part=part),
             self._event("response.output_item.done", output_index=item.index, item=item.body),
         ]
@@ -278,10 +298,7 @@ class ChatEvents:
                 if item.body["type"] == "function_call":
                     item.body["arguments"] = item.text
                 else:
-                    item.body["content"] = [
-                        {"type": "output_text", "text": item.text, "annotations": [],
-                         "logprobs": item.logprobs}
-                    ]
+                    item.body["content"] = [item.content()]
         response = self._response("incomplete")
         self._put_usage(response)
         return response
