@@ -3,7 +3,7 @@
 - OpenAI preference fine-tuning (``openai``): chat messages as the Chat Completions API takes
   them: an assistant turn's ``tool_calls`` (``id``, ``type``, ``function`` with ``name`` and
   ``arguments`` as a JSON string), a tool result as ``{"role": "tool", "tool_call_id",
-  "content"}``.
+  "content"}``; a legacy ``function_call`` and its ``function`` result as they were.
 - TRL conversational (``trl``, ``kto``): the messages a Hugging Face chat template renders: an
   assistant turn's ``tool_calls`` with ``arguments`` as an object, a tool result as
   ``{"role": "tool", "name", "content"}`` (the name of the call it answers), beside a ``tools``
@@ -72,8 +72,23 @@ def conversation(prompt: list[dict[str, Any]], dialect: Dialect) -> list[Message
         text = text_of(message.get("content"))
         if role == "assistant" and not text and not calls:
             continue
+        if dialect == "openai" and isinstance(message.get("function_call"), dict):
+            shown.append(_legacy_call(text, message["function_call"]))
+            continue
         shown.append(assistant(text, calls, dialect) if calls else {"role": role, "content": text})
     return shown
+
+
+def _legacy_call(text: str, function: dict[str, Any]) -> Message:
+    """OpenAI's legacy shape, kept as it is: ``function_call`` (answered by a ``function``
+    message, by name), which chat fine-tuning still reads."""
+    turn: Message = {"role": "assistant"}
+    if text:
+        turn["content"] = text
+    arguments = function.get("arguments")
+    text_arguments = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
+    turn["function_call"] = {"name": str(function.get("name") or ""), "arguments": text_arguments}
+    return turn
 
 
 def assistant(text: str, calls: list[dict[str, Any]], dialect: Dialect) -> Message:
@@ -119,6 +134,6 @@ def _result(message: dict[str, Any], names: dict[str, str], dialect: Dialect) ->
     if dialect == "openai":
         if isinstance(call_id, str):
             return {"role": "tool", "tool_call_id": call_id, "content": content}
-        return {"role": "tool", "content": content}
+        return {"role": "function", "name": str(message.get("name") or ""), "content": content}
     name = names.get(str(call_id)) if call_id is not None else message.get("name")
     return {"role": "tool", "name": name or "", "content": content}

@@ -43,9 +43,8 @@ def test_openai_keeps_calls_results_and_tools() -> None:
             PROMPT[0],
             {"role": "assistant", "content": "Checking.", "tool_calls": [CALL]},
             {"role": "tool", "tool_call_id": "call_w", "content": "3 C"},
-            {"role": "assistant", "tool_calls": [
-                {"type": "function", "function": {"name": "weather", "arguments": "{}"}}]},
-            {"role": "tool", "content": "5 C"},
+            {"role": "assistant", "function_call": {"name": "weather", "arguments": "{}"}},
+            {"role": "function", "name": "weather", "content": "5 C"},
         ],
         "tools": TOOLS,
         "parallel_tool_calls": True,
