@@ -186,13 +186,13 @@ class ChatHandler:
         scripted = rule is not None and rule.reply is not None
         if talk.tool_result is not None:
             return (reply if scripted else Reply.of(tool_said(talk.tool_result))), (), False
-        salt = salt_of(body.get("messages"))
         if rule is not None and rule.tool_calls:
+            salt = salt_of(body.get("messages"))
             calls = (make_call(c.name, c.arguments, salt, i) for i, c in enumerate(rule.tool_calls))
             return NO_REPLY, tuple(calls), False
         tools, legacy = chat_tools(body)
         choice = body.get("function_call" if legacy else "tool_choice")
-        call = pick_call(tools, choice, talk.last_user, salt)
+        call = pick_call(tools, choice, talk.last_user, body.get("messages"))
         if call is not None:
             return NO_REPLY, (call,), legacy
         if not scripted:

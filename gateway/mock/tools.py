@@ -85,15 +85,18 @@ def forced_name(choice: Any) -> str | bool | None:
     return None
 
 
-def pick_call(tools: list[ToolSpec], choice: Any, user_text: str, salt: str) -> ToolCall | None:
-    """The one call the tool rule answers with, or None (no tools, or `tool_choice: none`)."""
+def pick_call(
+    tools: list[ToolSpec], choice: Any, user_text: str, conversation: Any
+) -> ToolCall | None:
+    """The one call the tool rule answers with, or None (no tools, or `tool_choice: none`);
+    its id depends on the whole ``conversation`` (hashed only when there is a call)."""
     forced = forced_name(choice)
     if not tools or forced is False:
         return None
     tool = next((t for t in tools if t.name == forced), None) if forced else None
     if tool is None:
         tool = next((t for t in tools if t.name in user_text), tools[0])
-    return make_call(tool.name, _arguments(tool, user_text), salt, 0)
+    return make_call(tool.name, _arguments(tool, user_text), salt_of(conversation), 0)
 
 
 def make_call(name: str, arguments: Any, salt: str, index: int) -> ToolCall:
