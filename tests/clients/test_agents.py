@@ -11,14 +11,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import agents
 import httpx
 import pytest
 from openai import AsyncOpenAI
 
 from tests.clients.conftest import ROGUE, Captured, labels
 from tests.servers import Gateway
-
-agents = pytest.importorskip("agents", reason="openai-agents is in the test extra")
 
 MODELS = ("responses-translated", "responses-native", "chat")
 #: a kind ending so runs streamed (Runner.run_streamed: the SDK asks for stream=True)

@@ -9,15 +9,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import langchain_core.tools as langchain_tools
+import langchain_openai
 import openai
 import pytest
 from pydantic import BaseModel, Field
 
 from tests.clients.conftest import Captured, labels
 from tests.servers import Gateway
-
-langchain_openai = pytest.importorskip("langchain_openai", reason="in the test extra")
-langchain_tools = pytest.importorskip("langchain_core.tools", reason="in the test extra")
 
 
 class Person(BaseModel):
