@@ -74,6 +74,25 @@ def test_bind_tools_gets_the_allowed_call_and_never_the_one_breaking_its_constra
     assert labels(second, "tools.call") == ["bad_arguments:transfer"]
 
 
+@pytest.mark.parametrize("responses_api", [False, True], ids=["chat", "responses"])
+def test_bind_tools_streamed_gets_a_call_only_once_it_is_judged(
+    agent_gateway: Gateway, http: httpx.Client, captured: Captured, responses_api: bool
+) -> None:
+    model = _chat(agent_gateway, http, use_responses_api=responses_api).bind_tools(_tools())
+    chunks = list(model.stream("transfer " + json.dumps({"amount": 40, "recipient": "alice"})))
+    whole = chunks[0]
+    for chunk in chunks[1:]:
+        whole = whole + chunk
+    assert [(c["name"], c["args"]) for c in whole.tool_calls] == [
+        ("transfer", {"amount": 40, "recipient": "alice"})
+    ]
+    blocked = list(model.stream("transfer " + json.dumps({"amount": 500, "recipient": "bob"})))
+    assert not any(c.tool_call_chunks for c in blocked)
+    assert "I can't use that tool here." in "".join(str(c.text) for c in blocked)
+    (_, second) = (agent_gateway.record(i) for i in captured.ids)
+    assert labels(second, "tools.call") == ["bad_arguments:transfer"]
+
+
 @pytest.mark.parametrize("method", ["json_schema", "function_calling"])
 def test_with_structured_output_returns_the_pydantic_model(
     agent_gateway: Gateway, http: httpx.Client, captured: Captured, method: str
