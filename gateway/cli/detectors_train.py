@@ -29,6 +29,8 @@ PURPOSES = {
     "human_likeness": "An assistant reply presenting itself as a person: feelings, a body, "
     "a life story, friendship or love for the user, first-hand human experience; "
     "the label `human_likeness`.",
+    "tool_injection": "An instruction planted in a tool's result (a fetched e-mail or page) for "
+    "the assistant to follow, scored per sentence (the highest); the label `injection`.",
 }
 
 

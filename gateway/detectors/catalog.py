@@ -2,9 +2,9 @@
 
 A spec is one of:
 
-- a shipped name (``injection``, ``human_likeness``): the weights in the package's
-  ``gateway/detectors/models/`` folder, read through ``importlib.resources`` so an installed
-  wheel finds them as a source checkout does;
+- a shipped name (``injection``, ``human_likeness``, ``tool_injection``): the weights in the
+  package's ``gateway/detectors/models/`` folder, read through ``importlib.resources`` so an
+  installed wheel finds them as a source checkout does;
 - ``package.module:attribute``: an operator's model, importable by the gateway's Python; the
   attribute is a ``TextModel`` instance or a zero-argument factory (a class, a function) that
   returns one;
@@ -26,7 +26,7 @@ from pathlib import Path
 from gateway.detectors.model import TextModel
 
 #: the models that ship with the gateway (their weights and cards are in ``models/``)
-SHIPPED = ("injection", "human_likeness")
+SHIPPED = ("injection", "human_likeness", "tool_injection")
 _IMPORT_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 _CARD_SUFFIX = ".md"
 

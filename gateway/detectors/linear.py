@@ -12,6 +12,9 @@ and one weight vector over all of them:
 - ``sentence``: the shared multilingual sentence encoder's unit vector, times ``scale``.
 
 ``p = sigmoid(intercept + coef · features)``. The revision is a digest of the file's bytes.
+
+A file with ``windows: N`` (N > 0) is a windowed model: a text is scored as the highest of its
+windows' scores (:mod:`gateway.detectors.windows`: its sentences, at most N of them).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.detectors.model import ModelInfo
+from gateway.detectors.windows import windows as windows_of
 
 FORMAT = "situate-linear/1"
 _WORD = re.compile(r"(?u)\b\w\w+\b")
@@ -148,8 +152,11 @@ class LinearModel:
         *,
         encode: Encode | None = None,
         metadata: dict[str, Any] | None = None,
+        windows: int = 0,
     ) -> None:
         self._info = info
+        #: score a text as its highest window (at most this many), or whole when 0
+        self.windows = windows
         self._terms = tuple(terms)
         self._sentence = sentence
         self._coef = coef
@@ -170,7 +177,12 @@ class LinearModel:
         return self._sentence is not None
 
     def decision(self, texts: Sequence[str]) -> Floats:
-        """The logits, one per text."""
+        """The logits, one per text (a windowed model's: its highest window's)."""
+        if not self.windows:
+            return self._logits(texts)
+        return windowed_max(texts, self.windows, self._logits)
+
+    def _logits(self, texts: Sequence[str]) -> Floats:
         out = np.full(len(texts), self._intercept, dtype=np.float64)
         for row, text in enumerate(texts):
             for block in self._terms:
@@ -191,6 +203,21 @@ class LinearModel:
 
             return shared_encoder().encode
         return self._encode
+
+
+def windowed_max(
+    texts: Sequence[str], cap: int, logits: Callable[[Sequence[str]], Floats]
+) -> Floats:
+    """Per text, the highest of ``logits`` over its windows (all windows scored in one batch)."""
+    pieces = [windows_of(text, cap) for text in texts]
+    flat = [w for piece in pieces for w in piece]
+    scores = logits(flat) if flat else np.empty(0)
+    out = np.empty(len(texts), dtype=np.float64)
+    start = 0
+    for row, piece in enumerate(pieces):
+        out[row] = scores[start : start + len(piece)].max()
+        start += len(piece)
+    return out
 
 
 def _sigmoid(z: float) -> float:
@@ -253,6 +280,7 @@ def model_from_dict(
         float(data["intercept"]),
         encode=encode,
         metadata=dict(data.get("metadata") or {}),
+        windows=int(data.get("windows") or 0),
     )
 
 

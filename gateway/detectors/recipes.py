@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from gateway.detectors import bipia_data
 from gateway.detectors import datasets as ds
 from gateway.detectors.train import (
     Encode,
@@ -146,7 +147,65 @@ def human_likeness(data: Path, project: Path, extra: Sequence[ds.Example] = ()) 
     )
 
 
-RECIPES = {"injection": injection, "human_likeness": human_likeness}
+#: the tool-result model: windows (sentences) scored one by one, the text's score the highest;
+#: at most 64 windows a text (a longer text is read as 64 runs of sentences)
+TOOL_FEATURES = Features(min_df=1, sentence_scale=2.0, c=3.0, windows=64)
+
+
+def tool_injection(data: Path, project: Path, extra: Sequence[ds.Example] = ()) -> Recipe:
+    """Instructions planted in tool results (BIPIA's e-mail task): trained on the training
+    split's windows, the threshold chosen on its held-out e-mails and attack categories, measured
+    on the test split and on ordinary texts a tool could return."""
+    cut = bipia_data.split_train(data)
+    train = [
+        *bipia_data.attack_windows(cut.train_attacks),
+        *bipia_data.email_windows(cut.train_emails),
+        *extra,
+    ]
+    validation = [
+        *bipia_data.planted(cut.held_emails, cut.held_attacks),
+        *bipia_data.clean(cut.held_emails),
+    ]
+    test_emails = bipia_data.emails(data, "test")
+    tests = {
+        "BIPIA test: attacks planted in e-mails": bipia_data.planted(
+            test_emails, bipia_data.attacks(data, "test", ("text",))
+        ),
+        "BIPIA test: code attacks planted in e-mails": bipia_data.planted(
+            test_emails, bipia_data.attacks(data, "test", ("code",))
+        ),
+        "BIPIA test: clean e-mails": bipia_data.clean(test_emails),
+        "presidio PII samples' texts": bipia_data.pii_sentences(data),
+        "XSTest safe prompts": ds.xstest_safe(data),
+        "JailbreakBench benign": ds.jailbreakbench_benign(data),
+    }
+    return Recipe(
+        "tool_injection",
+        "injection",
+        ds.dedupe(train),
+        validation,
+        tests,
+        limits={"all": 0.0},
+        features=TOOL_FEATURES,
+        sources=[
+            (
+                "BIPIA e-mails and text and code attacks, training split",
+                "MIT",
+                "train (70% of e-mails and attack categories) / threshold (the other 30%)",
+            ),
+            ("BIPIA test split (e-mails, text and code attacks)", "MIT", "measured only"),
+            ("presidio-research PII samples' texts (1,600)", "MIT", "measured only"),
+            ("XSTest safe prompts (250)", "CC-BY-4.0", "measured only"),
+            ("JailbreakBench benign behaviours (100)", "MIT", "measured only"),
+        ],
+    )
+
+
+RECIPES = {
+    "injection": injection,
+    "human_likeness": human_likeness,
+    "tool_injection": tool_injection,
+}
 
 
 def sampled(recipe: Recipe, size: int, seed: int = 7) -> Recipe:

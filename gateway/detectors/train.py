@@ -43,6 +43,9 @@ class Features:
     hard_negative_weight: float = 1.0
     #: how much more every row of a dataset counts, e.g. (("s-labs", 2.0),)
     source_weights: tuple[tuple[str, float], ...] = ()
+    #: score a text as its highest window, at most this many (0: the whole text); the
+    #: training rows are then windows themselves (sentences), not whole texts
+    windows: int = 0
 
 
 @dataclass
@@ -144,7 +147,13 @@ class Pipeline:
         return self
 
     def probabilities(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
+        if self.features.windows:
+            logits = linear.windowed_max(texts, self.features.windows, self._logits)
+            return np.asarray(1.0 / (1.0 + np.exp(-logits)))
         return np.asarray(self.regression.predict_proba(self._matrix(texts, fit=False))[:, 1])
+
+    def _logits(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
+        return np.asarray(self.regression.decision_function(self._matrix(texts, fit=False)))
 
     def export(
         self, name: str, label: str, threshold: float, metadata: dict[str, Any]
@@ -173,7 +182,9 @@ class Pipeline:
                     "encoder": NAME,
                 }
             )
+        windowed = {"windows": self.features.windows} if self.features.windows else {}
         return {
+            **windowed,
             "format": linear.FORMAT,
             "name": name,
             "label": label,
