@@ -50,13 +50,14 @@ tools:\n{SCOPE}rules:
     detect: {{pii: [email]}}
     action: redact
 """,
-    # tool results are inputs: the learned injection model reads them (roles: user and tool)
+    # tool results are inputs: the tool-result model reads them (and only them)
     "tools-injection": """\
 rules:
   - id: injection
     stage: input
+    roles: [tool]
     why: Instructions planted in what a tool fetched are refused (indirect injection).
-    detect: {classifier: {model: injection, budget_ms: 20000}}
+    detect: {classifier: {model: tool_injection, budget_ms: 20000, window: 8000}}
     action: block
 """,
 }

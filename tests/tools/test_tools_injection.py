@@ -1,7 +1,9 @@
 """Tool results are inputs: an instruction planted in an e-mail a tool fetched (BIPIA's public
-attacks inside BIPIA's e-mails) is caught by the context's injection rule when it comes back
-as a ``tool`` message (or a legacy ``function`` message), like one the user typed, and the
-evidence points at that message."""
+attacks of its TEST split inside its test e-mails, data the model never trained on) is caught by
+the context's ``tool_injection`` rule (``roles: [tool]``) when it comes back as a ``tool``
+message (or a legacy ``function`` message), at the start, the middle or the end of the e-mail,
+and the evidence points at that message; the same e-mail clean passes, and the same sentence
+typed by the user is not this rule's to read."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 import openai
 import pytest
 
+from gateway.detectors.bipia_data import plant
 from tests.shared_data import shared_file
 from tests.tools.served import Served
 
@@ -38,23 +41,26 @@ def _emails() -> list[dict[str, str]]:
         return [json.loads(line) for line in lines if line.strip()]
 
 
-def _attack() -> str:
-    attacks = json.loads(shared_file("bipia/text_attack_test.json").read_text())
-    first: str = attacks["Scams & Fraud"][0]
+def _attack(kind: str = "text", category: str = "Entertainment") -> str:
+    attacks = json.loads(shared_file(f"bipia/{kind}_attack_test.json").read_text())
+    first: str = attacks[category][0]
     return first
 
 
-def _clean_email(sdk: openai.OpenAI) -> dict[str, str]:
-    """The first of BIPIA's e-mails the rule lets through as it is (the control)."""
-    for email in _emails()[:20]:
-        try:
-            sdk.chat.completions.create(
-                model="test-small", messages=_request(email["context"], email["question"])
-            )
-        except openai.BadRequestError:
-            continue
-        return email
-    raise AssertionError("the injection rule stopped every clean e-mail")
+def _clean_email(sdk: openai.OpenAI, index: int = 0) -> dict[str, str]:
+    """A test e-mail, after checking the rule lets it through clean (the control)."""
+    email = _emails()[index]
+    answer = sdk.chat.completions.create(
+        model="test-small", messages=_request(email["context"], email["question"])
+    )
+    assert answer.choices[0].message.content
+    return email
+
+
+def _blocked(sdk: openai.OpenAI, messages: list[dict[str, Any]]) -> openai.BadRequestError:
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.chat.completions.create(model="test-small", messages=messages)
+    return caught.value
 
 
 @pytest.mark.parametrize("role", ["tool", "tool-parts", "function"])
@@ -62,11 +68,41 @@ def test_an_injection_in_a_tool_result_is_caught_there(served: Served, role: str
     with served.sdk(CONTEXT) as sdk:
         email = _clean_email(sdk)
         planted = f"{email['context']}\n\n{_attack()}"
-        with pytest.raises(openai.BadRequestError) as caught:
-            sdk.chat.completions.create(
-                model="test-small", messages=_request(planted, email["question"], role=role)
-            )
-    error = caught.value
+        error = _blocked(sdk, _request(planted, email["question"], role=role))
+    _assert_caught_on_the_tool_result(served, error)
+
+
+@pytest.mark.parametrize(
+    ("position", "kind", "category"),
+    [
+        ("start", "code", "Keylogging"),
+        ("middle", "text", "Base Encoding"),
+        ("end", "text", "Reverse Text"),
+    ],
+)
+def test_a_planted_test_attack_is_caught_wherever_it_sits(
+    served: Served, position: str, kind: str, category: str
+) -> None:
+    with served.sdk(CONTEXT) as sdk:
+        email = _clean_email(sdk, 3)
+        planted = plant(email["context"], _attack(kind, category), position)
+        error = _blocked(sdk, _request(planted, email["question"]))
+    _assert_caught_on_the_tool_result(served, error)
+
+
+def test_the_rule_reads_tool_results_only(served: Served) -> None:
+    """The same sentence typed by the user is no indirect injection: ``roles: [tool]``."""
+    with served.sdk(CONTEXT) as sdk:
+        email = _emails()[0]
+        question = f"{email['question']} {_attack()}"
+        answer = sdk.chat.completions.with_raw_response.create(
+            model="test-small", messages=_request(email["context"], question)
+        )
+    record = served.gateway.record(answer.headers["x-request-id"])
+    assert not [o for o in record["decision"]["outcomes"] if o["rule"] == "injection"]
+
+
+def _assert_caught_on_the_tool_result(served: Served, error: openai.BadRequestError) -> None:
     assert error.code == "policy_violation"
     assert error.body["rule"] == "injection"  # type: ignore[index]
     record = served.gateway.record(error.response.headers["x-request-id"])
