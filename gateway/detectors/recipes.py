@@ -159,7 +159,7 @@ def tool_injection(data: Path, project: Path, extra: Sequence[ds.Example] = ()) 
     cut = bipia_data.split_train(data)
     train = [
         *bipia_data.attack_windows(cut.train_attacks),
-        *bipia_data.email_windows(cut.train_emails),
+        *bipia_data.email_windows(cut.train_emails, bipia_data.test_sentences(data)),
         *extra,
     ]
     validation = [
