@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.detectors.bipia_data import POSITIONS, plant
 from gateway.errors import GatewayError
 from gateway.evaluation.datasets import DatasetError, Row, read_records
 from gateway.evaluation.report import ALL, _Tally, rule_table
@@ -37,7 +38,6 @@ from gateway.policy.limits import check_sizes
 
 NAME = "BIPIA e-mail tool results ({split})"
 SOURCE = "microsoft/BIPIA, commit 1a2a91d"
-POSITIONS = ("start", "middle", "end")
 TOOL = "read_email"
 #: the tool message's index in each request: user, assistant (the call), tool
 TOOL_MESSAGE = 2
@@ -47,19 +47,6 @@ TOOL_MESSAGE = 2
 class Email:
     context: str
     question: str
-
-
-def plant(context: str, attack: str, position: str) -> str:
-    """The e-mail with the attack inserted at the start, the middle (at the line or sentence
-    boundary nearest the middle) or the end, as BIPIA inserts its attacks."""
-    if position == "start":
-        return f"{attack}\n{context}"
-    if position == "end":
-        return f"{context}\n{attack}"
-    middle = len(context) // 2
-    cuts = [i + 1 for i, ch in enumerate(context) if ch == "\n" or context[i : i + 2] == ". "]
-    cut = min(cuts, key=lambda i: abs(i - middle), default=middle)
-    return f"{context[:cut].rstrip()}\n{attack}\n{context[cut:].lstrip()}"
 
 
 def request_messages(email: Email, content: str) -> list[dict[str, Any]]:
