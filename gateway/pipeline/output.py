@@ -212,6 +212,9 @@ class OutputStage:
         if choice.blocking is not None:
             refusal = refusal_text(choice.blocking, self._policy)
             message.update(content=refusal, refusal=refusal)
+            for field in ("tool_calls", "function_call"):  # a blocked choice calls nothing
+                if message.get(field) is not None:
+                    message[field] = None
             target["finish_reason"] = "content_filter"
         elif choice.spans:
             message["content"] = choice.spans.cut(choice.text, 0, choice.text.size)

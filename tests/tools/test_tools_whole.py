@@ -6,13 +6,21 @@ the findings and the review queue say about them."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from gateway.checks.registry import default_registry
+from gateway.pipeline.output import OutputStage
+from gateway.pipeline.tools_chat import scope_calls
+from gateway.policy.compiled import CompiledPolicy
+from gateway.policy.decision import Decision
+from gateway.policy.loader import compile_policy
 from tests.reviewing import Reviewer
+from tests.tools.conftest import SCOPE
 from tests.tools.served import TOOLS, Served, labels, outcome, tool, user
 
 TRANSFER_OK = 'please call transfer {"amount": 40, "recipient": "alice"}'
@@ -233,3 +241,45 @@ def test_a_tool_round_trip_answers_with_the_result(served: Served) -> None:
     with served.sdk("tools-remove") as sdk:
         answer = sdk.chat.completions.create(model="test-small", messages=messages, tools=TOOLS)
     assert answer.choices[0].message.content == "The tool said: balance: 120 EUR"
+
+
+# The output stage on a whole answer, at unit level: the mock backend never writes text
+# beside its calls, which is what a block-as-answer rule on the text must see.
+
+SECRET_RULE = """\
+rules:
+  - id: no-secret
+    stage: output
+    why: No secrets.
+    detect: {keywords: [SECRET]}
+    action: block
+    block_as: answer
+    message: I cannot say that.
+"""
+
+
+def _policy(section: str) -> CompiledPolicy:
+    head = "context: unit\npurpose: Test.\nowner: t@situate.invalid\naudience: tests\n"
+    text = head + "models:\n  allow: [test-small]\n" + f"tools:\n{SCOPE}" + section
+    return compile_policy(Path("unit.yaml"), text, default_registry())
+
+
+def test_a_choice_an_output_rule_blocked_loses_its_calls() -> None:
+    policy = _policy(SECRET_RULE)
+    function = {"name": "lookup_balance", "arguments": "{}"}
+    call = {"id": "c1", "type": "function", "function": function}
+    message = {"role": "assistant", "content": "the SECRET is 42", "tool_calls": [call]}
+    legacy = {"role": "assistant", "content": "SECRET", "function_call": call["function"]}
+    choices = [
+        {"index": 0, "finish_reason": "tool_calls", "message": message},
+        {"index": 1, "finish_reason": "function_call", "message": legacy},
+    ]
+    answer: dict[str, Any] = {"id": "x", "choices": choices}
+    decision = Decision("r", "unit")
+    assert OutputStage(policy, decision, disclose=False).answer(answer)
+    scope_calls(policy.tools, answer, decision)
+    for choice in answer["choices"]:
+        assert choice["finish_reason"] == "content_filter"
+        assert choice["message"]["refusal"] == "I cannot say that."
+        assert choice["message"].get("tool_calls") is None
+        assert choice["message"].get("function_call") is None
