@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.errors import PolicyViolation
+from gateway.errors import InvalidRequest, PolicyViolation
 from gateway.policy.actions import Action, Stage
 from gateway.policy.decision import Decision, Outcome
 from gateway.policy.tools import DECLARED, ToolScope, ToolVerdict
@@ -28,9 +28,14 @@ _WITH_TOOLS = ("tools", "tool_choice", "parallel_tool_calls")
 _WITH_FUNCTIONS = ("functions", "function_call")
 
 
+#: the tool types declared under their own names (any other is judged by its type's name)
+NAMED = frozenset({"function", "custom"})
+
+
 def tool_name(tool: Any) -> str:
-    """A declared tool's name: ``{type: function, function: {name}}`` (or another type's
-    ``{type: T, T: {name}}``), a legacy function's ``{name}``; else its type, or ''."""
+    """A tool's name as a ``tool_choice`` or ``allowed_tools`` names it: ``{type: T, T:
+    {name}}`` (chat), ``{type: T, name}`` (Responses), a legacy function's ``{name}``; else its
+    type, or ''."""
     if not isinstance(tool, dict):
         return ""
     kind = tool.get("type")
@@ -40,6 +45,39 @@ def tool_name(tool: Any) -> str:
     if isinstance(tool.get("name"), str):
         return str(tool["name"])
     return kind if isinstance(kind, str) else ""
+
+
+def declared_name(tool: Any, param: str, *, legacy: bool = False) -> str:
+    """The name a backend reads for a declared tool, judged by scope: chat's ``function.name``
+    (or ``custom.name``), the Responses API's flat ``name``, a legacy function's ``name``.
+    A built-in tool (``web_search``, ``mcp``, ...) is judged by its type. A 400 naming
+    ``param`` for a tool scope cannot judge: not an object, no name, two names that disagree,
+    or a name on a tool of another type (a backend might read either)."""
+    if not isinstance(tool, dict):
+        raise _unjudged(param, "a tool is an object")
+    kind = tool.get("type", None if legacy else "function" if "function" in tool else None)
+    if legacy:
+        kind = "function"
+    if not isinstance(kind, str):
+        raise _unjudged(param, "the tool has no type")
+    if kind not in NAMED:
+        if {"name", "function", "custom"} & set(tool):
+            raise refused(None, f"a tool of type {kind!r} is judged by its type, but it carries "
+                          "a name a backend may read instead", param)
+        return kind  # a built-in tool (web_search, mcp, ...): in scope by its type's name
+    inner = tool.get(str(kind)) if not legacy else None
+    named = (tool.get("name"), inner.get("name") if isinstance(inner, dict) else None)
+    names = [n for n in named if n is not None]
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise _unjudged(param, "the tool has no name")
+    if len(set(names)) > 1:
+        raise _unjudged(param, f"the tool has two names that disagree ({' and '.join(names)})")
+    return str(names[0])
+
+
+def _unjudged(param: str, why: str) -> InvalidRequest:
+    return InvalidRequest(f"Invalid value for '{param}': {why}.", param=param,
+                          code="invalid_value")
 
 
 def refused(outcome: Outcome | None, why: str, param: str) -> PolicyViolation:
@@ -57,8 +95,11 @@ def scope_declared(scope: ToolScope, body: dict[str, Any], decision: Decision) -
     if not scope.active:
         return body
     tools, functions = _listed(body, "tools"), _listed(body, "functions")
-    judged = [(i, scope.declared(tool_name(t))) for i, t in enumerate(tools)]
-    judged_functions = [(i, scope.declared(tool_name(f))) for i, f in enumerate(functions)]
+    judged = [(i, scope.declared(declared_name(t, f"tools[{i}]"))) for i, t in enumerate(tools)]
+    judged_functions = [
+        (i, scope.declared(declared_name(f, f"functions[{i}]", legacy=True)))
+        for i, f in enumerate(functions)
+    ]
     outcome = scope.note_declared(decision, judged + judged_functions)
     if outcome is None:
         return body

@@ -14,8 +14,9 @@ import openai
 import pytest
 
 from gateway.checks.registry import default_registry
+from gateway.errors import InvalidRequest
 from gateway.pipeline.output import OutputStage
-from gateway.pipeline.tools_chat import scope_calls
+from gateway.pipeline.tools_chat import scope_calls, scope_declared
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.policy.loader import compile_policy
@@ -283,3 +284,57 @@ def test_a_choice_an_output_rule_blocked_loses_its_calls() -> None:
         assert choice["message"]["refusal"] == "I cannot say that."
         assert choice["message"].get("tool_calls") is None
         assert choice["message"].get("function_call") is None
+
+
+def _post_tools(served: Served, tools: list[Any]) -> httpx.Response:
+    return httpx.post(
+        f"{served.gateway.v1}/chat/completions",
+        headers={"authorization": f"Bearer {served.gateway.keys['tools-remove']}"},
+        json={"model": "test-small", "messages": user("hello"), "tools": tools},
+    )
+
+
+LOOKUP = {"name": "lookup_balance", "parameters": {"type": "object"}}
+
+
+@pytest.mark.parametrize(
+    ("declared", "code"),
+    [
+        ({"type": "lookup_x", "function": {"name": "delete_account"}}, "tool_not_allowed"),
+        ({"type": "function", "name": "delete_account", "function": LOOKUP}, "invalid_value"),
+        ({"type": "function", "function": {"parameters": {}}}, "invalid_value"),
+        ({"function": LOOKUP, "name": "delete_account"}, "invalid_value"),
+    ],
+    ids=["another-type-carrying-a-function", "two-names", "no-name", "no-type-two-names"],
+)
+def test_a_tool_scope_cannot_judge_by_the_name_sent_is_refused(
+    served: Served, declared: dict[str, Any], code: str
+) -> None:
+    response = _post_tools(served, [TOOLS[0], declared])
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == ("tools[1]", code)
+    request_id = response.headers["x-request-id"]
+    assert all(e["request_id"] != request_id for e in served.upstream.requests())
+
+
+def test_a_tool_without_a_type_is_judged_by_its_function_name(served: Served) -> None:
+    """vLLM reads a tool without ``type`` as a function: it is judged by ``function.name``."""
+    response = _post_tools(served, [{"function": LOOKUP}, {"function": {"name": "delete_account"}}])
+    assert response.status_code == 200, response.text
+    seen = served.upstream.seen(response.headers["x-request-id"])["body"]
+    assert seen["tools"] == [{"function": LOOKUP}]
+    declared = outcome(served.gateway.record(response.headers["x-request-id"]), "tools.declared")
+    assert labels(declared) == [(1, "out_of_scope:delete_account")]
+
+
+def test_a_responses_tool_is_judged_by_the_flat_name_it_sends() -> None:
+    policy, decision = _policy(""), Decision("r", "unit")
+    decoy = {"type": "function", "name": "wipe_disk", "function": {"name": "lookup_balance"}}
+    with pytest.raises(InvalidRequest) as caught:
+        scope_declared(policy.tools, {"input": "hi", "tools": [decoy]}, decision)
+    assert (caught.value.param, caught.value.code) == ("tools[0]", "invalid_value")
+    tools = [{"type": "function", "name": "wipe_disk"}, {"type": "custom", "name": "lookup_x"}]
+    kept = scope_declared(policy.tools, {"input": "hi", "tools": tools}, decision)
+    assert kept["tools"] == tools[1:]
+    assert labels(decision.outcomes[0].as_dict()) == [(0, "out_of_scope:wipe_disk")]
