@@ -18,7 +18,7 @@ from gateway.pipeline.needs import PipelineNeeds
 from gateway.pipeline.output import Blocked, OutputStage
 from gateway.pipeline.stages.respond import upstream_filtered
 from gateway.pipeline.stream import Ending, shutdown_frame
-from gateway.pipeline.stream_events import error_frame, frame
+from gateway.pipeline.stream_events import OwnFrames, comment_only, error_frame, frame
 from gateway.pipeline.tools_stream import ToolStream
 from gateway.policy.compiled import CompiledRule
 from gateway.policy.tools import CALLED
@@ -89,6 +89,7 @@ class ChatFrames:
         self._strip_usage = strip_usage
         self._assembler = assembler or StreamAssembler()
         self._tools = tools  # the tool calls' scope (``tools_stream``), when the policy has one
+        self._own = OwnFrames()
 
     def _end(self, status: Status, error_type: str | None, message: str | None) -> None:
         self._ending.end(status, error_type, message)
@@ -101,7 +102,7 @@ class ChatFrames:
         return Event(raw=_DONE, data="[DONE]")
 
     def error(self, exc: GatewayError) -> bytes:
-        return error_frame(exc)
+        return self._own.made(error_frame(exc))
 
     def shutdown(self) -> bytes:
         return shutdown_frame()
@@ -118,27 +119,22 @@ class ChatFrames:
     async def frame(self, event: Event) -> bytes:
         """The bytes to forward for one upstream event (possibly none)."""
         if event.done:
-            try:
-                flushed = await self._off_loop(self._flush)
-            except Blocked as blocked:  # a heavy rule's last scan, at the end
-                return self._block(blocked.rule)
-            except GatewayError as failed:  # a check failed closed at the end
-                self._end(Status.GATEWAY_ERROR, failed.code or failed.type, failed.message)
-                return error_frame(failed)
-            self._settle()
-            return flushed + self._tools_rest() + event.raw
-        if event.data is None:
-            return event.raw
+            return await self._done(event)
+        if self._own.mine(event):
+            return event.raw  # the gateway's own frame (an error mid-stream)
+        if event.data is None and comment_only(event):
+            return b""
         try:
-            chunk = json.loads(event.data)
+            chunk = json.loads(event.data or "")  # no data at all is malformed too
         except ValueError:
             exc = UpstreamError(
                 "The backend sent a malformed chunk.", code="upstream_malformed_chunk"
             )
-            self._end(Status.UPSTREAM_ERROR, exc.code, f"malformed chunk: {event.data[:200]}")
+            said = event.raw.decode(errors="replace")[:200]
+            self._end(Status.UPSTREAM_ERROR, exc.code, f"malformed chunk: {said}")
             return error_frame(exc)
         if not isinstance(chunk, dict) or "error" in chunk or event.event == "error":
-            self._end(Status.UPSTREAM_ERROR, "upstream_stream_error", event.data[:2000])
+            self._end(Status.UPSTREAM_ERROR, "upstream_stream_error", (event.data or "")[:2000])
             return event.raw
         self._assembler.add(chunk)
         changed = self._strip(chunk) if self._strip_usage else False
@@ -149,6 +145,20 @@ class ChatFrames:
         if not changed:
             return event.raw
         return frame(chunk) if chunk.get("choices") or chunk.get("usage") else b""
+
+    async def _done(self, event: Event) -> bytes:
+        """``[DONE]``: text still held, then calls still held (but for a refused choice's),
+        and the record told how it ended, the dropped calls counted."""
+        try:
+            flushed = await self._off_loop(self._flush)
+        except Blocked as blocked:  # a heavy rule's last scan, at the end
+            return self._block(blocked.rule)
+        except GatewayError as failed:  # a check failed closed at the end
+            self._end(Status.GATEWAY_ERROR, failed.code or failed.type, failed.message)
+            return error_frame(failed)
+        rest = self._tools_rest()
+        self._settle()
+        return flushed + rest + event.raw
 
     async def _off_loop(self, work: Callable[[], T], *, models: bool = True) -> T:
         """The output stage's work: in the detector pool when it may run a model, else here."""
@@ -250,7 +260,10 @@ class ChatFrames:
 
     def _tools_rest(self) -> bytes:
         """Calls still held when the stream ends without their choice's finish_reason."""
-        rest = self._tools.rest() if self._tools is not None else []
+        if self._tools is None:
+            return b""
+        refused = set(self._refused)
+        rest = self._tools.rest(skip=lambda i: i in refused)
         return frame(self._chunk(rest)) if rest else b""
 
     def _block(self, rule: CompiledRule) -> bytes:

@@ -26,6 +26,28 @@ def error_frame(exc: GatewayError) -> bytes:
     return b"data: " + exc.body_bytes() + b"\n\n"
 
 
+class OwnFrames:
+    """The frames a stream's ``Frames`` made itself (an error, the end it writes when the
+    backend stops), which come back to its ``frame`` as events without data: told apart by
+    identity from the backend's, whose events without data are not the gateway's to pass."""
+
+    def __init__(self) -> None:
+        self._made: list[bytes] = []
+
+    def made(self, raw: bytes) -> bytes:
+        self._made.append(raw)
+        return raw
+
+    def mine(self, event: Event) -> bool:
+        return event.data is None and any(raw is event.raw for raw in self._made)
+
+
+def comment_only(event: Event) -> bool:
+    """Whether a data-less event is only SSE comments (``: keep-alive``), which say nothing."""
+    lines = [line for line in event.raw.decode(errors="replace").splitlines() if line.strip()]
+    return all(line.startswith(":") for line in lines)
+
+
 async def bounded(chunks: AsyncIterator[bytes], route: Route) -> AsyncIterator[bytes]:
     """The upstream's bytes, each read bounded by the backend's timeouts (the first by
     ``first_byte``, the others by ``idle``): a backend whose stream breaks in a way the

@@ -1,8 +1,9 @@
 """Tool-call scope on chat completion streams (``policy.tools``, judged by ``ToolScope``).
 
 A call streams as pieces: its index, id, type and name first, then its arguments in several
-deltas. A call is whole when another call index of its choice starts, when the choice's
-``finish_reason`` arrives, or when the stream ends; only then can it be judged.
+deltas, which may interleave with another call's (a backend streaming parallel calls). A call
+is whole only when the choice's ``finish_reason`` arrives, or when the stream ends: then each
+of the choice's calls is judged, in the order they started.
 
 - ``on_call: block``: the pieces are held back per (choice, call index). A whole call in
   scope is released as ONE delta carrying its index, id, type, name and whole arguments (the
@@ -16,6 +17,7 @@ Every verdict goes on the decision once the stream ends (``ToolScope.note_calls`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +55,7 @@ class _Call:
 
 @dataclass(slots=True)
 class _Choice:
-    open: _Call | None = None
+    open: dict[int, _Call] = field(default_factory=dict)  # call index → the call, in order
     released: int = 0
     dropped: int = 0
     texted: bool = False  # the choice sent text of its own
@@ -88,12 +90,16 @@ class ToolStream:
             chunk["choices"] = kept
         return self._hold
 
-    def rest(self) -> list[dict[str, Any]]:
+    def rest(self, skip: Callable[[int], bool] = lambda _: False) -> list[dict[str, Any]]:
         """At the stream's end (no finish_reason came): the choices whose last call was still
-        open, with it released, or with the refusal when every call of the choice was dropped."""
+        open, with it released, or with the refusal when every call of the choice was dropped.
+        A choice ``skip`` names (one an output rule refused) releases nothing more."""
         ended = []
         for index, state in self._choices.items():
-            released = self._complete(index, state) if state.open is not None else []
+            if skip(index):
+                state.open, state.ended = {}, True
+                continue
+            released = self._complete(index, state)
             if self._hold and not state.ended:
                 choice: dict[str, Any] = {"index": index, "delta": {}, "finish_reason": None}
                 self._release(choice, state, released, final=True)
@@ -114,7 +120,7 @@ class ToolStream:
         state.texted = state.texted or bool(delta.get("content"))
         released = self._pieces(index, state, delta)
         final = choice.get("finish_reason") is not None
-        if final and state.open is not None:
+        if final:
             released += self._complete(index, state)
         if not self._hold:
             return True
@@ -122,8 +128,7 @@ class ToolStream:
         return bool(delta) or final or bool(choice.get("logprobs"))
 
     def _pieces(self, index: int, state: _Choice, delta: dict[str, Any]) -> list[dict[str, Any]]:
-        """The delta's call pieces into their calls; the calls they made whole, released."""
-        released: list[dict[str, Any]] = []
+        """The delta's call pieces into their calls (none is whole before its choice ends)."""
         pieces = [p for p in delta.get("tool_calls") or () if isinstance(p, dict)]
         legacy = delta.get("function_call")
         if isinstance(legacy, dict):
@@ -131,27 +136,26 @@ class ToolStream:
         for piece in pieces:
             at = piece.get("index", 0)
             at = at if isinstance(at, int) else 0
-            if state.open is not None and state.open.index != at:
-                released += self._complete(index, state)
-            if state.open is None:
-                state.open = _Call(at)
-            state.open.add(piece)
+            state.open.setdefault(at, _Call(at)).add(piece)
         if self._hold:
             delta.pop("tool_calls", None)
             delta.pop("function_call", None)
-        return released
+        return []
 
     def _complete(self, index: int, state: _Choice) -> list[dict[str, Any]]:
-        """The open call is whole: judged, and released (at its new index) or dropped."""
-        call, state.open = state.open, None
-        assert call is not None
-        verdict = self._scope.call("".join(call.name), "".join(call.arguments))
-        self._verdicts.append((index, verdict))
-        if not verdict.allowed and self._hold:
-            state.dropped += 1
-            return []
-        state.released += 1
-        return [call.whole(state.released - 1)]
+        """The choice's open calls are whole: each judged, in the order they started, and
+        released (at its new index) or dropped."""
+        calls, state.open = list(state.open.values()), {}
+        released = []
+        for call in calls:
+            verdict = self._scope.call("".join(call.name), "".join(call.arguments))
+            self._verdicts.append((index, verdict))
+            if not verdict.allowed and self._hold:
+                state.dropped += 1
+                continue
+            state.released += 1
+            released.append(call.whole(state.released - 1))
+        return released
 
     def _release(
         self, choice: dict[str, Any], state: _Choice, released: list[dict[str, Any]], *, final: bool
@@ -162,8 +166,9 @@ class ToolStream:
         calls = [c for c in released if "index" in c]
         if calls:
             delta["tool_calls"] = calls
-        if len(calls) < len(released):
-            delta["function_call"] = released[-1]
+        legacy = [c for c in released if "index" not in c]
+        if legacy:
+            delta["function_call"] = legacy[-1]
         if not final:
             return
         state.ended = True

@@ -20,12 +20,13 @@ from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Gateway, Upstream, servi
 CONTEXT = "stream-context"
 PHONE = "+1 415 555 0123"
 MODELS = ("t-chat", "t-native")
+BARE = "t-chat-bare"  # translated, on a backend not asked for usage (``stream_usage: false``)
 POLICY = {
     "context": CONTEXT,
     "purpose": "Responses streams through the output rules and the tool scope.",
     "owner": "tests@situate.invalid",
     "audience": "the test suite",
-    "models": {"allow": list(MODELS)},
+    "models": {"allow": [*MODELS, BARE]},
     "rules": [
         {"id": "no-secret-recipe", "stage": "output", "why": "The recipe stays secret.",
          "detect": {"keywords": ["secret recipe"]}, "action": "block", "block_as": "answer",
@@ -85,10 +86,13 @@ def stream_gateway(upstream: Upstream, folder: Path, database_url: str) -> Itera
                      "timeouts": timeouts},
             "native": {"base_url": f"{upstream.url}/v1", "api_key_env": "MOCK_UPSTREAM_KEY",
                        "timeouts": timeouts, "responses": "native"},
+            "bare": {"base_url": f"{upstream.url}/v1", "api_key_env": "MOCK_UPSTREAM_KEY",
+                     "timeouts": timeouts, "stream_usage": False},
         },
         "models": {
             "t-chat": {"backend": "chat", "model": "mock-small"},
             "t-native": {"backend": "native", "model": "mock-small"},
+            BARE: {"backend": "bare", "model": "mock-small"},
         },
         "policies_dir": str(policies),
         "recording": {"spill_dir": str(folder / "spill")},

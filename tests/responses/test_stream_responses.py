@@ -16,6 +16,7 @@ import yaml
 from openai.types.responses import Response
 
 from tests.responses.stream_gateway import (
+    BARE,
     MODELS,
     PHONE,
     TOOLS,
@@ -29,6 +30,9 @@ from tests.servers import UPSTREAM_SECRET, scripted_upstream
 
 SPLIT_KEY = {"contains": "SPLIT-KEY", "reply": f"The key is {UPSTREAM_SECRET} ok.",
              "chunk_chars": 5}
+#: a call out of scope, then [DONE] with no finish_reason (llama-cpp-python's cut-short end)
+CALL_CUT = {"contains": "CALL-CUT", "tool_calls": [{"name": "wipe_disk", "arguments": {}}],
+            "fault": {"done_after": 2}}
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +40,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamGateway]:
     """The tests' upstream script, and a reply that spells the backend's key in pieces."""
     folder = tmp_path_factory.mktemp("responses-stream")
     script = yaml.safe_load((Path(__file__).parents[1] / "upstream_script.yaml").read_text())
-    script["rules"].insert(0, SPLIT_KEY)
+    script["rules"][:0] = [SPLIT_KEY, CALL_CUT]
     with (
         scripted_upstream(folder, script) as upstream,
         stream_gateway(upstream, folder, f"sqlite+aiosqlite:///{folder / 'r.db'}") as gateway,
@@ -236,7 +240,9 @@ def test_a_backend_failing_mid_stream_ends_with_error_then_failed(
     assert record["status"] == status
     assert record["response_body"]["status"] == "incomplete"
     said = record["response_body"]["output"][0]["content"][0]["text"]
-    assert said and said.startswith(streamed_text(events))  # held text never went out
+    streamed = streamed_text(events)
+    # a strict prefix: the text held back (hold_back 24) when the backend failed never went out
+    assert said[: len(streamed)] == streamed and len(said) > len(streamed)
 
 
 def test_a_client_that_leaves_is_recorded(served: StreamGateway, model: str) -> None:
@@ -279,3 +285,32 @@ def test_scrubbed_event_names_stay_on_the_wire(served: StreamGateway, model: str
 @pytest.fixture(autouse=True)
 def _fresh(served: StreamGateway, tmp_path: Path) -> None:
     served.seen.clear()
+
+
+def test_a_backend_not_asked_for_usage_still_streams_through_the_rules(
+    served: StreamGateway,
+) -> None:
+    """A translated route always asks for a stream (``stream_usage: false`` only leaves usage
+    out): never the backend's whole JSON answer passed on unread."""
+    events, final = _streamed(served, BARE, f"call me on {PHONE} today")
+    sent = json.dumps(events)
+    assert "555" not in sent and "chat.completion" not in sent
+    assert final.output_text.endswith("call me on [phone] today")
+    assert events[-1]["type"] == "response.completed"
+    assert served.last_record()["status"] == "ok"
+
+
+def test_a_call_dropped_at_a_cut_short_end_is_recorded_as_blocked(served: StreamGateway) -> None:
+    """Chat: [DONE] with no finish_reason while a call out of scope is held: the call is dropped,
+    the choice ends with the scope's refusal, and the record says blocked (not incomplete)."""
+    tools = [{"type": "function", "function": {"name": "wipe_disk", "parameters": {}}}]
+    stream = served.sdk.chat.completions.create(
+        model="t-chat", messages=[{"role": "user", "content": "CALL-CUT now"}], tools=tools,
+        stream=True,
+    )
+    chunks = [chunk.to_dict() for chunk in stream]
+    assert "wipe_disk" not in json.dumps(chunks)
+    finishes = [c["finish_reason"] for chunk in chunks for c in chunk["choices"]]
+    assert "content_filter" in finishes
+    record = served.last_record()
+    assert (record["status"], record["error_type"]) == ("blocked", "policy_violation")

@@ -27,6 +27,7 @@ from gateway.pipeline.output import OutputStage
 from gateway.pipeline.responses.events import TERMINAL, ChatEvents, spec_fields, sse
 from gateway.pipeline.responses.stream_rules import Ended, Events, Governed
 from gateway.pipeline.stream import Ending, ProxyStream
+from gateway.pipeline.stream_events import OwnFrames, comment_only
 from gateway.pipeline.stream_open import Build, open_stream
 from gateway.policy.decision import Decision
 from gateway.policy.tools import ToolScope
@@ -69,6 +70,7 @@ class ResponsesFrames:
         self._so_far = _SoFar()  # a native backend's items, as far as they got
         self._ended = False  # the client had its last event
         self._delivered: dict[str, Any] | None = None
+        self._own = OwnFrames()
 
     def _end(self, status: Status, code: str | None, message: str | None) -> None:
         self._ending.end(status, code, message)
@@ -76,7 +78,7 @@ class ResponsesFrames:
     # Frames.
 
     async def frame(self, event: Event) -> bytes:
-        if event.data is None:
+        if self._own.mine(event):
             return event.raw  # the gateway's own frames (an error mid-stream)
         try:
             given = self._given(event)
@@ -84,7 +86,8 @@ class ResponsesFrames:
             exc = UpstreamError(
                 "The backend sent a malformed event.", code="upstream_malformed_chunk"
             )
-            self._end(Status.UPSTREAM_ERROR, exc.code, f"malformed event: {event.data[:200]}")
+            said = event.raw.decode(errors="replace")[:200]
+            self._end(Status.UPSTREAM_ERROR, exc.code, f"malformed event: {said}")
             return self._bytes(self._rules.fail(exc.code or exc.type, exc.message))
         out: Events = []
         try:
@@ -96,7 +99,12 @@ class ResponsesFrames:
         return self._bytes(out)
 
     def _given(self, event: Event) -> Events:
-        """The Responses events an upstream event is (raises ValueError when unreadable)."""
+        """The Responses events an upstream event is (raises ValueError when unreadable, or
+        when it has no data: the gateway's own frames are told apart by ``OwnFrames``)."""
+        if event.data is None:
+            if comment_only(event):
+                return []
+            raise ValueError("an event without data")
         if self._chat is not None:
             if event.done:
                 return self._chat.done() if self._chat.started else []
@@ -171,11 +179,12 @@ class ResponsesFrames:
             return None
         message = "the backend ended the stream early"
         self._end(Status.INCOMPLETE, "upstream_ended", message)
-        return Event(raw=self._bytes(self._rules.fail("upstream_ended", message)), data=None)
+        return Event(raw=self._own.made(self._bytes(self._rules.fail("upstream_ended", message))),
+                     data=None)
 
     def error(self, exc: GatewayError) -> bytes:
         self._ended = True
-        return self._bytes(self._rules.fail(exc.code or exc.type, exc.message))
+        return self._own.made(self._bytes(self._rules.fail(exc.code or exc.type, exc.message)))
 
     def shutdown(self) -> bytes:
         return self.error(_SHUTDOWN)
@@ -283,10 +292,13 @@ async def open_responses_stream(
 
     def built(route: Route) -> tuple[str, dict[str, Any]]:
         path, body = build(route)
-        if _native(route) or not route.backend.stream_usage:
+        if _native(route):
+            return path, body
+        body = {**body, "stream": True}  # a translated route always streams (else: whole JSON)
+        if not route.backend.stream_usage:
             return path, body
         options = {**(body.get("stream_options") or {}), "include_usage": True}
-        return path, {**body, "stream": True, "stream_options": options}
+        return path, {**body, "stream_options": options}
 
     def frames(ending: Ending, _: bool, route: Route) -> ResponsesFrames:
         made = ResponsesFrames(
