@@ -180,7 +180,7 @@ class ChatEvents:
             out += self._call("function_call", {"function": legacy})
         if choice.get("finish_reason"):
             self._finish = str(choice["finish_reason"])
-            out += self._close()
+            out += self._close_all()
         return out
 
     def _text(self, part: str, text: str, tokens: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -217,7 +217,8 @@ class ChatEvents:
                 {"id": new_id("fc"), "type": "function_call", "status": "in_progress",
                  "arguments": "", "call_id": call_id, "name": function.get("name") or ""}
             )
-            out.append(self._added(item))
+            self._open = None  # a call stays open until its choice finishes (parallel calls
+            out.append(self._added(item))  # may interleave their pieces)
         elif function.get("name"):
             item.body["name"] += function["name"]
         arguments = function.get("arguments")
@@ -243,10 +244,21 @@ class ChatEvents:
     def _part(self, kind: str, item: _Item, part: dict[str, Any]) -> dict[str, Any]:
         return self._event(kind, **self._where(item), part=part)
 
+    def _close_all(self) -> list[dict[str, Any]]:
+        """The choice finished: the open message, then every call, in order, is whole."""
+        out = self._close()
+        for item in self._items:
+            out += self._done(item)
+        return out
+
     def _close(self) -> list[dict[str, Any]]:
-        """The open item is whole: its done events."""
+        """The open message is whole: its done events."""
         item, self._open = self._open, None
-        if item is None or item.done:
+        return [] if item is None else self._done(item)
+
+    def _done(self, item: _Item) -> list[dict[str, Any]]:
+        """An item's done events (none if it was done already)."""
+        if item.done:
             return []
         item.done = True
         item.body["status"] = "completed"
@@ -275,7 +287,7 @@ class ChatEvents:
 
     def done(self) -> list[dict[str, Any]]:
         """``[DONE]``: the whole Response, in the event that says how it ended."""
-        out = self._close()
+        out = self._close_all()
         status, reason = _ENDINGS.get(self._finish or "stop", ("completed", None))
         response = self._response(status)
         response["incomplete_details"] = {"reason": reason} if reason else None

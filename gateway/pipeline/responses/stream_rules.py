@@ -8,9 +8,12 @@ translated it) and returns what the client is sent for it, unnumbered:
   ``response.output_text.delta`` carries what the stage releases (none: the event is held), and
   the ``.done``, ``content_part.done`` and ``output_item.done`` events, and the terminal
   Response, carry the released text instead of the backend's;
-- tool calls: each ``function_call`` item is judged by ``ToolScope.call`` once it is whole; when
-  the scope blocks calls its events are held until then, and a call out of scope never reaches
-  the client (the client's ``output_index`` has no gap for it);
+- tool calls: each call item (``function_call``, ``custom_tool_call`` with its ``input``,
+  ``mcp_call``) is judged by ``ToolScope.call`` once it is whole; when the scope blocks calls
+  its events are held until then, and a call out of scope never reaches the client (the
+  client's ``output_index`` has no gap for it, and nothing more of its item goes out);
+- a text delta no ``content_part.added`` announced is tracked from that delta on, through the
+  output stage like any other;
 - a block raises ``Ended`` with the events that end the stream: the rule's refusal as the
   part's text then ``response.incomplete`` (``block_as: answer``), or ``error`` and
   ``response.failed`` (a block that errs, a check that failed closed).
@@ -34,6 +37,8 @@ from gateway.records.status import Status
 
 T = TypeVar("T")
 Events = list[dict[str, Any]]
+#: the output items that are a model's calls, and the field that holds what each call says
+CALLS = {"function_call": "arguments", "custom_tool_call": "input", "mcp_call": "arguments"}
 
 
 class Ended(Exception):
@@ -50,6 +55,7 @@ class _Part:
 
     stage: int
     released: list[str] = field(default_factory=list)
+    fed: bool = False  # the output stage had some of its text
 
     @property
     def text(self) -> str:
@@ -87,7 +93,8 @@ class Governed:
         self.output: Events = []  # the client's output items, in its order
         self._index: dict[int, int] = {}  # the backend's output_index → the client's
         self._parts: dict[tuple[int, int], _Part] = {}
-        self._held: dict[int, Events] = {}  # a function call held until it is judged
+        self._held: dict[int, Events] = {}  # a call held until it is judged
+        self._dropped: set[int] = set()  # the backend's output_index of each call dropped
         self.verdicts: list[tuple[int, ToolVerdict]] = []
         self.blocked_calls = 0
         self.blocked: CompiledRule | None = None  # a block that erred (for the stage's close)
@@ -98,7 +105,7 @@ class Governed:
         if kind in ("response.created", "response.in_progress"):
             self.response = {**self.response, **spec_fields(event.get("response") or {})}
             return [event]
-        if isinstance(at, int) and at in self._held:
+        if isinstance(at, int) and (at in self._held or at in self._dropped):
             return self._hold(at, event)
         if kind == "response.output_item.added":
             return self._added(event)
@@ -127,7 +134,7 @@ class Governed:
     def _added(self, event: dict[str, Any]) -> Events:
         item = event.get("item") or {}
         at = event.get("output_index")
-        if item.get("type") == "function_call" and self._tools.blocks_calls and isinstance(at, int):
+        if item.get("type") in CALLS and self._tools.blocks_calls and isinstance(at, int):
             self._held[at] = [event]
             return []
         if isinstance(at, int):
@@ -136,6 +143,8 @@ class Governed:
         return [self._mapped(event)]
 
     def _hold(self, at: int, event: dict[str, Any]) -> Events:
+        if at in self._dropped:
+            return []  # more of a call out of scope (a backend that still speaks of it)
         held = self._held[at]
         held.append(event)
         if event.get("type") != "response.output_item.done":
@@ -145,20 +154,22 @@ class Governed:
         verdict = self._judge(item)
         if not verdict.allowed:
             self.blocked_calls += 1
+            self._dropped.add(at)
             return []
         self._index[at] = len(self.output)
         self.output.append(copy.deepcopy(item))
         return [self._mapped(e) for e in held]
 
     def _judge(self, item: dict[str, Any]) -> ToolVerdict:
-        verdict = self._tools.call(str(item.get("name") or ""), item.get("arguments"))
+        said = item.get(CALLS.get(str(item.get("type")), "arguments"))
+        verdict = self._tools.call(str(item.get("name") or ""), said)
         self.verdicts.append((len(self.verdicts), verdict))
         return verdict
 
     def _item_done(self, event: dict[str, Any]) -> Events:
         at = event.get("output_index")
         item = copy.deepcopy(event.get("item") or {})
-        if item.get("type") == "function_call":
+        if item.get("type") in CALLS:
             self._judge(item)  # passed as it came (the scope flags or warns)
         elif item.get("type") == "message" and isinstance(at, int):
             for n, part in enumerate(item.get("content") or ()):
@@ -178,11 +189,21 @@ class Governed:
         return [self._mapped(event)]
 
     def _part_of(self, event: dict[str, Any]) -> _Part | None:
-        return self._parts.get((event.get("output_index"), event.get("content_index", 0)))  # type: ignore[arg-type]
+        """The text part an event is of; one no ``content_part.added`` announced is tracked
+        from its first event on (else its text would pass unread)."""
+        at, n = event.get("output_index"), event.get("content_index", 0)
+        if not isinstance(at, int) or not isinstance(n, int):
+            return None
+        if (at, n) not in self._parts:
+            self._parts[(at, n)] = _Part(len(self._parts))
+        return self._parts[(at, n)]
 
     def _released_part(self, event: dict[str, Any]) -> Any:
-        part, tracked = event.get("part"), self._part_of(event)
-        if tracked is None or not isinstance(part, dict) or self._output is None:
+        part = event.get("part")
+        if not isinstance(part, dict) or part.get("type") != "output_text":
+            return part
+        tracked = self._part_of(event)
+        if tracked is None or self._output is None:
             return part
         return self._with_text(part, tracked.text)
 
@@ -210,7 +231,8 @@ class Governed:
             return [self._mapped(event)]
         if self._output is None:
             return [self._mapped(event)]
-        rest = await self._stage(part, event, "", final=True)
+        said = event.get("text") if not part.fed else ""  # a text no delta streamed
+        rest = await self._stage(part, event, said if isinstance(said, str) else "", final=True)
         out = [self._text_delta(event, rest)] if rest else []
         return [*out, self._mapped({**event, "text": part.text, "logprobs": []})]
 
@@ -225,6 +247,7 @@ class Governed:
         """Feed the part's new text (and finish it, if ``final``); what is released."""
         stage = self._output
         assert stage is not None
+        part.fed = True
         models = self._heavy and stage.models_due(part.stage, text, final=final)
         try:
             released = await self._off_loop(partial(self._feed, part.stage, text, final), models)
