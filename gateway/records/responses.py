@@ -45,6 +45,9 @@ class StoredResponse:
     deleted: bool = False
     #: the request had instructions (a redacted record's view starts with them)
     instructions: bool = False
+    #: the input items as the input rules left them, where they changed them (a record
+    #: keeping full content): what later turns are rebuilt from
+    admitted: Any = None
     #: the record's notes while it is not yet written (this process's memory only): a delete
     #: marks them, so the record is written deleted
     notes: dict[str, Any] | None = None
@@ -129,6 +132,7 @@ def _stored(row: Exchange) -> StoredResponse:
         response=row.response_body,
         deleted="deleted_at" in notes,
         instructions=bool(notes.get("instructions")),
+        admitted=notes.get("admitted_input"),
     )
 
 

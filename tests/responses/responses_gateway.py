@@ -57,6 +57,9 @@ POLICIES = {
     "other-context": policy("other-context"),
     "redacted-context": policy("redacted-context", rules=RULES, record={"content": "redacted"}),
     "none-context": policy("none-context", record={"content": "none"}),
+    "limited-context": policy("limited-context", limits={"max_messages": 4}, rules=[
+        {"id": "email-anywhere", "stage": "input", "why": "No addresses upstream.",
+         "detect": {"pii": ["email"]}, "roles": ["system", "user", "tool"], "action": "redact"}]),
 }
 
 

@@ -194,3 +194,68 @@ def test_tool_choice_and_text_format_are_translated(gw: ResponsesGateway) -> Non
     assert sent["tool_choice"] == {"type": "function", "function": {"name": "lookup"}}
     assert sent["response_format"] == {"type": "json_object"} and sent["max_tokens"] == 50
     assert answer.json()["output"][0]["type"] == "function_call"  # the forced call
+
+
+def test_a_follow_up_sends_the_earlier_turns_as_the_input_rules_left_them(
+    gw: ResponsesGateway,
+) -> None:
+    _native(gw)
+    for first_model in ("chat-model", "native-model"):
+        first = gw.post({"model": first_model, "input": "write to ada@example.com"})
+        assert first.status_code == 200, first.text
+        record = gw.record(first.headers["x-request-id"])
+        assert "[email]" in json.dumps(record["decision"]["responses"]["admitted_input"])
+        for model in ("chat-model", "native-model"):
+            follow = gw.post({"model": model, "input": "and again",
+                              "previous_response_id": first.json()["id"]})
+            assert follow.status_code == 200, follow.text
+            sent = json.dumps(gw.upstream.seen(follow.headers["x-request-id"])["body"])
+            assert "[email]" in sent or first_model == model == "native-model"
+            assert "ada@example.com" not in sent, (first_model, model)
+
+
+def test_native_sends_redacted_instructions_and_tool_output_parts(gw: ResponsesGateway) -> None:
+    _native(gw)
+    answer = gw.post({"model": "native-model", "instructions": "the user is ada@example.com",
+                      "tools": [LOOKUP], "input": [
+        {"role": "user", "content": "look it up"},
+        {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1",
+         "output": [{"type": "input_text", "text": "mail bob@example.org"}]}]}, "limited-context")
+    assert answer.status_code == 200, answer.text
+    sent = gw.upstream.seen(answer.headers["x-request-id"])["body"]
+    assert sent["instructions"] == "the user is [email]"
+    assert sent["input"][2]["output"] == [{"type": "input_text", "text": "mail [email]"}]
+
+
+def test_a_streamed_call_withheld_is_not_served_by_a_read_nor_sent_again(
+    gw: ResponsesGateway,
+) -> None:
+    body = {"model": "chat-model", "stream": True, "tools": [TRANSFER],
+            "input": 'call transfer {"amount": 5000}'}
+    with httpx.stream("POST", f"{gw.v1}/responses", json=body, timeout=30,
+                      headers={"authorization": f"Bearer {gw.keys['resp-context']}"}) as stream:
+        text = "".join(stream.iter_text())
+        request_id = stream.headers["x-request-id"]
+    assert "5000" not in text
+    response_id = gw.record(request_id)["response_id"]
+    with gw.sdk() as sdk:
+        served = sdk.responses.retrieve(response_id)
+        assert [i.type for i in served.output] == ["message"]
+        assert "5000" not in served.model_dump_json()
+        follow = sdk.responses.with_raw_response.create(
+            model="chat-model", input="ok", previous_response_id=response_id)
+    sent = gw.upstream.seen(follow.headers["x-request-id"])["body"]["messages"]
+    said = [m for m in sent if m["role"] != "user"]
+    assert said and "5000" not in json.dumps(said) and not any(m.get("tool_calls") for m in said)
+
+
+def test_a_chain_counts_its_earlier_turns_against_the_limits(gw: ResponsesGateway) -> None:
+    with gw.sdk("limited-context") as sdk:
+        first = sdk.responses.create(model="chat-model", input="turn 1")
+        second = sdk.responses.create(model="chat-model", input="turn 2",
+                                      previous_response_id=first.id)  # 3 messages: allowed (4)
+        with pytest.raises(openai.BadRequestError) as refused:
+            sdk.responses.create(model="chat-model", input="turn 3",
+                                 previous_response_id=second.id)  # 5 messages
+    assert refused.value.code == "limit_exceeded"

@@ -45,6 +45,8 @@ from gateway.pipeline.tools_chat import scope_calls, scope_declared
 from gateway.policy.actions import Stage
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
+from gateway.policy.engine import message_texts
+from gateway.policy.limits import check_sizes
 from gateway.records.responses import ResponseLookup, StoredResponse, notes_of
 from gateway.records.shapes import answer_view, request_view, response_messages
 from gateway.records.status import Status
@@ -69,7 +71,8 @@ class Turn:
             items = redacted_items(items_of(self.body), messages[head:])
             chain = self.chain
             prior = None if chain is None or chain.passes_through(target) else chain.rebuilt()
-            sent = native_body(self.body, items, prior)
+            body = {**self.body, "instructions": messages[0]["content"]} if head else self.body
+            sent = native_body(body, items, prior)
             return RESPONSES, {**sent, **({"max_output_tokens": limit} if limit else {})}
         prior_messages = _chat_messages(self.chain.rebuilt()) if self.chain else []
         chat = chat_body(self.body, prior_messages, messages)
@@ -91,9 +94,10 @@ class Responses:
         record.stream = bool(request.stream)
         record.requested_model = request.model
         chain = await self._chain(ctx, request)
+        prior = _chat_messages(chain.items) if chain is not None and chain.items else []
         scoped, admitted = await self.s.detectors.evaluate(
             policy.heavy_at(Stage.INPUT),
-            partial(_admit, policy, body, decision),
+            partial(_admit, policy, body, decision, prior),
             undo=decision.mark(),
         )
         plan = route(self.s.router, record, admitted.alias, policy.policy.models.allow)
@@ -106,8 +110,10 @@ class Responses:
             record.response_notes["previous_redacted"] = True
         if admitted.refusal is not None:
             return self._refuse(record, ctx, shell, admitted.refusal)
+        _note_admitted(record.response_notes, scoped, admitted)
+        counted = {**admitted.body, "messages": [*prior, *admitted.body["messages"]]}
         limits = await take_quota(
-            self.s.quota, record, ctx, admitted.alias, admitted.body, stream=bool(request.stream)
+            self.s.quota, record, ctx, admitted.alias, counted, stream=bool(request.stream)
         )
         turn = Turn(scoped, admitted, chain)
         disclose = chain is None and not _answered_before(body)
@@ -168,15 +174,17 @@ class Responses:
         notes = record.response_notes
         assert notes is not None
 
+        had: list[dict[str, Any]] = []  # the Response as the client had it, as it closed
+
         def noted(rec: ExchangeRecord) -> None:
             notes["native"] = rec.backend in native_routes
-            _remember(self.lookup, None, rec)  # read back, it is held to the rules again
+            _remember(self.lookup, had[-1] if had else None, rec)
 
         record.on_finish.append(noted)
         return await open_responses_stream(
             self.s, plan, record, turn.build, shell=shell, output=output, tools=policy.tools,
             decision=decision, headers={**decision_headers(decision), **limits},
-            heavy=policy.heavy_at(Stage.OUTPUT),
+            heavy=policy.heavy_at(Stage.OUTPUT), delivered=had.append,
         )
 
     def _refuse(
@@ -202,12 +210,16 @@ class Responses:
 
 
 def _admit(
-    policy: CompiledPolicy, body: dict[str, Any], decision: Decision
+    policy: CompiledPolicy, body: dict[str, Any], decision: Decision, prior: list[Any]
 ) -> tuple[dict[str, Any], Admission]:
     """Tool scope on the declared tools, then the input stage on the request's chat view
-    (the output limit as chat's ``max_tokens``)."""
+    (the output limit as chat's ``max_tokens``); the size limits count the earlier turns
+    (``prior``) the model is sent too, as chat counts a conversation's history."""
     scoped = scope_declared(policy.tools, body, decision)
     view = request_view("responses", scoped)
+    if prior:
+        own = view["messages"]
+        check_sizes(policy, len(prior) + len(own), 1, message_texts([*prior, *own]), decision)
     limit = view.pop("max_output_tokens", None)
     if limit is not None:
         view["max_tokens"] = limit
@@ -263,9 +275,22 @@ def _remember(lookup: ResponseLookup, delivered: Any, record: ExchangeRecord) ->
             response=response,
             delivered=delivered,
             instructions=bool(notes.get("instructions")),
+            admitted=notes.get("admitted_input") if content == "full" else None,
             notes=record.response_notes,
         )
     )
+
+
+def _note_admitted(notes: Any, scoped: dict[str, Any], admitted: Admission) -> None:
+    """A record that keeps its content in full keeps the input as the input rules left it
+    too (``admitted_input``, where they changed it): later turns are rebuilt from that."""
+    if not isinstance(notes, dict) or notes.get("content") != "full":
+        return
+    head = 1 if isinstance(scoped.get("instructions"), str) else 0
+    items = items_of(scoped)
+    sent = redacted_items(items, admitted.body["messages"][head:])
+    if sent != items:
+        notes["admitted_input"] = sent
 
 
 def redacted_items(items: list[Any], messages: list[Any]) -> list[Any]:
@@ -278,18 +303,24 @@ def redacted_items(items: list[Any], messages: list[Any]) -> list[Any]:
             out.append(item)
         elif item.get("type") == "function_call_output" and isinstance(content, str):
             out.append({**item, "output": content} if content != item.get("output") else item)
+        elif item.get("type") == "function_call_output" and isinstance(content, list):
+            out.append({**item, "output": _texts_into(item.get("output"), content)})
+        elif isinstance(item.get("content"), list) and isinstance(content, list):
+            out.append({**item, "content": _texts_into(item["content"], content)})
         elif isinstance(item.get("content"), str) and isinstance(content, str):
             out.append({**item, "content": content} if content != item["content"] else item)
-        elif isinstance(item.get("content"), list) and isinstance(content, list):
-            parts = [
-                {**p, "text": c["text"]} if isinstance(c, dict) and "text" in c
-                and isinstance(p, dict) else p
-                for p, c in zip(item["content"], content, strict=False)
-            ]
-            out.append({**item, "content": parts})
         else:
             out.append(item)
     return out + items[len(out):]
+
+
+def _texts_into(parts: Any, viewed: list[Any]) -> list[Any]:
+    """An item's parts with the texts of their chat view's parts (as the rules left them)."""
+    return [
+        {**p, "text": c["text"]} if isinstance(c, dict) and "text" in c and isinstance(p, dict)
+        else p
+        for p, c in zip(parts if isinstance(parts, list) else [], viewed, strict=False)
+    ]
 
 
 def _chat_messages(items: list[Any]) -> list[dict[str, Any]]:

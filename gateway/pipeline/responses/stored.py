@@ -14,8 +14,9 @@ from typing import Any
 
 from gateway.errors import PolicyViolation
 from gateway.pipeline.output import OutputStage
-from gateway.pipeline.responses.answer import apply_view, response_of
+from gateway.pipeline.responses.answer import apply_view, output_of, response_of
 from gateway.pipeline.responses.translate import items_of, items_of_messages
+from gateway.pipeline.tools_chat import scope_calls
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.records.responses import StoredResponse
@@ -33,21 +34,34 @@ def _recorded(stored: StoredResponse, policy: CompiledPolicy) -> dict[str, Any]:
     response = stored.response if isinstance(stored.response, dict) else {}
     if stored.content == "redacted":
         shell = {"id": stored.response_id, "object": "response", "status": "completed"}
-        return response_of(response, {**shell, "model": response.get("model")})
+        response = _turned_back(response, {**shell, "model": response.get("model")})
     return _held_to_rules(response, policy)
 
 
+def _turned_back(view: dict[str, Any], shell: dict[str, Any]) -> dict[str, Any]:
+    """A redacted record's chat view (one choice per output text, the calls on the last) as
+    a Response: a message item per choice's text, then the calls."""
+    choices = [c for c in view.get("choices") or () if isinstance(c, dict)] or [{}]
+    response = response_of({**view, "choices": choices[-1:]}, shell)
+    response["output"] = [item for c in choices for item in output_of(c.get("message") or {})]
+    return response
+
+
 def _held_to_rules(response: dict[str, Any], policy: CompiledPolicy) -> dict[str, Any]:
-    output = OutputStage(policy, Decision(policy.revision, policy.context), disclose=False)
-    if not output.active:
-        return response
+    """The tool scope on the calls and the output rules on the texts, as they are now: what
+    the policy withholds is not served by a read (nor sent again by a later turn)."""
+    decision = Decision(policy.revision, policy.context)
     view = answer_view("responses", response)
-    try:
-        output.answer(view)
-    except PolicyViolation:  # a block that errs: nothing of the text is served
-        for choice in view.get("choices") or ():
-            choice["message"]["content"], choice["finish_reason"] = "", "content_filter"
-    return apply_view(response, view)
+    changed = scope_calls(policy.tools, view, decision)
+    output = OutputStage(policy, decision, disclose=False)
+    if output.active:
+        try:
+            changed = output.answer(view) or changed
+        except PolicyViolation:  # a block that errs: nothing of the text is served
+            for choice in view.get("choices") or ():
+                choice["message"]["content"], choice["finish_reason"] = "", "content_filter"
+            changed = True
+    return apply_view(response, view) if changed else response
 
 
 def input_items(stored: StoredResponse) -> list[dict[str, Any]]:
@@ -76,12 +90,18 @@ def _listed(item: Any, made_id: str) -> Any:
 
 
 def turn_items(stored: StoredResponse, policy: CompiledPolicy) -> list[Any]:
-    """The response's turn: its input items, then its output as items (a redacted record's
-    text, redacted, even where this process still holds what its client got)."""
+    """The response's turn: its input as the input rules left it, then its output as items
+    (a redacted record's text, redacted, even where this process still holds what its
+    client got)."""
     answer = _recorded(stored, policy) if stored.content == "redacted" else served_response(
         stored, policy)
     output = answer.get("output") or []
-    return [*input_items(stored), *(i for i in output if isinstance(i, dict))]
+    admitted = stored.admitted if isinstance(stored.admitted, list) else None
+    inputs = input_items(stored) if admitted is None else [
+        _listed(item, f"msg_{stored.response_id[5:29]}{n:04d}")
+        for n, item in enumerate(admitted)
+    ]
+    return [*inputs, *(i for i in output if isinstance(i, dict))]
 
 
 def previous_of(stored: StoredResponse) -> str | None:
