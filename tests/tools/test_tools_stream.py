@@ -5,11 +5,23 @@ wire) and through the SDK's ``chat.completions.stream`` (which accumulates the c
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from gateway.checks.registry import default_registry
+from gateway.detectors.pool import DetectorPool, PoolSettings
+from gateway.pipeline.output import OutputStage
+from gateway.pipeline.stream import Ending
+from gateway.pipeline.stream_chat import ChatFrames
+from gateway.pipeline.tools_stream import ToolStream
+from gateway.policy.decision import Decision
+from gateway.policy.loader import compile_policy
+from gateway.records.status import Status
+from gateway.upstream.sse import Event
 from tests.tools.served import TOOLS, Served, labels, outcome, user
 
 
@@ -156,3 +168,101 @@ def test_calls_are_scoped_beside_output_rules_that_hold_text(served: Served) -> 
     assert text == "I can't use that tool here."  # the default refusal, through the output rules
     assert _finish(blocked) == ["content_filter"]
     assert served.gateway.record(request_id)["status"] == "blocked"
+
+
+# Chunk sequences the mock never sends (interleaved call pieces; a call then text an output
+# rule refuses, with no finish_reason): the gateway's own ChatFrames fed them as a backend
+# would, with the real compiled policy and detector pool.
+
+_GUARDED = """\
+context: frames-test
+purpose: Chat stream frames over unusual chunk sequences.
+owner: tests@situate.invalid
+audience: the test suite
+models:
+  allow: [m]
+tools:
+  allow:
+    - "lookup_*"
+    - name: transfer
+      arguments:
+        type: object
+        properties:
+          amount: {type: number, maximum: 100}
+        required: [amount]
+rules:
+  - id: no-secret
+    stage: output
+    why: No secrets.
+    detect: {keywords: [SECRET]}
+    action: block
+    block_as: answer
+    message: I cannot say that.
+"""
+
+
+class _Needs:
+    def __init__(self, detectors: DetectorPool) -> None:
+        self.detectors = detectors
+
+
+def _framed(chunks: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Ending]:
+    """What the client is sent for ``chunks`` then [DONE], and how the stream ended."""
+    policy = compile_policy(Path("frames-test.yaml"), _GUARDED, default_registry())
+    decision = Decision("req", "frames-test")
+    ending, pool = Ending(), DetectorPool(PoolSettings(workers=1))
+    frames = ChatFrames(
+        _Needs(pool), ending, strip_usage=False,  # type: ignore[arg-type]
+        output=OutputStage(policy, decision, disclose=False),
+        tools=ToolStream(policy.tools, decision),
+    )
+
+    async def go() -> bytes:
+        sent = b""
+        for chunk in [*map(json.dumps, chunks), "[DONE]"]:
+            if ending.ended:
+                break
+            sent += await frames.frame(Event(raw=f"data: {chunk}\n\n".encode(), data=chunk))
+        return sent
+
+    try:
+        sent = asyncio.run(go()).decode()
+    finally:
+        pool.close()
+    lines = [line[6:] for line in sent.splitlines() if line.startswith("data: ")]
+    return [json.loads(line) for line in lines if line != "[DONE]"], ending
+
+
+def _piece(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def test_interleaved_call_pieces_are_judged_whole() -> None:
+    chunks = [
+        _piece({"tool_calls": [{"index": 0, "id": "a", "type": "function",
+                                "function": {"name": "transfer", "arguments": '{"amount'}}]}),
+        _piece({"tool_calls": [{"index": 1, "id": "b", "type": "function",
+                                "function": {"name": "lookup_card", "arguments": "{}"}}]}),
+        _piece({"tool_calls": [{"index": 0, "function": {"arguments": '": 5000}'}}]}),
+        _piece({}, "tool_calls"),
+    ]
+    sent, _ = _framed(chunks)
+    assert "5000" not in json.dumps(sent) and "transfer" not in json.dumps(sent)
+    calls = [call for d in _deltas(sent) for call in d.get("tool_calls") or ()]
+    assert [(c["index"], c["function"]["name"]) for c in calls] == [(0, "lookup_card")]
+
+
+def test_a_refused_choice_releases_no_held_call() -> None:
+    """A call, then text an output rule refuses, then [DONE] with no finish_reason: the refusal
+    ends the choice and the held call never follows it."""
+    chunks = [
+        _piece({"role": "assistant", "tool_calls": [
+            {"index": 0, "id": "c1", "type": "function",
+             "function": {"name": "lookup_balance", "arguments": "{}"}}]}),
+        _piece({"content": "the SECRET is 42"}),
+    ]
+    sent, ending = _framed(chunks)
+    assert not [d for d in _deltas(sent) if d.get("tool_calls")]
+    assert "I cannot say that." in json.dumps(sent)
+    assert ending.outcome is not None and ending.outcome[0] == Status.BLOCKED
