@@ -67,7 +67,7 @@ def test_an_operator_model_is_an_instance_or_a_factory_loaded_once() -> None:
 @pytest.mark.parametrize(
     ("spec", "says"),
     [
-        ("no-such-model", "not a shipped model (injection, human_likeness)"),
+        ("no-such-model", "not a shipped model (injection, human_likeness, tool_injection)"),
         ("tests.models.nothing:model", "cannot import tests.models.nothing"),
         ("tests.models.keyword:missing", "has no missing"),
         ("tests.models.failing:NotAModel", "has no info and score"),
