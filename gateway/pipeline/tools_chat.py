@@ -20,7 +20,7 @@ from typing import Any
 from gateway.errors import InvalidRequest, PolicyViolation
 from gateway.policy.actions import Action, Stage
 from gateway.policy.decision import Decision, Outcome
-from gateway.policy.tools import DECLARED, ToolScope, ToolVerdict
+from gateway.policy.tools import DECLARED, Judged, ToolScope, ToolVerdict
 
 CODE = "tool_not_allowed"
 #: with no tools left, what only makes sense beside them goes too (backends reject an empty list)
@@ -171,14 +171,14 @@ def scope_calls(scope: ToolScope, answer: dict[str, Any], decision: Decision) ->
     answer changed."""
     if not scope.active:
         return False
-    judged: list[tuple[int, ToolVerdict]] = []
+    judged: list[Judged] = []
     changed = False
     for index, choice in enumerate(answer.get("choices") or ()):
         message = choice.get("message") if isinstance(choice, dict) else None
         if not isinstance(message, dict):
             continue
         verdicts = _calls(scope, message)
-        judged += [(choice.get("index", index), v) for _, v in verdicts]
+        judged += [(choice.get("index", index), v, position) for position, v in verdicts]
         if scope.blocks_calls and any(not v.allowed for _, v in verdicts):
             _remove(scope, choice, message, verdicts)
             changed = True

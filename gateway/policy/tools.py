@@ -18,7 +18,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -121,15 +121,17 @@ class ToolScope:
     def note_calls(
         self,
         decision: Decision,
-        verdicts: Iterable[tuple[int, ToolVerdict]],
+        verdicts: Iterable[Judged],
         *,
         enforced: bool = True,
     ) -> Outcome | None:
-        """The calls out of scope (each with its choice, or output item, index) as one
-        outcome with the policy's ``on_call`` action; ``enforced`` False when nothing could be
-        done about it (the call had already gone out). None when every call was in scope."""
+        """The calls out of scope (each with its choice, or output item, index, and where it
+        can say so the call's position in that choice: its evidence's ``part``, -1 for a
+        legacy ``function_call``) as one outcome with the policy's ``on_call`` action;
+        ``enforced`` False when nothing could be done about it (the call had already gone
+        out). None when every call was in scope."""
         spec = self.spec
-        out = [(i, v) for i, v in verdicts if not v.allowed]
+        out = [judged for judged in verdicts if not judged[1].allowed]
         if spec is None or not out:
             return None
         action = Action(spec.on_call)
@@ -150,6 +152,9 @@ class ToolScope:
 
 
 _UNREADABLE = object()
+#: a tool judged: its index (in the request's list, or the answer's choice or output item),
+#: its verdict, and for a call its position in that choice where the caller knows it
+Judged = tuple[int, ToolVerdict] | tuple[int, ToolVerdict, int]
 
 
 def _out_of_scope(name: str) -> ToolVerdict:
@@ -175,8 +180,11 @@ def _compile(name: str, schema: dict[str, Any] | None) -> _Allowed:
 
 
 def _outcome(
-    rule: str, stage: Stage, action: Action, out: list[tuple[int, ToolVerdict]], review: str | None
+    rule: str, stage: Stage, action: Action, out: Sequence[Judged], review: str | None
 ) -> Outcome:
-    why = "; ".join(v.detail for _, v in out)
-    evidence = [Evidence(index, 0, 0, verdict.label) for index, verdict in out]
+    why = "; ".join(judged[1].detail for judged in out)
+    evidence = [
+        Evidence(judged[0], 0, 0, judged[1].label, part=judged[2] if len(judged) > 2 else None)
+        for judged in out
+    ]
     return Outcome(rule, DETECTOR, stage, action, evidence, why=why, review=review)

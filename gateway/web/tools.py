@@ -60,7 +60,9 @@ def pretty(arguments: Any) -> str:
 
 
 def verdicts(decision: Any, rule: str) -> dict[tuple[int, str], Verdict]:
-    """The tool scope's verdicts of one rule, by (index, tool name)."""
+    """The tool scope's verdicts of one rule, by (index, key): the key is a call's position
+    in its choice as ``#position`` where the evidence says it (its ``part``), else the tool's
+    name (a declared tool, or a call recorded before positions were)."""
     outcomes = decision.get("outcomes") if isinstance(decision, dict) else None
     found = {}
     for outcome in outcomes or []:
@@ -69,25 +71,30 @@ def verdicts(decision: Any, rule: str) -> dict[tuple[int, str], Verdict]:
         for ev in outcome.get("evidence") or []:
             reason, _, name = str(ev.get("label", "")).partition(":")
             enforced = str(outcome.get("enforced") or "none")
-            found[(int(ev.get("message", -1)), name)] = Verdict(reason, enforced)
+            part = ev.get("part")
+            key = f"#{part}" if isinstance(part, int) else name
+            found[(int(ev.get("message", -1)), key)] = Verdict(reason, enforced)
     return found
 
 
 def calls(message: dict[str, Any], judged: dict[str, Verdict]) -> list[ToolCall]:
-    """A message's tool calls (and a legacy ``function_call``), each with its verdict by the
-    tool's name (``judged``: the verdicts on the message's choice)."""
+    """A message's tool calls (and a legacy ``function_call``, position -1), each with its
+    verdict (``judged``: the verdicts on the message's choice) by its position, or by the
+    tool's name on a record that does not say positions."""
     listed = message.get("tool_calls")
-    raw = list(listed) if isinstance(listed, list) else []
+    raw = list(enumerate(listed)) if isinstance(listed, list) else []
     if isinstance(message.get("function_call"), dict):
-        raw.append({"function": message["function_call"]})
+        raw.append((-1, {"function": message["function_call"]}))
+    positioned = any(key.startswith("#") for key in judged)
     shown = []
-    for call in raw:
+    for position, call in raw:
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):
             continue
         name = str(function.get("name") or "?")
+        verdict = judged.get(f"#{position}" if positioned else name)
         arguments = pretty(function.get("arguments"))
-        shown.append(ToolCall(str(call.get("id") or ""), name, arguments, judged.get(name)))
+        shown.append(ToolCall(str(call.get("id") or ""), name, arguments, verdict))
     return shown
 
 

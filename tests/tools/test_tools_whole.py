@@ -20,6 +20,8 @@ from gateway.pipeline.tools_chat import scope_calls, scope_declared
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.policy.loader import compile_policy
+from gateway.policy.tools import CALLED
+from gateway.web import tools as web_tools
 from tests.reviewing import Reviewer
 from tests.tools.conftest import SCOPE
 from tests.tools.served import TOOLS, Served, labels, outcome, tool, user
@@ -338,3 +340,22 @@ def test_a_responses_tool_is_judged_by_the_flat_name_it_sends() -> None:
     kept = scope_declared(policy.tools, {"input": "hi", "tools": tools}, decision)
     assert kept["tools"] == tools[1:]
     assert labels(decision.outcomes[0].as_dict()) == [(0, "out_of_scope:wipe_disk")]
+
+
+def test_each_call_is_judged_at_its_position_and_the_page_says_which() -> None:
+    """Two calls of one tool in one choice, one in scope: the evidence names the blocked
+    call's position (``part``), and the reviewer's page shows only that one blocked."""
+    policy, decision = _policy(""), Decision("r", "unit")
+    small, large = ('{"amount": 50, "recipient": "bob"}', '{"amount": 5000, "recipient": "eve"}')
+    calls = [
+        {"id": f"c{n}", "type": "function", "function": {"name": "transfer", "arguments": a}}
+        for n, a in enumerate((small, large))
+    ]
+    message = {"role": "assistant", "content": None, "tool_calls": calls}
+    answer: dict[str, Any] = {"choices": [{"index": 0, "message": dict(message)}]}
+    assert scope_calls(policy.tools, answer, decision)
+    (called,) = (o.as_dict() for o in decision.outcomes)
+    assert [(e["message"], e.get("part")) for e in called["evidence"]] == [(0, 1)]
+    judged = web_tools.on_choice(web_tools.verdicts({"outcomes": [called]}, CALLED), 0)
+    shown = web_tools.calls(message, judged)
+    assert [(c.id, c.verdict is not None) for c in shown] == [("c0", False), ("c1", True)]
