@@ -244,13 +244,17 @@ def test_interleaved_call_pieces_are_judged_whole() -> None:
                                 "function": {"name": "transfer", "arguments": '{"amount'}}]}),
         _piece({"tool_calls": [{"index": 1, "id": "b", "type": "function",
                                 "function": {"name": "lookup_card", "arguments": "{}"}}]}),
-        _piece({"tool_calls": [{"index": 0, "function": {"arguments": '": 5000}'}}]}),
+        _piece({"tool_calls": [{"index": 0, "function": {"arguments": '": 50}'}}]}),
+        _piece({"tool_calls": [{"index": 2, "id": "c", "type": "function",
+                                "function": {"name": "transfer", "arguments": '{"amount'}}]}),
+        _piece({"tool_calls": [{"index": 2, "function": {"arguments": '": 5000}'}}]}),
         _piece({}, "tool_calls"),
     ]
     sent, _ = _framed(chunks)
-    assert "5000" not in json.dumps(sent) and "transfer" not in json.dumps(sent)
+    assert "5000" not in json.dumps(sent)
     calls = [call for d in _deltas(sent) for call in d.get("tool_calls") or ()]
-    assert [(c["index"], c["function"]["name"]) for c in calls] == [(0, "lookup_card")]
+    said = [(c["index"], c["function"]["name"], c["function"]["arguments"]) for c in calls]
+    assert said == [(0, "transfer", '{"amount": 50}'), (1, "lookup_card", "{}")]
 
 
 def test_a_refused_choice_releases_no_held_call() -> None:
