@@ -88,6 +88,7 @@ def test_declared_tools_out_of_scope_are_removed(gw: ResponsesGateway) -> None:
     assert answer.status_code == 200, answer.text
     sent = gw.upstream.seen(answer.headers["x-request-id"])["body"]
     assert [t["function"]["name"] for t in sent["tools"]] == ["lookup"]
+    assert [t["name"] for t in answer.json()["tools"]] == ["lookup"]  # as the model had them
     outcome = _fired(gw.record(answer.headers["x-request-id"]))["tools.declared"]
     assert outcome["evidence"][0]["label"] == "out_of_scope:wipe_disk"
 
@@ -259,3 +260,14 @@ def test_a_chain_counts_its_earlier_turns_against_the_limits(gw: ResponsesGatewa
             sdk.responses.create(model="chat-model", input="turn 3",
                                  previous_response_id=second.id)  # 5 messages
     assert refused.value.code == "limit_exceeded"
+
+
+def test_a_streamed_input_refusal_streams_its_text(gw: ResponsesGateway) -> None:
+    with gw.sdk() as sdk:
+        events = list(sdk.responses.create(model="chat-model", input="refuse me politely",
+                                           stream=True))
+    text = "I can only help with test matters."
+    assert [e.delta for e in events if e.type == "response.output_text.delta"] == [text]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[-1].type == "response.incomplete"
+    assert events[-1].response.output_text == text

@@ -102,7 +102,7 @@ class Responses:
         )
         plan = route(self.s.router, record, admitted.alias, policy.policy.models.allow)
         _translatable(plan, scoped, chain)
-        shell = shell_of(body, request)
+        shell = shell_of(scoped, request)  # the tools echoed are those the model was given
         record.response_notes = notes_of(
             False, request.stored, policy.policy.record.content, request.instructions is not None
         )
@@ -356,11 +356,24 @@ def _id_of(response: dict[str, Any]) -> str | None:
 
 
 def _refusal_events(response: dict[str, Any]) -> bytes:
+    """An input refusal as a stream: the refusal's text as the events a client renders (its
+    item and part added, the text's delta and done), then ``response.incomplete``."""
     created = {**response, "status": "in_progress", "output": [], "usage": None}
-    events = [
-        {"type": "response.created", "sequence_number": 0, "response": created},
-        {"type": "response.incomplete", "sequence_number": 1, "response": response},
+    item = response["output"][0]
+    part, text = item["content"][0], item["content"][0]["text"]
+    at = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": created},
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {**item, "status": "in_progress", "content": []}},
+        {"type": "response.content_part.added", **at, "part": {**part, "text": ""}},
+        {"type": "response.output_text.delta", **at, "delta": text, "logprobs": []},
+        {"type": "response.output_text.done", **at, "text": text, "logprobs": []},
+        {"type": "response.content_part.done", **at, "part": part},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.incomplete", "response": response},
     ]
     return b"".join(
-        f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events
+        f"event: {e['type']}\ndata: {json.dumps({**e, 'sequence_number': n})}\n\n".encode()
+        for n, e in enumerate(events)
     )
