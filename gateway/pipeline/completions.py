@@ -25,7 +25,7 @@ from gateway.pipeline.needs import PipelineNeeds
 from gateway.pipeline.output import OutputStage
 from gateway.pipeline.request import _FINITE, StreamOptions, _Open, validate
 from gateway.pipeline.stages.forward import forward
-from gateway.pipeline.stages.inputs import Admission, _refuse_tokens, admit
+from gateway.pipeline.stages.inputs import Admission, admit, refuse_tokens
 from gateway.pipeline.stages.limits import apply_limits, choose_model
 from gateway.pipeline.stages.quota import take_quota
 from gateway.pipeline.stages.record import finish
@@ -42,6 +42,7 @@ from gateway.pipeline.stream_open import open_stream
 from gateway.policy.actions import Stage
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
+from gateway.policy.limits import exceeds
 from gateway.records.status import Status
 from gateway.upstream.router import Route, RoutePlan
 
@@ -108,11 +109,11 @@ class Completions:
         record.stream = bool(request.stream)
         record.requested_model = request.model
         texts = shape.prompts(body["prompt"])
-        choices = (request.n or 1) * len(texts or [None])  # the backend answers n per prompt
+        choices = (request.n or 1) * shape.prompt_count(body["prompt"])  # n per prompt
         view = shape.request_view(body, n=request.generated)
         admitted = await self.s.detectors.evaluate(
             policy.heavy_at(Stage.INPUT),
-            partial(_admit, policy, view, decision, readable=texts is not None),
+            partial(_admit, policy, view, decision, body["prompt"], readable=texts is not None),
             undo=decision.mark(),
         )
         upstream_route = route(self.s.router, record, admitted.alias, policy.policy.models.allow)
@@ -196,20 +197,26 @@ class Completions:
 
 
 def _admit(
-    policy: CompiledPolicy, view: dict[str, Any], decision: Decision, *, readable: bool
+    policy: CompiledPolicy, view: dict[str, Any], decision: Decision, prompt: Any, *,
+    readable: bool,
 ) -> Admission:
-    """The input stage on the chat view; a token-array prompt only past the limits, and only
-    where no input rule would have read its text."""
-    if readable:
-        return admit(policy, view, decision)
-    alias = choose_model(policy, view, decision)
-    body = apply_limits(policy, view, [], decision)
+    """The input stage on the chat view (a limit exceeded names ``prompt``, which the chat
+    view's messages are); a token-array prompt only past the limits (its tokens counted
+    exactly), and only where no input rule would have read its text."""
     try:
-        _refuse_tokens(policy, decision)
+        if readable:
+            return admit(policy, view, decision)
     except InvalidRequest as exc:
-        raise InvalidRequest(
-            exc.message.replace("'input'", "'prompt'"), param="prompt", code=exc.code
-        ) from None
+        if exc.param != "messages":
+            raise
+        said = exc.message.replace("'messages'", "'prompt'")
+        raise InvalidRequest(said, param="prompt", code=exc.code) from None
+    alias = choose_model(policy, view, decision)
+    limit, tokens = policy.policy.limits.max_input_tokens, shape.prompt_tokens(prompt)
+    if limit is not None and tokens > limit:
+        raise exceeds(decision, "limits.max_input_tokens", "prompt", tokens, limit)
+    body = apply_limits(policy, view, [], decision)
+    refuse_tokens(policy, decision, param="prompt")
     return Admission(body, alias)
 
 

@@ -34,12 +34,30 @@ def prompts(prompt: Any) -> list[str] | None:
     return None
 
 
+def prompt_count(prompt: Any) -> int:
+    """How many prompts the backend answers (``n`` answers each): a string or one token array
+    is one, a list of strings or of token arrays one per item."""
+    if isinstance(prompt, list) and prompt and all(isinstance(p, int) for p in prompt):
+        return 1
+    return len(prompt) if isinstance(prompt, list) else 1
+
+
+def prompt_tokens(prompt: Any) -> int:
+    """A token-array prompt's tokens, counted exactly."""
+    if not isinstance(prompt, list):
+        return 0
+    return sum(len(p) if isinstance(p, list) else 1 for p in prompt)
+
+
 def request_view(body: dict[str, Any], *, n: int) -> dict[str, Any]:
     """The request as a chat body for the input stage: its fields, with the record's view's
-    messages (one user message per prompt) for the prompt; ``n`` is the count of answers the
-    backend generates (``best_of`` when larger)."""
+    messages (one user message per prompt) for the prompt, and the ``suffix`` (text the backend
+    reads after its answer) as one more user message, read by the same rules; ``n`` is the
+    count of answers the backend generates (``best_of`` when larger)."""
     view = {k: v for k, v in body.items() if k != "prompt"}
     view["messages"] = shapes.request_view(ENDPOINT, body)["messages"]
+    if isinstance(body.get("suffix"), str) and prompts(body.get("prompt")) is not None:
+        view["messages"] = [*view["messages"], {"role": "user", "content": body["suffix"]}]
     view["n"] = n
     return view
 
@@ -54,11 +72,14 @@ def answer_view(answer: dict[str, Any]) -> dict[str, Any]:
 def upstream_body(
     body: dict[str, Any], admitted: dict[str, Any], texts: list[str] | None
 ) -> dict[str, Any]:
-    """What goes upstream: the client's body with the admitted prompt (redactions made) and
-    output limit (``max_tokens`` as the limits left it)."""
+    """What goes upstream: the client's body with the admitted prompt and suffix (redactions
+    made) and output limit (``max_tokens`` as the limits left it)."""
     sent = dict(body)
     if texts is not None:
         redacted = [m["content"] for m in admitted["messages"]]
+        if isinstance(body.get("suffix"), str):
+            sent["suffix"] = redacted[len(texts)]
+        redacted = redacted[: len(texts)]
         sent["prompt"] = redacted[0] if isinstance(body.get("prompt"), str) else redacted
     if "max_tokens" in admitted:
         sent["max_tokens"] = admitted["max_tokens"]

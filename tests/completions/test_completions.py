@@ -7,11 +7,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from gateway.checks.registry import default_registry
+from gateway.errors import InvalidRequest
+from gateway.pipeline import completions_shape as shape
+from gateway.pipeline.completions import _admit
+from gateway.policy.decision import Decision
+from gateway.policy.loader import compile_policy
 from tests import spec
 from tests.servers import Gateway, Upstream
 
@@ -149,3 +157,55 @@ def test_bad_requests_are_named(
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert (error["param"], error["code"]) == (param, code)
+
+
+def test_the_suffix_is_read_by_the_input_rules(upstream: Upstream, sdk: openai.OpenAI) -> None:
+    """The suffix is text the backend reads: the input rules read it as they read the prompt,
+    and its redaction goes upstream in its place."""
+    raw = sdk.completions.with_raw_response.create(
+        model="test-small", prompt="hi", suffix="then mail ann@example.org"
+    )
+    sent = upstream.seen(raw.headers["x-request-id"])["body"]
+    assert sent["prompt"] == "hi"
+    assert sent["suffix"].startswith("then mail ") and "ann@example.org" not in sent["suffix"]
+    with pytest.raises(openai.BadRequestError) as blocked:
+        sdk.completions.create(model="test-small", prompt="hi", suffix="the forbidden phrase")
+    assert blocked.value.code == "policy_violation"
+
+
+def test_a_limit_names_the_prompt(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exceeded:
+        sdk.completions.create(model="test-small", prompt=["hi"] * 21)  # max_messages: 20
+    assert (exceeded.value.code, exceeded.value.param) == ("limit_exceeded", "prompt")
+
+
+_TOKENS_ONLY = """\
+context: tokens-test
+purpose: Token-array prompts under an input-token limit.
+owner: tests@situate.invalid
+audience: the test suite
+models:
+  allow: [m]
+limits:
+  max_input_tokens: 100
+"""
+
+
+@pytest.mark.parametrize(("prompt", "tokens"), [([1] * 500, 500), ([[1] * 60, [2] * 60], 120)])
+def test_token_array_prompts_are_counted_exactly(prompt: list[Any], tokens: int) -> None:
+    """No input rule reads text here, so token arrays pass, but not past max_input_tokens:
+    counted exactly, the error naming the prompt."""
+    policy = compile_policy(Path("tokens-test.yaml"), _TOKENS_ONLY, default_registry())
+    body = {"model": "m", "prompt": prompt}
+    view = shape.request_view(body, n=1)
+    with pytest.raises(InvalidRequest) as exceeded:
+        _admit(policy, view, Decision("req", "tokens-test"), prompt, readable=False)
+    assert (exceeded.value.param, exceeded.value.code) == ("prompt", "limit_exceeded")
+    assert f"({tokens} > 100)" in exceeded.value.message
+    small = [[1, 2], [3, 4]]
+    admitted = _admit(
+        policy, shape.request_view({**body, "prompt": small}, n=1),
+        Decision("req", "tokens-test"), small, readable=False,
+    )
+    assert admitted.refusal is None
+    assert shape.prompt_count(small) == 2 and shape.prompt_count([1, 2]) == 1

@@ -79,8 +79,9 @@ def embedding_texts(body: dict[str, Any]) -> list[TextRef] | None:
     return [TextRef(index, None, "user", text) for index, text in enumerate(items)]
 
 
-def _refuse_tokens(policy: CompiledPolicy, decision: Decision) -> None:
-    """Token arrays pass only where no input rule would have read the text."""
+def refuse_tokens(policy: CompiledPolicy, decision: Decision, *, param: str) -> None:
+    """Token arrays (in the request's ``param``) pass only where no input rule would have read
+    the text."""
     readers = [rule.id for rule in policy.rules_for(Stage.INPUT) if "user" in rule.spec.roles]
     if not readers:
         return
@@ -96,8 +97,8 @@ def _refuse_tokens(policy: CompiledPolicy, decision: Decision) -> None:
     decision.add(outcome)
     raise InvalidRequest(
         "This deployment's policy checks the text of every input, and token arrays cannot be "
-        "checked: send 'input' as a string or a list of strings.",
-        param="input",
+        f"checked: send '{param}' as a string or a list of strings.",
+        param=param,
         code="unsupported_input",
     )
 
@@ -110,7 +111,7 @@ def admit_embeddings(policy: CompiledPolicy, body: dict[str, Any], decision: Dec
     refs = embedding_texts(body)
     limit_embedding_tokens(policy, body, refs, decision)
     if refs is None:
-        _refuse_tokens(policy, decision)
+        refuse_tokens(policy, decision, param="input")
         return Admission(body, alias)
     fired = run_rules(policy, decision, Stage.INPUT, refs)
     blocking = mark_enforced(fired)
