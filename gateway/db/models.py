@@ -75,6 +75,8 @@ class Exchange(Base):
     #: the Responses API's id of the answer (``resp_…``): how ``GET /v1/responses/{id}`` and
     #: ``previous_response_id`` find this exchange, within its context only
     response_id: Mapped[str | None] = mapped_column(String(200))
+    #: when the client deleted that response (``DELETE``): it is no longer served
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class PolicyRevision(Base):

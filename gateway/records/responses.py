@@ -12,6 +12,8 @@ stored, what the record keeps of its content, when it was deleted) is in its dec
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
@@ -24,6 +26,8 @@ from gateway.db.session import Sessions
 
 ENDPOINT = "responses"
 NOTES = "responses"  # the key of the decision's notes on a response
+#: how long a DELETE waits for the record of a response this process answered to be written
+WRITE_WAIT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +96,18 @@ class ResponseRecords:
         return None if row is None else _stored(row)
 
     async def mark_deleted(self, context: str, response_id: str) -> bool:
-        """Mark the record deleted (its decision's notes): GET no longer serves it."""
+        """Mark the record deleted (``deleted_at``, and its decision's notes say when): GET
+        no longer serves it. False while there is no such record written."""
         async with self._sessions.begin() as session:
             row = await session.scalar(_query(context, response_id))
             if row is None:
                 return False
+            when = now()
             decision = dict(row.decision or {})
-            decision[NOTES] = {**(decision.get(NOTES) or {}), "deleted_at": now().isoformat()}
+            decision[NOTES] = {**(decision.get(NOTES) or {}), "deleted_at": when.isoformat()}
             await session.execute(
-                update(Exchange).where(Exchange.id == row.id).values(decision=decision)
+                update(Exchange).where(Exchange.id == row.id).values(
+                    decision=decision, deleted_at=when)
             )
         return True
 
@@ -130,7 +137,7 @@ def _stored(row: Exchange) -> StoredResponse:
         content=str(notes.get("content", "full")),
         request=row.request_body,
         response=row.response_body,
-        deleted="deleted_at" in notes,
+        deleted=row.deleted_at is not None or "deleted_at" in notes,
         instructions=bool(notes.get("instructions")),
         admitted=notes.get("admitted_input"),
     )
@@ -155,10 +162,16 @@ class ResponseLookup:
         return await self.records.find(context, response_id)
 
     async def delete(self, context: str, response_id: str) -> bool:
-        """Mark a servable response deleted; False when there is none to delete."""
+        """Mark a servable response deleted; False when there is none to delete. One this
+        process answered may not be written yet (records are written off the request path):
+        the delete waits for its record, bounded (``WRITE_WAIT`` seconds)."""
         found = await self.find(context, response_id)
         if found is None or not found.servable:
             return False
-        self.recent.delete(context, response_id)
-        await self.records.mark_deleted(context, response_id)
+        self.recent.delete(context, response_id)  # a record not yet made is made deleted
+        deadline = time.monotonic() + WRITE_WAIT
+        while not await self.records.mark_deleted(context, response_id):
+            if found.notes is None or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
         return True

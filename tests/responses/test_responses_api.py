@@ -173,7 +173,19 @@ def test_another_process_serves_the_records(gw: ResponsesGateway, sdk: openai.Op
             other.responses.retrieve(made.id)
         with second.sdk("other-context") as stranger, pytest.raises(openai.NotFoundError):
             stranger.responses.retrieve(follow.parse().id)
-    assert "deleted_at" in gw.record(raw.headers["x-request-id"])["decision"]["responses"]
+    written = gw.record(raw.headers["x-request-id"])
+    assert written["deleted_at"] and "deleted_at" in written["decision"]["responses"]
+
+
+def test_a_delete_before_the_record_is_written_is_kept(
+    gw: ResponsesGateway, sdk: openai.OpenAI
+) -> None:
+    """The DELETE right after the answer, its record not yet written: the record is made
+    deleted whichever comes first, so no later read (another process) serves it."""
+    for n in range(5):
+        raw = sdk.responses.with_raw_response.create(model="chat-model", input=f"gone {n}")
+        sdk.responses.delete(raw.parse().id)
+        assert gw.record(raw.headers["x-request-id"])["deleted_at"]
 
 
 def test_store_false_is_recorded_but_not_served(gw: ResponsesGateway, sdk: openai.OpenAI) -> None:
