@@ -7,7 +7,9 @@ view (the input rules run over ``message_texts(view["messages"])``, the output r
 view's choices), so what is redacted, reviewed or exported lines up with the decision.
 
 - ``"responses"``: ``instructions`` become one ``system`` message, then ONE chat message per
-  input item (a string input is one ``user`` message); the Response object's ``output_text``
+  input item (a string input is one ``user`` message; every ``*_output`` item and an
+  ``mcp_call``'s result a ``tool`` message), then one ``user`` message per string variable
+  of ``prompt.variables``; the Response object's ``output_text``
   parts become one choice each, its ``function_call`` items the last choice's ``tool_calls``.
 - ``"completions"``: one ``user`` message per prompt; ``choices[i].text`` becomes
   ``choices[i].message.content``.
@@ -51,6 +53,7 @@ def request_view(endpoint: str, body: Any) -> Any:
     if endpoint == "responses":
         view = _kept(body)
         view["messages"] = response_messages(body.get("instructions"), body.get("input"))
+        view["messages"] += prompt_messages(body.get("prompt"))  # after the items' messages
         if isinstance(body.get("tools"), list):
             view["tools"] = [chat_tool(t) for t in body["tools"]]
         return view
@@ -98,11 +101,39 @@ def item_message(item: Any) -> dict[str, Any]:
             "content": None,
             "tool_calls": [{"id": item.get("call_id"), "type": "function", "function": call}],
         }
-    if kind == "function_call_output":
-        output = item.get("output")
-        content = output if isinstance(output, str) else _content(output)
+    if kind == "custom_tool_call":
+        call = {"name": item.get("name"), "arguments": item.get("input")}
+        return {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": item.get("call_id"), "type": "function", "function": call}],
+        }
+    if isinstance(kind, str) and kind.endswith("_output"):  # every tool's result is a tool's
+        content = _output(item.get("output"))
         return {"role": "tool", "tool_call_id": item.get("call_id"), "content": content}
+    if kind == "mcp_call":  # a remote call with its result: the result, as a tool's
+        content = _output(item.get("output"))
+        return {"role": "tool", "tool_call_id": item.get("id"), "content": content}
     return {"role": "assistant", "content": None, "item": item}
+
+
+def _output(output: Any) -> Any:
+    """A tool result's output as chat content: its text, or its parts."""
+    if output is None or isinstance(output, str):
+        return output
+    return _content(output if isinstance(output, list) else [output])
+
+
+def prompt_messages(prompt: Any) -> list[dict[str, Any]]:
+    """A stored prompt's variables as the user's messages (what the client puts into the
+    template is input like any other): a string, or an ``input_text`` part, each."""
+    variables = prompt.get("variables") if isinstance(prompt, dict) else None
+    messages: list[dict[str, Any]] = []
+    for value in variables.values() if isinstance(variables, dict) else ():
+        text = value.get("text") if isinstance(value, dict) else value
+        if isinstance(text, str):
+            messages.append({"role": "user", "content": text})
+    return messages
 
 
 def chat_tool(tool: Any) -> Any:

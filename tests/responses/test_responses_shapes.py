@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from gateway.errors import InvalidRequest
+from gateway.pipeline.responses.request import checked
 from gateway.policy.engine import message_texts
 from gateway.records.shapes import as_chat
 
@@ -130,3 +134,43 @@ def test_chat_and_unknown_endpoints_are_unchanged() -> None:
     assert as_chat("chat.completions", body, answer) == (body, answer)
     assert as_chat("embeddings", body, answer) == (body, answer)
     assert as_chat("responses", "not json", None) == ("not json", None)
+
+
+def test_every_tool_result_and_prompt_variable_is_read_as_input() -> None:
+    phrase = "the forbidden phrase, ada@example.com"
+    items = [
+        {"type": "custom_tool_call", "call_id": "c1", "name": "grep", "input": "x"},
+        {"type": "custom_tool_call_output", "call_id": "c1", "output": phrase},
+        {"type": "local_shell_call_output", "call_id": "c2", "output": phrase},
+        {"type": "computer_call_output", "call_id": "c3",
+         "output": [{"type": "input_text", "text": phrase}]},
+        {"type": "mcp_call", "id": "m1", "name": "read", "arguments": "{}", "output": phrase},
+    ]
+    variables = {"d": phrase, "e": {"type": "input_text", "text": phrase}}
+    prompt = {"id": "pmpt_1", "variables": variables}
+    view, _ = as_chat("responses", {"input": items, "prompt": prompt}, None)
+    messages = view["messages"]
+    assert [m["role"] for m in messages] == ["assistant", *["tool"] * 4, "user", "user"]
+    assert messages[0]["tool_calls"][0]["function"] == {"name": "grep", "arguments": "x"}
+    texts = [(r.message, r.role, r.text) for r in message_texts(messages)]
+    assert texts == [(i, "tool", phrase) for i in range(1, 5)] + [
+        (5, "user", phrase), (6, "user", phrase)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"conversation": "conv_1"}, "conversation"),
+        ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]"),
+        ({"input": [{"role": "user", "content": "hi"}, {"type": "mystery"}]}, "input[1]"),
+        ({"prompt": {"id": "p", "variables": {"f": {"type": "input_file", "file_id": "f"}}}},
+         "prompt.variables.f"),
+    ],
+    ids=["conversation", "item-reference", "unknown-item", "file-variable"],
+)
+def test_input_no_rule_can_read_is_refused_on_every_path(extra: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        checked({"model": "m", "input": "hi", **extra})
+    assert (caught.value.param, caught.value.code) == (param, "unsupported_parameter")
+    assert checked({"model": "m", "input": [{"type": "shell_call_output", "output": "ok"}]})

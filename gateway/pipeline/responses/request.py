@@ -64,14 +64,50 @@ class ResponsesRequest(_Open):
         return self.store is not False
 
 
+#: input items whose text the chat view does not give the input rules to read: a reference
+#: to an item stored elsewhere, and results the view has no message for
+UNREAD_ITEMS = frozenset(
+    {"item_reference", "file_search_call", "code_interpreter_call", "mcp_list_tools", "compaction"}
+)
+#: input items the view reads, or the model's own items with no input in them
+READ_ITEMS = ITEMS | {
+    "custom_tool_call", "mcp_call", "mcp_approval_request", "mcp_approval_response", "reasoning",
+    "computer_call", "local_shell_call", "shell_call", "apply_patch_call", "web_search_call",
+    "image_generation_call",
+}
+
+
 def checked(body: dict[str, Any]) -> ResponsesRequest:
-    """The fields every path reads, validated."""
+    """The fields every path reads, validated; a 400 (every path, the native one too) for
+    input the rules cannot read (``readable``)."""
     request = validate(ResponsesRequest, body)
     if request.input is None and request.previous_response_id is None:
         raise InvalidRequest(
             "Missing required parameter: 'input'.", param="input", code="missing_required_parameter"
         )
+    readable(body)
     return request
+
+
+def readable(body: dict[str, Any]) -> None:
+    """A 400 naming the first field or item whose content the input rules cannot read: a
+    ``conversation`` (its items live in the backend's store), a ``prompt`` variable that is
+    not text, an item that refers elsewhere or that the chat view does not read."""
+    if body.get("conversation") is not None:
+        raise unsupported("conversation", "its items are the backend's, which no rule reads; "
+                          "send them as input, or use previous_response_id")
+    prompt = body.get("prompt")
+    variables = prompt.get("variables") if isinstance(prompt, dict) else None
+    for name, value in variables.items() if isinstance(variables, dict) else ():
+        text = value.get("text") if isinstance(value, dict) else value
+        if not isinstance(text, str):
+            raise unsupported(f"prompt.variables.{name}", "only text variables are read")
+    items = body.get("input")
+    for index, item in enumerate(items if isinstance(items, list) else ()):
+        kind = item.get("type", "message" if "role" in item else None)
+        if kind in UNREAD_ITEMS or (kind not in READ_ITEMS and not str(kind).endswith("_output")):
+            raise unsupported(f"input[{index}]", f"the item type {kind!r} is not one the "
+                              "input rules can read")
 
 
 def translatable(body: dict[str, Any]) -> None:
