@@ -16,11 +16,16 @@ import pytest
 
 from gateway.checks.registry import default_registry
 from gateway.detectors.pool import DetectorPool, PoolSettings
+from gateway.errors import InvalidRequest
 from gateway.pipeline.output import OutputStage
 from gateway.pipeline.responses.events import ChatEvents
+from gateway.pipeline.responses.stream import ResponsesFrames
 from gateway.pipeline.responses.stream_rules import Ended, Governed
+from gateway.pipeline.stream import Ending
 from gateway.policy.decision import Decision
 from gateway.policy.loader import compile_policy
+from gateway.records.status import Status
+from gateway.upstream.sse import Event
 
 POLICY = """\
 context: rules-test
@@ -149,3 +154,28 @@ def test_a_custom_tool_call_is_held_and_judged(needs: _Needs) -> None:
     assert out == []
     assert [(v.name, v.allowed) for _, v in governed.verdicts] == [("transfer", False)]
     assert governed.blocked_calls == 1
+
+
+def test_an_upstream_event_without_data_is_malformed(needs: _Needs) -> None:
+    """Only the gateway's own frames pass without data: the backend's whole JSON (or any
+    data-less event of its) ends the stream as malformed, unsent; its comments say nothing."""
+    policy = compile_policy(Path("rules-test.yaml"), POLICY, default_registry())
+    decision = Decision("req", "rules-test")
+    ending = Ending()
+    frames = ResponsesFrames(
+        needs, ending, shell={"id": "resp_1", "model": "m"},  # type: ignore[arg-type]
+        output=OutputStage(policy, decision, disclose=False), tools=policy.tools,
+        decision=decision, heavy=False, translate=True,
+    )
+    whole = b'{"object": "chat.completion", "choices": [{"message": {"content": "415-555-0132"}}]}'
+
+    async def go() -> tuple[bytes, bytes]:
+        comment = await frames.frame(Event(raw=b": keep-alive\n\n", data=None))
+        return comment, await frames.frame(Event(raw=whole + b"\n\n", data=None))
+
+    comment, sent = asyncio.run(go())
+    assert comment == b""
+    assert b"555" not in sent and b"upstream_malformed_chunk" in sent
+    assert ending.outcome is not None and ending.outcome[0] == Status.UPSTREAM_ERROR
+    own = frames.error(InvalidRequest("stop", code="test"))
+    assert asyncio.run(frames.frame(Event(raw=own, data=None))) == own
