@@ -152,6 +152,23 @@ def human_likeness(data: Path, project: Path, extra: Sequence[ds.Example] = ()) 
 TOOL_FEATURES = Features(min_df=1, sentence_scale=2.0, c=3.0, windows=64)
 
 
+def _tool_tests(data: Path) -> dict[str, list[ds.Example]]:
+    """BIPIA's test split planted and clean, and ordinary texts a tool could return."""
+    test_emails = bipia_data.emails(data, "test")
+    return {
+        "BIPIA test: attacks planted in e-mails": bipia_data.planted(
+            test_emails, bipia_data.attacks(data, "test", ("text",))
+        ),
+        "BIPIA test: code attacks planted in e-mails": bipia_data.planted(
+            test_emails, bipia_data.attacks(data, "test", ("code",))
+        ),
+        "BIPIA test: clean e-mails": bipia_data.clean(test_emails),
+        "presidio PII samples' texts": bipia_data.pii_sentences(data),
+        "XSTest safe prompts": ds.xstest_safe(data),
+        "JailbreakBench benign": ds.jailbreakbench_benign(data),
+    }
+
+
 def tool_injection(data: Path, project: Path, extra: Sequence[ds.Example] = ()) -> Recipe:
     """Instructions planted in tool results (BIPIA's e-mail task): trained on the training
     split's windows, the threshold chosen on its held-out e-mails and attack categories, measured
@@ -166,19 +183,7 @@ def tool_injection(data: Path, project: Path, extra: Sequence[ds.Example] = ()) 
         *bipia_data.planted(cut.held_emails, cut.held_attacks),
         *bipia_data.clean(cut.held_emails),
     ]
-    test_emails = bipia_data.emails(data, "test")
-    tests = {
-        "BIPIA test: attacks planted in e-mails": bipia_data.planted(
-            test_emails, bipia_data.attacks(data, "test", ("text",))
-        ),
-        "BIPIA test: code attacks planted in e-mails": bipia_data.planted(
-            test_emails, bipia_data.attacks(data, "test", ("code",))
-        ),
-        "BIPIA test: clean e-mails": bipia_data.clean(test_emails),
-        "presidio PII samples' texts": bipia_data.pii_sentences(data),
-        "XSTest safe prompts": ds.xstest_safe(data),
-        "JailbreakBench benign": ds.jailbreakbench_benign(data),
-    }
+    tests = _tool_tests(data)
     return Recipe(
         "tool_injection",
         "injection",
@@ -191,7 +196,8 @@ def tool_injection(data: Path, project: Path, extra: Sequence[ds.Example] = ()) 
             (
                 "BIPIA e-mails and text and code attacks, training split",
                 "MIT",
-                "train (70% of e-mails and attack categories) / threshold (the other 30%)",
+                "train (70% of e-mails and attack categories; an e-mail also in the test file,"
+                " and a test e-mail's sentence, never) / threshold (the other 30%)",
             ),
             ("BIPIA test split (e-mails, text and code attacks)", "MIT", "measured only"),
             ("presidio-research PII samples' texts (1,600)", "MIT", "measured only"),
