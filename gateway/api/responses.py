@@ -14,7 +14,7 @@ from starlette.responses import Response
 from gateway.deps import ServicesDep, app_state
 from gateway.errors import NotFound, PolicyUnavailable
 from gateway.pipeline.responses.handler import Responses
-from gateway.pipeline.responses.stored import input_items, served_response
+from gateway.pipeline.responses.stored import input_items, read_answer
 from gateway.policy.compiled import CompiledPolicy
 from gateway.records.responses import ResponseLookup, ResponseRecords, StoredResponse
 from gateway.services import Services
@@ -38,7 +38,7 @@ async def get_response(
     response_id: str, services: ServicesDep, authorization: str | None = Header(None)
 ) -> dict[str, Any]:
     stored, policy = await _found(services, authorization, response_id)
-    return served_response(stored, policy)
+    return await read_answer(stored, policy, services.detectors, services.recent_responses)
 
 
 @router.delete("/responses/{response_id}", summary="Delete a stored response")

@@ -13,9 +13,10 @@ stored, what the record keeps of its content, when it was deleted) is in its dec
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import select, update
@@ -61,29 +62,76 @@ class StoredResponse:
         return self.stored and not self.deleted
 
 
-class RecentResponses:
-    """The last responses answered here, by context and id (bounded: the oldest go first)."""
+@dataclass(slots=True)
+class _Held:
+    stored: StoredResponse
+    size: int
+    #: what a read served of it, by policy revision (the rules are not run again per read)
+    judged: dict[str, Any] = field(default_factory=dict)
 
-    def __init__(self, size: int = 2048) -> None:
-        self._size = size
-        self._held: OrderedDict[tuple[str, str], StoredResponse] = OrderedDict()
+
+class RecentResponses:
+    """The last responses answered (or read) here, by context and id, bounded in count and
+    in bytes, overall and per context (one context's large bodies do not push out the
+    others'): the oldest go first."""
+
+    def __init__(
+        self, size: int = 2048, max_bytes: int = 128 << 20, context_bytes: int = 32 << 20
+    ) -> None:
+        self._size, self._max_bytes, self._context_bytes = size, max_bytes, context_bytes
+        self._held: OrderedDict[tuple[str, str], _Held] = OrderedDict()
+        self._bytes: dict[str, int] = {}
 
     def put(self, stored: StoredResponse) -> None:
         key = (stored.context, stored.response_id)
-        self._held[key] = stored
-        self._held.move_to_end(key)
-        while len(self._held) > self._size:
-            self._held.popitem(last=False)
+        self._drop(key)
+        self._held[key] = _Held(stored, 0)
+        self._grow(key, _size_of(stored))
+
+    def _grow(self, key: tuple[str, str], size: int) -> None:
+        self._held[key].size += size
+        context = key[0]
+        self._bytes[context] = self._bytes.get(context, 0) + size
+        while self._bytes.get(context, 0) > self._context_bytes:
+            self._drop(next(k for k in self._held if k[0] == context))
+        while len(self._held) > self._size or sum(self._bytes.values()) > self._max_bytes:
+            self._drop(next(iter(self._held)))
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        held = self._held.pop(key, None)
+        if held is not None:
+            self._bytes[key[0]] -= held.size
+            if not self._bytes[key[0]]:
+                del self._bytes[key[0]]
 
     def get(self, context: str, response_id: str) -> StoredResponse | None:
-        return self._held.get((context, response_id))
+        held = self._held.get((context, response_id))
+        return None if held is None else held.stored
 
     def delete(self, context: str, response_id: str) -> None:
         held = self._held.get((context, response_id))
         if held is not None:
-            self._held[(context, response_id)] = replace(held, deleted=True)
-            if held.notes is not None:
-                held.notes["deleted_at"] = now().isoformat()
+            held.stored, held.judged = replace(held.stored, deleted=True), {}
+            if held.stored.notes is not None:
+                held.stored.notes["deleted_at"] = now().isoformat()
+
+    def judged(self, stored: StoredResponse, revision: str) -> Any:
+        held = self._held.get((stored.context, stored.response_id))
+        return None if held is None or held.stored is not stored else held.judged.get(revision)
+
+    def keep_judged(self, stored: StoredResponse, revision: str, served: Any) -> None:
+        """What a read served of ``stored`` under ``revision`` (counted in its bytes)."""
+        key = (stored.context, stored.response_id)
+        held = self._held.get(key)
+        if held is not None and held.stored is stored and served is not stored.delivered:
+            held.judged[revision] = served
+            self._grow(key, len(json.dumps(served, default=str)))
+
+
+def _size_of(stored: StoredResponse) -> int:
+    """About how many bytes a held response takes (its bodies as JSON)."""
+    bodies = (stored.request, stored.response, stored.delivered, stored.admitted)
+    return sum(len(json.dumps(b, default=str)) for b in bodies if b is not None)
 
 
 class ResponseRecords:

@@ -13,6 +13,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from gateway.records.responses import RecentResponses, StoredResponse
 from tests import spec
 from tests.responses.responses_gateway import ResponsesGateway, responses_gateway
 from tests.servers import Upstream
@@ -232,3 +233,22 @@ def test_invalid_values_are_400s(gw: ResponsesGateway) -> None:
     ):
         answer = gw.post(body)
         assert answer.status_code == 400 and answer.json()["error"]["param"] == param
+
+
+def test_the_recent_responses_are_bounded_in_bytes_per_context() -> None:
+    """4 MiB bodies do not pile up in memory: a context holds at most its share of bytes,
+    and one context's large bodies do not push out another's."""
+    recent = RecentResponses(size=100, max_bytes=30_000, context_bytes=20_000)
+
+    def put(context: str, n: int, text: str) -> None:
+        recent.put(StoredResponse(f"resp_{n}", context, f"x{n}", None, False, True, "full",
+                                  {"input": text}, {"output": []}))
+
+    put("small", 0, "hi")
+    for n in range(1, 10):
+        put("big", n, "x" * 6_000)
+    held = [n for n in range(1, 10) if recent.get("big", f"resp_{n}")]
+    assert held == [7, 8, 9]  # the newest that fit in 20 000 bytes
+    assert recent.get("small", "resp_0") is not None
+    put("big", 10, "x" * 25_000)  # larger than a context may hold: not held at all
+    assert recent.get("big", "resp_10") is None

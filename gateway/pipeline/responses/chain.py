@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.detectors.pool import DetectorPool
 from gateway.errors import InvalidRequest
-from gateway.pipeline.responses.stored import previous_of, turn_items
+from gateway.pipeline.responses.stored import previous_of, read_answer, turn_items
 from gateway.policy.compiled import CompiledPolicy
 from gateway.records.responses import ResponseLookup, StoredResponse
 from gateway.upstream.router import Route
@@ -45,7 +46,11 @@ class Chain:
 
 
 async def resolve(
-    lookup: ResponseLookup, context: str, response_id: str, policy: CompiledPolicy
+    lookup: ResponseLookup,
+    context: str,
+    response_id: str,
+    policy: CompiledPolicy,
+    detectors: DetectorPool,
 ) -> Chain:
     previous = await lookup.find(context, response_id)
     if previous is None or not previous.servable:
@@ -67,7 +72,8 @@ async def resolve(
             return chain
         chain.redacted |= link.content == "redacted"
         chain.links.append(link.response_id)
-        turns.append(turn_items(link, policy))
+        answer = await read_answer(link, policy, detectors, lookup.recent, turn=True)
+        turns.append(turn_items(link, answer))
         earlier = previous_of(link)
         known = earlier is None or earlier in chain.links
         found = None if known else await lookup.find(context, str(earlier))

@@ -125,7 +125,8 @@ class Responses:
         if request.previous_response_id is None:
             return None
         return await resolve(
-            self.lookup, ctx.principal.context, request.previous_response_id, ctx.policy
+            self.lookup, ctx.principal.context, request.previous_response_id, ctx.policy,
+            self.s.detectors,
         )
 
     async def _whole(

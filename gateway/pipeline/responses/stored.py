@@ -10,23 +10,44 @@ are turned back into a Response and items, with the redactions in them.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
+from gateway.detectors.pool import DetectorPool
 from gateway.errors import PolicyViolation
 from gateway.pipeline.output import OutputStage
 from gateway.pipeline.responses.answer import apply_view, output_of, response_of
 from gateway.pipeline.responses.translate import items_of, items_of_messages
 from gateway.pipeline.tools_chat import scope_calls
+from gateway.policy.actions import Stage
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
-from gateway.records.responses import StoredResponse
+from gateway.records.responses import RecentResponses, StoredResponse
 from gateway.records.shapes import answer_view
 
 
-def served_response(stored: StoredResponse, policy: CompiledPolicy) -> dict[str, Any]:
-    if isinstance(stored.delivered, dict):
+async def read_answer(
+    stored: StoredResponse,
+    policy: CompiledPolicy,
+    detectors: DetectorPool,
+    recent: RecentResponses,
+    *,
+    turn: bool = False,
+) -> dict[str, Any]:
+    """The Response a read serves (``turn``: a later turn is rebuilt from; a redacted
+    record's text, even where this process holds what its client got): one the rules must
+    judge again is judged off the event loop when they run a model, once per policy
+    revision while this process holds it."""
+    if isinstance(stored.delivered, dict) and not (turn and stored.content == "redacted"):
         return stored.delivered
-    return _recorded(stored, policy)
+    cached = recent.judged(stored, policy.revision)
+    if isinstance(cached, dict):
+        return cached
+    served = await detectors.evaluate(
+        policy.heavy_at(Stage.OUTPUT), partial(_recorded, stored, policy)
+    )
+    recent.keep_judged(stored, policy.revision, served)
+    return served
 
 
 def _recorded(stored: StoredResponse, policy: CompiledPolicy) -> dict[str, Any]:
@@ -89,12 +110,9 @@ def _listed(item: Any, made_id: str) -> Any:
     return listed
 
 
-def turn_items(stored: StoredResponse, policy: CompiledPolicy) -> list[Any]:
+def turn_items(stored: StoredResponse, answer: dict[str, Any]) -> list[Any]:
     """The response's turn: its input as the input rules left it, then its output as items
-    (a redacted record's text, redacted, even where this process still holds what its
-    client got)."""
-    answer = _recorded(stored, policy) if stored.content == "redacted" else served_response(
-        stored, policy)
+    (``answer``: ``read_answer(..., turn=True)``)."""
     output = answer.get("output") or []
     admitted = stored.admitted if isinstance(stored.admitted, list) else None
     inputs = input_items(stored) if admitted is None else [
