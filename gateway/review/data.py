@@ -15,7 +15,7 @@ from gateway.errors import NotFound
 from gateway.export.messages import tool_calls
 from gateway.export.rows import ExportFilter, Omitted, PreferenceRow, ReviewerProfile
 from gateway.policy.store import PolicyStore
-from gateway.policy.tools import DECLARED
+from gateway.policy.tools import CALLED, DECLARED
 from gateway.review.agreement import Rating, rule_alphas, verdict_alpha
 from gateway.review.candidates import Candidates, candidates
 from gateway.review.reviewers import ReviewerIdentity
@@ -43,20 +43,46 @@ def answer_text(response: Any) -> str | None:
     return content if isinstance(content, str) else None
 
 
-def answer_calls(response: Any) -> list[dict[str, Any]]:
-    """The tool calls of the first choice (the original answer's), as recorded."""
+def answer_calls(response: Any, decision: Any = None) -> list[dict[str, Any]]:
+    """The tool calls of the first choice (the original answer's), as recorded, less those a
+    ``tools.call`` outcome blocked (the client never got them): by the call's position where
+    the evidence says it (``part``), else every call of the tool it names."""
     choices = response.get("choices") if isinstance(response, dict) else None
     if not choices or not isinstance(choices[0], dict):
         return []
-    return tool_calls(choices[0].get("message"))
+    calls = tool_calls(choices[0].get("message"))
+    blocked = _blocked_calls(decision)
+    return [
+        call
+        for position, call in enumerate(calls)
+        if position not in blocked and _call_name(call) not in blocked
+    ]
+
+
+def _blocked_calls(decision: Any) -> set[int | str]:
+    """The first choice's calls a ``tools.call`` block took out: positions, or names."""
+    outcomes = decision.get("outcomes") if isinstance(decision, dict) else None
+    found: set[int | str] = set()
+    for o in outcomes or []:
+        if not isinstance(o, dict) or o.get("rule") != CALLED or o.get("enforced") != "block":
+            continue
+        for ev in o.get("evidence") or []:
+            if isinstance(ev, dict) and ev.get("message") == 0:
+                part = ev.get("part")
+                name = str(ev.get("label", "")).partition(":")[2]
+                found.add(part if isinstance(part, int) and part >= 0 else name)
+    return found
+
+
+def _call_name(call: dict[str, Any]) -> str:
+    function = call.get("function")
+    return str(function.get("name")) if isinstance(function, dict) else ""
 
 
 def offered_tools(request: dict[str, Any], decision: Any) -> list[dict[str, Any]]:
-    """The tools the model was offered: the request's, less those the tool scope removed
-    before the model saw them (``tools.declared`` evidence, at the tool's index)."""
-    tools = request.get("tools")
-    if not isinstance(tools, list):
-        return []
+    """The tools the model was offered: the request's (legacy ``functions`` as function
+    tools), less those the tool scope removed before the model saw them (``tools.declared``
+    evidence, at the tool's index in its list)."""
     outcomes = decision.get("outcomes") if isinstance(decision, dict) else None
     removed = {
         (ev.get("message"), str(ev.get("label", "")).partition(":")[2])
@@ -65,10 +91,13 @@ def offered_tools(request: dict[str, Any], decision: Any) -> list[dict[str, Any]
         for ev in o.get("evidence") or []
         if isinstance(ev, dict)
     }
+    tools = request.get("tools")
+    functions = request.get("functions")
+    listed = list(enumerate(tools)) if isinstance(tools, list) else []
+    if isinstance(functions, list):  # each list indexed on its own
+        listed += [(i, {"type": "function", "function": f}) for i, f in enumerate(functions)]
     return [
-        t
-        for i, t in enumerate(tools)
-        if isinstance(t, dict) and (i, _tool_name(t)) not in removed
+        t for i, t in listed if isinstance(t, dict) and (i, _tool_name(t)) not in removed
     ]
 
 
@@ -280,7 +309,7 @@ def _row(
         else datetime.fromisoformat(str(j.created_at)),
         redacted=content == "redacted",
         tools=offered_tools(request, exchange.decision),
-        original_calls=answer_calls(response),
+        original_calls=answer_calls(response, exchange.decision),
         item_state=item.state,
         item_judgments=item.judgments_done,
         reviewers_per_item=item.reviewers_needed,

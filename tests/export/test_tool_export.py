@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway.export.formats import NO_TOOLS_IN_HH, records, why_skipped
 from gateway.export.rows import PreferenceRow
+from gateway.review.data import answer_calls, offered_tools
 
 TOOLS = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
 CALL = {"id": "call_w", "type": "function", "function": {"name": "weather", "arguments": '{"c": "Oslo"}'}}  # noqa: E501
@@ -82,3 +83,30 @@ def test_hh_skips_any_tool_conversation_and_says_why() -> None:
         assert why_skipped("hh", tooled) == NO_TOOLS_IN_HH
     plain = row(prompt=PROMPT[:1], original="Cold.", original_calls=[])
     assert records("hh", plain) and why_skipped("hh", plain) is None
+
+
+def _transfer(n: int, amount: int) -> dict[str, Any]:
+    arguments = f'{{"amount": {amount}}}'
+    function = {"name": "transfer", "arguments": arguments}
+    return {"id": f"c{n}", "type": "function", "function": function}
+
+
+def test_an_export_leaves_out_the_calls_the_policy_blocked() -> None:
+    """The record keeps the backend's answer; the export carries what the client got."""
+    calls = [_transfer(0, 50), _transfer(1, 5000)]
+    response = {"choices": [{"index": 0, "message": {"role": "assistant", "tool_calls": calls}}]}
+    evidence = {"message": 0, "start": 0, "end": 0, "label": "bad_arguments:transfer", "part": 1}
+    blocked = {"rule": "tools.call", "enforced": "block", "evidence": [evidence]}
+    assert answer_calls(response, {"outcomes": [blocked]}) == calls[:1]
+    flagged = {**blocked, "enforced": "flag"}
+    assert answer_calls(response, {"outcomes": [flagged]}) == calls
+    unplaced = {**blocked, "evidence": [{**evidence, "part": None}]}  # a record before positions
+    assert answer_calls(response, {"outcomes": [unplaced]}) == []
+
+
+def test_legacy_functions_are_offered_tools_less_those_removed() -> None:
+    functions = [{"name": "weather"}, {"name": "wipe"}]
+    removed = {"message": 1, "start": 0, "end": 0, "label": "out_of_scope:wipe"}
+    declared = {"rule": "tools.declared", "enforced": "redact", "evidence": [removed]}
+    offered = offered_tools({"functions": functions}, {"outcomes": [declared]})
+    assert offered == [{"type": "function", "function": {"name": "weather"}}]
