@@ -10,7 +10,8 @@ view's choices), so what is redacted, reviewed or exported lines up with the dec
   input item (a string input is one ``user`` message; every ``*_output`` item and an
   ``mcp_call``'s result a ``tool`` message), then one ``user`` message per string variable
   of ``prompt.variables``; the Response object's ``output_text``
-  parts become one choice each, its ``function_call`` items the last choice's ``tool_calls``.
+  parts become one choice each, its ``function_call``, ``custom_tool_call`` (``input`` as
+  the arguments) and ``mcp_call`` items the last choice's ``tool_calls``.
 - ``"completions"``: one ``user`` message per prompt; ``choices[i].text`` becomes
   ``choices[i].message.content``.
 - anything else (``"chat.completions"``, ``"embeddings"``): unchanged.
@@ -209,8 +210,11 @@ def _output_parts(output: Any) -> tuple[list[str], list[dict[str, Any]], list[st
     for item in output if isinstance(output, list) else []:
         if not isinstance(item, dict):
             continue
-        if item.get("type") == "function_call":
+        if item.get("type") in ("function_call", "custom_tool_call"):
             calls.append(item_message(item)["tool_calls"][0])
+        elif item.get("type") == "mcp_call":  # judged like any call (the backend ran it)
+            call = {"name": item.get("name"), "arguments": item.get("arguments")}
+            calls.append({"id": item.get("id"), "type": "function", "function": call})
         elif item.get("type") != "message" or not isinstance(item.get("content"), list):
             continue
         for part in item.get("content") or ():

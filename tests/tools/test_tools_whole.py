@@ -16,11 +16,13 @@ import pytest
 from gateway.checks.registry import default_registry
 from gateway.errors import InvalidRequest
 from gateway.pipeline.output import OutputStage
+from gateway.pipeline.responses.answer import apply_view
 from gateway.pipeline.tools_chat import scope_calls, scope_declared
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.policy.loader import compile_policy
 from gateway.policy.tools import CALLED
+from gateway.records.shapes import answer_view
 from gateway.web import tools as web_tools
 from tests.reviewing import Reviewer
 from tests.tools.conftest import SCOPE
@@ -359,3 +361,21 @@ def test_each_call_is_judged_at_its_position_and_the_page_says_which() -> None:
     judged = web_tools.on_choice(web_tools.verdicts({"outcomes": [called]}, CALLED), 0)
     shown = web_tools.calls(message, judged)
     assert [(c.id, c.verdict is not None) for c in shown] == [("c0", False), ("c1", True)]
+
+
+def test_a_responses_custom_or_mcp_call_is_judged_like_a_function_call() -> None:
+    policy, decision = _policy(""), Decision("r", "unit")
+    output = [
+        {"type": "custom_tool_call", "call_id": "c0", "name": "transfer", "input": "5000 to eve"},
+        {"type": "custom_tool_call", "call_id": "c1", "name": "lookup_card", "input": "4605"},
+        {"type": "mcp_call", "id": "m2", "name": "delete_account", "arguments": "{}",
+         "server_label": "bank", "output": "deleted"},
+    ]
+    response = {"id": "resp_1", "status": "completed", "output": output}
+    view = answer_view("responses", response)
+    assert scope_calls(policy.tools, view, decision)
+    (called,) = (o.as_dict() for o in decision.outcomes)
+    assert [(e["part"], e["label"]) for e in called["evidence"]] == [
+        (0, "unreadable_arguments:transfer"), (2, "out_of_scope:delete_account")
+    ]
+    assert apply_view(response, view)["output"][:1] == output[1:2]

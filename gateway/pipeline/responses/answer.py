@@ -10,7 +10,7 @@ import secrets
 import time
 from typing import Any
 
-from gateway.pipeline.responses.request import ResponsesRequest
+from gateway.pipeline.responses.request import CALLS, ResponsesRequest
 
 _FINISHED = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -146,7 +146,7 @@ def apply_view(response: dict[str, Any], view: dict[str, Any]) -> dict[str, Any]
         "tool_calls") or ()}
     output, k = [], 0
     for item in changed.get("output") or ():
-        if item.get("type") == "function_call" and item.get("call_id") not in kept:
+        if item.get("type") in CALLS and item.get(CALLS[item["type"]]) not in kept:
             continue
         for part in item.get("content") or () if item.get("type") == "message" else ():
             if part.get("type") == "output_text" and k < len(texts):

@@ -64,6 +64,9 @@ class ResponsesRequest(_Open):
         return self.store is not False
 
 
+#: the output items that are calls the tool scope judges, with the field that is their id
+#: in the chat view (``records.shapes``): a blocked one is taken out of the Response
+CALLS = {"function_call": "call_id", "custom_tool_call": "call_id", "mcp_call": "id"}
 #: input items whose text the chat view does not give the input rules to read: a reference
 #: to an item stored elsewhere, and results the view has no message for
 UNREAD_ITEMS = frozenset(
