@@ -159,7 +159,18 @@ def test_another_process_serves_the_records(gw: ResponsesGateway, sdk: openai.Op
     )
     made = raw.parse()
     gw.record(raw.headers["x-request-id"])  # written
+    transfer = {"type": "function", "name": "transfer", "parameters": {"type": "object"}}
+    blocked = sdk.responses.with_raw_response.create(
+        model="chat-model", input='call transfer {"amount": 5000}', tools=[transfer])  # type: ignore[list-item]
+    mailed = sdk.responses.with_raw_response.create(model="chat-model", input="to ada@example.com")
+    gw.record(blocked.headers["x-request-id"]), gw.record(mailed.headers["x-request-id"])
     with responses_gateway(gw.upstream, gw.folder) as second, second.sdk() as other:
+        withheld = other.responses.retrieve(blocked.parse().id)  # the record has the call
+        assert [i.type for i in withheld.output] == ["message"] and "5000" not in str(withheld)
+        again = other.responses.with_raw_response.create(
+            model="chat-model", input="again", previous_response_id=mailed.parse().id)
+        resent = json.dumps(gw.upstream.seen(again.headers["x-request-id"])["body"])
+        assert "ada@example.com" not in resent and "[email]" in resent
         fetched = other.responses.retrieve(made.id)
         assert fetched.output_text == made.output_text and "[phone]" in fetched.output_text
         items = other.responses.input_items.list(made.id)
