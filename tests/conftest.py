@@ -67,7 +67,7 @@ def gateway_config(upstream: Upstream, folder: Path, policies: Path) -> Path:
             "mock": {
                 "base_url": f"{upstream.url}/v1",
                 "api_key_env": "MOCK_UPSTREAM_KEY",
-                "timeouts": {"connect": 2, "response": 10, "first_byte": 1.0, "idle": 5},
+                "timeouts": {"connect": 2, "response": 10, "first_byte": 2.0, "idle": 5},
             },
             "dead": {"base_url": f"http://127.0.0.1:{free_port()}/v1", "timeouts": {"connect": 1}},
         },
