@@ -174,3 +174,32 @@ def test_input_no_rule_can_read_is_refused_on_every_path(extra: dict[str, Any], 
         checked({"model": "m", "input": "hi", **extra})
     assert (caught.value.param, caught.value.code) == (param, "unsupported_parameter")
     assert checked({"model": "m", "input": [{"type": "shell_call_output", "output": "ok"}]})
+
+
+def test_redactions_go_back_into_every_tool_result_and_prompt_variable() -> None:
+    """What the input rules redacted in the view goes into what a native backend is sent:
+    any tool's result (not only a function's) and a stored prompt's variables."""
+    from gateway.pipeline.responses.handler import redacted_items, redacted_prompt
+
+    items = [
+        {"type": "custom_tool_call_output", "call_id": "c1", "output": "mail ada@example.com"},
+        {"type": "mcp_call", "id": "m1", "name": "x", "output": "ada@example.com"},
+        {"type": "function_call_output", "call_id": "c2",
+         "output": [{"type": "input_text", "text": "ada@example.com"}]},
+    ]
+    viewed = [
+        {"role": "tool", "content": "mail [email]"},
+        {"role": "tool", "content": "[email]"},
+        {"role": "tool", "content": [{"type": "text", "text": "[email]"}]},
+    ]
+    sent = redacted_items(items, viewed)
+    assert [i["output"] for i in sent[:2]] == ["mail [email]", "[email]"]
+    assert sent[2]["output"][0] == {"type": "input_text", "text": "[email]"}
+    assert "ada@" not in str(sent)
+    prompt = {"id": "p1", "variables": {"who": "ada@example.com", "n": {"type": "input_text",
+              "text": "ada@example.com"}, "file": {"type": "input_file", "file_id": "f"}}}
+    kept = redacted_prompt(prompt, [{"role": "user", "content": "[email]"},
+                                    {"role": "user", "content": "[email]"}])
+    assert kept["variables"]["who"] == "[email]"
+    assert kept["variables"]["n"] == {"type": "input_text", "text": "[email]"}
+    assert kept["variables"]["file"] == prompt["variables"]["file"]

@@ -68,10 +68,14 @@ class Turn:
         messages = self.admitted.body["messages"]
         limit = self.admitted.body.get("max_tokens")
         if target.backend.responses == "native":
-            items = redacted_items(items_of(self.body), messages[head:])
+            given = items_of(self.body)
+            items = redacted_items(given, messages[head:])
             chain = self.chain
             prior = None if chain is None or chain.passes_through(target) else chain.rebuilt()
             body = {**self.body, "instructions": messages[0]["content"]} if head else self.body
+            if "prompt" in body:
+                variables = messages[head + len(given) :]
+                body = {**body, "prompt": redacted_prompt(body["prompt"], variables)}
             sent = native_body(body, items, prior)
             return RESPONSES, {**sent, **({"max_output_tokens": limit} if limit else {})}
         prior_messages = _chat_messages(self.chain.rebuilt()) if self.chain else []
@@ -302,10 +306,13 @@ def redacted_items(items: list[Any], messages: list[Any]) -> list[Any]:
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(item, dict):
             out.append(item)
-        elif item.get("type") == "function_call_output" and isinstance(content, str):
+        elif _is_result(item) and isinstance(content, str):
             out.append({**item, "output": content} if content != item.get("output") else item)
-        elif item.get("type") == "function_call_output" and isinstance(content, list):
-            out.append({**item, "output": _texts_into(item.get("output"), content)})
+        elif _is_result(item) and isinstance(content, list):
+            output = item.get("output")
+            parts = output if isinstance(output, list) else [output]
+            texts = _texts_into(parts, content)
+            out.append({**item, "output": texts if isinstance(output, list) else texts[0]})
         elif isinstance(item.get("content"), list) and isinstance(content, list):
             out.append({**item, "content": _texts_into(item["content"], content)})
         elif isinstance(item.get("content"), str) and isinstance(content, str):
@@ -313,6 +320,32 @@ def redacted_items(items: list[Any], messages: list[Any]) -> list[Any]:
         else:
             out.append(item)
     return out + items[len(out):]
+
+
+def _is_result(item: dict[str, Any]) -> bool:
+    """A tool's result (any ``*_output`` item, or an ``mcp_call`` with its output): its text is
+    in ``output``, as the chat view reads it (``records.shapes``)."""
+    kind = item.get("type")
+    return isinstance(kind, str) and (kind.endswith("_output") or kind == "mcp_call")
+
+
+def redacted_prompt(prompt: Any, messages: list[Any]) -> Any:
+    """A stored prompt with its variables' texts as the input rules left them (the view has
+    one user message per text variable, after the items, in order)."""
+    variables = prompt.get("variables") if isinstance(prompt, dict) else None
+    if not isinstance(variables, dict) or not messages:
+        return prompt
+    texts = iter(m.get("content") if isinstance(m, dict) else None for m in messages)
+    changed: dict[str, Any] = {}
+    for name, value in variables.items():
+        text = value.get("text") if isinstance(value, dict) else value
+        if not isinstance(text, str):
+            changed[name] = value
+            continue
+        new = next(texts, text)
+        new = new if isinstance(new, str) else text
+        changed[name] = {**value, "text": new} if isinstance(value, dict) else new
+    return {**prompt, "variables": changed}
 
 
 def _texts_into(parts: Any, viewed: list[Any]) -> list[Any]:
