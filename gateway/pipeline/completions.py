@@ -28,10 +28,10 @@ from gateway.pipeline.stages.forward import forward
 from gateway.pipeline.stages.inputs import Admission, admit, refuse_tokens
 from gateway.pipeline.stages.limits import apply_limits, choose_model
 from gateway.pipeline.stages.quota import take_quota
-from gateway.pipeline.stages.record import finish
 from gateway.pipeline.stages.respond import (
     answered,
     decision_headers,
+    refused,
     settle,
     upstream_filtered,
 )
@@ -43,7 +43,6 @@ from gateway.policy.actions import Stage
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.decision import Decision
 from gateway.policy.limits import exceeds
-from gateway.records.status import Status
 from gateway.upstream.router import Route, RoutePlan
 
 PATH = "/completions"
@@ -190,9 +189,7 @@ class Completions:
             include_usage=request.wants_usage,
             decision=decision,
         )
-        record.status, record.error_type = Status.BLOCKED, "policy_refusal"
-        record.response_body = completion
-        finish(self.s.recorder, record)
+        refused(self.s.recorder, record, completion)
         return response
 
 

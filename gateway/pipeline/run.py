@@ -33,6 +33,7 @@ from gateway.pipeline.stages.respond import (
     answered,
     decision_headers,
     refusal_response,
+    refused,
     settle,
     unrecordable,
     upstream_filtered,
@@ -225,9 +226,7 @@ class Pipeline:
             include_usage=chat.wants_usage,
             decision=decision,
         )
-        record.status, record.error_type = Status.BLOCKED, "policy_refusal"
-        record.response_body = completion
-        finish(self.s.recorder, record)
+        refused(self.s.recorder, record, completion)
         return response
 
     async def _embeddings(

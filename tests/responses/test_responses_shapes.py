@@ -179,7 +179,7 @@ def test_input_no_rule_can_read_is_refused_on_every_path(extra: dict[str, Any], 
 def test_redactions_go_back_into_every_tool_result_and_prompt_variable() -> None:
     """What the input rules redacted in the view goes into what a native backend is sent:
     any tool's result (not only a function's) and a stored prompt's variables."""
-    from gateway.pipeline.responses.handler import redacted_items, redacted_prompt
+    from gateway.pipeline.responses.translate import redacted_items, redacted_prompt
 
     items = [
         {"type": "custom_tool_call_output", "call_id": "c1", "output": "mail ada@example.com"},

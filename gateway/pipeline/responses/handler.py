@@ -34,7 +34,13 @@ from gateway.pipeline.responses.answer import (
 )
 from gateway.pipeline.responses.chain import Chain, resolve
 from gateway.pipeline.responses.stream import open_responses_stream
-from gateway.pipeline.responses.translate import chat_body, items_of, native_body
+from gateway.pipeline.responses.translate import (
+    chat_body,
+    items_of,
+    native_body,
+    redacted_items,
+    redacted_prompt,
+)
 from gateway.pipeline.stages.forward import forward_built
 from gateway.pipeline.stages.inputs import Admission, admit
 from gateway.pipeline.stages.quota import take_quota
@@ -296,65 +302,6 @@ def _note_admitted(notes: Any, scoped: dict[str, Any], admitted: Admission) -> N
     sent = redacted_items(items, admitted.body["messages"][head:])
     if sent != items:
         notes["admitted_input"] = sent
-
-
-def redacted_items(items: list[Any], messages: list[Any]) -> list[Any]:
-    """The input items with the texts the input rules left in their chat messages (one
-    message per item, in order): copies where a text changed."""
-    out = []
-    for item, message in zip(items, messages, strict=False):
-        content = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(item, dict):
-            out.append(item)
-        elif _is_result(item) and isinstance(content, str):
-            out.append({**item, "output": content} if content != item.get("output") else item)
-        elif _is_result(item) and isinstance(content, list):
-            output = item.get("output")
-            parts = output if isinstance(output, list) else [output]
-            texts = _texts_into(parts, content)
-            out.append({**item, "output": texts if isinstance(output, list) else texts[0]})
-        elif isinstance(item.get("content"), list) and isinstance(content, list):
-            out.append({**item, "content": _texts_into(item["content"], content)})
-        elif isinstance(item.get("content"), str) and isinstance(content, str):
-            out.append({**item, "content": content} if content != item["content"] else item)
-        else:
-            out.append(item)
-    return out + items[len(out):]
-
-
-def _is_result(item: dict[str, Any]) -> bool:
-    """A tool's result (any ``*_output`` item, or an ``mcp_call`` with its output): its text is
-    in ``output``, as the chat view reads it (``records.shapes``)."""
-    kind = item.get("type")
-    return isinstance(kind, str) and (kind.endswith("_output") or kind == "mcp_call")
-
-
-def redacted_prompt(prompt: Any, messages: list[Any]) -> Any:
-    """A stored prompt with its variables' texts as the input rules left them (the view has
-    one user message per text variable, after the items, in order)."""
-    variables = prompt.get("variables") if isinstance(prompt, dict) else None
-    if not isinstance(variables, dict) or not messages:
-        return prompt
-    texts = iter(m.get("content") if isinstance(m, dict) else None for m in messages)
-    changed: dict[str, Any] = {}
-    for name, value in variables.items():
-        text = value.get("text") if isinstance(value, dict) else value
-        if not isinstance(text, str):
-            changed[name] = value
-            continue
-        new = next(texts, text)
-        new = new if isinstance(new, str) else text
-        changed[name] = {**value, "text": new} if isinstance(value, dict) else new
-    return {**prompt, "variables": changed}
-
-
-def _texts_into(parts: Any, viewed: list[Any]) -> list[Any]:
-    """An item's parts with the texts of their chat view's parts (as the rules left them)."""
-    return [
-        {**p, "text": c["text"]} if isinstance(c, dict) and "text" in c and isinstance(p, dict)
-        else p
-        for p, c in zip(parts if isinstance(parts, list) else [], viewed, strict=False)
-    ]
 
 
 def _chat_messages(items: list[Any]) -> list[dict[str, Any]]:

@@ -149,3 +149,11 @@ def unrecordable() -> ServiceUnavailable:
         code="recording_unavailable",
         headers={"retry-after": "5"},
     )
+
+
+def refused(recorder: ExchangeRecorder, record: ExchangeRecord, answer: Any) -> None:
+    """An input the policy refused, answered with the gateway's own refusal: recorded blocked
+    (``policy_refusal``) with that answer as its body."""
+    record.status, record.error_type = Status.BLOCKED, "policy_refusal"
+    record.response_body = answer
+    finish(recorder, record)
