@@ -47,7 +47,7 @@ from gateway.review.queue import QueueService
 from gateway.review.reviewers import ReviewerService
 from gateway.services import Services
 from gateway.supervise import Shutdown, Supervisor
-from gateway.telemetry import Telemetry
+from gateway.telemetry.spans import Telemetry
 from gateway.upstream.client import UpstreamClient, create_http_client
 from gateway.upstream.router import ModelRouter
 from gateway.version import __version__

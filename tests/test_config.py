@@ -166,7 +166,7 @@ def test_a_file_that_is_not_a_mapping(tmp_path: Path, text: str) -> None:
         (("models", "small", "backend"), None, "models.small", "an alias needs backend and model"),
         (("detectors", "workers"), 1000, "detectors.workers", "less than or equal to 256"),
         (("review_page", "session_hours"), 0, "review_page.session_hours", "greater than 0"),
-        (("telemetry", "exporter"), "otlp", "telemetry.exporter", "'none' or 'console'"),
+        (("telemetry", "exporter"), "jaeger", "telemetry.exporter", "'none', 'console' or 'otlp'"),
     ],
 )
 def test_a_bad_value_names_its_field(

@@ -14,7 +14,7 @@ from gateway.pipeline.context import ExchangeRecord, RequestContext
 from gateway.policy.decision import Evidence, Outcome
 from gateway.policy.loader import load_policy
 from gateway.records.status import Status
-from gateway.telemetry import Telemetry
+from gateway.telemetry.spans import Telemetry
 
 POLICIES = Path(__file__).resolve().parent / "policies"
 MODELS = ["test-small", "test-large", "dead-model"]

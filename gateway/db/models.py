@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db.base import Base, JSONDocument, UTCDateTime
@@ -77,6 +77,11 @@ class Exchange(Base):
     response_id: Mapped[str | None] = mapped_column(String(200))
     #: when the client deleted that response (``DELETE``): it is no longer served
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: the W3C trace id (32 hex digits) of the request's server span, when tracing is on
+    trace_id: Mapped[str | None] = mapped_column(String(32))
+    #: when the request and answer text were erased (retention or a person's request); the
+    #: erasure event on the audit chain says by whom and why
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class PolicyRevision(Base):
@@ -265,3 +270,55 @@ class ReviewSkip(Base):
         String(40), ForeignKey("review_items.id", ondelete="CASCADE"), primary_key=True
     )
     skipped_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditChain(Base):
+    """One hash chain's head: its sequencer. Appending locks this row (an UPDATE first, on
+    every dialect), so two writers never take the same sequence number."""
+
+    __tablename__ = "audit_chains"
+
+    chain_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: entries so far: the next entry's sequence number
+    size: Mapped[int] = mapped_column(BigInteger)
+    #: the last entry's hash (hex); 64 zeros while the chain is empty
+    head: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditEntry(Base):
+    """One entry of a chain: an exchange record or an event, as the canonical JSON that was
+    hashed (``leaf``: RFC 8785, with its chain, sequence number and previous hash in it)."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (
+        Index("ix_audit_entries_ref", "ref"),
+        Index("ix_audit_entries_kind_created_at", "kind", "created_at"),
+    )
+
+    chain_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    #: "exchange", or the event's type ("erasure", "key.created", "policy.revision"…)
+    kind: Mapped[str] = mapped_column(String(40))
+    #: the exchange's id, or the event's
+    ref: Mapped[str] = mapped_column(String(40))
+    leaf: Mapped[str] = mapped_column(Text)
+    #: SHA-256(0x00 || leaf), hex: the RFC 6962 leaf hash
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditCheckpoint(Base):
+    """A signed checkpoint: the Merkle root over a chain's first ``size`` entries, as the
+    C2SP signed note written out (``note``), and the tree's compact range at that size
+    (``frontier``), from which the next checkpoint goes on."""
+
+    __tablename__ = "audit_checkpoints"
+
+    chain_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text)
+    frontier: Mapped[Any] = mapped_column(JSONDocument)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

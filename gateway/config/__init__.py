@@ -24,6 +24,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.config.observe import CHAIN_ID_PATTERN, AuditConfig, LoggingConfig, TelemetryConfig
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/situate.db"
 DEMO_BACKEND = "demo"
 # The gateway's own name for the id it forwards: no server gives it a meaning, so none rejects
@@ -280,12 +282,6 @@ class ServerConfig(_Strict):
     )
 
 
-class TelemetryConfig(_Strict):
-    exporter: Literal["none", "console"] = Field(
-        "none", description="spans per exchange, with GenAI and gateway.policy attributes"
-    )
-
-
 class DetectorsConfig(_Strict):
     """The worker pool learned detectors (``classifier`` rules, semantic scope) run in."""
 
@@ -328,6 +324,8 @@ class GatewayConfig(_Strict):
     review: ReviewConfig = ReviewConfig()
     review_page: ReviewPageConfig = ReviewPageConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    logging: LoggingConfig = LoggingConfig()
+    audit: AuditConfig = AuditConfig()
     detectors: DetectorsConfig = DetectorsConfig()
 
     @model_validator(mode="after")
@@ -361,6 +359,7 @@ class EnvSettings(BaseSettings):
     database_url: str | None = None
     redis_url: str | None = None
     detector_workers: int | None = Field(None, ge=1, le=256)
+    audit_chain_id: str | None = Field(None, pattern=CHAIN_ID_PATTERN)
 
 
 def default_config() -> GatewayConfig:
@@ -406,4 +405,7 @@ def load_config(path: Path | None = None) -> GatewayConfig:
     if env.detector_workers:
         detectors = config.detectors.model_copy(update={"workers": env.detector_workers})
         config = config.model_copy(update={"detectors": detectors})
+    if env.audit_chain_id:
+        audit = config.audit.model_copy(update={"chain_id": env.audit_chain_id})
+        config = config.model_copy(update={"audit": audit})
     return config

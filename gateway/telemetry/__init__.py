@@ -1,0 +1,1 @@
+"""Telemetry: traces (``spans``), metrics (``metrics``) and structured logs (``logs``)."""
