@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import db, detectors, exchanges, export, keys, policy, review, serve, usage
+from gateway.cli import audit, db, detectors, exchanges, export, keys, policy, review, serve, usage
 
 app = typer.Typer(
     name="gateway",
@@ -24,6 +24,7 @@ app.add_typer(policy.app, name="policy")
 app.add_typer(review.app, name="review")
 app.add_typer(export.app, name="export")
 app.add_typer(detectors.app, name="detectors")
+app.add_typer(audit.app, name="audit")
 
 
 def main() -> None:
