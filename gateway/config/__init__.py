@@ -360,6 +360,7 @@ class EnvSettings(BaseSettings):
     redis_url: str | None = None
     detector_workers: int | None = Field(None, ge=1, le=256)
     audit_chain_id: str | None = Field(None, pattern=CHAIN_ID_PATTERN)
+    audit_keys_dir: Path | None = None
 
 
 def default_config() -> GatewayConfig:
@@ -405,7 +406,11 @@ def load_config(path: Path | None = None) -> GatewayConfig:
     if env.detector_workers:
         detectors = config.detectors.model_copy(update={"workers": env.detector_workers})
         config = config.model_copy(update={"detectors": detectors})
-    if env.audit_chain_id:
-        audit = config.audit.model_copy(update={"chain_id": env.audit_chain_id})
-        config = config.model_copy(update={"audit": audit})
+    audit = {
+        name: value
+        for name, value in (("chain_id", env.audit_chain_id), ("keys_dir", env.audit_keys_dir))
+        if value
+    }
+    if audit:
+        config = config.model_copy(update={"audit": config.audit.model_copy(update=audit)})
     return config

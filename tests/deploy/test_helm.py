@@ -226,7 +226,7 @@ def test_the_notes_name_every_secret_the_release_reads() -> None:
         (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
         for container in (chart.container(docs), job)
         for e in container["env"]
-        if "valueFrom" in e
+        if "secretKeyRef" in e.get("valueFrom", {})
     }
     assert len(refs) == 4  # the database, the admin token, Redis, one upstream key
     for name, key in refs:
@@ -241,3 +241,21 @@ def test_configmaps_of_the_operators_own_are_mounted_instead_of_rendered() -> No
     assert volumes["config"] == "my-config" and volumes["policies"] == "my-policies"
     for doc in docs:
         kubernetes_validate.validate(doc, KUBERNETES[-1], strict=True)
+
+
+def test_each_pod_keeps_its_own_audit_chain_with_the_operators_keys() -> None:
+    env = {e["name"]: e for e in chart.container(chart.render())["env"]}
+    chain = env["GATEWAY_AUDIT_CHAIN_ID"]["valueFrom"]
+    assert chain == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert "GATEWAY_AUDIT_KEYS_DIR" not in env  # no Secret: keys made in the data volume
+    docs = chart.render(sets=("audit.existingSecret=situate-audit",))
+    container = chart.container(docs)
+    env = {e["name"]: e for e in container["env"]}
+    assert env["GATEWAY_AUDIT_KEYS_DIR"]["value"] == "/etc/situate/audit"
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["audit-keys"] == {
+        "name": "audit-keys", "mountPath": "/etc/situate/audit", "readOnly": True
+    }
+    volume = next(v for v in chart.pod(docs)["volumes"] if v["name"] == "audit-keys")
+    assert volume["secret"]["secretName"] == "situate-audit"
+    assert {i["key"] for i in volume["secret"]["items"]} == {"hmac.key", "signing.key"}

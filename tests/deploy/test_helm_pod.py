@@ -29,6 +29,9 @@ def _environment(container: dict[str, Any], values: Secrets, config: Path) -> di
     for entry in container["env"]:
         if "value" in entry:
             env[entry["name"]] = entry["value"]
+        elif "fieldRef" in entry["valueFrom"]:  # the downward API: the pod's own name
+            assert entry["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+            env[entry["name"]] = "situate-7d9f8-x2k4q"
         else:
             ref = entry["valueFrom"]["secretKeyRef"]
             env[entry["name"]] = values[(ref["name"], ref["key"])]

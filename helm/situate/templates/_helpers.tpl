@@ -81,6 +81,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- include "situate.env" . }}
 - name: GATEWAY_CONFIG
   value: /etc/situate/config.yaml
+# Each replica keeps its own audit chain, named after its pod (docs/audit.md)
+- name: GATEWAY_AUDIT_CHAIN_ID
+  valueFrom:
+    fieldRef: {fieldPath: metadata.name}
+{{- if .Values.audit.existingSecret }}
+- name: GATEWAY_AUDIT_KEYS_DIR
+  value: /etc/situate/audit
+{{- end }}
 {{- if .Values.adminToken.existingSecret }}
 - name: {{ default "GATEWAY_ADMIN_TOKEN" .Values.config.admin_token_env }}
   valueFrom:
