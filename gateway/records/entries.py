@@ -67,6 +67,9 @@ class Entry:
     reviews: list[dict[str, Any]] = field(default_factory=list)
     #: the decision behind the row, for observers; not written (the row holds it as JSON)
     decision: Decision | None = field(default=None, compare=False)
+    #: the exchange's trace (``gateway.telemetry.spans.ExchangeTrace``), for the tracer; not
+    #: written, not spooled
+    span: object | None = field(default=None, compare=False)
 
     @property
     def id(self) -> str:
@@ -79,6 +82,7 @@ class Entry:
             [_fit(f, _LIMITS["findings"]) for f in self.findings],
             [_fit(r, _LIMITS["review_items"]) for r in self.reviews],
             self.decision,
+            self.span,
         )
 
     def to_json(self) -> str:
