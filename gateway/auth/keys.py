@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
+from gateway.audit import events
+from gateway.audit.chain import AuditChain
 from gateway.db.models import ApiKey
 from gateway.db.session import Sessions
 from gateway.policy.schema import RateLimits
@@ -81,10 +83,12 @@ def read_limits(stored: object) -> RateLimits | None:
 
 
 class KeyService:
-    """Create, list, revoke and look up keys. The CLI and the admin API share it."""
+    """Create, list, revoke and look up keys. The CLI and the admin API share it. Each change
+    appends its event to ``audit`` in the same transaction (``actor``: who made it)."""
 
-    def __init__(self, sessions: Sessions) -> None:
+    def __init__(self, sessions: Sessions, audit: AuditChain | None = None) -> None:
         self._sessions = sessions
+        self._audit = audit
 
     async def create(
         self,
@@ -92,6 +96,8 @@ class KeyService:
         name: str,
         expires_in_days: int | None = None,
         limits: RateLimits | None = None,
+        *,
+        actor: str = events.GATEWAY,
     ) -> NewKey:
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         now = datetime.now(UTC)
@@ -108,6 +114,7 @@ class KeyService:
         )
         async with self._sessions.begin() as session:
             session.add(row)
+            await events.append(self._audit, session, events.key_created(actor, row))
         return NewKey(row.id, secret, context, name, expires)
 
     async def list(self) -> list[ApiKey]:
@@ -115,22 +122,39 @@ class KeyService:
             result = await session.scalars(select(ApiKey).order_by(ApiKey.created_at))
             return list(result)
 
-    async def revoke(self, key_id: str) -> bool:
+    async def revoke(self, key_id: str, *, actor: str = events.GATEWAY) -> bool:
+        when = datetime.now(UTC)
         async with self._sessions.begin() as session:
-            result = await session.execute(
+            context = await session.scalar(
                 update(ApiKey)
                 .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
-                .values(revoked_at=datetime.now(UTC))
+                .values(revoked_at=when)
+                .returning(ApiKey.context)
             )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+            if context is None:
+                return False
+            await events.append(
+                self._audit, session, events.key_revoked(actor, key_id, context, when)
+            )
+            return True
 
-    async def set_limits(self, key_id: str, limits: RateLimits | None) -> bool:
+    async def set_limits(
+        self, key_id: str, limits: RateLimits | None, *, actor: str = events.GATEWAY
+    ) -> bool:
         """Replace a key's own limits (None or all unset: none); False for no such key."""
         async with self._sessions.begin() as session:
-            result = await session.execute(
-                update(ApiKey).where(ApiKey.id == key_id).values(limits=stored_limits(limits))
-            )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+            found = (
+                await session.execute(
+                    select(ApiKey.context, ApiKey.limits).where(ApiKey.id == key_id)
+                )
+            ).first()
+            if found is None:
+                return False
+            after = stored_limits(limits)
+            await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(limits=after))
+            event = events.key_limits(actor, key_id, found.context, found.limits, after)
+            await events.append(self._audit, session, event)
+            return True
 
     async def find(self, secret: str) -> Principal | None:
         """The principal for a usable key, or None (unknown, revoked or expired)."""

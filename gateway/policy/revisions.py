@@ -8,6 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from gateway.audit import events
+from gateway.audit.chain import AuditChain
+from gateway.audit.leaf import AuditEvent
 from gateway.clock import now
 from gateway.db.models import Exchange, GuidelineRevision, PolicyRevision
 from gateway.db.session import Sessions
@@ -17,25 +20,41 @@ log = logging.getLogger("gateway.policy")
 
 
 class RevisionRepository:
-    def __init__(self, sessions: Sessions) -> None:
-        self._sessions = sessions
-        self._unsaved: dict[str, CompiledPolicy] = {}
+    """The revisions' texts; with ``audit``, each revision taking effect in this process is
+    an event on the chain (``policy.revision``), stored with its text in one transaction."""
 
-    async def save(self, policy: CompiledPolicy) -> None:
-        """Store a revision's text once; kept for a retry when the database is unavailable."""
-        self._unsaved[policy.revision] = policy
+    def __init__(self, sessions: Sessions, audit: AuditChain | None = None) -> None:
+        self._sessions = sessions
+        self._audit = audit
+        self._unsaved: dict[str, tuple[CompiledPolicy, AuditEvent | None]] = {}
+        #: the revision each context took effect at here, last (the same one again is no event)
+        self._effective: dict[str, str] = {}
+
+    async def save(self, policy: CompiledPolicy, *, refused: str | None = None) -> None:
+        """Store a revision's text once, and say it took effect: from its file, or with
+        ``refused`` (why the file is refused) from the database as the last good revision.
+        Kept for a retry when the database is unavailable."""
+        event = None
+        if self._effective.get(policy.context) != policy.revision:
+            source: events.Source = "file" if refused is None else "database"
+            event = events.policy_revision(
+                policy.context, policy.revision, str(policy.path), source, refused
+            )
+            self._effective[policy.context] = policy.revision
+        waiting = self._unsaved.get(policy.revision)
+        self._unsaved[policy.revision] = (policy, event or (waiting[1] if waiting else None))
         await self.flush()
 
     async def flush(self) -> None:
-        for revision, policy in list(self._unsaved.items()):
+        for revision, (policy, event) in list(self._unsaved.items()):
             try:
-                await self._insert(policy)
+                await self._insert(policy, event)
             except Exception as exc:  # the database may be down: keep it for the next try
                 log.warning("could not store policy revision %s yet: %s", revision[:12], exc)
                 return
             del self._unsaved[revision]
 
-    async def _insert(self, policy: CompiledPolicy) -> None:
+    async def _insert(self, policy: CompiledPolicy, event: AuditEvent | None) -> None:
         values = {
             "revision": policy.revision,
             "context": policy.context,
@@ -62,6 +81,8 @@ class RevisionRepository:
                 await session.execute(
                     insert(GuidelineRevision).values(**guideline).on_conflict_do_nothing()
                 )
+            if event is not None:
+                await events.append(self._audit, session, event)
 
     async def get(self, revision: str) -> PolicyRevision | None:
         async with self._sessions() as session:

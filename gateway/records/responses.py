@@ -6,8 +6,10 @@ Records are written off the request path, so a follow-up may arrive before the r
 continues is in the database: ``RecentResponses`` keeps the last responses this process
 answered (bounded, per context) and is read first; ``ResponseRecords`` reads the database.
 What a record says about its response (which path served it, whether the client let it be
-stored, what the record keeps of its content, when it was deleted) is in its decision, under
-``responses``; a deleted response keeps its record (the exchange stays accountable), marked.
+stored, what the record keeps of its content) is in its decision, under ``responses``; a
+deleted response keeps its record (the exchange stays accountable), marked by its
+``deleted_at`` (a record written after the DELETE says so in its notes as well), and the
+DELETE is an event on the audit chain.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from gateway.audit import events
+from gateway.audit.chain import AuditChain
 from gateway.clock import now
 from gateway.db.models import Exchange
 from gateway.db.session import Sessions
@@ -135,28 +139,30 @@ def _size_of(stored: StoredResponse) -> int:
 
 
 class ResponseRecords:
-    def __init__(self, sessions: Sessions) -> None:
+    def __init__(self, sessions: Sessions, audit: AuditChain | None = None) -> None:
         self._sessions = sessions
+        self._audit = audit
 
     async def find(self, context: str, response_id: str) -> StoredResponse | None:
         async with self._sessions() as session:
             row = await session.scalar(_query(context, response_id))
         return None if row is None else _stored(row)
 
-    async def mark_deleted(self, context: str, response_id: str) -> bool:
-        """Mark the record deleted (``deleted_at``, and its decision's notes say when): GET
-        no longer serves it. False while there is no such record written."""
+    async def mark_deleted(
+        self, context: str, response_id: str, actor: str = events.GATEWAY
+    ) -> bool:
+        """Mark the record deleted (``deleted_at``; the decision, committed to on the chain,
+        is left as written): GET no longer serves it. False while there is no such record
+        written."""
         async with self._sessions.begin() as session:
             row = await session.scalar(_query(context, response_id))
             if row is None:
                 return False
-            when = now()
-            decision = dict(row.decision or {})
-            decision[NOTES] = {**(decision.get(NOTES) or {}), "deleted_at": when.isoformat()}
             await session.execute(
-                update(Exchange).where(Exchange.id == row.id).values(
-                    decision=decision, deleted_at=when)
+                update(Exchange).where(Exchange.id == row.id).values(deleted_at=now())
             )
+            event = events.response_deleted(actor, response_id, row.id, context)
+            await events.append(self._audit, session, event)
         return True
 
 
@@ -209,7 +215,7 @@ class ResponseLookup:
             return held
         return await self.records.find(context, response_id)
 
-    async def delete(self, context: str, response_id: str) -> bool:
+    async def delete(self, context: str, response_id: str, actor: str = events.GATEWAY) -> bool:
         """Mark a servable response deleted; False when there is none to delete. One this
         process answered may not be written yet (records are written off the request path):
         the delete waits for its record, bounded (``WRITE_WAIT`` seconds)."""
@@ -218,7 +224,7 @@ class ResponseLookup:
             return False
         self.recent.delete(context, response_id)  # a record not yet made is made deleted
         deadline = time.monotonic() + WRITE_WAIT
-        while not await self.records.mark_deleted(context, response_id):
+        while not await self.records.mark_deleted(context, response_id, actor):
             if found.notes is None or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)

@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, distinct, exists, func, select
 from sqlalchemy.orm import aliased
 
+from gateway.audit import events
+from gateway.audit.chain import AuditChain
 from gateway.clock import now
 from gateway.db.models import ExportRecord, GuidelineRevision, Judgment, ReviewItem
 from gateway.db.session import Sessions
@@ -116,9 +118,24 @@ async def _guidelines(sessions: Sessions) -> dict[str, str]:
         return {revision: text for revision, text in rows.all()}
 
 
+@dataclass(frozen=True, slots=True)
+class Exporter:
+    """Who exports (the event's actor; ``by``, the name the export's record keeps) and the
+    chain its event goes on."""
+
+    by: str
+    actor: str = events.GATEWAY
+    audit: AuditChain | None = None
+
+
 async def run_export(
-    sessions: Sessions, policies: PolicyStore, flt: ExportFilter, out_dir: Path, exported_by: str
+    sessions: Sessions,
+    policies: PolicyStore,
+    flt: ExportFilter,
+    out_dir: Path,
+    exported_by: str | Exporter,
 ) -> ExportSummary:
+    who = exported_by if isinstance(exported_by, Exporter) else Exporter(exported_by)
     data = ReviewData(sessions, policies)
     profiles = await data.reviewers()
     alphas = {
@@ -136,7 +153,7 @@ async def run_export(
         _blocking(rows, loop),
         {p.pseudonym: p for p in profiles.values()},
         await _guidelines(sessions),
-        exported_by=exported_by,
+        exported_by=who.by,
         export_id=export_id,
         scope=scope,
     )
@@ -147,7 +164,7 @@ async def run_export(
         session.add(
             ExportRecord(
                 id=export_id,
-                exported_by=exported_by,
+                exported_by=who.by,
                 format=flt.format,
                 filter=filter_json,
                 rows=summary.records_out,
@@ -156,6 +173,10 @@ async def run_export(
                 created_at=now(),
             )
         )
+        event = events.export_created(
+            who.actor, export_id, flt.format, filter_json, summary.records_out, summary.sha256
+        )
+        await events.append(who.audit, session, event)
     return summary
 
 
@@ -163,7 +184,11 @@ EXPORT_FILES = ("data.jsonl", "provenance.jsonl", "README.md")
 
 
 async def export_by(
-    sessions: Sessions, policies: PolicyStore, exports_dir: Path, flt: ExportFilter, by: str
+    sessions: Sessions,
+    policies: PolicyStore,
+    exports_dir: Path,
+    flt: ExportFilter,
+    by: str | Exporter,
 ) -> ExportSummary:
     """An export into a new folder of ``exports_dir``, as an admin starts it (API or page)."""
     folder = exports_dir / ("exp-" + now().strftime("%Y%m%dT%H%M%S%f"))

@@ -10,6 +10,8 @@ from typing import Literal
 from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.audit import events
+from gateway.audit.chain import AuditChain
 from gateway.clock import now
 from gateway.db.models import Reviewer, ReviewerQueue, ReviewItem, WebSession
 from gateway.db.session import Sessions
@@ -45,8 +47,12 @@ class ReviewerIdentity:
 
 
 class ReviewerService:
-    def __init__(self, sessions: Sessions) -> None:
+    """Reviewer accounts. Each change appends its event to ``audit`` in the same transaction
+    (``actor``: who made it; never a token or a name on the chain)."""
+
+    def __init__(self, sessions: Sessions, audit: AuditChain | None = None) -> None:
         self._sessions = sessions
+        self._audit = audit
 
     async def create(
         self,
@@ -57,6 +63,7 @@ class ReviewerService:
         organisation: str | None = None,
         locale: str | None = None,
         languages: list[str] | None = None,
+        actor: str = events.GATEWAY,
     ) -> tuple[Reviewer, str]:
         """A new reviewer and their token (shown once)."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -74,16 +81,23 @@ class ReviewerService:
         )
         async with self._sessions.begin() as session:
             session.add(reviewer)
+            await events.append(self._audit, session, events.reviewer_added(actor, reviewer))
         return reviewer, token
 
-    async def assign(self, reviewer_id: str, context: str, queue: str) -> None:
+    async def assign(
+        self, reviewer_id: str, context: str, queue: str, *, actor: str = events.GATEWAY
+    ) -> None:
         async with self._sessions.begin() as session:
             if await session.get(Reviewer, reviewer_id) is None:
                 raise LookupError(f"no reviewer {reviewer_id!r}")
             if await session.get(ReviewerQueue, (reviewer_id, context, queue)) is None:
                 session.add(ReviewerQueue(reviewer_id=reviewer_id, context=context, queue=queue))
+                event = events.reviewer_queues(actor, reviewer_id, context, queue, True)
+                await events.append(self._audit, session, event)
 
-    async def unassign(self, reviewer_id: str, context: str, queue: str) -> None:
+    async def unassign(
+        self, reviewer_id: str, context: str, queue: str, *, actor: str = events.GATEWAY
+    ) -> None:
         """Take a queue away; the reviewer's live claims in it go back to the queue."""
         async with self._sessions.begin() as session:
             await _reviewer(session, reviewer_id)
@@ -102,30 +116,41 @@ class ReviewerService:
             await _release(
                 session, reviewer_id, ReviewItem.context == context, ReviewItem.queue == queue
             )
+            event = events.reviewer_queues(actor, reviewer_id, context, queue, False)
+            await events.append(self._audit, session, event)
 
-    async def disable(self, reviewer_id: str) -> Reviewer:
+    async def disable(self, reviewer_id: str, *, actor: str = events.GATEWAY) -> Reviewer:
         """No sign-in, API or claim from now on; sessions end, claims go back to their queues.
         Past judgments stay: they are the record, and exports keep counting them."""
         async with self._sessions.begin() as session:
             reviewer = await _reviewer(session, reviewer_id)
+            already = reviewer.disabled_at is not None
             reviewer.disabled_at = reviewer.disabled_at or now()
-            await _end_sessions(session, reviewer_id)
+            ended = await _end_sessions(session, reviewer_id)
             await _release(session, reviewer_id)
+            if not already:
+                event = events.reviewer_disabled(actor, reviewer_id, ended)
+                await events.append(self._audit, session, event)
         return reviewer
 
-    async def enable(self, reviewer_id: str) -> Reviewer:
+    async def enable(self, reviewer_id: str, *, actor: str = events.GATEWAY) -> Reviewer:
         async with self._sessions.begin() as session:
             reviewer = await _reviewer(session, reviewer_id)
-            reviewer.disabled_at = None
+            if reviewer.disabled_at is not None:
+                reviewer.disabled_at = None
+                await events.append(
+                    self._audit, session, events.reviewer_enabled(actor, reviewer_id)
+                )
         return reviewer
 
-    async def rotate_token(self, reviewer_id: str) -> str:
+    async def rotate_token(self, reviewer_id: str, *, actor: str = events.GATEWAY) -> str:
         """A new token (shown once); the old one, and every session it opened, ends at once."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         async with self._sessions.begin() as session:
             reviewer = await _reviewer(session, reviewer_id)
             reviewer.token_digest = token_digest(token)
             await _end_sessions(session, reviewer_id)
+            await events.append(self._audit, session, events.reviewer_token(actor, reviewer_id))
         return token
 
     async def list(self) -> list[tuple[Reviewer, list[tuple[str, str]]]]:
@@ -169,12 +194,14 @@ async def _reviewer(session: AsyncSession, reviewer_id: str) -> Reviewer:
     return reviewer
 
 
-async def _end_sessions(session: AsyncSession, reviewer_id: str) -> None:
-    await session.execute(
+async def _end_sessions(session: AsyncSession, reviewer_id: str) -> int:
+    """End the reviewer's open web sessions; how many there were."""
+    ended = await session.execute(
         update(WebSession)
         .where(WebSession.reviewer_id == reviewer_id, WebSession.ended_at.is_(None))
         .values(ended_at=now())
     )
+    return int(ended.rowcount)  # type: ignore[attr-defined]
 
 
 async def _release(session: AsyncSession, reviewer_id: str, *where: ColumnElement[bool]) -> None:
