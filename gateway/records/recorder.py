@@ -84,6 +84,8 @@ class ExchangeRecorder:
             sessions, self.spool, self.stats, config.batch_size, self._quarantine
         )
         self._open: set[str] = set()
+        #: begun and not yet written (nor spooled): a receipt asked for one is pending
+        self._unwritten: set[str] = set()
         self._none_open = asyncio.Event()
         self._none_open.set()
         #: stopped: a record handed over later (past the shutdown's wait) goes to the spool
@@ -151,7 +153,12 @@ class ExchangeRecorder:
     def begin(self, record_id: str) -> None:
         """An exchange has begun: shutdown waits for its record (``submit`` ends it)."""
         self._open.add(record_id)
+        self._unwritten.add(record_id)
         self._none_open.clear()
+
+    def holds(self, record_id: str) -> bool:
+        """Whether the exchange has begun and its rows are not written (nor spooled) yet."""
+        return record_id in self._unwritten
 
     def submit(self, record: Recordable) -> None:
         """Hand a finished record over. Never blocks; beyond the queue limit it spills."""
@@ -160,6 +167,7 @@ class ExchangeRecorder:
             entry = self._entry(record)
             if entry is not None:
                 self._spill([entry], "after the shutdown" if self._stopped else "queue full")
+            self._unwritten.discard(getattr(record, "id", None))
             return
         self._queue.put_nowait(record)
 
@@ -248,6 +256,7 @@ class ExchangeRecorder:
                 entries = [e for e in map(self._entry, records) if e is not None]
                 if entries:
                     await self._write(entries)
+                self._unwritten.difference_update(getattr(r, "id", None) for r in records)
 
     async def _write(self, batch: list[Entry]) -> None:
         if self.stats.failing:  # the database is down: the replay brings these back
