@@ -12,6 +12,7 @@ from typing import TypedDict
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from opentelemetry.sdk.trace.export import SpanExporter
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
@@ -47,7 +48,9 @@ from gateway.review.queue import QueueService
 from gateway.review.reviewers import ReviewerService
 from gateway.services import Services
 from gateway.supervise import Shutdown, Supervisor
-from gateway.telemetry.spans import Telemetry
+from gateway.telemetry.asgi import TracingMiddleware
+from gateway.telemetry.spans import ExchangeSpans
+from gateway.telemetry.tracing import Tracing, tracing_for
 from gateway.upstream.client import UpstreamClient, create_http_client
 from gateway.upstream.router import ModelRouter
 from gateway.version import __version__
@@ -67,27 +70,37 @@ class LifespanState(TypedDict):
 
     gateway: AppState
     web: WebState
+    tracing: Tracing | None  # the key is gateway.telemetry.asgi.TRACING_STATE
 
 
 def create_app(
-    config: GatewayConfig, *, demo_base_url: str | None = None, shutdown: Shutdown | None = None
+    config: GatewayConfig,
+    *,
+    demo_base_url: str | None = None,
+    shutdown: Shutdown | None = None,
+    span_exporter: SpanExporter | None = None,
 ) -> FastAPI:
     """Build the gateway. ``demo_base_url`` is where this server's own demo backend answers;
-    ``shutdown`` is how the server tells the app its grace is ending (``gateway serve``)."""
+    ``shutdown`` is how the server tells the app its grace is ending (``gateway serve``);
+    ``span_exporter``: where its spans go, whatever the config says (the tests' in-memory one)."""
     base_urls = _base_urls(config, demo_base_url)
     stopping = shutdown or Shutdown()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
-        async with _services(config, base_urls, stopping) as services:
-            sign_ins = WebSessions(
-                services.sessions,
-                services.reviewers,
-                timedelta(hours=config.review_page.session_hours),
-            )
-            yield LifespanState(
-                gateway=AppState(services, Pipeline(services)), web=WebState(sign_ins)
-            )
+        # The tracing outlives the services: the recorder's last writes still make spans.
+        with tracing_for(config.telemetry, span_exporter) as tracing:
+            async with _services(config, base_urls, stopping, tracing=tracing) as services:
+                sign_ins = WebSessions(
+                    services.sessions,
+                    services.reviewers,
+                    timedelta(hours=config.review_page.session_hours),
+                )
+                yield LifespanState(
+                    gateway=AppState(services, Pipeline(services)),
+                    web=WebState(sign_ins),
+                    tracing=tracing,
+                )
 
     app = FastAPI(
         title="Situate gateway",
@@ -112,21 +125,25 @@ def create_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(BodyTimeoutMiddleware, seconds=config.server.body_timeout)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(TracingMiddleware)  # outermost: the server span covers everything
     return app
 
 
 @asynccontextmanager
 async def _services(
-    config: GatewayConfig, base_urls: dict[str, str], shutdown: Shutdown
+    config: GatewayConfig,
+    base_urls: dict[str, str],
+    shutdown: Shutdown,
+    tracing: Tracing | None = None,
 ) -> AsyncIterator[Services]:
     """Every resource a request needs, built here and closed here, in reverse order."""
     engine = _engine(config)
     sessions = create_sessions(engine)
     http = create_http_client(config.upstream)
     router = ModelRouter(config, base_urls)
-    telemetry = Telemetry.console() if config.telemetry.exporter == "console" else None
+    spans = ExchangeSpans(tracing, base_urls, _kinds(config)) if tracing is not None else None
     recorder = ExchangeRecorder(
-        sessions, config.recording, [_observer(telemetry)] if telemetry is not None else []
+        sessions, config.recording, [_observer(spans)] if spans is not None else []
     )
     detectors = DetectorPool(PoolSettings.of(config.detectors, warm=True))
     policies = policy_store(config, DetectorRuntime(detectors, load_model))
@@ -157,8 +174,6 @@ async def _services(
         await services.supervisor.stop()
         await services.quota.close()
         detectors.close()
-        if telemetry is not None:
-            telemetry.shutdown()
         await http.aclose()
         await engine.dispose()
 
@@ -236,13 +251,18 @@ def _assemble(
     )
 
 
-def _observer(telemetry: Telemetry) -> Observer:
-    """The recorder hands each written entry to the telemetry (off the request path)."""
+def _observer(spans: ExchangeSpans) -> Observer:
+    """The recorder hands each entry to the tracer (its policy and attempt spans, off the
+    request path)."""
 
     def observe(entry: Entry) -> None:
-        telemetry.exchange(entry.row, entry.decision)
+        spans.observe(entry.row, entry.decision, entry.span)
 
     return observe
+
+
+def _kinds(config: GatewayConfig) -> dict[str, str]:
+    return {name: backend.kind for name, backend in config.backends.items()}
 
 
 def _base_urls(config: GatewayConfig, demo_base_url: str | None) -> dict[str, str]:

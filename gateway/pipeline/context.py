@@ -13,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
+
+from opentelemetry.trace import SpanContext
 
 from gateway.auth.keys import Principal
 from gateway.clock import now
@@ -24,6 +27,8 @@ from gateway.records.recorder import Entry
 from gateway.records.shapes import VIEWED, as_chat
 from gateway.records.status import Status
 from gateway.records.views import Redacted, redacted_record
+from gateway.telemetry.spans import ExchangeTrace, request_params, response_facts
+from gateway.telemetry.tracing import current_span_context
 from gateway.version import __version__
 
 
@@ -82,6 +87,9 @@ class ExchangeRecord:
     response_notes: dict[str, Any] | None = None
     #: called once, as the exchange ends, before it is recorded (a limit's settlement)
     on_finish: list[Callable[[ExchangeRecord], None]] = field(default_factory=list)
+    #: the server span the request runs in (``gateway.telemetry.asgi``; None: tracing off):
+    #: the record's ``trace_id``, and the parent of its policy and attempt spans
+    trace: SpanContext | None = field(default_factory=current_span_context)
 
     @property
     def decision(self) -> Decision | None:
@@ -113,7 +121,9 @@ class ExchangeRecord:
             reviews = (
                 [r.row(self.id, ctx.policy, ctx.decision) for r in self.reviews] if ctx else []
             )
-            return Entry(row, self._finding_rows(), reviews, decision=self.decision)
+            return Entry(
+                row, self._finding_rows(), reviews, decision=self.decision, span=self._span(row)
+            )
         except Exception as exc:
             return Entry(self._fallback_row(exc), [])
 
@@ -133,14 +143,39 @@ class ExchangeRecord:
             decision=None,
             decision_id=None,
             policy_revision=ctx.policy.revision if ctx else None,
+            trace_id=self.trace_id,
         )
         return values
+
+    @property
+    def trace_id(self) -> str | None:
+        return f"{self.trace.trace_id:032x}" if self.trace is not None else None
+
+    def _span(self, row: dict[str, Any]) -> ExchangeTrace | None:
+        """What the tracer needs beyond the row, for a sampled trace only."""
+        if self.trace is None or not self.trace.trace_flags.sampled:
+            return None
+        return ExchangeTrace(
+            self.trace,
+            request_params(self.request_body),
+            response_facts(self.response_body),
+            partial(self._kept, row),
+        )
+
+    def _kept(self, row: dict[str, Any]) -> tuple[Any, Any]:
+        """The bodies as the record keeps them, in the chat view (what content spans say)."""
+        request, answer = row["request_body"], row["response_body"]
+        content = self.ctx.policy.policy.record.content if self.ctx else "full"
+        if self.endpoint in VIEWED and content != "redacted":  # redacted ones are viewed
+            request, answer = as_chat(self.endpoint, request, answer)
+        return request, answer
 
     def _row(self) -> dict[str, Any]:
         values = {name: getattr(self, name) for name in _COLUMNS}
         values["status"] = str(self.status)
         values["ended_at"] = self.ended_at or now()
         values["gateway_version"] = __version__
+        values["trace_id"] = self.trace_id
         ctx = self.ctx
         values["key_id"] = (ctx.principal.key_id or None) if ctx else None  # "": no key
         values["context"] = ctx.principal.context if ctx else None
