@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 from typing import TypedDict
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.metrics.export import MetricReader
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api import admin, health, openai, responses, review
+from gateway.api import admin, health, metrics, openai, responses, review
 from gateway.api import docs as api_docs
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.keys import KeyService
@@ -48,9 +49,10 @@ from gateway.review.queue import QueueService
 from gateway.review.reviewers import ReviewerService
 from gateway.services import Services
 from gateway.supervise import Shutdown, Supervisor
-from gateway.telemetry.asgi import TracingMiddleware
-from gateway.telemetry.spans import ExchangeSpans
-from gateway.telemetry.tracing import Tracing, tracing_for
+from gateway.telemetry.access import AccessLogMiddleware
+from gateway.telemetry.gauges import gauge_refresher
+from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.spans import Telemetry
 from gateway.upstream.client import UpstreamClient, create_http_client
 from gateway.upstream.router import ModelRouter
 from gateway.version import __version__
@@ -70,7 +72,6 @@ class LifespanState(TypedDict):
 
     gateway: AppState
     web: WebState
-    tracing: Tracing | None  # the key is gateway.telemetry.asgi.TRACING_STATE
 
 
 def create_app(
@@ -78,29 +79,25 @@ def create_app(
     *,
     demo_base_url: str | None = None,
     shutdown: Shutdown | None = None,
-    span_exporter: SpanExporter | None = None,
+    metric_readers: Sequence[MetricReader] = (),
 ) -> FastAPI:
     """Build the gateway. ``demo_base_url`` is where this server's own demo backend answers;
     ``shutdown`` is how the server tells the app its grace is ending (``gateway serve``);
-    ``span_exporter``: where its spans go, whatever the config says (the tests' in-memory one)."""
+    ``metric_readers``: more readers of its metrics (the tests' in-memory one)."""
     base_urls = _base_urls(config, demo_base_url)
     stopping = shutdown or Shutdown()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
-        # The tracing outlives the services: the recorder's last writes still make spans.
-        with tracing_for(config.telemetry, span_exporter) as tracing:
-            async with _services(config, base_urls, stopping, tracing=tracing) as services:
-                sign_ins = WebSessions(
-                    services.sessions,
-                    services.reviewers,
-                    timedelta(hours=config.review_page.session_hours),
-                )
-                yield LifespanState(
-                    gateway=AppState(services, Pipeline(services)),
-                    web=WebState(sign_ins),
-                    tracing=tracing,
-                )
+        async with _services(config, base_urls, stopping, metric_readers) as services:
+            sign_ins = WebSessions(
+                services.sessions,
+                services.reviewers,
+                timedelta(hours=config.review_page.session_hours),
+            )
+            yield LifespanState(
+                gateway=AppState(services, Pipeline(services)), web=WebState(sign_ins)
+            )
 
     app = FastAPI(
         title="Situate gateway",
@@ -113,7 +110,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     api_docs.install(app)
-    for module in (openai, responses, admin, health, review):
+    for module in (openai, responses, admin, health, metrics, review):
         app.include_router(module.router)
     install_web(app)
     _add_error_handlers(app)
@@ -124,8 +121,8 @@ def create_app(
         app.mount(DEMO_PREFIX, StripPrefix(MockUpstream(demo_script()), DEMO_PREFIX))
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(BodyTimeoutMiddleware, seconds=config.server.body_timeout)
+    app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(TracingMiddleware)  # outermost: the server span covers everything
     return app
 
 
@@ -134,16 +131,19 @@ async def _services(
     config: GatewayConfig,
     base_urls: dict[str, str],
     shutdown: Shutdown,
-    tracing: Tracing | None = None,
+    metric_readers: Sequence[MetricReader] = (),
 ) -> AsyncIterator[Services]:
     """Every resource a request needs, built here and closed here, in reverse order."""
     engine = _engine(config)
     sessions = create_sessions(engine)
     http = create_http_client(config.upstream)
     router = ModelRouter(config, base_urls)
-    spans = ExchangeSpans(tracing, base_urls, _kinds(config)) if tracing is not None else None
+    telemetry = Telemetry.console() if config.telemetry.exporter == "console" else None
+    measured = Metrics(config.telemetry, metric_readers)
     recorder = ExchangeRecorder(
-        sessions, config.recording, [_observer(spans)] if spans is not None else []
+        sessions,
+        config.recording,
+        [*([_observer(telemetry)] if telemetry is not None else []), _measure(measured)],
     )
     detectors = DetectorPool(PoolSettings.of(config.detectors, warm=True))
     policies = policy_store(config, DetectorRuntime(detectors, load_model))
@@ -164,6 +164,7 @@ async def _services(
         Limiter(config.limits, config.pricing),
         shutdown,
     )
+    services = replace(services, metrics=measured)
     _start_background(config, services)
     try:
         yield services
@@ -174,6 +175,9 @@ async def _services(
         await services.supervisor.stop()
         await services.quota.close()
         detectors.close()
+        if telemetry is not None:
+            telemetry.shutdown()
+        measured.shutdown()
         await http.aclose()
         await engine.dispose()
 
@@ -201,6 +205,11 @@ def _start_background(config: GatewayConfig, services: Services) -> None:
     services.supervisor.restarting(
         "policy-watch", lambda: policies.watch(config.policy_reload_seconds, revisions.save)
     )
+    if services.metrics is not None and services.metrics.active:
+        refresher = gauge_refresher(
+            services.metrics, services.sessions, recorder, services.router.health
+        )
+        services.supervisor.restarting("metrics-gauges", refresher.run)
 
 
 async def _stop_recorder(recorder: ExchangeRecorder) -> None:
@@ -251,18 +260,22 @@ def _assemble(
     )
 
 
-def _observer(spans: ExchangeSpans) -> Observer:
-    """The recorder hands each entry to the tracer (its policy and attempt spans, off the
-    request path)."""
+def _observer(telemetry: Telemetry) -> Observer:
+    """The recorder hands each written entry to the telemetry (off the request path)."""
 
     def observe(entry: Entry) -> None:
-        spans.observe(entry.row, entry.decision, entry.span)
+        telemetry.exchange(entry.row, entry.decision)
 
     return observe
 
 
-def _kinds(config: GatewayConfig) -> dict[str, str]:
-    return {name: backend.kind for name, backend in config.backends.items()}
+def _measure(counted: Metrics) -> Observer:
+    """The recorder hands each entry to the metrics too (counters and histograms)."""
+
+    def observe(entry: Entry) -> None:
+        counted.exchange(entry.row, entry.decision)
+
+    return observe
 
 
 def _base_urls(config: GatewayConfig, demo_base_url: str | None) -> dict[str, str]:

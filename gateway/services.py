@@ -31,6 +31,7 @@ from gateway.review.judging import JudgingService
 from gateway.review.queue import QueueService
 from gateway.review.reviewers import ReviewerService
 from gateway.supervise import Shutdown, Supervisor
+from gateway.telemetry.metrics import Metrics
 from gateway.upstream.client import UpstreamClient
 from gateway.upstream.router import ModelRouter
 
@@ -63,6 +64,8 @@ class Services:
     shutdown: Shutdown = field(default_factory=Shutdown)
     #: the Responses API's recent answers, read before their records are written (issue 13, C)
     recent_responses: RecentResponses = field(default_factory=RecentResponses)
+    #: the app's metrics (``GET /metrics``, OTLP); None only where no app built them
+    metrics: Metrics | None = None
 
     async def ask_alternative(
         self, policy: CompiledPolicy, alias: str, request: dict[str, Any], item_id: str

@@ -19,7 +19,9 @@ def serve(
     config: ConfigOption = None,
     host: str = typer.Option("127.0.0.1", help="The address to listen on."),
     port: int = typer.Option(8080, help="The port to listen on."),
-    access_log: bool = typer.Option(False, help="Log every request line."),
+    access_log: bool = typer.Option(
+        False, help="uvicorn's own request lines too (only while logging.access is off)."
+    ),
 ) -> None:
     """Run the gateway. On the embedded SQLite database, migrations are applied first."""
     import uvicorn  # the server and the app load only for this command, not for every one
@@ -27,10 +29,10 @@ def serve(
     from gateway.app import DEMO_PREFIX, create_app
     from gateway.cli.http_server import GatewayServer, header_timeout_protocol
     from gateway.supervise import Shutdown
+    from gateway.telemetry.logs import configure
 
     settings = config_or_exit(config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
+    configure(settings.logging)  # JSON lines by default; one access line per request, ours
     if is_sqlite(settings.database_url):
         migrate.upgrade(settings.database_url)
     _say_where_policies_come_from(settings)
@@ -53,8 +55,9 @@ def serve(
             port=port,
             loop="uvloop",
             http=header_timeout_protocol(settings.server.header_timeout),
-            access_log=access_log,
-            log_level="info",
+            access_log=access_log and not settings.logging.access,
+            log_config=None,  # the handlers are ours (``configure``): uvicorn adds none
+            log_level=settings.logging.level,
             timeout_graceful_shutdown=settings.server.shutdown_grace,  # type: ignore[arg-type]
         ),
         shutdown,

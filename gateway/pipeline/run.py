@@ -109,6 +109,7 @@ class Pipeline:
 
     async def _run(self, request: Request, endpoint: str, handler: Handler) -> Response:
         record = ExchangeRecord(id=request.state.request_id, endpoint=endpoint)
+        request.state.exchange = record  # the access log reads its decision (telemetry.access)
         recorder = self.s.recorder
         recorder.begin(record.id)  # shutdown waits for its record
         try:

@@ -239,9 +239,11 @@ def to_log(entries: Sequence[Entry], why: str) -> None:
 
 
 def read_log(path: Path) -> list[Entry]:
-    """The records a log holds after ``LOG_MARKER``, in order."""
+    """The records a log holds after ``LOG_MARKER``, in order: in text lines, or in the
+    ``message`` of JSON lines (``logging.format: json``)."""
     entries = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = _message(raw)
         at = line.find(LOG_MARKER)
         if at < 0:
             continue
@@ -250,3 +252,15 @@ def read_log(path: Path) -> list[Entry]:
         except (ValueError, KeyError, TypeError):
             continue
     return entries
+
+
+def _message(line: str) -> str:
+    """A JSON log line's message (the line itself when it is not one)."""
+    if not line.startswith("{") or LOG_MARKER not in line:
+        return line
+    try:
+        found = json.loads(line)
+    except ValueError:
+        return line
+    message = found.get("message") if isinstance(found, dict) else None
+    return message if isinstance(message, str) else line

@@ -31,6 +31,7 @@ class _Backend:
     ejected_until: float | None = None  # on the monotonic clock
     probing: bool = False
     last_error: str | None = None
+    ejected_total: int = 0  # since the start, for the metrics
 
 
 class HealthBoard:
@@ -78,6 +79,7 @@ class HealthBoard:
         backend.last_error = error[:300]
         if backend.probing or backend.failures >= self._config.failures:
             backend.ejections += 1
+            backend.ejected_total += 1
             seconds = self._config.ejection_seconds * 2 ** (backend.ejections - 1)
             seconds = min(seconds, self._config.max_ejection_seconds)
             backend.ejected_until = self._clock() + seconds
@@ -101,6 +103,10 @@ class HealthBoard:
             "ejected_until": until,  # unix seconds, while ejected
             "last_error": backend.last_error,
         }
+
+    def ejected_total(self, name: str) -> int:
+        """Ejections since the start (the metrics' counter)."""
+        return self._backends[name].ejected_total
 
     def available(self, name: str) -> bool:
         """For readiness: not inside an ejection (a half-open backend is waiting to serve)."""

@@ -1,0 +1,143 @@
+"""An in-process gateway whose metrics an ``InMemoryMetricReader`` reads, in front of the
+tests' mock upstream (a real process): the openai SDK calls it through Starlette's TestClient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import openai
+import yaml
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from starlette.testclient import TestClient
+
+from gateway.app import create_app
+from gateway.config import GatewayConfig
+from gateway.db.migrate import upgrade
+from gateway.deps import APP_STATE, AppState
+from tests.inprocess import admin_key
+from tests.servers import Upstream
+
+CONTEXT = "metered-context"
+LIMITED = "limited-context"
+
+POLICY = {
+    "context": CONTEXT,
+    "purpose": "The metrics' tests.",
+    "owner": "tests@situate.invalid",
+    "audience": "the test suite",
+    "models": {"allow": ["test-small"]},
+    "review": {"queues": {"triage": {"guidelines": "guidelines/triage.md"}}},
+    "rules": [
+        {
+            "id": "no-forbidden",
+            "stage": "input",
+            "why": "Refused outright.",
+            "detect": {"keywords": ["forbidden phrase"]},
+            "action": "block",
+        },
+        {
+            "id": "shadow-stop",
+            "stage": "input",
+            "why": "Would block, in shadow.",
+            "detect": {"keywords": ["shadow stop"]},
+            "action": "block",
+            "mode": "shadow",
+        },
+        {
+            "id": "flag-it",
+            "stage": "input",
+            "why": "A human looks.",
+            "detect": {"keywords": ["flag me"]},
+            "action": "flag",
+            "review": "triage",
+        },
+    ],
+}
+LIMITED_POLICY = {
+    "context": LIMITED,
+    "purpose": "One request a minute.",
+    "owner": "tests@situate.invalid",
+    "audience": "the test suite",
+    "models": {"allow": ["test-small"]},
+    "limits": {"rate": {"requests_per_minute": 1}},
+}
+
+
+@dataclass
+class MeteredGateway:
+    client: TestClient
+    state: AppState
+    reader: InMemoryMetricReader
+    keys: dict[str, str]
+
+    def sdk(self, context: str = CONTEXT) -> openai.OpenAI:
+        return openai.OpenAI(
+            base_url="http://testserver/v1",
+            api_key=self.keys[context],
+            http_client=cast(httpx.Client, self.client),  # a TestClient is one
+            max_retries=0,
+        )
+
+    def points(self, name: str) -> list[tuple[dict[str, Any], Any]]:
+        """Each data point of the metric: its attributes and the point."""
+        return [(dict(p.attributes or {}), p) for p in _metric(self.reader, name).data.data_points]
+
+    def unit(self, name: str) -> str:
+        return str(_metric(self.reader, name).unit)
+
+
+def _metric(reader: InMemoryMetricReader, name: str) -> Any:
+    data = reader.get_metrics_data()
+    assert data is not None
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == name:
+                    return metric
+    raise AssertionError(f"no metric {name}")
+
+
+def metered_config(folder: Path, upstream: Upstream) -> GatewayConfig:
+    policies = folder / "policies"
+    (policies / "guidelines").mkdir(parents=True)
+    (policies / "guidelines" / "triage.md").write_text("# Triage\n\nJudge what you see.\n")
+    for policy in (POLICY, LIMITED_POLICY):
+        (policies / f"{policy['context']}.yaml").write_text(yaml.safe_dump(policy))
+    url = f"sqlite+aiosqlite:///{folder / 'situate.db'}"
+    upgrade(url)
+    return GatewayConfig.model_validate(
+        {
+            "database_url": url,
+            "backends": {
+                "mock": {"base_url": f"{upstream.url}/v1", "api_key_env": "MOCK_UPSTREAM_KEY"}
+            },
+            "models": {"test-small": {"backend": "mock", "model": "mock-small"}},
+            "policies_dir": str(policies),
+            "recording": {"spill_dir": str(folder / "spill")},
+            "audit": {
+                "keys_dir": str(folder / "audit"),
+                "checkpoint_dir": str(folder / "audit" / "checkpoints"),
+            },
+            "upstream": {
+                "retry": {"attempts": 2, "backoff_base": 0, "backoff_max": 0},
+                "health": {"failures": 1_000_000},
+            },
+        }
+    )
+
+
+@contextmanager
+def metered(config: GatewayConfig) -> Iterator[MeteredGateway]:
+    reader = InMemoryMetricReader()
+    app = create_app(config, metric_readers=[reader])
+    with TestClient(app, raise_server_exceptions=False) as client:
+        state = client.app_state[APP_STATE]
+        assert isinstance(state, AppState)
+        keys = {context: admin_key(client, context) for context in (CONTEXT, LIMITED)}
+        yield MeteredGateway(client, state, reader, keys)
