@@ -14,6 +14,7 @@ from typing import TypedDict
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.trace.export import SpanExporter
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
@@ -50,9 +51,11 @@ from gateway.review.reviewers import ReviewerService
 from gateway.services import Services
 from gateway.supervise import Shutdown, Supervisor
 from gateway.telemetry.access import AccessLogMiddleware
+from gateway.telemetry.asgi import TracingMiddleware
 from gateway.telemetry.gauges import gauge_refresher
 from gateway.telemetry.metrics import Metrics
-from gateway.telemetry.spans import Telemetry
+from gateway.telemetry.spans import ExchangeSpans
+from gateway.telemetry.tracing import Tracing, tracing_for
 from gateway.upstream.client import UpstreamClient, create_http_client
 from gateway.upstream.router import ModelRouter
 from gateway.version import __version__
@@ -72,6 +75,7 @@ class LifespanState(TypedDict):
 
     gateway: AppState
     web: WebState
+    tracing: Tracing | None  # the key is gateway.telemetry.asgi.TRACING_STATE
 
 
 def create_app(
@@ -80,24 +84,32 @@ def create_app(
     demo_base_url: str | None = None,
     shutdown: Shutdown | None = None,
     metric_readers: Sequence[MetricReader] = (),
+    span_exporter: SpanExporter | None = None,
 ) -> FastAPI:
     """Build the gateway. ``demo_base_url`` is where this server's own demo backend answers;
     ``shutdown`` is how the server tells the app its grace is ending (``gateway serve``);
-    ``metric_readers``: more readers of its metrics (the tests' in-memory one)."""
+    ``metric_readers``: more readers of its metrics (the tests' in-memory one);
+    ``span_exporter``: where its spans go, whatever the config says (the tests' in-memory one)."""
     base_urls = _base_urls(config, demo_base_url)
     stopping = shutdown or Shutdown()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
-        async with _services(config, base_urls, stopping, metric_readers) as services:
-            sign_ins = WebSessions(
-                services.sessions,
-                services.reviewers,
-                timedelta(hours=config.review_page.session_hours),
-            )
-            yield LifespanState(
-                gateway=AppState(services, Pipeline(services)), web=WebState(sign_ins)
-            )
+        # The tracing outlives the services: the recorder's last writes still make spans.
+        with tracing_for(config.telemetry, span_exporter) as tracing:
+            async with _services(
+                config, base_urls, stopping, metric_readers, tracing=tracing
+            ) as services:
+                sign_ins = WebSessions(
+                    services.sessions,
+                    services.reviewers,
+                    timedelta(hours=config.review_page.session_hours),
+                )
+                yield LifespanState(
+                    gateway=AppState(services, Pipeline(services)),
+                    web=WebState(sign_ins),
+                    tracing=tracing,
+                )
 
     app = FastAPI(
         title="Situate gateway",
@@ -123,6 +135,7 @@ def create_app(
     app.add_middleware(BodyTimeoutMiddleware, seconds=config.server.body_timeout)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(TracingMiddleware)  # outermost: the server span covers everything
     return app
 
 
@@ -132,18 +145,19 @@ async def _services(
     base_urls: dict[str, str],
     shutdown: Shutdown,
     metric_readers: Sequence[MetricReader] = (),
+    tracing: Tracing | None = None,
 ) -> AsyncIterator[Services]:
     """Every resource a request needs, built here and closed here, in reverse order."""
     engine = _engine(config)
     sessions = create_sessions(engine)
     http = create_http_client(config.upstream)
     router = ModelRouter(config, base_urls)
-    telemetry = Telemetry.console() if config.telemetry.exporter == "console" else None
+    spans = ExchangeSpans(tracing, base_urls, _kinds(config)) if tracing is not None else None
     measured = Metrics(config.telemetry, metric_readers)
     recorder = ExchangeRecorder(
         sessions,
         config.recording,
-        [*([_observer(telemetry)] if telemetry is not None else []), _measure(measured)],
+        [*([_observer(spans)] if spans is not None else []), _measure(measured)],
     )
     detectors = DetectorPool(PoolSettings.of(config.detectors, warm=True))
     policies = policy_store(config, DetectorRuntime(detectors, load_model))
@@ -175,8 +189,6 @@ async def _services(
         await services.supervisor.stop()
         await services.quota.close()
         detectors.close()
-        if telemetry is not None:
-            telemetry.shutdown()
         measured.shutdown()
         await http.aclose()
         await engine.dispose()
@@ -260,13 +272,18 @@ def _assemble(
     )
 
 
-def _observer(telemetry: Telemetry) -> Observer:
-    """The recorder hands each written entry to the telemetry (off the request path)."""
+def _observer(spans: ExchangeSpans) -> Observer:
+    """The recorder hands each entry to the tracer (its policy and attempt spans, off the
+    request path)."""
 
     def observe(entry: Entry) -> None:
-        telemetry.exchange(entry.row, entry.decision)
+        spans.observe(entry.row, entry.decision, entry.span)
 
     return observe
+
+
+def _kinds(config: GatewayConfig) -> dict[str, str]:
+    return {name: backend.kind for name, backend in config.backends.items()}
 
 
 def _measure(counted: Metrics) -> Observer:

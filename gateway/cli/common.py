@@ -1,4 +1,5 @@
-"""What the commands share: the --config option, loading it, a database session factory."""
+"""What the commands share: the --config option, loading it, a database session factory,
+the audit chain."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from gateway.audit.chain import AuditChain
 from gateway.checks.base import Registry
 from gateway.checks.classifier import DetectorRuntime
 from gateway.checks.registry import default_registry
@@ -39,6 +41,16 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 def config_or_exit(path: Path | None) -> GatewayConfig:
     try:
         return load_config(path)
+    except ConfigError as exc:
+        raise fail(str(exc), 2) from exc
+
+
+def audit_chain(config: GatewayConfig) -> AuditChain:
+    """The chain a command appends its events (and imported records) to: the config's, as the
+    gateway's; its keys made when missing (a command run before the first start), a key file
+    it cannot use a clear error."""
+    try:
+        return AuditChain.from_config(config.audit)
     except ConfigError as exc:
         raise fail(str(exc), 2) from exc
 

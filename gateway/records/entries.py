@@ -5,6 +5,10 @@ refuses (NUL, lone surrogates) becomes U+FFFD, and a value longer than its colum
 name over 200 characters) is cut with a marker saying so; JSON documents are normalised by the
 engine's serializer (``gateway.db.safe_json``). ``insert_new`` is idempotent on the exchange
 id: what the spool's replay and ``gateway exchanges import-spill`` use.
+
+Every exchange written goes on the audit chain in the same transaction as its rows
+(``insert_entries``), so no row is without its entry and no entry without its row; one that
+``insert_new`` skips (already recorded) is not chained again.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from sqlalchemy import String, Table, insert, literal, select
 from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from gateway.audit.chain import AuditChain
 from gateway.db.models import Exchange, Finding, ReviewItem
 from gateway.db.safe_json import clean, clean_text
 from gateway.db.session import Sessions
@@ -108,7 +113,12 @@ class Entry:
         return cls(row, findings, reviews)
 
 
-async def insert_entries(sessions: Sessions, entries: list[Entry]) -> None:
+async def insert_entries(
+    sessions: Sessions, entries: list[Entry], chain: AuditChain | None = None
+) -> None:
+    """Write the entries' rows and chain their exchanges, in order, in one transaction (the
+    chain's lock is taken last, so it is held for the least time). Without a chain (a test of
+    the recorder alone) nothing is chained."""
     async with sessions.begin() as session:
         # Core inserts (executemany), not the ORM's bulk path: the rows are plain already.
         await session.execute(insert(_EXCHANGES), [e.row for e in entries])
@@ -118,6 +128,8 @@ async def insert_entries(sessions: Sessions, entries: list[Entry]) -> None:
         reviews = [r for e in entries for r in e.reviews]
         if reviews:
             await session.execute(insert(_REVIEWS), reviews)
+        if chain is not None:
+            await chain.append_exchanges(session, [(e.row, e.findings) for e in entries])
 
 
 async def existing_ids(sessions: Sessions, ids: list[str]) -> set[str]:
@@ -131,8 +143,11 @@ async def existing_ids(sessions: Sessions, ids: list[str]) -> set[str]:
     return found
 
 
-async def insert_new(sessions: Sessions, entries: list[Entry]) -> tuple[int, int]:
-    """Insert the entries whose exchange has no row yet, in order: (inserted, skipped)."""
+async def insert_new(
+    sessions: Sessions, entries: list[Entry], chain: AuditChain | None = None
+) -> tuple[int, int]:
+    """Insert (and chain) the entries whose exchange has no row yet, in order: (inserted,
+    skipped)."""
     have = await existing_ids(sessions, [e.id for e in entries])
     seen: set[str] = set()
     fresh = []
@@ -141,7 +156,7 @@ async def insert_new(sessions: Sessions, entries: list[Entry]) -> tuple[int, int
             seen.add(entry.id)
             fresh.append(entry)
     if fresh:
-        await insert_entries(sessions, fresh)
+        await insert_entries(sessions, fresh, chain)
     return len(fresh), len(entries) - len(fresh)
 
 
@@ -153,19 +168,21 @@ class Imported:
     refused: list[tuple[str, str]] = field(default_factory=list)
 
 
-async def import_entries(sessions: Sessions, entries: list[Entry], chunk: int = 500) -> Imported:
+async def import_entries(
+    sessions: Sessions, entries: list[Entry], chain: AuditChain | None = None, chunk: int = 500
+) -> Imported:
     """``insert_new`` in chunks; a chunk the database refuses is written record by record, so
     one bad record costs only itself (it is reported, with the database's reason)."""
     done = Imported()
     for start in range(0, len(entries), chunk):
         part = [e.fitted() for e in entries[start : start + chunk]]
         try:
-            inserted, skipped = await insert_new(sessions, part)
+            inserted, skipped = await insert_new(sessions, part, chain)
         except Exception:  # one by one: which of them is it
             inserted = skipped = 0
             for entry in part:
                 try:
-                    one, seen = await insert_new(sessions, [entry])
+                    one, seen = await insert_new(sessions, [entry], chain)
                 except Exception as exc:
                     done.refused.append((entry.id, describe(exc)))
                     continue

@@ -2,7 +2,8 @@
 
 A request hands over a ``Recordable`` (the pipeline's exchange record); its rows are built in
 the writer task (``entry()``), not on the request path, and the recorder's observers (the
-telemetry) see each entry there too.
+telemetry) see each entry there too. Each batch goes on the audit chain in the transaction
+that writes it: one lock of the chain's head per batch, the leaves built in the writer task.
 
 Batches form naturally: while one insert runs, the next records queue up and go in the next
 insert. The record is never lost (``gateway/records/spool.py``):
@@ -37,6 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from gateway.audit.chain import AuditChain
 from gateway.config import RecordingConfig
 from gateway.db.session import Sessions
 from gateway.records.entries import (
@@ -70,9 +72,15 @@ Observer = Callable[[Entry], None]
 
 class ExchangeRecorder:
     def __init__(
-        self, sessions: Sessions, config: RecordingConfig, observers: Sequence[Observer] = ()
+        self,
+        sessions: Sessions,
+        config: RecordingConfig,
+        observers: Sequence[Observer] = (),
+        chain: AuditChain | None = None,
     ) -> None:
         self._sessions = sessions
+        #: the audit chain every record written goes on, in its batch's transaction
+        self._chain = chain
         self._config = config
         self._queue: asyncio.Queue[Recordable | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -81,7 +89,7 @@ class ExchangeRecorder:
         self._observers = tuple(observers)
         self.spool = Spool(config.spill_dir)
         self._replayer = Replayer(
-            sessions, self.spool, self.stats, config.batch_size, self._quarantine
+            sessions, self.spool, self.stats, config.batch_size, self._quarantine, chain
         )
         self._open: set[str] = set()
         #: begun and not yet written (nor spooled): a receipt asked for one is pending
@@ -306,7 +314,7 @@ class ExchangeRecorder:
     async def _insert(self, entries: list[Entry]) -> Exception | None:
         """Write the entries; the error when that failed."""
         try:
-            await insert_entries(self._sessions, entries)
+            await insert_entries(self._sessions, entries, self._chain)
         except Exception as exc:  # any driver error: split, spooled or quarantined, never lost
             self.stats.failed_batches += 1
             self.stats.last_error = describe(exc)

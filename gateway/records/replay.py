@@ -2,11 +2,11 @@
 
 Sealed files are replayed oldest first, each read in batches on a worker thread
 (``spool.read_batches``), each batch inserted idempotently (``insert_new``: a record already
-in the database is skipped). A batch the database refuses while it answers is written record
-by record; one refused for its own sake (an integrity or data error) is quarantined. A failure
-that is the database's (a statement timeout, a lost connection: ``entries.transient``) stops
-the replay and keeps the file, whose next replay skips what was written of it. Records go to
-the database again once the spool is empty.
+in the database is skipped, and not chained again). A batch the database refuses while it
+answers is written record by record; one refused for its own sake (an integrity or data
+error) is quarantined. A failure that is the database's (a statement timeout, a lost
+connection: ``entries.transient``) stops the replay and keeps the file, whose next replay skips
+what was written of it. Records go to the database again once the spool is empty.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.audit.chain import AuditChain
 from gateway.db.session import Sessions
 from gateway.records.entries import Entry, describe, insert_new, reachable, transient
 from gateway.records.spool import Spool, read_batches
@@ -62,8 +63,10 @@ class Replayer:
         stats: RecorderStats,
         batch_size: int,
         quarantine: Quarantine,
+        chain: AuditChain | None = None,
     ) -> None:
         self._sessions = sessions
+        self._chain = chain
         self._spool = spool
         self._stats = stats
         self._batch_size = batch_size
@@ -120,7 +123,7 @@ class Replayer:
 
     async def _replay_chunk(self, chunk: list[Entry]) -> bool:
         try:
-            inserted, skipped = await insert_new(self._sessions, chunk)
+            inserted, skipped = await insert_new(self._sessions, chunk, self._chain)
         except Exception as exc:
             self._stats.last_error = describe(exc)
             if not await reachable(self._sessions):
@@ -143,7 +146,7 @@ class Replayer:
         inserted = skipped = 0
         for entry in chunk:
             try:
-                done, seen = await insert_new(self._sessions, [entry])
+                done, seen = await insert_new(self._sessions, [entry], self._chain)
             except Exception as exc:
                 why = self._stats.last_error = describe(exc)
                 if transient(exc):
