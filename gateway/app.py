@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api import admin, health, metrics, openai, responses, review
 from gateway.api import docs as api_docs
+from gateway.audit.chain import AuditChain
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.keys import KeyService
 from gateway.checks.classifier import DetectorRuntime
@@ -148,6 +149,7 @@ async def _services(
     tracing: Tracing | None = None,
 ) -> AsyncIterator[Services]:
     """Every resource a request needs, built here and closed here, in reverse order."""
+    audit = AuditChain.from_config(config.audit)  # its keys made on the first start
     engine = _engine(config)
     sessions = create_sessions(engine)
     http = create_http_client(config.upstream)
@@ -158,6 +160,7 @@ async def _services(
         sessions,
         config.recording,
         [*([_observer(spans)] if spans is not None else []), _measure(measured)],
+        chain=audit,
     )
     detectors = DetectorPool(PoolSettings.of(config.detectors, warm=True))
     policies = policy_store(config, DetectorRuntime(detectors, load_model))
@@ -177,6 +180,7 @@ async def _services(
         Supervisor(),
         Limiter(config.limits, config.pricing),
         shutdown,
+        audit,
     )
     services = replace(services, metrics=measured)
     _start_background(config, services)
@@ -244,6 +248,7 @@ def _assemble(
     supervisor: Supervisor,
     quota: Limiter,
     shutdown: Shutdown,
+    audit: AuditChain,
 ) -> Services:
     keys = KeyService(sessions)
     queues = QueueService(sessions, timedelta(minutes=config.review.claim_lease_minutes))
@@ -268,6 +273,7 @@ def _assemble(
         detectors=detectors,
         supervisor=supervisor,
         quota=quota,
+        audit=audit,
         shutdown=shutdown,
     )
 

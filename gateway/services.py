@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.audit.chain import AuditChain
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.keys import KeyService
 from gateway.config import GatewayConfig
@@ -60,6 +61,8 @@ class Services:
     supervisor: Supervisor
     #: rate limits and budgets: the counters (in process or in Redis) and the price table
     quota: Limiter
+    #: the audit chain this replica appends its records and events to (``gateway.audit``)
+    audit: AuditChain
     #: the server's shutdown: when a stream still running must be cut short
     shutdown: Shutdown = field(default_factory=Shutdown)
     #: the Responses API's recent answers, read before their records are written (issue 13, C)

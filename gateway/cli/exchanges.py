@@ -11,7 +11,8 @@ from pathlib import Path
 
 import typer
 
-from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
+from gateway.audit.chain import AuditChain
+from gateway.cli.common import ConfigOption, audit_chain, config_or_exit, fail, run_with_db
 from gateway.db.session import Sessions
 from gateway.policy.store import policy_store
 from gateway.records.entries import Entry, Imported, describe, import_entries, read_spill
@@ -96,7 +97,7 @@ def import_spill(
     for path in paths:
         entries = read_log(path) if from_log else read_spill(path)
         try:
-            done = run_with_db(settings, partial(_import, entries))
+            done = run_with_db(settings, partial(_import, entries, audit_chain(settings)))
         except (typer.Exit, KeyboardInterrupt):
             raise
         except Exception as exc:  # said in a line: no statement, no parameters (the prompts)
@@ -113,8 +114,8 @@ def import_spill(
         raise fail(f"{refused} records were refused (the rest are imported)")
 
 
-async def _import(entries: list[Entry], sessions: Sessions) -> Imported:
-    return await import_entries(sessions, entries)
+async def _import(entries: list[Entry], chain: AuditChain, sessions: Sessions) -> Imported:
+    return await import_entries(sessions, entries, chain)
 
 
 @app.command()
