@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from gateway.cli.common import ConfigOption, config_or_exit
+from gateway.cli.common import ConfigOption, audit_chain, config_or_exit
 from gateway.config import GatewayConfig
 from gateway.db import migrate
 from gateway.db.session import is_sqlite
@@ -32,6 +32,7 @@ def serve(
     from gateway.telemetry.logs import configure
 
     settings = config_or_exit(config)
+    audit_chain(settings)  # a key file it cannot use: one line naming it, before anything starts
     configure(settings.logging)  # JSON lines by default; one access line per request, ours
     if is_sqlite(settings.database_url):
         migrate.upgrade(settings.database_url)
