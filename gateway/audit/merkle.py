@@ -150,6 +150,29 @@ def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
     return path
 
 
+def inclusion_proof_after(left: Frontier, right: Sequence[bytes]) -> list[bytes]:
+    """PATH(m, D[n]) for m = ``left.size`` and n = m + ``len(right)``, from the compact range
+    of the leaves before m and the leaf hashes from m on: the siblings on the left of a
+    leaf's path are exactly the compact range of the leaves before it, so a proof needs none
+    of those leaves, only the ones after it (a checkpoint's frontier gives the rest)."""
+    index, size = left.size, left.size + len(right)
+    if not right:
+        raise MerkleError(f"leaf {index} is not in a tree of {size}")
+    lefts = iter(left.hashes)
+    path: list[bytes] = []
+    start, end = 0, size
+    while end - start > 1:
+        k = _split(end - start)
+        if index - start < k:
+            path.append(_range_root(right, start + k - index, end - index))
+            end = start + k
+        else:
+            path.append(next(lefts))
+            start += k
+    path.reverse()
+    return path
+
+
 def verify_inclusion(index: int, size: int, leaf_hash: bytes, proof: Sequence[bytes],
                      root: bytes) -> bool:
     """RFC 9162 2.1.3.2: whether ``proof`` shows leaf ``index`` of a tree of ``size`` under

@@ -12,6 +12,7 @@ from gateway.audit.merkle import (
     Frontier,
     MerkleError,
     inclusion_proof,
+    inclusion_proof_after,
     leaf_hash,
     node_hash,
     root,
@@ -99,10 +100,23 @@ def test_every_index_of_a_tree_proves_and_only_where_it_is(size: int) -> None:
             assert not verify_inclusion(index, size, hashes[index], proof[:-1], top)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=1, max_value=90), st.data())
+def test_a_proof_from_the_frontier_before_the_leaf_is_the_same(size: int,
+                                                               data: st.DataObject) -> None:
+    hashes = _hashes(size)
+    index = data.draw(st.integers(min_value=0, max_value=size - 1))
+    left = Frontier()
+    left.extend(hashes[:index])
+    assert inclusion_proof_after(left, hashes[index:]) == inclusion_proof(index, hashes)
+
+
 def test_a_proof_refuses_a_leaf_out_of_the_tree() -> None:
     hashes = _hashes(3)
     with pytest.raises(MerkleError):
         inclusion_proof(3, hashes)
+    with pytest.raises(MerkleError):
+        inclusion_proof_after(Frontier(), [])
     assert not verify_inclusion(3, 3, hashes[0], [], root(hashes))
     assert not verify_inclusion(0, 0, hashes[0], [], root([]))
 
