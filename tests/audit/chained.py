@@ -5,23 +5,26 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select
+from sqlalchemy import Table, select
 
 from gateway.audit.chain import AuditChain
 from gateway.audit.keys import AuditKeys
-from gateway.audit.leaf import ZERO_HASH, entry_hash
+from gateway.audit.leaf import ZERO_HASH, entry_hash, exchange_body, leaf_text
 from gateway.db.models import AuditChain as ChainRow
-from gateway.db.models import AuditEntry
+from gateway.db.models import AuditEntry, Exchange, Finding
 from gateway.db.session import Sessions
 from tests.conftest import POSTGRES_ENV
 from tests.databases import postgres_database, upgrade
+
+_EXCHANGES = cast(Table, Exchange.__table__)
+_FINDINGS = cast(Table, Finding.__table__)
 
 #: keys anyone can rebuild: the known leaves below are written with them
 KEYS = AuditKeys(bytes(range(32)), Ed25519PrivateKey.from_private_bytes(bytes(32)), "situate")
@@ -100,20 +103,45 @@ async def entries_of(sessions: Sessions, chain_id: str) -> list[AuditEntry]:
 
 
 async def assert_whole(sessions: Sessions, chain_id: str) -> list[AuditEntry]:
-    """The chain's entries, after checking them: seq contiguous from 0, each hash its leaf's,
-    each prev the entry before's hash, and the head row at the last one."""
-    entries = await entries_of(sessions, chain_id)
+    """The chain's entries up to its head, after checking them: seq contiguous from 0, each
+    hash its leaf's, each prev the entry before's hash, the head row at the last one. (The
+    head is read first: an append committing meanwhile adds entries past it, never before.)"""
+    async with sessions() as session:
+        head = await session.get(ChainRow, chain_id)
+    size, last = (head.size, head.head) if head is not None else (0, ZERO_HASH)
+    entries = [e for e in await entries_of(sessions, chain_id) if e.seq < size]
+    assert len(entries) == size
     prev = ZERO_HASH
     for seq, entry in enumerate(entries):
         assert entry.seq == seq
         assert entry.entry_hash == entry_hash(entry.leaf.encode())
         assert f'"prev":"{prev}"' in entry.leaf and f'"seq":{seq},' in entry.leaf
         prev = entry.entry_hash
-    async with sessions() as session:
-        head = await session.get(ChainRow, chain_id)
-    if entries:
-        assert head is not None and (head.size, head.head) == (len(entries), prev)
+    assert prev == last
     return entries
+
+
+async def assert_rows_chained(
+    sessions: Sessions, chain_id: str, keys: AuditKeys, ids: Sequence[str]
+) -> None:
+    """Each of these exchanges is on the chain exactly once, and its leaf is what its row and
+    findings, as the database gives them back, make."""
+    entries = await assert_whole(sessions, chain_id)
+    by_ref: dict[str, list[AuditEntry]] = {}
+    for entry in entries:
+        by_ref.setdefault(entry.ref, []).append(entry)
+    previous = {e.seq: e.entry_hash for e in entries}
+    async with sessions() as session:
+        for exchange_id in ids:
+            (entry,) = by_ref[exchange_id]
+            query = select(_EXCHANGES).where(_EXCHANGES.c.id == exchange_id)
+            row = (await session.execute(query)).one()
+            found = await session.execute(
+                select(_FINDINGS).where(_FINDINGS.c.exchange_id == exchange_id)
+            )
+            body = exchange_body(dict(row._mapping), [dict(f._mapping) for f in found], keys)
+            prev = previous[entry.seq - 1] if entry.seq else ZERO_HASH
+            assert leaf_text(chain_id, entry.seq, prev, "exchange", body).decode() == entry.leaf
 
 
 @pytest.fixture(scope="module")
