@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit.chain import AuditChain
+from gateway.audit.checkpoints import Checkpointer
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.keys import KeyService
 from gateway.config import GatewayConfig
@@ -69,6 +70,8 @@ class Services:
     recent_responses: RecentResponses = field(default_factory=RecentResponses)
     #: the app's metrics (``GET /metrics``, OTLP); None only where no app built them
     metrics: Metrics | None = None
+    #: signs the audit chain's checkpoints, and one now for a receipt; None: audit disabled
+    checkpoints: Checkpointer | None = None
 
     async def ask_alternative(
         self, policy: CompiledPolicy, alias: str, request: dict[str, Any], item_id: str
@@ -85,10 +88,10 @@ class Services:
         return replace(
             self,
             sessions=sessions,
-            keys=KeyService(sessions),
+            keys=KeyService(sessions, self.audit),
             exchanges=ExchangeRepository(sessions),
-            revisions=RevisionRepository(sessions),
-            reviewers=ReviewerService(sessions),
+            revisions=RevisionRepository(sessions, self.audit),
+            reviewers=ReviewerService(sessions, self.audit),
             queues=queues,
             judging=JudgingService(sessions, queues),
             review_data=ReviewData(sessions, self.policies),

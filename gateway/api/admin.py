@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.audit.events import ADMIN_API
 from gateway.auth.keys import key_summary
 from gateway.clock import now
 from gateway.db.session import after_commit
@@ -79,7 +80,7 @@ async def create_key(payload: KeyCreate, services: UnitDep, _admin: AdminDep) ->
             param="context",
         )
     new = await services.keys.create(
-        payload.context, payload.name, payload.expires_in_days, payload.limits
+        payload.context, payload.name, payload.expires_in_days, payload.limits, actor=ADMIN_API
     )
     return {
         "id": new.id,
@@ -95,7 +96,7 @@ async def create_key(payload: KeyCreate, services: UnitDep, _admin: AdminDep) ->
 async def set_key_limits(
     key_id: str, limits: RateLimits, services: UnitDep, session: SessionDep, _admin: AdminDep
 ) -> dict[str, Any]:
-    if not await services.keys.set_limits(key_id, limits):
+    if not await services.keys.set_limits(key_id, limits, actor=ADMIN_API):
         raise NotFound(f"No key '{key_id}'.", param="key_id")
     # the principal (and its limits) is cached: forget it once the change is visible to all
     after_commit(session, services.authenticator.forget)
@@ -112,7 +113,7 @@ async def list_keys(services: UnitDep, _admin: AdminDep) -> dict[str, Any]:
 async def revoke_key(
     key_id: str, services: UnitDep, session: SessionDep, _admin: AdminDep
 ) -> dict[str, Any]:
-    if not await services.keys.revoke(key_id):
+    if not await services.keys.revoke(key_id, actor=ADMIN_API):
         raise NotFound(f"No active key '{key_id}'.", param="key_id")
     # Forgotten once revoked for all to see: a lookup before the commit would cache it again.
     after_commit(session, services.authenticator.forget)

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 
+from gateway.audit.events import key_actor
+from gateway.auth.keys import Principal
 from gateway.deps import ServicesDep, app_state
 from gateway.errors import NotFound, PolicyUnavailable
 from gateway.pipeline.responses.handler import Responses
@@ -23,7 +25,8 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 
 
 def _lookup(services: Services) -> ResponseLookup:
-    return ResponseLookup(services.recent_responses, ResponseRecords(services.sessions))
+    records = ResponseRecords(services.sessions, services.audit)
+    return ResponseLookup(services.recent_responses, records)
 
 
 @router.post("/responses", summary="Create a model response (streaming or not)")
@@ -45,8 +48,9 @@ async def get_response(
 async def delete_response(
     response_id: str, services: ServicesDep, authorization: str | None = Header(None)
 ) -> dict[str, Any]:
-    context, _ = await _caller(services, authorization)
-    if not await _lookup(services).delete(context, response_id):
+    principal, _ = await _caller(services, authorization)
+    actor = key_actor(principal.key_id)
+    if not await _lookup(services).delete(principal.context, response_id, actor):
         raise _not_found(response_id)
     return {"id": response_id, "object": "response.deleted", "deleted": True}
 
@@ -77,21 +81,23 @@ async def list_input_items(
     }
 
 
-async def _caller(services: Services, authorization: str | None) -> tuple[str, CompiledPolicy]:
+async def _caller(
+    services: Services, authorization: str | None
+) -> tuple[Principal, CompiledPolicy]:
     principal = await services.authenticator.authenticate(authorization)
     policy = services.policies.get(principal.context)
     if policy is None:
         raise PolicyUnavailable(
             f"The deployment context '{principal.context}' has no policy that can serve."
         )
-    return principal.context, policy
+    return principal, policy
 
 
 async def _found(
     services: Services, authorization: str | None, response_id: str
 ) -> tuple[StoredResponse, CompiledPolicy]:
-    context, policy = await _caller(services, authorization)
-    stored = await _lookup(services).find(context, response_id)
+    principal, policy = await _caller(services, authorization)
+    stored = await _lookup(services).find(principal.context, response_id)
     if stored is None or not stored.servable:
         raise _not_found(response_id)
     if stored.content == "none":

@@ -15,12 +15,13 @@ from fastapi import APIRouter, Depends, Header
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.responses import FileResponse, Response
 
+from gateway.audit.events import reviewer_actor
 from gateway.db.models import Reviewer
 from gateway.deps import ServicesDep, UnitDep
 from gateway.errors import InvalidRequest
 from gateway.export.rows import ExportFilter
 from gateway.review.alternatives import ensure_alternative
-from gateway.review.exporting import export_by, export_file, export_records
+from gateway.review.exporting import Exporter, export_by, export_file, export_records
 from gateway.review.judging import JudgmentIn
 from gateway.review.reviewers import ReviewerIdentity
 from gateway.review.views import item_summary, item_view, judgment_view
@@ -161,7 +162,7 @@ async def create_export(
         services.policies,
         services.config.exports_dir,
         flt,
-        f"{who.pseudonym} ({who.id})",
+        Exporter(f"{who.pseudonym} ({who.id})", reviewer_actor(who.id), services.audit),
     )
     return {**asdict(summary), "path": str(summary.path)}
 
@@ -234,7 +235,7 @@ async def unassign_reviewer(
     reviewer_id: str, context: str, queue: str, who: ReviewerDep, services: UnitDep
 ) -> dict[str, Any]:
     who.require("admin")
-    await services.reviewers.unassign(reviewer_id, context, queue)
+    await services.reviewers.unassign(reviewer_id, context, queue, actor=reviewer_actor(who.id))
     return {"id": reviewer_id, "context": context, "queue": queue, "assigned": False}
 
 
@@ -245,7 +246,7 @@ async def disable_reviewer(
     who.require("admin")
     if reviewer_id == who.id:
         raise InvalidRequest("You cannot disable your own account.", param="reviewer_id")
-    reviewer = await services.reviewers.disable(reviewer_id)
+    reviewer = await services.reviewers.disable(reviewer_id, actor=reviewer_actor(who.id))
     return reviewer_view(reviewer)
 
 
@@ -254,7 +255,9 @@ async def enable_reviewer(
     reviewer_id: str, who: ReviewerDep, services: UnitDep
 ) -> dict[str, Any]:
     who.require("admin")
-    return reviewer_view(await services.reviewers.enable(reviewer_id))
+    return reviewer_view(
+        await services.reviewers.enable(reviewer_id, actor=reviewer_actor(who.id))
+    )
 
 
 @router.post(
@@ -265,4 +268,5 @@ async def rotate_reviewer_token(
     reviewer_id: str, who: ReviewerDep, services: UnitDep
 ) -> dict[str, Any]:
     who.require("admin")
-    return {"id": reviewer_id, "token": await services.reviewers.rotate_token(reviewer_id)}
+    token = await services.reviewers.rotate_token(reviewer_id, actor=reviewer_actor(who.id))
+    return {"id": reviewer_id, "token": token}

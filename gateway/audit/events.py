@@ -46,8 +46,14 @@ EXPORT_CREATED = "export.created"
 ERASURE = "erasure"
 RESPONSE_DELETED = "response.deleted"
 
-#: what an erasure removes: the bodies, and the decision's text-bearing notes
-ERASED_FIELDS = ("request_body", "response_body", "decision.responses.admitted_input")
+#: what an erasure removes: the bodies, the decision's text-bearing notes, and the review
+#: items' alternative answers (asked with the erased prompt)
+ERASED_FIELDS = (
+    "request_body",
+    "response_body",
+    "decision.responses.admitted_input",
+    "review_items.alternative",
+)
 #: where a policy revision that took effect came from: its file, or (the file refused at a
 #: start) its last good revision in the database
 Source = Literal["file", "database"]

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
 import typer
 
+from gateway.audit import events
 from gateway.audit.chain import AuditChain
 from gateway.cli.common import ConfigOption, audit_chain, config_or_exit, fail, run_with_db
 from gateway.db.session import Sessions
 from gateway.policy.store import policy_store
 from gateway.records.entries import Entry, Imported, describe, import_entries, read_spill
+from gateway.records.erasure import Eraser, Who
 from gateway.records.repository import ExchangeFilter, ExchangeRepository, full, summary
+from gateway.records.retention import Retention, Step
 from gateway.records.spool import read_log
 from gateway.records.status import Status
 
@@ -123,28 +125,57 @@ def purge(
     config: ConfigOption = None,
     dry_run: bool = typer.Option(False, help="Only say what would be erased."),
 ) -> None:
-    """Erase exchange content older than each context's record.retention_days.
+    """Erase exchange content each context's policy no longer keeps: past its
+    record.retention_days, and what its record.content (none, redacted) no longer allows.
 
-    Records stay, with their decisions: only the request and answer bodies are removed. Run it
-    daily (a CronJob in Kubernetes).
+    Records stay, with their decisions: only the request and answer bodies (and the
+    decision's text notes) are removed, and each erasure is an event on the audit chain. The
+    gateway runs the same pass every audit.purge_seconds; this runs it once (a CronJob).
     """
     settings = config_or_exit(config)
     store = policy_store(settings)
     store.refresh()
-    for policy in store.all():
-        days = policy.policy.record.retention_days
-        if days is None:
-            continue
-        before = datetime.now(UTC) - timedelta(days=days)
+    chain = audit_chain(settings)
+
+    async def work(sessions: Sessions) -> list[tuple[Step, int]]:
+        retention = Retention(sessions, Eraser(sessions, chain), events.cli_actor())
+        steps = await retention.plan(store.all())
         if dry_run:
-            typer.echo(f"{policy.context}: would erase content received before {before:%Y-%m-%d}")
-            continue
-        erased = run_with_db(settings, _eraser(policy.context, before))
-        typer.echo(
-            f"{policy.context}: erased the content of {erased} exchanges received before "
-            f"{before:%Y-%m-%d %H:%M} ({days} days)"
-        )
+            return [(step, await retention.count(step)) for step in steps]
+        return [(step, await retention.apply(step)) for step in steps]
+
+    for step, count in run_with_db(settings, work):
+        when = f", received before {step.before:%Y-%m-%d %H:%M}" if step.before else ""
+        what = f"{step.why}{when}"
+        verb = "would erase" if dry_run else "erased"
+        typer.echo(f"{step.context}: {verb} the content of {count} exchanges ({what})")
 
 
-def _eraser(context: str, before: datetime) -> Callable[[Sessions], Awaitable[int]]:
-    return lambda sessions: ExchangeRepository(sessions).erase_content(context, before)
+@app.command()
+def erase(
+    exchange: list[str] = typer.Option([], "--exchange", help="An exchange id; repeat."),
+    key: str | None = typer.Option(None, "--key", help="Every exchange of this key id (key_…)."),
+    reason: str = typer.Option(..., help="Why: the request this serves (on the audit chain)."),
+    by: str | None = typer.Option(
+        None, help="Who asks (on the audit chain with the operator's user); never a secret."
+    ),
+    config: ConfigOption = None,
+) -> None:
+    """Erase the content of exchanges for a person's request: by exchange id, or all of a
+    key's. The records stay; the erasure is an event on the audit chain (who, why, which).
+    Exits 1 when nothing matched."""
+    if bool(exchange) == (key is not None):
+        raise fail("name --exchange ID (one or more) or --key KEY_ID, not both", 2)
+    settings = config_or_exit(config)
+    chain = audit_chain(settings)
+    who = Who(events.cli_actor(), reason if by is None else f"{reason} (asked by {by})")
+
+    async def work(sessions: Sessions) -> int:
+        eraser = Eraser(sessions, chain)
+        return await (eraser.key(key, who) if key is not None else eraser.exchanges(exchange, who))
+
+    erased = run_with_db(settings, work)
+    scope = f"key {key}" if key is not None else f"{len(set(exchange))} exchange ids named"
+    if not erased:
+        raise fail(f"nothing to erase for {scope}: no record with content left")
+    typer.echo(f"erased the content of {erased} exchanges ({scope})")

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import typer
 
-from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
+from gateway.audit import events
+from gateway.cli.common import ConfigOption, audit_chain, config_or_exit, fail, run_with_db
 from gateway.cli.exchanges import parse_since
 from gateway.export.formats import FORMATS
 from gateway.export.rows import ExportFilter
 from gateway.policy.store import policy_store
-from gateway.review.exporting import run_export
+from gateway.review.exporting import Exporter, run_export
 
 app = typer.Typer(help="Exports.", no_args_is_help=True)
 
@@ -56,7 +57,8 @@ def preferences(
         include_partial=include_partial,
     )
     out.mkdir(parents=True, exist_ok=True)
-    summary = run_with_db(settings, lambda s: run_export(s, store, flt, out, by))
+    who = Exporter(by, events.cli_actor(), audit_chain(settings))
+    summary = run_with_db(settings, lambda s: run_export(s, store, flt, out, who))
     typer.echo(json.dumps(asdict(summary), default=str))
     unfinished = summary.left_out_reasons["unfinished"]
     if unfinished["judgments"] and summary.nothing_exported is None:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import typer
 
+from gateway.audit import events
 from gateway.auth.keys import KeyService, NewKey, key_summary, read_limits
-from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
+from gateway.cli.common import ConfigOption, audit_chain, config_or_exit, fail, run_with_db
 from gateway.clock import now
 from gateway.db.session import Sessions
 from gateway.policy.revisions import RevisionRepository
@@ -70,7 +71,8 @@ def create(
             await store.restore(RevisionRepository(sessions))
         if store.get(context) is None:
             return None
-        return await KeyService(sessions).create(context, name, expires_in, limits)
+        keys = KeyService(sessions, audit_chain(settings))
+        return await keys.create(context, name, expires_in, limits, actor=events.cli_actor())
 
     new = run_with_db(settings, work)
     if new is None:
@@ -137,7 +139,9 @@ def list_(
 def revoke(key_id: str, config: ConfigOption = None) -> None:
     """Revoke a key. Gateways stop accepting it within their key cache time (5 s by default)."""
     settings = config_or_exit(config)
-    if not run_with_db(settings, lambda s: KeyService(s).revoke(key_id)):
+    chain = audit_chain(settings)
+    actor = events.cli_actor()
+    if not run_with_db(settings, lambda s: KeyService(s, chain).revoke(key_id, actor=actor)):
         raise fail(f"no active key {key_id!r}")
     typer.echo(f"revoked {key_id}", err=True)
 
@@ -165,7 +169,7 @@ def limits(
         )
 
     async def work(sessions: Sessions) -> RateLimits | bool | None:
-        keys = KeyService(sessions)
+        keys = KeyService(sessions, audit_chain(settings))
         found = next((k for k in await keys.list() if k.id == key_id), None)
         if found is None:
             return False
@@ -175,7 +179,7 @@ def limits(
             if clear
             else RateLimits.model_validate({**stored, **wanted.model_dump(exclude_none=True)})
         )
-        await keys.set_limits(key_id, merged)
+        await keys.set_limits(key_id, merged, actor=events.cli_actor())
         return merged
 
     result = run_with_db(settings, work)

@@ -10,7 +10,8 @@ from typing import TypeVar, cast
 import typer
 import yaml
 
-from gateway.cli.common import ConfigOption, config_or_exit, fail, run_with_db
+from gateway.audit import events
+from gateway.cli.common import ConfigOption, audit_chain, config_or_exit, fail, run_with_db
 from gateway.errors import NotFound
 from gateway.policy.store import policy_store
 from gateway.review.data import ReviewData
@@ -42,13 +43,14 @@ def add_reviewer(
     settings = config_or_exit(config)
     reviewer, token = run_with_db(
         settings,
-        lambda s: ReviewerService(s).create(
+        lambda s: ReviewerService(s, audit_chain(settings)).create(
             name,
             cast(Role, role),
             kind=kind,
             organisation=organisation,
             locale=locale,
             languages=language,
+            actor=events.cli_actor(),
         ),
     )
     typer.echo(token)
@@ -74,7 +76,12 @@ def assign(
     ):
         raise fail(f"context {context!r} has no review queue {queue!r}")
     try:
-        run_with_db(settings, lambda s: ReviewerService(s).assign(reviewer_id, context, queue))
+        run_with_db(
+            settings,
+            lambda s: ReviewerService(s, audit_chain(settings)).assign(
+                reviewer_id, context, queue, actor=events.cli_actor()
+            ),
+        )
     except LookupError as exc:
         raise fail(str(exc)) from exc
     typer.echo(f"{reviewer_id} may now work {context}/{queue}", err=True)
@@ -136,7 +143,7 @@ def _lifecycle(config: ConfigOption, work: Callable[[ReviewerService], Awaitable
     """Run one change to a reviewer account; an unknown reviewer or queue is a clear error."""
     settings = config_or_exit(config)
     try:
-        return run_with_db(settings, lambda s: work(ReviewerService(s)))
+        return run_with_db(settings, lambda s: work(ReviewerService(s, audit_chain(settings))))
     except NotFound as exc:
         raise fail(exc.message) from exc
 
@@ -149,7 +156,7 @@ def unassign(
     config: ConfigOption = None,
 ) -> None:
     """Take a queue away from a reviewer; their live claims in it go back to the queue."""
-    _lifecycle(config, lambda r: r.unassign(reviewer_id, context, queue))
+    _lifecycle(config, lambda r: r.unassign(reviewer_id, context, queue, actor=events.cli_actor()))
     typer.echo(f"{reviewer_id} no longer works {context}/{queue}", err=True)
 
 
@@ -157,20 +164,20 @@ def unassign(
 def disable(reviewer_id: str, config: ConfigOption = None) -> None:
     """Stop a reviewer at once: no sign-in, API or claims; sessions end, claims are freed.
     Their judgments stay and still count in exports."""
-    _lifecycle(config, lambda r: r.disable(reviewer_id))
+    _lifecycle(config, lambda r: r.disable(reviewer_id, actor=events.cli_actor()))
     typer.echo(f"{reviewer_id} is disabled; their sessions ended", err=True)
 
 
 @app.command()
 def enable(reviewer_id: str, config: ConfigOption = None) -> None:
     """Let a disabled reviewer work again (with the token they had)."""
-    _lifecycle(config, lambda r: r.enable(reviewer_id))
+    _lifecycle(config, lambda r: r.enable(reviewer_id, actor=events.cli_actor()))
     typer.echo(f"{reviewer_id} is enabled", err=True)
 
 
 @app.command("rotate-token")
 def rotate_token(reviewer_id: str, config: ConfigOption = None) -> None:
     """A new token for a reviewer, printed once; the old one and its sessions end at once."""
-    token = _lifecycle(config, lambda r: r.rotate_token(reviewer_id))
+    token = _lifecycle(config, lambda r: r.rotate_token(reviewer_id, actor=events.cli_actor()))
     typer.echo(token)
     typer.echo(f"new token for {reviewer_id}; the old one no longer works", err=True)

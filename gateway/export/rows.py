@@ -54,7 +54,7 @@ class PreferenceRow:
 
 
 #: Why a judgment cannot be exported in any format (``Omitted.reason``), as the card counts it.
-OMISSIONS = ("no_content", "no_answer", "embeddings")
+OMISSIONS = ("no_content", "erased", "no_answer", "embeddings")
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,6 +105,11 @@ def _omitted_why(reason: str, items: int) -> str:
             f"{exchanges} recorded without content (`record.content: none`), so there is no"
             " prompt or answer to export"
         )
+    if reason == "erased":
+        return (
+            f"{exchanges} erased since (retention, or a person's request: an erasure event on"
+            " the audit chain says which), so there is no prompt or answer to export"
+        )
     if reason == "no_answer":
         return (
             f"{exchanges} not answered by the model (refused with an error, or failed before"

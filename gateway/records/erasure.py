@@ -1,8 +1,9 @@
 """Erasing the content of exchange records: a person's request, retention, a policy that now
 keeps less (docs/audit.md "Retention and erasure").
 
-An erasure removes the request and answer bodies and the decision's text-bearing notes (a
-Responses record's ``admitted_input``), sets ``erased_at``, and appends one erasure event in
+An erasure removes the request and answer bodies, the decision's text-bearing notes (a
+Responses record's ``admitted_input``) and its review items' alternative answers (asked with
+the same prompt), sets ``erased_at``, and appends one erasure event in
 the same transaction, saying who, why, which records it may have touched (its scope) and how
 many it erased. Everything else stays: ids, times, status, usage, the decision with its
 offsets, and the record's entry on the audit chain, whose commitments to the erased content
@@ -25,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.audit import events
 from gateway.audit.chain import AuditChain
 from gateway.clock import now
-from gateway.db.models import Exchange
+from gateway.db.models import Exchange, ReviewItem
 from gateway.db.session import Sessions
 from gateway.records.responses import ENDPOINT, NOTES
 
@@ -146,6 +147,12 @@ class Eraser:
             .values(request_body=null(), response_body=null(), erased_at=when)
         )
         await _drop_text_notes(session, [row.id for row in rows if row.endpoint == ENDPOINT])
+        # a review item's alternative answer was asked with the erased prompt: it goes too
+        await session.execute(
+            update(ReviewItem)
+            .where(ReviewItem.exchange_id.in_(ids), has_body(ReviewItem.alternative))
+            .values(alternative=null())
+        )
         event = events.erasure(who.actor, who.reason, scope(ids), len(ids), subject)
         await events.append(self._audit, session, event)
         return len(ids)

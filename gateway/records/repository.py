@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, select
 
 from gateway.db.models import Exchange, Finding
 from gateway.db.session import Sessions
@@ -100,21 +100,3 @@ class ExchangeRepository:
                 {c.key: _jsonable(getattr(r, c.key)) for c in Finding.__table__.columns}
                 for r in rows
             ]
-
-    async def erase_content(self, context: str, before: datetime) -> int:
-        """Drop the request and answer text of a context's exchanges received before a time.
-
-        The record itself stays (ids, times, status, usage, the decision with its offsets):
-        what happened remains accountable after the content it was about is gone.
-        """
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                update(Exchange)
-                .where(
-                    Exchange.context == context,
-                    Exchange.received_at < before,
-                    Exchange.request_body.is_not(None) | Exchange.response_body.is_not(None),
-                )
-                .values(request_body=None, response_body=None)
-            )
-            return int(result.rowcount)  # type: ignore[attr-defined]

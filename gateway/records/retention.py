@@ -26,6 +26,8 @@ from typing import Any
 import yaml
 from sqlalchemy import ColumnElement, select
 
+from gateway.audit import events
+from gateway.audit.chain import AuditChain
 from gateway.clock import now
 from gateway.db.models import Exchange, PolicyRevision
 from gateway.db.session import Sessions
@@ -79,6 +81,11 @@ class Retention:
         self._sessions = sessions
         self._eraser = eraser
         self._actor = actor
+
+    @classmethod
+    def by_gateway(cls, sessions: Sessions, audit: AuditChain) -> Retention:
+        """The gateway's own periodic pass (its events' actor: ``gateway``)."""
+        return cls(sessions, Eraser(sessions, audit), events.GATEWAY)
 
     async def plan(self, policies: Iterable[CompiledPolicy]) -> list[Step]:
         """The erasures a pass would make now, context by context."""

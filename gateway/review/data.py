@@ -265,6 +265,8 @@ def _omission(exchange: Exchange) -> str | None:
     """Why no format can carry a judgment of this exchange (``OMISSIONS``), or None."""
     if exchange.endpoint == EMBEDDINGS:
         return "embeddings"  # vectors, not an answer: nothing to prefer, whatever was kept
+    if exchange.erased_at is not None:
+        return "erased"  # retention or a person's request: never an empty prompt or answer
     request, response = chat_bodies(exchange)
     if not isinstance(request, dict):
         return "no_content"

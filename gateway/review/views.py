@@ -135,6 +135,11 @@ def record_view(content: str, exchange: Exchange | None) -> dict[str, Any]:
     }
 
 
+def _erased_at(exchange: Exchange | None) -> str | None:
+    erased = exchange.erased_at if exchange is not None else None
+    return erased.isoformat() if erased is not None else None
+
+
 async def item_view(
     sessions: Sessions, policies: PolicyStore, who: ReviewerIdentity, item: ReviewItem
 ) -> dict[str, Any]:
@@ -175,6 +180,8 @@ async def item_view(
             "inputs": embedding_inputs(exchange.request_body) if exchange and embeddings else None,
             "decision": exchange.decision if exchange else None,
             "content_kept": exchange is not None and exchange.request_body is not None,
+            # when the content was erased (retention or a person's request), if it was
+            "erased_at": _erased_at(exchange),
             "record": record_view(content, exchange),
         },
         "guideline": {

@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from gateway.audit.events import reviewer_actor
 from gateway.deps import UnitDep
 from gateway.errors import InvalidRequest
 from gateway.review.states import ReviewerRole
@@ -61,7 +62,9 @@ async def unassign(
     context, queue = text(form, "context"), text(form, "queue")
     if context is None or queue is None:
         raise InvalidRequest("Name the context and the queue to take away.", param="queue")
-    await services.reviewers.unassign(reviewer_id, context, queue)
+    await services.reviewers.unassign(
+        reviewer_id, context, queue, actor=reviewer_actor(signed.who.id)
+    )
     return redirect(f"{PREFIX}/reviewers?notice=unassigned")
 
 
@@ -72,7 +75,7 @@ async def disable(
     signed.who.require(ReviewerRole.ADMIN)
     if reviewer_id == signed.who.id:
         raise InvalidRequest("You cannot disable your own account.", param="reviewer_id")
-    await services.reviewers.disable(reviewer_id)
+    await services.reviewers.disable(reviewer_id, actor=reviewer_actor(signed.who.id))
     return redirect(f"{PREFIX}/reviewers?notice=disabled")
 
 
@@ -81,7 +84,7 @@ async def enable(
     reviewer_id: str, signed: SignedInDep, _: FormDep, services: UnitDep
 ) -> Response:
     signed.who.require(ReviewerRole.ADMIN)
-    await services.reviewers.enable(reviewer_id)
+    await services.reviewers.enable(reviewer_id, actor=reviewer_actor(signed.who.id))
     return redirect(f"{PREFIX}/reviewers?notice=enabled")
 
 
@@ -92,5 +95,5 @@ async def rotate_token(
     """The new token is shown once, on this answer (never in a URL); rotating your own token
     ends this session too, so you sign in again with the new one."""
     signed.who.require(ReviewerRole.ADMIN)
-    token = await services.reviewers.rotate_token(reviewer_id)
+    token = await services.reviewers.rotate_token(reviewer_id, actor=reviewer_actor(signed.who.id))
     return await _page(request, signed, services, new_token=(reviewer_id, token))

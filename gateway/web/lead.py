@@ -7,12 +7,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response
 
+from gateway.audit.events import reviewer_actor
 from gateway.clock import now
 from gateway.deps import ServicesDep, UnitDep
 from gateway.errors import InvalidRequest, NotFound
 from gateway.export.formats import FORMATS
 from gateway.export.rows import ExportFilter
 from gateway.review.exporting import (
+    Exporter,
     export_by,
     export_file,
     export_records,
@@ -143,7 +145,11 @@ async def start_export(
         services.policies,
         services.config.exports_dir,
         flt,
-        f"{signed.who.pseudonym} ({signed.who.id})",
+        Exporter(
+            f"{signed.who.pseudonym} ({signed.who.id})",
+            reviewer_actor(signed.who.id),
+            services.audit,
+        ),
     )
     return redirect(f"{PREFIX}/exports?made={summary.export_id}")
 
