@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from tests.databases import make_keys, postgres_database, upgrade
 from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Gateway, Upstream, free_port, process
 
-pytest_plugins = ["tests.webpage"]  # the web page's fixtures
+pytest_plugins = ["tests.webpage", "tests.scoped"]  # the web page's fixtures, the scoped gateway
 
 HERE = Path(__file__).resolve().parent
 POSTGRES_ENV = "GATEWAY_TEST_POSTGRES_URL"

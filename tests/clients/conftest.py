@@ -1,23 +1,26 @@
-"""One gateway for the real-client tests: a context whose policy scopes tools, in front of a
-mock upstream whose script makes a model call a tool it was never offered. The backend is
-reached two ways: ``test-small`` through the gateway's Responses translation, ``native-small``
-through the mock's own ``/v1/responses``. Nothing leaves 127.0.0.1: the frameworks' tracing
-is turned off before they are imported."""
+"""The real-client tests' gateway: the session's scoped gateway (tests/scoped.py) on a context
+whose policy scopes tools (tests/clients/served.py), in front of a mock upstream whose script
+makes a model call a tool it was never offered. The backend is reached two ways:
+``test-small`` through the gateway's Responses translation, ``native-small`` through the mock's
+own ``/v1/responses``. Nothing leaves 127.0.0.1: the frameworks' tracing is turned off before
+they are imported."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from tests.conftest import gateway_config
-from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Gateway, scripted_upstream, serving_gateway
+from tests.clients.served import CONTEXT, ROGUE
+from tests.scoped import Scoped
+from tests.servers import Gateway
+
+__all__ = ["CONTEXT", "ROGUE", "Captured", "labels", "outcomes"]
 
 # before any framework is imported: no trace, no telemetry, no hub
 os.environ["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
@@ -25,39 +28,6 @@ os.environ["LANGCHAIN_TRACING_V2"] = "false"
 os.environ["LANGSMITH_TRACING"] = "false"
 os.environ.pop("LANGCHAIN_API_KEY", None)
 os.environ.pop("LANGSMITH_API_KEY", None)
-
-CONTEXT = "agent-tools"
-#: what the mock answers when a user text holds it: a call of a tool it was not offered
-ROGUE = "CLIENTS-ROGUE-CALL"
-SCRIPT = {"rules": [{"contains": ROGUE, "tool_calls": [{"name": "delete_account"}]}]}
-POLICY: dict[str, Any] = {
-    "context": CONTEXT,
-    "purpose": "An assistant that looks up the weather and may move small sums to friends.",
-    "owner": "tests@situate.invalid",
-    "audience": "the test suite",
-    "models": {"allow": ["test-small", "native-small"]},
-    "tools": {
-        "allow": [
-            "get_weather",
-            {
-                "name": "transfer",
-                "arguments": {
-                    "type": "object",
-                    "properties": {
-                        "amount": {"type": "number", "maximum": 100},
-                        "recipient": {"enum": ["alice", "bob"]},
-                    },
-                    "required": ["amount", "recipient"],
-                },
-            },
-            "extract_*",  # the function-calling form of structured output
-            "Person",  # langchain names its structured-output tool after the model
-        ],
-        "on_declared": "remove",
-        "on_call": "block",
-        "refusal": "I can't use that tool here.",
-    },
-}
 
 
 class Captured:
@@ -76,30 +46,10 @@ class Captured:
 
 
 @pytest.fixture(scope="session")
-def agent_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    folder = tmp_path_factory.mktemp("clients")
-    policies = folder / "policies"
-    policies.mkdir()
-    (policies / f"{CONTEXT}.yaml").write_text(yaml.safe_dump(POLICY, sort_keys=False))
-    env = {
-        "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'clients.db'}",
-        "MOCK_UPSTREAM_KEY": UPSTREAM_SECRET,
-        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
-    }
-    with scripted_upstream(folder, SCRIPT) as upstream:
-        config = gateway_config(upstream, folder, policies)
-        _add_native_backend(config)
-        with serving_gateway(config, env, [CONTEXT]) as (url, keys):
-            yield Gateway(url, keys[CONTEXT], env, config, "sqlite", keys, policies)
-
-
-def _add_native_backend(config: Path) -> None:
-    """The same mock as a backend that speaks the Responses API itself."""
-    data = yaml.safe_load(config.read_text())
-    native = {**data["backends"]["mock"], "responses": "native"}
-    data["backends"]["mock-native"] = native
-    data["models"]["native-small"] = {"backend": "mock-native", "model": "mock-small"}
-    config.write_text(yaml.safe_dump(data))
+def agent_gateway(scoped_gateway: Scoped) -> Gateway:
+    """The scoped gateway on this suite's context: ``test-small`` through the gateway's
+    Responses translation, ``native-small`` through the mock's own ``/v1/responses``."""
+    return dataclasses.replace(scoped_gateway.gateway, key=scoped_gateway.keys[CONTEXT])
 
 
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})

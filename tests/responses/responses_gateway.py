@@ -1,6 +1,6 @@
-"""One gateway for a Responses test module: two backends on the session's mock upstream, one
-serving the Responses API itself (``responses: native``) and one translated, and contexts
-whose policies each test reads (rules, tool scope, record content)."""
+"""The Responses tests' gateway: the session's scoped gateway (tests/scoped.py), with two
+backends on its mock upstream, one serving the Responses API itself (``responses: native``) and
+one translated, and contexts whose policies each test reads (rules, tool scope, record content)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import openai
-import yaml
 
-from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Upstream, serving_gateway
+from tests.servers import ADMIN_TOKEN, Upstream
+
+if TYPE_CHECKING:
+    from tests.scoped import Scoped
 
 RULES: list[dict[str, Any]] = [
     {"id": "no-forbidden", "stage": "input", "why": "Refused.",
@@ -69,6 +71,7 @@ class ResponsesGateway:
     keys: dict[str, str]
     upstream: Upstream
     folder: Path
+    scoped: Scoped
 
     @property
     def v1(self) -> str:
@@ -95,28 +98,15 @@ class ResponsesGateway:
             time.sleep(0.05)
 
 
+def responses_gateway(scoped: Scoped) -> ResponsesGateway:
+    """The scoped gateway (tests/scoped.py), which serves these contexts, as these tests call it."""
+    return ResponsesGateway(scoped.gateway.url, scoped.keys, scoped.upstream, scoped.folder, scoped)
+
+
 @contextmanager
-def responses_gateway(upstream: Upstream, folder: Path) -> Iterator[ResponsesGateway]:
-    """The gateway on ``folder`` (its config, policies and SQLite database); a second one on
-    the same folder is another process on the same records."""
-    policies = folder / "policies"
-    policies.mkdir(exist_ok=True)
-    for context, text in POLICIES.items():
-        (policies / f"{context}.yaml").write_text(yaml.safe_dump(text))
-    backend = {"base_url": f"{upstream.url}/v1", "api_key_env": "MOCK_UPSTREAM_KEY",
-               "timeouts": {"connect": 2, "response": 10, "first_byte": 2.0, "idle": 5}}
-    config = {
-        "backends": {"chat": backend, "native": {**backend, "responses": "native"}},
-        "models": {"chat-model": {"backend": "chat", "model": "mock-small"},
-                   "native-model": {"backend": "native", "model": "mock-small"}},
-        "policies_dir": str(policies),
-        "recording": {"spill_dir": str(folder / "spill")},
-        "database_url": f"sqlite+aiosqlite:///{folder / 'situate.db'}",
-        "upstream": {"retry": {"attempts": 1}, "health": {"failures": 1_000_000}},
-    }
-    path = folder / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
-    env = {"MOCK_UPSTREAM_KEY": UPSTREAM_SECRET, "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
-           "GATEWAY_DATABASE_URL": None}
-    with serving_gateway(path, env, list(POLICIES)) as (url, keys):
-        yield ResponsesGateway(url, keys, upstream, folder)
+def second_process(gw: ResponsesGateway) -> Iterator[ResponsesGateway]:
+    """Another gateway process on the same config and records, with keys of its own."""
+    from tests.scoped import another_process  # it imports this module's policies
+
+    with another_process(gw.scoped, list(POLICIES)) as second:
+        yield responses_gateway(second)

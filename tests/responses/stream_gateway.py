@@ -1,21 +1,21 @@
-"""The gateway the Responses stream tests call: one backend translated (chat completions) and
-one native (the mock's own ``/v1/responses``), and a context with output rules and a tool scope."""
+"""The gateway the Responses stream tests call (the scoped gateway, tests/scoped.py): one
+backend translated (chat completions) and one native (the mock's own ``/v1/responses``), and
+a context with output rules and a tool scope."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
-import yaml
 
 from tests import spec
-from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Gateway, Upstream, serving_gateway
+from tests.servers import UPSTREAM_SECRET, Gateway
 
 CONTEXT = "stream-context"
 PHONE = "+1 415 555 0123"
@@ -53,6 +53,14 @@ FLAGGING = "flag-stream-context"
 #: calls out of scope pass, flagged: streamed as they come
 FLAG_POLICY = {**POLICY, "context": FLAGGING, "rules": [],
                "tools": {**POLICY["tools"], "on_call": "flag"}}  # type: ignore[dict-item]
+#: the replies the stream tests add to the upstream's script: one that spells the backend's key
+#: in pieces, and a call out of scope then [DONE] with no finish_reason (llama-cpp-python's
+#: cut-short end)
+SPLIT_KEY = {"contains": "SPLIT-KEY", "reply": f"The key is {UPSTREAM_SECRET} ok.",
+             "chunk_chars": 5}
+CALL_CUT = {"contains": "CALL-CUT", "tool_calls": [{"name": "wipe_disk", "arguments": {}}],
+            "fault": {"done_after": 2}}
+SCRIPT_RULES = [SPLIT_KEY, CALL_CUT]
 TOOLS: list[Any] = [
     {"type": "function", "name": "lookup", "description": "Look a word up.", "strict": False,
      "parameters": {"type": "object", "properties": {"word": {"type": "string"}}}},
@@ -74,50 +82,23 @@ class StreamGateway:
 
 
 @contextmanager
-def stream_gateway(upstream: Upstream, folder: Path, database_url: str) -> Iterator[StreamGateway]:
-    policies = folder / "policies"
-    policies.mkdir()
-    (policies / f"{CONTEXT}.yaml").write_text(yaml.safe_dump(POLICY))
-    (policies / f"{FLAGGING}.yaml").write_text(yaml.safe_dump(FLAG_POLICY))
-    timeouts = {"connect": 2, "response": 10, "first_byte": 2.0, "idle": 5}
-    config = {
-        "backends": {
-            "chat": {"base_url": f"{upstream.url}/v1", "api_key_env": "MOCK_UPSTREAM_KEY",
-                     "timeouts": timeouts},
-            "native": {"base_url": f"{upstream.url}/v1", "api_key_env": "MOCK_UPSTREAM_KEY",
-                       "timeouts": timeouts, "responses": "native"},
-            "bare": {"base_url": f"{upstream.url}/v1", "api_key_env": "MOCK_UPSTREAM_KEY",
-                     "timeouts": timeouts, "stream_usage": False},
-        },
-        "models": {
-            "t-chat": {"backend": "chat", "model": "mock-small"},
-            "t-native": {"backend": "native", "model": "mock-small"},
-            BARE: {"backend": "bare", "model": "mock-small"},
-        },
-        "policies_dir": str(policies),
-        "recording": {"spill_dir": str(folder / "spill")},
-        "upstream": {"retry": {"attempts": 1}, "health": {"failures": 1_000_000}},
-    }
-    path = folder / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
-    env = {"GATEWAY_DATABASE_URL": database_url, "MOCK_UPSTREAM_KEY": UPSTREAM_SECRET,
-           "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN}
-    with serving_gateway(path, env, [CONTEXT, FLAGGING]) as (url, keys):
-        served = Gateway(url, keys[CONTEXT], env, path, "sqlite", keys, policies)
-        seen: list[str] = []
+def stream_gateway(gateway: Gateway) -> Iterator[StreamGateway]:
+    """The SDK on the scoped gateway's (tests/scoped.py) two stream contexts."""
+    served = dataclasses.replace(gateway, key=gateway.keys[CONTEXT])
+    seen: list[str] = []
 
-        def keep(response: httpx.Response) -> None:
-            if "x-request-id" in response.headers:
-                seen.append(response.headers["x-request-id"])
+    def keep(response: httpx.Response) -> None:
+        if "x-request-id" in response.headers:
+            seen.append(response.headers["x-request-id"])
 
-        http = httpx.Client(event_hooks={"response": [keep]})
-        with (
-            openai.OpenAI(base_url=served.v1, api_key=served.key, max_retries=0,
-                          http_client=http) as sdk,
-            openai.OpenAI(base_url=served.v1, api_key=keys[FLAGGING], max_retries=0,
-                          http_client=http) as flagging,
-        ):
-            yield StreamGateway(served, sdk, flagging, seen)
+    http = httpx.Client(event_hooks={"response": [keep]})
+    with (
+        openai.OpenAI(base_url=served.v1, api_key=served.key, max_retries=0,
+                      http_client=http) as sdk,
+        openai.OpenAI(base_url=served.v1, api_key=gateway.keys[FLAGGING], max_retries=0,
+                      http_client=http) as flagging,
+    ):
+        yield StreamGateway(served, sdk, flagging, seen)
 
 
 def events_of(stream: Any) -> list[dict[str, Any]]:

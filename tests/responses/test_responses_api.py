@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import openai
 import pytest
@@ -15,14 +14,13 @@ from pydantic import BaseModel
 
 from gateway.records.responses import RecentResponses, StoredResponse
 from tests import spec
-from tests.responses.responses_gateway import ResponsesGateway, responses_gateway
-from tests.servers import Upstream
+from tests.responses.responses_gateway import ResponsesGateway, responses_gateway, second_process
+from tests.scoped import Scoped
 
 
 @pytest.fixture(scope="module")
-def gw(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ResponsesGateway]:
-    with responses_gateway(upstream, Path(tmp_path_factory.mktemp("responses"))) as served:
-        yield served
+def gw(scoped_gateway: Scoped) -> ResponsesGateway:
+    return responses_gateway(scoped_gateway)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +162,7 @@ def test_another_process_serves_the_records(gw: ResponsesGateway, sdk: openai.Op
         model="chat-model", input='call transfer {"amount": 5000}', tools=[transfer])  # type: ignore[list-item]
     mailed = sdk.responses.with_raw_response.create(model="chat-model", input="to ada@example.com")
     gw.record(blocked.headers["x-request-id"]), gw.record(mailed.headers["x-request-id"])
-    with responses_gateway(gw.upstream, gw.folder) as second, second.sdk() as other:
+    with second_process(gw) as second, second.sdk() as other:
         withheld = other.responses.retrieve(blocked.parse().id)  # the record has the call
         assert [i.type for i in withheld.output] == ["message"] and "5000" not in str(withheld)
         again = other.responses.with_raw_response.create(

@@ -6,8 +6,6 @@ views), and a chain where the records keep no content."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +14,7 @@ import pytest
 
 from tests import spec
 from tests.responses.responses_gateway import ResponsesGateway, responses_gateway
-from tests.servers import Upstream
+from tests.scoped import Scoped
 
 LOOKUP = {"type": "function", "name": "lookup", "parameters": {"type": "object"}}
 TRANSFER = {"type": "function", "name": "transfer", "parameters": {
@@ -25,9 +23,8 @@ WIPE = {"type": "function", "name": "wipe_disk", "parameters": {"type": "object"
 
 
 @pytest.fixture(scope="module")
-def gw(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ResponsesGateway]:
-    with responses_gateway(upstream, Path(tmp_path_factory.mktemp("responses"))) as served:
-        yield served
+def gw(scoped_gateway: Scoped) -> ResponsesGateway:
+    return responses_gateway(scoped_gateway)
 
 
 def _fired(record: dict[str, Any]) -> dict[str, dict[str, Any]]:

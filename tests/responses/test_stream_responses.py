@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from openai.types.responses import Response
 
 from tests.responses.stream_gateway import (
@@ -26,25 +25,14 @@ from tests.responses.stream_gateway import (
     stream_gateway,
     streamed_text,
 )
-from tests.servers import UPSTREAM_SECRET, scripted_upstream
-
-SPLIT_KEY = {"contains": "SPLIT-KEY", "reply": f"The key is {UPSTREAM_SECRET} ok.",
-             "chunk_chars": 5}
-#: a call out of scope, then [DONE] with no finish_reason (llama-cpp-python's cut-short end)
-CALL_CUT = {"contains": "CALL-CUT", "tool_calls": [{"name": "wipe_disk", "arguments": {}}],
-            "fault": {"done_after": 2}}
+from tests.scoped import Scoped
+from tests.servers import UPSTREAM_SECRET
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamGateway]:
+def served(scoped_gateway: Scoped) -> Iterator[StreamGateway]:
     """The tests' upstream script, and a reply that spells the backend's key in pieces."""
-    folder = tmp_path_factory.mktemp("responses-stream")
-    script = yaml.safe_load((Path(__file__).parents[1] / "upstream_script.yaml").read_text())
-    script["rules"][:0] = [SPLIT_KEY, CALL_CUT]
-    with (
-        scripted_upstream(folder, script) as upstream,
-        stream_gateway(upstream, folder, f"sqlite+aiosqlite:///{folder / 'r.db'}") as gateway,
-    ):
+    with stream_gateway(scoped_gateway.gateway) as gateway:
         yield gateway
 
 

@@ -1,5 +1,6 @@
-"""What the tool-scope tests share: the gateway and its upstream, the SDK on a context, the
-tools a bank's agent declares, and what a record's decision says about them."""
+"""What the tool-scope tests share: their contexts' policies and the upstream's script (served by
+the session's scoped gateway, tests/scoped.py), the gateway and its upstream, the SDK on a
+context, the tools a bank's agent declares, and what a record's decision says about them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,73 @@ from typing import Any
 import openai
 
 from tests.servers import Gateway, Upstream
+
+HEAD = """\
+context: {context}
+purpose: Test tool-call scope through the gateway.
+owner: tests@situate.invalid
+audience: the test suite
+models:
+  allow: [test-small]
+review:
+  queues:
+    tool-review: {{guidelines: guidelines/triage.md}}
+"""
+#: the bank's tools: lookups, and transfers of at most 100 to a known recipient
+SCOPE = """\
+  allow:
+    - "lookup_*"
+    - name: transfer
+      arguments:
+        type: object
+        properties:
+          amount: {type: number, maximum: 100}
+          recipient: {enum: [alice, bob]}
+        required: [amount, recipient]
+"""
+CONTEXTS = {
+    "tools-remove": f"tools:\n{SCOPE}  refusal: That tool is not available here.\n",
+    "tools-refuse": f"tools:\n{SCOPE}  on_declared: refuse\n",
+    "tools-flag": f"tools:\n{SCOPE}  on_call: flag\n  review: tool-review\n",
+    # the same for the stream tests: their flagged calls do not wait in the queue the whole
+    # answers' test claims from
+    "tools-flag-stream": f"tools:\n{SCOPE}  on_call: flag\n  review: tool-review\n",
+    "tools-warn": f"tools:\n{SCOPE}  on_call: warn\n",
+    # tool scope beside an output rule that holds text back: both on the same stream
+    "tools-guarded": f"""\
+tools:\n{SCOPE}rules:
+  - id: no-emails-out
+    stage: output
+    why: Addresses are not shown.
+    detect: {{pii: [email]}}
+    action: redact
+""",
+    # tool results are inputs: the tool-result model reads them (and only them)
+    "tools-injection": """\
+rules:
+  - id: injection
+    stage: input
+    roles: [tool]
+    why: Instructions planted in what a tool fetched are refused (indirect injection).
+    detect: {classifier: {model: tool_injection, budget_ms: 20000, window: 8000}}
+    action: block
+""",
+}
+SCRIPT = {
+    "rules": [
+        {
+            "contains": "PARALLEL",
+            "tool_calls": [
+                {"name": "lookup_balance", "arguments": {"account": "main"}},
+                {"name": "transfer", "arguments": {"amount": 500, "recipient": "eve"}},
+                {"name": "lookup_card", "arguments": {"last4": "4605"}},
+            ],
+        },
+        {"contains": "NOT-JSON", "tool_calls": [{"name": "transfer", "arguments": "{amount: 5"}]},
+        {"contains": "UNDECLARED", "tool_calls": [{"name": "delete_account", "arguments": {}}]},
+    ]
+}
+GUIDELINES = {"triage.md": "# Triage\nJudge the tool call.\n"}
 
 
 @dataclass(frozen=True)

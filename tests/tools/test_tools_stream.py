@@ -122,7 +122,7 @@ def test_the_sdk_accumulates_released_calls_cleanly(served: Served) -> None:
 
 def test_flagged_calls_stream_as_the_backend_sent_them(served: Served) -> None:
     chunks, request_id = _events(
-        served, "tools-flag", 'call transfer {"amount": 900, "recipient": "bob"}'
+        served, "tools-flag-stream", 'call transfer {"amount": 900, "recipient": "bob"}'
     )
     calls = _calls(chunks)
     assert len(calls) > 1  # nothing held: the arguments came in pieces, as the backend sent them

@@ -25,8 +25,7 @@ from gateway.policy.tools import CALLED
 from gateway.records.shapes import answer_view
 from gateway.web import tools as web_tools
 from tests.reviewing import Reviewer
-from tests.tools.conftest import SCOPE
-from tests.tools.served import TOOLS, Served, labels, outcome, tool, user
+from tests.tools.served import SCOPE, TOOLS, Served, labels, outcome, tool, user
 
 TRANSFER_OK = 'please call transfer {"amount": 40, "recipient": "alice"}'
 

@@ -6,10 +6,10 @@ them (OpenAI, TRL) and say why HH-RLHF cannot."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,37 +18,14 @@ import pytest
 from openai.types.chat import ChatCompletionMessageFunctionToolCall
 
 from gateway.export.formats import NO_TOOLS_IN_HH
-from tests.conftest import gateway_config
 from tests.reviewing import Reviewer, item_of, judgment, wait_waiting
-from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Gateway, Upstream, serving_gateway
+from tests.scoped import Scoped
+from tests.servers import Gateway
 from tests.web.test_web_browser import LOW_CONTRAST
+from tests.web.tool_desk import CONTEXT, QUEUE
 from tests.webpage import shot, sign_in
 
 pytest.importorskip("playwright.sync_api", reason="the test extra installs playwright")
-
-CONTEXT, QUEUE = "tool-desk", "calls"
-POLICY = f"""\
-context: {CONTEXT}
-purpose: A bank's agent whose tool calls a person checks.
-owner: tests@situate.invalid
-audience: the test suite
-models:
-  allow: [test-small]
-tools:
-  allow:
-    - "lookup_*"
-    - name: transfer
-      arguments:
-        type: object
-        properties: {{amount: {{type: number, maximum: 100}}}}
-        required: [amount]
-  on_call: flag
-  review: {QUEUE}
-review:
-  sample_rate: 0
-  queues:
-    {QUEUE}: {{guidelines: guidelines/calls.md}}
-"""
 
 
 def _tool(name: str, description: str, **properties: Any) -> dict[str, Any]:
@@ -83,20 +60,9 @@ MESSAGES: Any = [
 
 
 @pytest.fixture(scope="module")
-def desk(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    folder = tmp_path_factory.mktemp("tool-desk")
-    policies = folder / "policies"
-    (policies / "guidelines").mkdir(parents=True)
-    (policies / "guidelines" / "calls.md").write_text("# Calls\nWas the call right?\n")
-    (policies / f"{CONTEXT}.yaml").write_text(POLICY)
-    config = gateway_config(upstream, folder, policies)
-    env = {
-        "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'desk.db'}",
-        "MOCK_UPSTREAM_KEY": UPSTREAM_SECRET,
-        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
-    }
-    with serving_gateway(config, env, [CONTEXT], cwd=folder) as (url, keys):
-        yield Gateway(url, keys[CONTEXT], env, config, "sqlite", keys, policies)
+def desk(scoped_gateway: Scoped) -> Gateway:
+    """The session's scoped gateway (SQLite) on the desk's context."""
+    return dataclasses.replace(scoped_gateway.gateway, key=scoped_gateway.keys[CONTEXT])
 
 
 @pytest.fixture(scope="module")
