@@ -225,7 +225,8 @@ def _start_background(config: GatewayConfig, services: Services) -> None:
         refresher = gauge_refresher(
             services.metrics, services.sessions, recorder, services.router.health
         )
-        services.supervisor.restarting("metrics-gauges", refresher.run)
+        every = config.telemetry.gauges_seconds
+        services.supervisor.restarting("metrics-gauges", lambda: refresher.run(every))
 
 
 async def _stop_recorder(recorder: ExchangeRecorder) -> None:

@@ -70,6 +70,12 @@ class TelemetryConfig(_Strict):
     metrics_interval_seconds: float = Field(
         30.0, gt=0, description="how often metrics are pushed over OTLP"
     )
+    gauges_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="how often the gauges that read the database (review backlog, audit "
+        "chain, checkpoints) and the spool's size are read again",
+    )
     content: bool = Field(
         False, description="put prompt and answer text on spans (the GenAI opt-in); off: never"
     )

@@ -2,9 +2,9 @@
 
 Each gauge's callback reads memory only (the SDK calls it from the scrape's or the OTLP
 reader's thread). What needs the database or the disk (the backlog, the chains, the last
-checkpoints, the spool's files) is read by ``GaugeRefresher.run`` every ``REFRESH_SECONDS``, a
-task under the supervisor; ages are computed at the callback from the times it stored, so they
-grow between two refreshes as they should.
+checkpoints, the spool's files) is read by ``GaugeRefresher.run`` every
+``telemetry.gauges_seconds`` (15 s by default), a task under the supervisor; ages are computed
+at the callback from the times it stored, so they grow between two refreshes as they should.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ from gateway.telemetry.metrics import Metrics
 from gateway.upstream.health import HealthBoard, State
 
 log = logging.getLogger("gateway.metrics")
-
-REFRESH_SECONDS = 15.0
 
 Reading = tuple[float, Mapping[str, str]]
 
@@ -90,7 +88,7 @@ class GaugeRefresher:
         self._recording = recording
         self.readings = readings
 
-    async def run(self, every: float = REFRESH_SECONDS) -> None:
+    async def run(self, every: float) -> None:
         while True:
             await self.refresh()
             await asyncio.sleep(every)
@@ -154,7 +152,8 @@ def register_gauges(
             for (c, q), (_, at) in readings.backlog.items()
         ]
 
-    metrics.gauge("gateway.backend.up", "1", "1: the backend takes requests; 0: ejected", backends)
+    up = "1: the backend takes requests; 0: ejected"
+    metrics.gauge("gateway.backend.up", "{backend}", up, backends)
     metrics.counter("gateway.backend.ejections", "{ejection}", "Backends ejected", ejections)
     metrics.gauge("gateway.review.backlog", "{item}", "Review items not done", backlog)
     metrics.gauge("gateway.review.oldest_age", "s", "The oldest open review item's age", oldest)

@@ -7,11 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import openai
+import pytest
 import yaml
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from starlette.testclient import TestClient
@@ -20,8 +22,8 @@ from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.db.migrate import upgrade
 from gateway.deps import APP_STATE, AppState
-from tests.inprocess import admin_key
-from tests.servers import Upstream
+from tests.inprocess import ADMIN, admin_key, eventually
+from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Upstream
 
 CONTEXT = "metered-context"
 LIMITED = "limited-context"
@@ -103,7 +105,7 @@ def _metric(reader: InMemoryMetricReader, name: str) -> Any:
     raise AssertionError(f"no metric {name}")
 
 
-def metered_config(folder: Path, upstream: Upstream) -> GatewayConfig:
+def metered_config(folder: Path, upstream: Upstream, **telemetry: Any) -> GatewayConfig:
     policies = folder / "policies"
     (policies / "guidelines").mkdir(parents=True)
     (policies / "guidelines" / "triage.md").write_text("# Triage\n\nJudge what you see.\n")
@@ -124,6 +126,7 @@ def metered_config(folder: Path, upstream: Upstream) -> GatewayConfig:
                 "keys_dir": str(folder / "audit"),
                 "checkpoint_dir": str(folder / "audit" / "checkpoints"),
             },
+            "telemetry": telemetry,
             "upstream": {
                 "retry": {"attempts": 2, "backoff_base": 0, "backoff_max": 0},
                 "health": {"failures": 1_000_000},
@@ -141,3 +144,48 @@ def metered(config: GatewayConfig) -> Iterator[MeteredGateway]:
         assert isinstance(state, AppState)
         keys = {context: admin_key(client, context) for context in (CONTEXT, LIMITED)}
         yield MeteredGateway(client, state, reader, keys)
+
+
+def traffic(served: MeteredGateway) -> list[str]:
+    """One of each: a call, a stream, an upstream error retried, a block, a shadow hit, a
+    flag, a limit's refusal; their request ids, once their records are written."""
+    sdk, limited = served.sdk(), served.sdk(LIMITED)
+    ids = [
+        chat(sdk, "hello there"),
+        chat(sdk, "hello stream", stream=True),
+        chat(sdk, "FAULT-500 please"),
+        chat(sdk, "a forbidden phrase"),
+        chat(sdk, "shadow stop now"),
+        chat(sdk, "flag me"),
+        chat(limited, "first"),
+        chat(limited, "second"),
+    ]
+    for request_id in ids:
+        path = f"/admin/exchanges/{request_id}"
+        eventually(partial(lambda p: served.client.get(p, headers=ADMIN).is_success, path))
+    return ids
+
+
+def chat(sdk: openai.OpenAI, text: str, **extra: Any) -> str:
+    """One call; its request id, whatever the answer."""
+    messages: Any = [{"role": "user", "content": text}]
+    try:
+        raw = sdk.chat.completions.with_raw_response.create(
+            model="test-small", messages=messages, **extra
+        )
+    except openai.APIStatusError as error:
+        return str(error.response.headers["x-request-id"])
+    if extra.get("stream"):
+        for _ in raw.parse():
+            pass
+    return str(raw.headers["x-request-id"])
+
+
+@contextmanager
+def environment() -> Iterator[None]:
+    """The admin token and the upstream's key, as a served gateway's environment has them."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
+        env.setenv("MOCK_UPSTREAM_KEY", UPSTREAM_SECRET)
+        env.delenv("OTEL_METRICS_EXPORTER", raising=False)
+        yield

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -19,9 +17,16 @@ from gateway.config.observe import TelemetryConfig
 from gateway.db.models import AuditChain, AuditCheckpoint
 from gateway.telemetry.gauges import gauge_refresher
 from gateway.telemetry.metrics import Metrics
-from tests.inprocess import ADMIN, eventually
-from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Upstream
-from tests.telemetry.metrics_app import CONTEXT, LIMITED, MeteredGateway, metered, metered_config
+from tests.servers import Upstream
+from tests.telemetry.metrics_app import (
+    CONTEXT,
+    LIMITED,
+    MeteredGateway,
+    environment,
+    metered,
+    metered_config,
+    traffic,
+)
 
 GENAI = {"gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model", "error.type"}
 LABELS = GENAI | {
@@ -42,45 +47,14 @@ LABELS = GENAI | {
 }
 
 
-def _chat(sdk: openai.OpenAI, text: str, **extra: Any) -> str:
-    """One call; its request id, whatever the answer."""
-    messages: Any = [{"role": "user", "content": text}]
-    try:
-        raw = sdk.chat.completions.with_raw_response.create(
-            model="test-small", messages=messages, **extra
-        )
-    except openai.APIStatusError as error:
-        return str(error.response.headers["x-request-id"])
-    if extra.get("stream"):
-        for _ in raw.parse():
-            pass
-    return str(raw.headers["x-request-id"])
-
-
 @pytest.fixture(scope="module")
 def gateway(
     upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MeteredGateway]:
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
-        env.setenv("MOCK_UPSTREAM_KEY", UPSTREAM_SECRET)
-        env.delenv("OTEL_METRICS_EXPORTER", raising=False)
+    with environment():
         config = metered_config(tmp_path_factory.mktemp("metered"), upstream)
         with metered(config) as served:
-            sdk, limited = served.sdk(), served.sdk(LIMITED)
-            ids = [
-                _chat(sdk, "hello there"),
-                _chat(sdk, "hello stream", stream=True),
-                _chat(sdk, "FAULT-500 please"),
-                _chat(sdk, "a forbidden phrase"),
-                _chat(sdk, "shadow stop now"),
-                _chat(sdk, "flag me"),
-                _chat(limited, "first"),
-                _chat(limited, "second"),
-            ]
-            for request_id in ids:
-                path = f"/admin/exchanges/{request_id}"
-                eventually(partial(lambda p: served.client.get(p, headers=ADMIN).is_success, path))
+            traffic(served)
             yield served
 
 
