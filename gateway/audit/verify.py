@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, exists, func, select
@@ -154,9 +155,30 @@ async def _erasures(connection: AsyncConnection) -> Erasures:
     return erasures_of(bodies)
 
 
-async def _unchained(connection: AsyncConnection) -> list[Problem]:
-    """Exchange rows received since the first chain began that no chain has an entry for."""
-    since = (await connection.execute(select(func.min(CHAINS.c.created_at)))).scalar()
+async def _chain_began(connection: AsyncConnection, chains: list[str]) -> datetime | None:
+    """When the earliest chained exchange was received: the rows from then on are chained."""
+    earliest: datetime | None = None
+    for chain in chains:
+        query = (
+            select(ENTRIES.c.leaf)
+            .where(ENTRIES.c.chain_id == chain, ENTRIES.c.kind == "exchange")
+            .order_by(ENTRIES.c.seq)
+            .limit(1)
+        )
+        leaf = (await connection.execute(query)).scalar()
+        if leaf is None:
+            continue
+        try:
+            received = datetime.fromisoformat(json.loads(leaf)["body"]["received_at"])
+        except (TypeError, ValueError, KeyError):
+            continue  # no exchange yet, or a broken leaf the scan reports
+        earliest = received if earliest is None else min(earliest, received)
+    return earliest
+
+
+async def _unchained(connection: AsyncConnection, chains: list[str]) -> list[Problem]:
+    """Exchange rows received since the first chained one that no chain has an entry for."""
+    since = await _chain_began(connection, chains)
     if since is None:
         return []
     chained = exists().where(ENTRIES.c.ref == EXCHANGES.c.id, ENTRIES.c.kind == "exchange")
@@ -184,7 +206,9 @@ class Verification:
     chain: str | None = None
     notes: Sequence[NoteSource] = ()
     vkey: str | None = None
+    #: processes for a long log (None: one a core) and entries per unit of work
     workers: int | None = None
+    span: int = RANGE
 
 
 async def verify(job: Verification, progress: Progress | None = None) -> Report:
@@ -196,7 +220,7 @@ async def verify(job: Verification, progress: Progress | None = None) -> Report:
             chains = await _chains(connection, job.chain)
             erasures = await _erasures(connection)
             stored = await _stored_notes(connection)
-            unchained = await _unchained(connection)
+            unchained = await _unchained(connection, [c.chain_id for c in chains])
     finally:
         await engine.dispose()
     key = job.vkey or default_vkey(job.audit)
@@ -223,9 +247,9 @@ async def _stored_notes(connection: AsyncConnection) -> dict[str, list[NoteSourc
 
 def _tasks(job: Verification, chain: _Chain, erasures: Erasures) -> list[RangeTask]:
     return [
-        RangeTask(job.url, job.audit, chain.chain_id, start, min(start + RANGE, chain.end),
+        RangeTask(job.url, job.audit, chain.chain_id, start, min(start + job.span, chain.end),
                   erasures)
-        for start in range(0, chain.end, RANGE)
+        for start in range(0, chain.end, job.span)
     ]
 
 
@@ -242,7 +266,7 @@ async def _scan(job: Verification, chains: list[_Chain], erasures: Erasures,
         return result
 
     workers = job.workers or os.cpu_count() or 1
-    if workers <= 1 or total <= 2 * RANGE:
+    if workers <= 1 or total <= 2 * job.span:
         return {name: [count(await scan_range_async(t)) for t in group]
                 for name, group in tasks.items()}
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -303,20 +327,32 @@ def _link(chain: str, result: RangeResult, last: str | None, first: bool) -> lis
 
 
 def _resolve_misplaced(problems: list[Problem], misplaced: list[tuple[int, int]]) -> None:
-    """A leaf naming another position is reordered if some other entry names this one;
-    else entries before it were removed (it names a later seq) or put in (an earlier)."""
-    named = {seq for _, seq in misplaced}
+    """A leaf naming another position is reordered when the entries out of place form a
+    cycle through it (each at the place another names); else entries before it were removed
+    (it names a later seq) or put in (an earlier one), and the rest renumbered."""
+    names = dict(misplaced)
     for index, problem in enumerate(problems):
         if problem.kind != "reordered" or problem.seq is None:
             continue
-        if problem.seq in named:
+        if _in_cycle(problem.seq, names):
             continue
-        claims = dict(misplaced).get(problem.seq)
-        kind = "deleted" if claims is not None and claims > problem.seq else "inserted"
+        named = names.get(problem.seq)
+        kind = "deleted" if named is not None and named > problem.seq else "inserted"
         why = ("entries before it were removed and the rest renumbered" if kind == "deleted"
                else "an entry was put in before it")
         problems[index] = Problem(kind, problem.chain, problem.seq, problem.exchange,
                                   f"{problem.detail}: {why}")
+
+
+def _in_cycle(start: int, names: dict[int, int]) -> bool:
+    place = names.get(start)
+    for _ in range(len(names)):
+        if place is None:
+            return False
+        if place == start:
+            return True
+        place = names.get(place)
+    return False
 
 
 def _head(chain: _Chain, last: str | None) -> list[Problem]:
