@@ -21,9 +21,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api import admin, health, metrics, openai, responses, review
+from gateway.api import admin, health, metrics, openai, receipts, responses, review
 from gateway.api import docs as api_docs
 from gateway.audit.chain import AuditChain
+from gateway.audit.checkpoints import Checkpointer
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.keys import KeyService
 from gateway.checks.classifier import DetectorRuntime
@@ -123,7 +124,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     api_docs.install(app)
-    for module in (openai, responses, admin, health, metrics, review):
+    for module in (openai, responses, receipts, admin, health, metrics, review):
         app.include_router(module.router)
     install_web(app)
     _add_error_handlers(app)
@@ -182,7 +183,8 @@ async def _services(
         shutdown,
         audit,
     )
-    services = replace(services, metrics=measured)
+    checkpoints = Checkpointer(audit, sessions, config.audit) if audit.enabled else None
+    services = replace(services, metrics=measured, checkpoints=checkpoints)
     _start_background(config, services)
     try:
         yield services
@@ -191,6 +193,8 @@ async def _services(
         # whose hooks settle their limits as they end, and writes its queue. Only then the
         # limiter closes (and finishes the settlements those hooks began).
         await services.supervisor.stop()
+        if checkpoints is not None:  # after the recorder's last writes: all of them signed
+            await checkpoints.close()
         await services.quota.close()
         detectors.close()
         measured.shutdown()
@@ -221,6 +225,8 @@ def _start_background(config: GatewayConfig, services: Services) -> None:
     services.supervisor.restarting(
         "policy-watch", lambda: policies.watch(config.policy_reload_seconds, revisions.save)
     )
+    if services.checkpoints is not None:
+        services.supervisor.restarting("audit-checkpoints", services.checkpoints.run)
     if services.metrics is not None and services.metrics.active:
         refresher = gauge_refresher(
             services.metrics, services.sessions, recorder, services.router.health

@@ -1,0 +1,110 @@
+"""``GET /v1/receipts/{request_id}`` through a running gateway: a caller's chat completion made
+with the real openai SDK, its receipt fetched with the same key and checked offline with the
+verifier key the operator publishes (``gateway audit key``) and nothing else; another key's
+404; a changed receipt refused (``gateway audit verify-receipt`` exits 1 saying why)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from gateway.audit.receipt import ReceiptError, verify_receipt
+from tests.databases import make_key
+from tests.servers import Gateway, in_process
+
+
+def _ask(client: openai.OpenAI, text: str) -> str:
+    raw = client.chat.completions.with_raw_response.create(
+        model="test-small", messages=[{"role": "user", "content": text}]
+    )
+    raw.parse()
+    request_id = raw.headers["x-request-id"]
+    assert request_id.startswith("req_")
+    return request_id
+
+
+def _get(gateway: Gateway, request_id: str, key: str) -> httpx.Response:
+    return httpx.get(f"{gateway.v1}/receipts/{request_id}",
+                     headers={"authorization": f"Bearer {key}"}, timeout=30)
+
+
+def _receipt(gateway: Gateway, request_id: str, key: str) -> dict[str, Any]:
+    """The receipt, asking again while the record is pending, as a client would."""
+    deadline = time.monotonic() + 15
+    while True:
+        response = _get(gateway, request_id, key)
+        if response.status_code == 200:
+            found: dict[str, Any] = response.json()
+            return found
+        assert response.status_code == 404, response.text
+        assert response.json()["error"]["code"] == "receipt_pending", response.text
+        assert int(response.headers["retry-after"]) >= 1
+        assert time.monotonic() < deadline, "the receipt stayed pending"
+        time.sleep(0.05)  # sooner than Retry-After: the test's recorder is quick
+
+
+@pytest.fixture(scope="module")
+def published_key(gateway: Gateway) -> str:
+    """The verifier key, as the operator prints it to publish."""
+    done = gateway.command("audit", "key")
+    assert done.returncode == 0, done.stderr
+    key = done.stdout.strip()
+    assert key.count("+") >= 2
+    return key
+
+
+def test_a_callers_receipt_checks_out_offline(gateway: Gateway, client: openai.OpenAI,
+                                             published_key: str, tmp_path: Path) -> None:
+    request_id = _ask(client, "Hello, receipt")
+    receipt = _receipt(gateway, request_id, gateway.key)
+    assert receipt["object"] == "receipt" and receipt["request_id"] == request_id
+    assert receipt["verifier_key"] == published_key
+    verified = verify_receipt(receipt, published_key)
+    assert verified.seq == receipt["seq"] and verified.checkpoint.size == receipt["tree_size"]
+    body = verified.leaf["body"]
+    assert (body["id"], body["status"], body["requested_model"]) == (request_id, "ok",
+                                                                      "test-small")
+    # The same receipt again: a checkpoint that covers it is there now, and is kept.
+    assert _receipt(gateway, request_id, gateway.key)["checkpoint"] == receipt["checkpoint"]
+
+    path = tmp_path / "receipt.json"
+    path.write_text(json.dumps(receipt))
+    done = in_process(["audit", "verify-receipt", str(path), "--key", published_key], {})
+    assert done.returncode == 0, done.stderr
+    assert f"ok: request {request_id} is entry {receipt['seq']}" in done.stdout
+
+
+def test_another_keys_exchange_has_no_receipt(gateway: Gateway, client: openai.OpenAI) -> None:
+    request_id = _ask(client, "Mine alone")
+    _receipt(gateway, request_id, gateway.key)  # written and chained
+    other = make_key(gateway.database_url, "test-context", "another caller")
+    for asked in (request_id, "req_" + "0" * 32):
+        response = _get(gateway, asked, other)
+        assert response.status_code == 404
+        error = response.json()["error"]
+        assert (error["code"], error["type"]) == ("not_found", "invalid_request_error")
+        assert response.headers["x-should-retry"] == "false"
+    assert _get(gateway, request_id, "sk-gw-wrong").status_code == 401
+
+
+def test_a_changed_receipt_is_refused(gateway: Gateway, client: openai.OpenAI,
+                                      published_key: str, tmp_path: Path) -> None:
+    request_id = _ask(client, "Keep this one honest")
+    receipt = _receipt(gateway, request_id, gateway.key)
+    leaf = json.loads(receipt["leaf"])
+    leaf["body"]["status"] = "error"  # as if the record said the call had failed
+    changed = {**receipt, "leaf": json.dumps(leaf, separators=(",", ":"), sort_keys=True)}
+    with pytest.raises(ReceiptError, match="does not hash"):
+        verify_receipt(changed, published_key)
+
+    path = tmp_path / "changed.json"
+    path.write_text(json.dumps(changed))
+    done = in_process(["audit", "verify-receipt", str(path), "--key", published_key], {})
+    assert done.returncode == 1
+    assert "does not check out: the leaf does not hash to leaf_hash" in done.stderr
