@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit.chain import AuditChain
 from gateway.audit.checkpoints import Checkpointer
-from gateway.audit.checkpoints import Checkpointer
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.keys import KeyService
 from gateway.config import GatewayConfig
@@ -71,8 +70,6 @@ class Services:
     recent_responses: RecentResponses = field(default_factory=RecentResponses)
     #: the app's metrics (``GET /metrics``, OTLP); None only where no app built them
     metrics: Metrics | None = None
-    #: signs the audit chain's checkpoints, and one now for a receipt; None: audit disabled
-    checkpoints: Checkpointer | None = None
     #: signs the audit chain's checkpoints, and one now for a receipt; None: audit disabled
     checkpoints: Checkpointer | None = None
 
