@@ -54,6 +54,10 @@ def find_policy(context: str, config: Path | None) -> CompiledPolicy:
     )
 
 
+#: six months in days, rounded up (the EU AI Act's minimum for deployers' logs)
+SIX_MONTHS_DAYS = 183
+
+
 @app.command()
 def check(
     path: Path | None = typer.Argument(None, help="A policy file or folder."),
@@ -65,6 +69,14 @@ def check(
         typer.echo(problem, err=True)
     for policy in compiled:
         typer.echo(f"ok  {policy.context}  {policy.short_revision}  {policy.path}")
+        days = policy.policy.record.retention_days
+        if days is not None and days < SIX_MONTHS_DAYS:
+            typer.echo(
+                f"warning: {policy.path}: record.retention_days is {days}: the EU AI Act asks "
+                f"deployers of high-risk systems to keep their logs at least six months "
+                f"(Art. 19, 26(6); {SIX_MONTHS_DAYS} days) unless other law says otherwise",
+                err=True,
+            )
     if problems:
         raise typer.Exit(1)
 

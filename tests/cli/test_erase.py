@@ -17,7 +17,7 @@ from gateway.db.models import AuditEntry
 from tests.databases import in_a_thread, make_key, sessions_on
 from tests.review.test_review_followups import ask, item_of, judged
 from tests.reviewing import Reviewer
-from tests.servers import Gateway
+from tests.servers import Gateway, in_process
 from tests.webpage import Browserless
 
 CONTEXT, QUEUE = "plain-context", "oversight"  # every exchange of it is sampled for review
@@ -112,3 +112,18 @@ def test_erase_by_key_and_what_it_refuses(gateway: Gateway) -> None:
     assert neither.returncode == 2
     unreasoned = gateway.command("exchanges", "erase", "--key", key_id)
     assert unreasoned.returncode == 2 and "--reason" in unreasoned.stderr
+
+
+def test_policy_check_warns_of_a_retention_under_six_months(tmp_path: Path) -> None:
+    for context, days in (("short-kept", 30), ("long-kept", 365)):
+        (tmp_path / f"{context}.yaml").write_text(
+            f"context: {context}\npurpose: Retention warning.\nowner: t@situate.invalid\n"
+            f"audience: tests\nmodels: {{allow: [demo-small]}}\n"
+            f"record: {{content: full, retention_days: {days}}}\n"
+        )
+    checked = in_process(["policy", "check", str(tmp_path)], {})
+    assert checked.returncode == 0, checked.stderr
+    assert "ok  short-kept" in checked.stdout and "ok  long-kept" in checked.stdout
+    (warning,) = [line for line in checked.stderr.splitlines() if "warning" in line]
+    assert "short-kept.yaml" in warning and "retention_days is 30" in warning
+    assert "Art. 19, 26(6)" in warning
