@@ -20,16 +20,17 @@ import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import Table, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.audit.leaf import ZERO_HASH
 from gateway.audit.verify_diff import Erasures, Problem, erasures_of
-from gateway.audit.verify_notes import NoteSource, check_notes, default_vkey, route_notes
+from gateway.audit.verify_notes import NoteSource, default_vkey, route_notes
+from gateway.audit.verify_receipts import Held, ReceiptSource, open_receipts
+from gateway.audit.verify_report import KEEP, ChainReport, ChainState, Report, chain_report
 from gateway.audit.verify_scan import (
     ENTRIES,
     EXCHANGES,
@@ -38,17 +39,19 @@ from gateway.audit.verify_scan import (
     scan_range,
     scan_range_async,
 )
-from gateway.audit.verify_tree import Tree
 from gateway.config.observe import AuditConfig
 from gateway.db.models import AuditChain, AuditCheckpoint
 from gateway.db.session import create_engine
+
+__all__ = [
+    "ChainReport", "NoteSource", "Problem", "ReceiptSource", "Report", "Verification",
+    "VerifyUsageError", "verify",
+]
 
 CHAINS = cast(Table, AuditChain.__table__)
 CHECKPOINTS = cast(Table, AuditCheckpoint.__table__)
 #: entries per unit of work; a log no longer than two of them is verified in this process
 RANGE = 25_000
-#: problems per chain in the report (the first is what matters)
-KEEP = 20
 
 Progress = Callable[[int, int], None]
 
@@ -57,70 +60,7 @@ class VerifyUsageError(ValueError):
     """What was asked cannot be verified (a chain that is not there): a usage error."""
 
 
-@dataclass
-class ChainReport:
-    chain: str
-    #: entries in the log (the highest seq + 1), as the head row says
-    entries: int = 0
-    head_size: int | None = None
-    exchanges: int = 0
-    events: int = 0
-    checkpoints: int = 0
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def first(self) -> Problem | None:
-        return self.problems[0] if self.problems else None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "chain": self.chain, "ok": not self.problems, "entries": self.entries,
-            "head_size": self.head_size, "exchanges": self.exchanges, "events": self.events,
-            "checkpoints": self.checkpoints,
-            "first": self.first.to_json() if self.first else None,
-            "problems": [p.to_json() for p in self.problems],
-        }
-
-
-@dataclass
-class Report:
-    chains: list[ChainReport] = field(default_factory=list)
-    #: problems of no one chain: exchange rows no chain has, checkpoints of no chain here
-    problems: list[Problem] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems and all(not c.problems for c in self.chains)
-
-    @property
-    def entries(self) -> int:
-        return sum(c.entries for c in self.chains)
-
-    def broken(self) -> list[Problem]:
-        """The first broken place of each broken chain, then the problems of no chain."""
-        return [c.problems[0] for c in self.chains if c.problems] + self.problems[:1]
-
-    def to_json(self) -> dict[str, Any]:
-        rate = self.entries / self.seconds if self.seconds > 0 else None
-        return {
-            "ok": self.ok, "entries": self.entries, "seconds": round(self.seconds, 3),
-            "entries_per_second": round(rate) if rate else None,
-            "chains": [c.to_json() for c in self.chains],
-            "problems": [p.to_json() for p in self.problems],
-        }
-
-
-@dataclass(frozen=True)
-class _Chain:
-    chain_id: str
-    head: tuple[int, str] | None
-    #: the highest seq + 1 and the count of entries
-    end: int
-    count: int
-
-
-async def _chains(connection: AsyncConnection, only: str | None) -> list[_Chain]:
+async def _chains(connection: AsyncConnection, only: str | None) -> list[ChainState]:
     heads = {
         row.chain_id: (int(row.size), str(row.head))
         for row in await connection.execute(select(CHAINS.c.chain_id, CHAINS.c.size,
@@ -139,7 +79,7 @@ async def _chains(connection: AsyncConnection, only: str | None) -> list[_Chain]
             raise VerifyUsageError(f"there is no audit chain {only!r} in this database "
                                    f"(chains: {', '.join(names) or 'none'})")
         names = [only]
-    return [_Chain(n, heads.get(n), *stats.get(n, (0, 0))) for n in names]
+    return [ChainState(n, heads.get(n), *stats.get(n, (0, 0))) for n in names]
 
 
 async def _erasures(connection: AsyncConnection) -> Erasures:
@@ -206,6 +146,7 @@ class Verification:
     chain: str | None = None
     notes: Sequence[NoteSource] = ()
     vkey: str | None = None
+    receipts: Sequence[ReceiptSource] = ()
     #: processes for a long log (None: one a core) and entries per unit of work
     workers: int | None = None
     span: int = RANGE
@@ -225,15 +166,29 @@ async def verify(job: Verification, progress: Progress | None = None) -> Report:
         await engine.dispose()
     key = job.vkey or default_vkey(job.audit)
     report = Report()
-    routed, stray = route_notes(job.audit, [c.chain_id for c in chains], job.notes)
-    report.problems.extend(stray)
+    names = [c.chain_id for c in chains]
+    held, bad = open_receipts(job.audit, key, job.receipts)
+    routed, stray = route_notes(job.audit, names, job.notes)
+    report.problems.extend(stray + [p for p in bad if p.chain not in names])
     results = await _scan(job, chains, erasures, progress)
     for chain in chains:
-        notes = stored.get(chain.chain_id, []) + routed.get(chain.chain_id, [])
-        report.chains.append(_report(key, job, chain, results[chain.chain_id], notes))
+        name = chain.chain_id
+        mine = [receipt for receipt in held if receipt.chain == name]
+        notes = stored.get(name, []) + routed.get(name, []) + [r.note for r in mine]
+        found = chain_report(job.audit, key, chain, results[name], notes, mine)
+        found.problems = sorted(found.problems + [p for p in bad if p.chain == name],
+                                key=lambda p: (p.seq is None, p.seq or 0))
+        report.chains.append(found)
     report.problems.extend(unchained)
+    report.problems.extend(_stray_receipts(held, names))
     report.seconds = asyncio.get_running_loop().time() - started
     return report
+
+
+def _stray_receipts(held: Sequence[Held], names: Sequence[str]) -> list[Problem]:
+    return [Problem("receipt_chain", receipt.chain, receipt.seq, receipt.request_id,
+                    f"{receipt.name}: its chain is not in this database")
+            for receipt in held if receipt.chain not in names]
 
 
 async def _stored_notes(connection: AsyncConnection) -> dict[str, list[NoteSource]]:
@@ -245,7 +200,7 @@ async def _stored_notes(connection: AsyncConnection) -> dict[str, list[NoteSourc
     return found
 
 
-def _tasks(job: Verification, chain: _Chain, erasures: Erasures) -> list[RangeTask]:
+def _tasks(job: Verification, chain: ChainState, erasures: Erasures) -> list[RangeTask]:
     return [
         RangeTask(job.url, job.audit, chain.chain_id, start, min(start + job.span, chain.end),
                   erasures)
@@ -253,7 +208,7 @@ def _tasks(job: Verification, chain: _Chain, erasures: Erasures) -> list[RangeTa
     ]
 
 
-async def _scan(job: Verification, chains: list[_Chain], erasures: Erasures,
+async def _scan(job: Verification, chains: list[ChainState], erasures: Erasures,
                 progress: Progress | None) -> dict[str, list[RangeResult]]:
     tasks = {c.chain_id: _tasks(job, c, erasures) for c in chains}
     total = sum(c.end for c in chains)
@@ -283,91 +238,3 @@ async def _in_pool(pool: Executor, tasks: list[RangeTask],
     return list(await asyncio.gather(*futures))
 
 
-def _report(key: str, job: Verification, chain: _Chain, results: list[RangeResult],
-            notes: list[NoteSource]) -> ChainReport:
-    report = ChainReport(chain.chain_id, chain.end, chain.head[0] if chain.head else None)
-    tree = Tree(sorted(_sizes(notes)))
-    problems: list[Problem] = []
-    last: str | None = None
-    for index, result in enumerate(results):
-        report.exchanges += result.exchanges
-        report.events += result.events
-        problems.extend(_link(chain.chain_id, result, last, index == 0))
-        problems.extend(result.problems)
-        tree.extend(result.hashes)
-        last = result.last_hash if result.last_hash is not None else last
-    _resolve_misplaced(problems, [m for r in results for m in r.misplaced])
-    problems.extend(_head(chain, last))
-    report.checkpoints = len(notes)
-    problems.extend(check_notes(job.audit, key, chain.chain_id, tree, notes))
-    problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
-    report.problems = problems[:KEEP]
-    return report
-
-
-def _sizes(notes: list[NoteSource]) -> set[int]:
-    sizes = set()
-    for note in notes:
-        size = note.size()
-        if size is not None:
-            sizes.add(size)
-    return sizes
-
-
-def _link(chain: str, result: RangeResult, last: str | None, first: bool) -> list[Problem]:
-    """The range's first entry names the hash of the entry before it (zeros for entry 0)."""
-    if result.first_prev is None:
-        return []
-    expected = ZERO_HASH if first else last
-    if expected is None or result.first_prev == expected:
-        return []
-    return [Problem("edited", chain, result.start, None,
-                    "its prev is not the previous entry's hash (an entry before it was "
-                    "rewritten, removed or put in)")]
-
-
-def _resolve_misplaced(problems: list[Problem], misplaced: list[tuple[int, int]]) -> None:
-    """A leaf naming another position is reordered when the entries out of place form a
-    cycle through it (each at the place another names); else entries before it were removed
-    (it names a later seq) or put in (an earlier one), and the rest renumbered."""
-    names = dict(misplaced)
-    for index, problem in enumerate(problems):
-        if problem.kind != "reordered" or problem.seq is None:
-            continue
-        if _in_cycle(problem.seq, names):
-            continue
-        named = names.get(problem.seq)
-        kind = "deleted" if named is not None and named > problem.seq else "inserted"
-        why = ("entries before it were removed and the rest renumbered" if kind == "deleted"
-               else "an entry was put in before it")
-        problems[index] = Problem(kind, problem.chain, problem.seq, problem.exchange,
-                                  f"{problem.detail}: {why}")
-
-
-def _in_cycle(start: int, names: dict[int, int]) -> bool:
-    place = names.get(start)
-    for _ in range(len(names)):
-        if place is None:
-            return False
-        if place == start:
-            return True
-        place = names.get(place)
-    return False
-
-
-def _head(chain: _Chain, last: str | None) -> list[Problem]:
-    """The head row against the log: its size and its hash."""
-    name = chain.chain_id
-    if chain.head is None:
-        return [Problem("head", name, None, None, "the chain has entries but no head row")]
-    size, head = chain.head
-    if size < chain.end:
-        return [Problem("inserted", name, size, None,
-                        f"{chain.end - size} entries beyond the head (it says {size})")]
-    if size > chain.end:
-        return [Problem("truncated", name, chain.end, None,
-                        f"the head says {size} entries; the log has {chain.end}")]
-    if head != (last or ZERO_HASH):
-        return [Problem("head", name, max(size - 1, 0), None,
-                        "the head row's hash is not the last entry's")]
-    return []

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.audit.checkpoints import origin_of
 from gateway.audit.keys import AuditKeys
 from gateway.audit.merkle import Frontier, MerkleError
 from gateway.audit.note import NoteError, open_checkpoint, parse_body, vkey
@@ -36,10 +37,6 @@ class NoteSource:
             return parse_body(self.text[: cut + 1])[1] if cut >= 0 else None
         except NoteError:
             return None
-
-
-def origin_of(audit: AuditConfig, chain_id: str) -> str:
-    return f"{audit.origin}/{chain_id}"
 
 
 def default_vkey(audit: AuditConfig) -> str:

@@ -12,8 +12,14 @@ import typer
 
 from gateway.audit.keys import AuditKeyError
 from gateway.audit.note import NoteError, Verifier
-from gateway.audit.verify import Report, Verification, VerifyUsageError, verify
-from gateway.audit.verify_notes import NoteSource
+from gateway.audit.verify import (
+    NoteSource,
+    ReceiptSource,
+    Report,
+    Verification,
+    VerifyUsageError,
+    verify,
+)
 from gateway.cli.common import ConfigOption, config_or_exit, database, fail
 from gateway.config import GatewayConfig
 
@@ -59,6 +65,19 @@ def _notes(paths: list[Path]) -> list[NoteSource]:
     return found
 
 
+def _receipts(paths: list[Path]) -> list[ReceiptSource]:
+    found = []
+    for path in paths:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise fail(f"{path}: cannot read the receipt as JSON: {exc}", 2) from exc
+        if not isinstance(data, dict):
+            raise fail(f"{path}: a receipt is a JSON object (GET /v1/receipts/{{id}})", 2)
+        found.append(ReceiptSource(str(path), data))
+    return found
+
+
 def _key(text: str | None) -> str | None:
     if text is None:
         return None
@@ -96,14 +115,18 @@ def verify_command(
     checkpoint: list[Path] = typer.Option(
         [], "--checkpoint", help=CHECKPOINT_HELP, exists=True, dir_okay=False
     ),
+    receipt: list[Path] = typer.Option(
+        [], "--receipt", help=RECEIPT_HELP, exists=True, dir_okay=False
+    ),
     key: str | None = typer.Option(None, "--key", help=KEY_HELP),
     as_json: bool = typer.Option(False, "--json", help="The report as one JSON object."),
 ) -> None:
-    """Recompute every chain from the tables and report the first broken place: exit 0 when
-    the record is whole, 1 when something was changed, 2 when it cannot be checked."""
+    """Recompute every chain from the tables and report the first broken place; check
+    checkpoints and receipts kept outside against the log. Exit 0 when the record is whole,
+    1 when something was changed, 2 when it cannot be checked."""
     settings = config_or_exit(config)
     job = Verification(settings.database_url, settings.audit, chain, _notes(checkpoint),
-                       _key(key))
+                       _key(key), _receipts(receipt))
     progress = _Progress()
     try:
         report = asyncio.run(_run(settings, job, progress))

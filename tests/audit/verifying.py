@@ -13,11 +13,12 @@ from sqlalchemy import delete, insert, select
 
 from gateway.audit import merkle, note
 from gateway.audit.chain import AuditChain
+from gateway.audit.checkpoints import origin_of
 from gateway.audit.events import ERASURE
 from gateway.audit.keys import AuditKeys
 from gateway.audit.leaf import AuditEvent
 from gateway.audit.verify import Report, Verification, verify
-from gateway.audit.verify_notes import NoteSource, origin_of
+from gateway.audit.verify_notes import NoteSource
 from gateway.config.observe import AuditConfig
 from gateway.db.models import ApiKey, AuditCheckpoint, AuditEntry, Exchange, Finding
 from gateway.db.models import AuditChain as ChainRow
