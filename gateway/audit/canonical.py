@@ -5,8 +5,9 @@ numbers as ECMAScript prints an IEEE 754 double. ``json.dumps`` with sorted keys
 whitespace writes the very same bytes when every key is ASCII (code point order is UTF-16
 order there), every integer is one a double holds exactly, and every float is one whose
 shortest form is positional in both languages and has a fractional part (Python writes
-``1.0`` and ``1e16`` where ECMAScript writes ``1`` and ``10000000000000000``). That is the
-common case, a C-speed encode after one walk; any other value goes through ``rfc8785``.
+``1.0`` and ``1e16`` where ECMAScript writes ``1`` and ``10000000000000000``); an integral
+float within 2**53 is written as the int it equals, as ECMAScript does. That is the common
+case, a C-speed encode after one walk; any other value goes through ``rfc8785``.
 """
 
 from __future__ import annotations
@@ -23,50 +24,102 @@ SAFE_INT = 2**53 - 1
 _SMALL, _LARGE = 1e-4, 1e16
 
 
-def _plain_float(value: float) -> bool:
+_AS_IS, _INTEGRAL, _SLOW = 0, 1, 2
+
+
+def _float_kind(value: float) -> int:
     size = abs(value)
-    return _SMALL <= size < _LARGE and not value.is_integer()
+    if value.is_integer():  # JCS writes 1.0 as 1: so does json.dumps, given the int
+        return _INTEGRAL if size <= SAFE_INT else _SLOW
+    return _AS_IS if _SMALL <= size < _LARGE else _SLOW
 
 
-def _fast(value: Any) -> bool:
-    """Whether ``json.dumps`` writes ``value`` exactly as JCS does."""
+def _scalar_kind(item: Any, text: bool) -> int:
+    if isinstance(item, str):
+        return _SLOW if text and "\x00" in item else _AS_IS
+    if item is None or isinstance(item, bool):
+        return _AS_IS
+    if isinstance(item, int):
+        return _AS_IS if -SAFE_INT <= item <= SAFE_INT else _SLOW
+    if isinstance(item, float):
+        return _float_kind(item)
+    return _SLOW
+
+
+def _plain_keys(item: dict[Any, Any], text: bool) -> bool:
+    return all(
+        isinstance(key, str) and key.isascii() and not (text and "\x00" in key) for key in item
+    )
+
+
+def _scan(value: Any, *, text: bool) -> int:
+    """How ``json.dumps`` can write ``value`` as JCS does: as it is, with its integral floats
+    made ints, or not at all. With ``text``, text that ``json_value`` would change (a NUL)
+    makes it the slow path too."""
+    kind = _AS_IS
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, str) or item is None or isinstance(item, bool):
-            continue
-        if isinstance(item, int):
-            if -SAFE_INT <= item <= SAFE_INT:
-                continue
-            return False
-        if isinstance(item, float):
-            if _plain_float(item):
-                continue
-            return False
         if isinstance(item, dict):
-            if not all(isinstance(key, str) and key.isascii() for key in item):
-                return False
+            if not _plain_keys(item, text):
+                return _SLOW
             stack.extend(item.values())
         elif isinstance(item, list | tuple):
             stack.extend(item)
         else:
-            return False
-    return True
+            kind = max(kind, _scalar_kind(item, text))
+            if kind == _SLOW:
+                return _SLOW
+    return kind
+
+
+def _integral(value: Any) -> Any:
+    """``value`` with its integral floats as ints (all within 2**53: ``_scan`` said so)."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_integral(item) for item in value]
+    return value
+
+
+def _dumps(value: Any, kind: int) -> bytes | None:
+    """The fast path's bytes; None when a lone surrogate is in the text."""
+    try:
+        text = json.dumps(
+            value if kind == _AS_IS else _integral(value),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        )
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
 
 
 def canonical(value: Any) -> bytes:
     """The RFC 8785 bytes of ``value``; raises ``rfc8785.CanonicalizationError`` (a
     ``ValueError``) for what JCS cannot write (NaN, infinities, an integer beyond 2**53,
     a lone surrogate, a key that is not a string)."""
-    if _fast(value):
-        try:
-            text = json.dumps(
-                value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-            )
-            return text.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate: rfc8785 says so
-            pass
+    kind = _scan(value, text=False)
+    if kind != _SLOW:
+        written = _dumps(value, kind)
+        if written is not None:
+            return written
     return rfc8785.dumps(value)
+
+
+def stored_canonical(value: Any) -> bytes:
+    """``canonical(json_value(value))``, in one walk of the value when nothing in it needs
+    normalising (the common case): what content commitments hash."""
+    kind = _scan(value, text=True)
+    if kind != _SLOW:
+        written = _dumps(value, kind)
+        if written is not None:
+            return written
+    return canonical(json_value(value))
 
 
 def _number(value: int) -> float | str:

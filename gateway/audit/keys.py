@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from gateway.audit.canonical import canonical, json_value
+from gateway.audit.canonical import stored_canonical
 from gateway.config import ConfigError
 from gateway.config.observe import AuditConfig
 
@@ -44,7 +44,7 @@ class AuditKeys:
         HMAC-SHA256 over its canonical JSON as the database gives it back; None for None."""
         if value is None:
             return None
-        data = canonical(json_value(value))
+        data = stored_canonical(value)
         return hmac.new(self.hmac_key, data, hashlib.sha256).hexdigest()
 
     @property

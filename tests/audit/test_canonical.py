@@ -12,7 +12,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.audit.canonical import SAFE_INT, canonical, json_value
+from gateway.audit.canonical import SAFE_INT, canonical, json_value, stored_canonical
 
 _scalars = (
     st.none()
@@ -102,3 +102,22 @@ def test_json_value_is_what_a_database_gives_back() -> None:
 @given(_json | st.floats() | st.integers())
 def test_json_value_is_always_canonical(value: Any) -> None:
     canonical(json_value(value))
+
+
+_stored = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(st.characters(codec=None, exclude_categories=()))
+    | st.sampled_from(["nul \x00", "\ud800 lone", 1.0, -0.0, 2.0**60]),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text() | st.just("k\x00"), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_stored)
+def test_stored_canonical_is_canonical_of_the_stored_value(value: Any) -> None:
+    assert stored_canonical(value) == canonical(json_value(value))
