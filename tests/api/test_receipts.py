@@ -13,10 +13,14 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from cryptography.exceptions import InvalidSignature
 
+from gateway.audit.note import open_checkpoint
 from gateway.audit.receipt import ReceiptError, verify_receipt
 from tests.databases import make_key
 from tests.servers import Gateway, in_process
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "audit.md"
 
 
 def _ask(client: openai.OpenAI, text: str) -> str:
@@ -108,3 +112,38 @@ def test_a_changed_receipt_is_refused(gateway: Gateway, client: openai.OpenAI,
     done = in_process(["audit", "verify-receipt", str(path), "--key", published_key], {})
     assert done.returncode == 1
     assert "does not check out: the leaf does not hash to leaf_hash" in done.stderr
+
+
+def _documented_check() -> Any:
+    """``check_receipt`` as docs/audit.md shows a client writing it."""
+    section = DOCS.read_text().split("### Checking a receipt offline", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, str(DOCS), "exec"), namespace)  # our own documentation
+    return namespace["check_receipt"]
+
+
+def test_the_documented_client_check(gateway: Gateway, client: openai.OpenAI,
+                                     published_key: str) -> None:
+    check_receipt = _documented_check()
+    receipt = _receipt(gateway, _ask(client, "Check me as the docs do"), gateway.key)
+    check_receipt(receipt, published_key)
+    proof = receipt["inclusion_proof"]
+    for changed in (
+        {**receipt, "leaf": receipt["leaf"].replace('"status":"ok"', '"status":"error"')},
+        {**receipt, "inclusion_proof": [*proof, proof[0]] if proof else ["AAAA"]},
+        {**receipt, "tree_size": receipt["tree_size"] + 1},
+        {**receipt, "request_id": "req_" + "1" * 32},
+    ):
+        with pytest.raises((ValueError, InvalidSignature)):
+            check_receipt(changed, published_key)
+
+
+def test_an_operator_signs_a_checkpoint_now(gateway: Gateway, client: openai.OpenAI,
+                                            published_key: str) -> None:
+    receipt = _receipt(gateway, _ask(client, "Then a checkpoint"), gateway.key)
+    done = gateway.command("audit", "checkpoint")
+    assert done.returncode == 0, done.stderr
+    signed = open_checkpoint(done.stdout, published_key)
+    assert signed.origin == f"situate.local/audit/{receipt['chain']}"
+    assert signed.size >= receipt["tree_size"]
