@@ -28,6 +28,8 @@ class ChainReport:
     head_size: int | None = None
     exchanges: int = 0
     events: int = 0
+    #: exchanges the fast path left to the exact one (values outside plain JSON)
+    rechecked: int = 0
     checkpoints: int = 0
     problems: list[Problem] = field(default_factory=list)
 
@@ -39,6 +41,7 @@ class ChainReport:
         return {
             "chain": self.chain, "ok": not self.problems, "entries": self.entries,
             "head_size": self.head_size, "exchanges": self.exchanges, "events": self.events,
+            "rechecked": self.rechecked,
             "checkpoints": self.checkpoints,
             "first": self.first.to_json() if self.first else None,
             "problems": [p.to_json() for p in self.problems],
@@ -95,6 +98,7 @@ def chain_report(audit: AuditConfig, key: str, chain: ChainState,
     for index, result in enumerate(results):
         report.exchanges += result.exchanges
         report.events += result.events
+        report.rechecked += result.rechecked
         problems.extend(_link(chain.chain_id, result, last, index == 0))
         problems.extend(result.problems)
         tree.extend(result.hashes)

@@ -55,7 +55,8 @@ def audit_config(folder: Path, chain_id: str = "main", **changes: Any) -> AuditC
     return config
 
 
-def exchange(index: int, *, key_id: str | None = None, context: str = "bank") -> Entry:
+def exchange(index: int, *, key_id: str | None = None, context: str = "bank",
+             endpoint: str = "chat.completions") -> Entry:
     """An exchange as the recorder writes it: a few chat messages, an answer, a decision with
     notes, attempts, usage; a finding on every fifth."""
     at = START + timedelta(seconds=index * 0.37)
@@ -69,7 +70,7 @@ def exchange(index: int, *, key_id: str | None = None, context: str = "bank") ->
     ]
     row: dict[str, Any] = {
         "id": exchange_id,
-        "endpoint": "chat.completions",
+        "endpoint": endpoint,
         "received_at": at,
         "upstream_started_at": at + timedelta(milliseconds=4),
         "first_byte_at": at + timedelta(milliseconds=180) if index % 2 else None,
