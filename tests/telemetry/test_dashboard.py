@@ -18,7 +18,13 @@ from gateway.clock import now
 from gateway.db.models import AuditChain, AuditCheckpoint
 from tests.inprocess import eventually
 from tests.servers import Upstream
-from tests.telemetry.metrics_app import MeteredGateway, environment, metered, metered_config, traffic
+from tests.telemetry.metrics_app import (
+    MeteredGateway,
+    environment,
+    metered,
+    metered_config,
+    traffic,
+)
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "situate.json"
 #: what is not a metric in an expression: PromQL's words, Grafana's variables
