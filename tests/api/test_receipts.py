@@ -15,10 +15,13 @@ import openai
 import pytest
 from cryptography.exceptions import InvalidSignature
 
-from gateway.audit.note import open_checkpoint
+from gateway.audit.note import open_checkpoint, vkey
 from gateway.audit.receipt import ReceiptError, verify_receipt
+from gateway.records.entries import Entry
+from tests.audit.chained import exchange_row
 from tests.databases import make_key
-from tests.servers import Gateway, in_process
+from tests.inprocess import ADMIN, config_for, eventually, running, write_policy
+from tests.servers import ADMIN_TOKEN, Gateway, in_process
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "audit.md"
 
@@ -147,3 +150,41 @@ def test_an_operator_signs_a_checkpoint_now(gateway: Gateway, client: openai.Ope
     signed = open_checkpoint(done.stdout, published_key)
     assert signed.origin == f"situate.local/audit/{receipt['chain']}"
     assert signed.size >= receipt["tree_size"]
+
+
+class _Record:
+    """A finished exchange's record, as the pipeline hands one over."""
+
+    def __init__(self, request_id: str, key_id: str) -> None:
+        self.id, self.key_id = request_id, key_id
+
+    def entry(self) -> Entry:
+        return Entry(row=exchange_row(self.id, key_id=self.key_id, context="pending-context"),
+                     findings=[])
+
+
+def test_a_record_not_yet_written_is_pending(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
+    write_policy(tmp_path / "policies", "pending-context")
+    audit = {"keys_dir": str(tmp_path / "keys"), "checkpoint_dir": str(tmp_path / "notes")}
+    with running(config_for(tmp_path, audit=audit)) as (client, state):
+        made = client.post("/admin/keys", headers=ADMIN,
+                           json={"context": "pending-context", "name": "t"}).json()
+        headers = {"authorization": f"Bearer {made['key']}"}
+        request_id = "req_" + "a" * 32
+        state.services.recorder.begin(request_id)  # begun: its record is still to come
+        pending = client.get(f"/v1/receipts/{request_id}", headers=headers)
+        assert pending.status_code == 404
+        assert pending.json()["error"]["code"] == "receipt_pending"
+        assert pending.headers["retry-after"] == "1"
+        assert "x-should-retry" not in pending.headers
+        state.services.recorder.submit(_Record(request_id, made["id"]))
+        found = eventually(lambda: client.get(f"/v1/receipts/{request_id}", headers=headers)
+                           .json().get("object") == "receipt")
+        assert found
+        receipt = client.get(f"/v1/receipts/{request_id}", headers=headers).json()
+        keys = state.services.audit.keys
+        assert verify_receipt(receipt, vkey(keys.name, keys.public_key)).seq == receipt["seq"]
+        assert (tmp_path / "notes" / "main" / "latest.checkpoint").read_text() == (
+            receipt["checkpoint"])
