@@ -143,6 +143,10 @@ def gateway_config(folder: Path, upstream: str, **fields: Any) -> GatewayConfig:
         },
         "policies_dir": str(policies),
         "recording": {"spill_dir": str(folder / "spill")},
+        "audit": {
+            "keys_dir": str(folder / "audit"),
+            "checkpoint_dir": str(folder / "audit" / "checkpoints"),
+        },
         "upstream": {
             "retry": {"attempts": 2, "backoff_base": 0, "backoff_max": 0},
             "health": {"failures": 1_000_000},
