@@ -42,6 +42,7 @@ from tests.audit.chained import (
     sqlite_chain_url,
 )
 from tests.databases import run_on
+from tests.servers import in_process
 
 __all__ = ["chain_url", "postgres_chain_url", "sqlite_chain_url"]
 
@@ -334,3 +335,25 @@ def test_commitments_and_leaves_hold_after_the_round_trip(chain_url: str) -> Non
                 assert leaf.decode() == entries[seq].leaf
 
     run_on(chain_url, work)
+
+
+@pytest.mark.parametrize(
+    "command", [["serve"], ["keys", "revoke", "key_0001"]]
+)
+def test_a_bad_key_file_stops_a_start_or_a_command_with_one_line_naming_it(
+    tmp_path: Path, command: list[str]
+) -> None:
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "signing.key").write_text("not a key\n")
+    config = tmp_path / "gateway.yaml"
+    config.write_text("backends: {}\nmodels: {}\n")
+    env = {
+        "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'none.db'}",
+        "GATEWAY_AUDIT_KEYS_DIR": str(tmp_path / "keys"),
+    }
+    done = in_process([*command, "--config", str(config)], env)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith(f"error: {tmp_path / 'keys' / 'signing.key'}: not an unencrypted PEM")
+    assert (tmp_path / "keys" / "hmac.key").exists()  # the missing one is made, not the bad one
+    assert (tmp_path / "keys" / "signing.key").read_text() == "not a key\n"
