@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit.chain import AuditChain
@@ -143,15 +143,32 @@ class Checkpointer:
 
     async def run(self) -> None:
         """The background task: a checkpoint after ``checkpoint_every`` new entries or
-        ``checkpoint_seconds`` after the last one, and the files the disk refused retried."""
-        await self._recover()
+        ``checkpoint_seconds`` after the last one, and the files the disk refused retried.
+        A database away is waited out here, tick after tick (the gateway serves on, degraded,
+        and this task is no failure of its own); a chain with entries missing fails it."""
+        recovered, away = False, False
         while True:
+            try:
+                if not recovered:
+                    await self._recover()
+                    recovered = True
+                await self._tick()
+            except (SQLAlchemyError, OSError) as exc:
+                if not away:
+                    log.warning("audit checkpoints wait for the database: %s", exc)
+                away = True
+            else:
+                if away:
+                    log.warning("audit checkpoints go on: the database answers again")
+                away = False
             await asyncio.sleep(self.poll_seconds)
-            if await self._due():
-                await self.checkpoint()
-            elif self.files.waiting:
-                async with self._lock:
-                    await asyncio.to_thread(self.files.flush)
+
+    async def _tick(self) -> None:
+        if await self._due():
+            await self.checkpoint()
+        elif self.files.waiting:
+            async with self._lock:
+                await asyncio.to_thread(self.files.flush)
 
     async def close(self) -> None:
         """The shutdown's checkpoint, once the records are written: nothing goes unsigned.

@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit.chain import AuditChain
 from gateway.audit.checkpoints import ChainBroken, Checkpointer, Stored
@@ -246,6 +249,41 @@ def test_files_lost_before_a_restart_are_written_again(chain_url: str, tmp_path:
 
 async def _files(folder: Path, stems: list[str]) -> bool:
     return sorted(p.stem for p in folder.glob("*.checkpoint")) == stems
+
+
+class _Away:
+    """Sessions on a database that is away for the first ``failures`` uses."""
+
+    def __init__(self, sessions: Sessions, failures: int) -> None:
+        self._sessions, self.failures = sessions, failures
+
+    def _use(self) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("the database is away"))
+
+    def __call__(self) -> AbstractAsyncContextManager[AsyncSession]:
+        self._use()
+        return self._sessions()
+
+    def begin(self) -> AbstractAsyncContextManager[AsyncSession]:
+        self._use()
+        return self._sessions.begin()
+
+
+def test_a_database_away_is_waited_out(chain_url: str, tmp_path: Path) -> None:
+    chain = chain_of()
+
+    async def work(sessions: Sessions) -> None:
+        away = _Away(sessions, 6)
+        config = _config(tmp_path, checkpoint_every=3)
+        task = _running(Checkpointer(chain, away, config, poll_seconds=POLL))
+        await _events(sessions, chain, 3)
+        await _until(lambda: _has(sessions, chain, [3]))
+        assert away.failures == 0 and not task.done()
+        await _stop(task)
+
+    run_on(chain_url, work)
 
 
 def test_two_signers_of_one_size_agree(chain_url: str, tmp_path: Path) -> None:
