@@ -46,6 +46,7 @@ from gateway.policy.store import PolicyStore, policy_store
 from gateway.quota.limiter import Limiter
 from gateway.records.recorder import Entry, ExchangeRecorder, Observer
 from gateway.records.repository import ExchangeRepository
+from gateway.records.retention import Retention
 from gateway.review.data import ReviewData
 from gateway.review.judging import JudgingService
 from gateway.review.queue import QueueService
@@ -165,10 +166,12 @@ async def _services(
     )
     detectors = DetectorPool(PoolSettings.of(config.detectors, warm=True))
     policies = policy_store(config, DetectorRuntime(detectors, load_model))
-    revisions = RevisionRepository(sessions)
+    revisions = RevisionRepository(sessions, audit)
     for compiled in policies.refresh():
         await revisions.save(compiled)
-    await policies.restore(revisions)  # a context whose file is broken: its last good revision
+    # a context whose file is broken: its last good revision (an event on the chain too)
+    for compiled in await policies.restore(revisions):
+        await revisions.save(compiled, refused=policies.file_error(compiled.context))
     services = _assemble(
         config,
         sessions,
@@ -214,8 +217,8 @@ def _engine(config: GatewayConfig) -> AsyncEngine:
 
 
 def _start_background(config: GatewayConfig, services: Services) -> None:
-    """The recorder's writer (fatal when it fails: records spill by the recorder's own logic)
-    and the policy watcher (restarted with backoff), under the supervisor."""
+    """The recorder's writer (fatal when it fails: records spill by the recorder's own logic),
+    the policy watcher and the retention pass (restarted with backoff), under the supervisor."""
     recorder, policies, revisions = services.recorder, services.policies, services.revisions
     recorder.start()
     assert recorder.task is not None  # start() made it
@@ -224,6 +227,10 @@ def _start_background(config: GatewayConfig, services: Services) -> None:
     )
     services.supervisor.restarting(
         "policy-watch", lambda: policies.watch(config.policy_reload_seconds, revisions.save)
+    )
+    retention = Retention.by_gateway(services.sessions, services.audit)
+    services.supervisor.restarting(
+        "retention", lambda: retention.run(config.audit.purge_seconds, policies)
     )
     if services.checkpoints is not None:
         services.supervisor.restarting("audit-checkpoints", services.checkpoints.run)
@@ -257,9 +264,9 @@ def _assemble(
     shutdown: Shutdown,
     audit: AuditChain,
 ) -> Services:
-    keys = KeyService(sessions)
+    keys = KeyService(sessions, audit)
     queues = QueueService(sessions, timedelta(minutes=config.review.claim_lease_minutes))
-    reviewers = ReviewerService(sessions)
+    reviewers = ReviewerService(sessions, audit)
     return Services(
         config=config,
         sessions=sessions,
