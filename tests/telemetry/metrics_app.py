@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -19,8 +20,10 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
+from gateway.clock import now
 from gateway.config import GatewayConfig
 from gateway.db.migrate import upgrade
+from gateway.db.models import AuditChain, AuditCheckpoint
 from gateway.deps import APP_STATE, AppState
 from tests.inprocess import ADMIN, admin_key, eventually
 from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Upstream
@@ -189,3 +192,24 @@ def environment() -> Iterator[None]:
         env.setenv("MOCK_UPSTREAM_KEY", UPSTREAM_SECRET)
         env.delenv("OTEL_METRICS_EXPORTER", raising=False)
         yield
+
+
+def audit_rows(served: MeteredGateway, chain_id: str, size: int, seconds_ago: float) -> None:
+    """A chain of ``size`` entries and a checkpoint of it made ``seconds_ago``, as the chain
+    and the checkpointer leave them (the gauges read only these rows)."""
+    made = now() - timedelta(seconds=seconds_ago)
+    sessions = served.state.services.sessions
+
+    async def write() -> None:
+        async with sessions.begin() as session:
+            session.add(
+                AuditChain(chain_id=chain_id, size=size, head="0" * 64, created_at=made,
+                           updated_at=made)
+            )  # fmt: skip
+            session.add(
+                AuditCheckpoint(chain_id=chain_id, size=size, root="0" * 64, note="n",
+                                frontier=[], created_at=made)
+            )  # fmt: skip
+
+    assert served.client.portal is not None
+    served.client.portal.call(write)

@@ -7,19 +7,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.clock import now
-from gateway.db.models import AuditChain, AuditCheckpoint
 from tests.inprocess import eventually
 from tests.servers import Upstream
 from tests.telemetry.metrics_app import (
     MeteredGateway,
+    audit_rows,
     environment,
     metered,
     metered_config,
@@ -63,28 +61,8 @@ def exported(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> It
         config = metered_config(folder, upstream, gauges_seconds=0.1)
         with metered(config) as served:
             traffic(served)
-            _audit_rows(served)
+            audit_rows(served, "dashboard", 3, seconds_ago=5)
             yield eventually(lambda: _complete(served), timeout=15)
-
-
-def _audit_rows(served: MeteredGateway) -> None:
-    """A chain and a checkpoint, as the chain and the checkpointer leave them."""
-    made = now() - timedelta(seconds=5)
-    sessions = served.state.services.sessions
-
-    async def write() -> None:
-        async with sessions.begin() as session:
-            session.add(
-                AuditChain(chain_id="dashboard", size=3, head="0" * 64, created_at=made,
-                           updated_at=made)
-            )  # fmt: skip
-            session.add(
-                AuditCheckpoint(chain_id="dashboard", size=3, root="0" * 64, note="n",
-                                frontier=[], created_at=made)
-            )  # fmt: skip
-
-    assert served.client.portal is not None
-    served.client.portal.call(write)
 
 
 def _complete(served: MeteredGateway) -> set[str] | None:

@@ -5,16 +5,12 @@ gauges the periodic refresher reads from the database."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from gateway.clock import now
 from gateway.config.observe import TelemetryConfig
-from gateway.db.models import AuditChain, AuditCheckpoint
 from gateway.telemetry.gauges import gauge_refresher
 from gateway.telemetry.metrics import Metrics
 from tests.servers import Upstream
@@ -22,6 +18,7 @@ from tests.telemetry.metrics_app import (
     CONTEXT,
     LIMITED,
     MeteredGateway,
+    audit_rows,
     environment,
     metered,
     metered_config,
@@ -146,24 +143,11 @@ def test_the_in_memory_gauges(gateway: MeteredGateway) -> None:
     assert gateway.unit("gateway.recorder.spool.size") == "By"
 
 
-def test_the_database_gauges_after_a_refresh(gateway: MeteredGateway, tmp_path: Path) -> None:
+def test_the_database_gauges_after_a_refresh(gateway: MeteredGateway) -> None:
     services = gateway.state.services
     portal = gateway.client.portal
     assert portal is not None
-    made = now() - timedelta(seconds=30)
-
-    async def chain() -> None:
-        async with services.sessions.begin() as session:
-            session.add(
-                AuditChain(chain_id="gauged", size=42, head="0" * 64, created_at=made,
-                           updated_at=made)
-            )  # fmt: skip
-            session.add(
-                AuditCheckpoint(chain_id="gauged", size=40, root="0" * 64, note="n",
-                                frontier=[], created_at=made)
-            )  # fmt: skip
-
-    portal.call(chain)
+    audit_rows(gateway, "gauged", 42, seconds_ago=30)
     reader = InMemoryMetricReader()
     own = Metrics(TelemetryConfig(prometheus=False), [reader])
     refresher = gauge_refresher(own, services.sessions, services.recorder, services.router.health)
