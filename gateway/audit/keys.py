@@ -57,7 +57,7 @@ class AuditKeys:
         folder = config.keys_dir
         hmac_path, signing_path = folder / HMAC_FILE, folder / SIGNING_FILE
         if create:
-            folder.mkdir(parents=True, exist_ok=True)
+            _folder(folder)
             _create(hmac_path, lambda: secrets.token_hex(HMAC_BYTES).encode() + b"\n")
             _create(signing_path, _new_signing_key)
         return cls(_read_hmac(hmac_path), _read_signing(signing_path), config.key_name)
@@ -71,9 +71,21 @@ def _new_signing_key() -> bytes:
     )
 
 
+def _folder(folder: Path) -> None:
+    if folder.is_dir():  # mounted read-only, perhaps: nothing to make
+        return
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        why = exc.strerror
+        raise AuditKeyError(f"{folder}: cannot make the audit keys' folder: {why}") from exc
+
+
 def _create(path: Path, make: Any) -> None:
     """Write a new key file, readable by its owner only, unless one is there (two processes
     starting at once: the first one's file stands)."""
+    if path.exists():
+        return
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -175,6 +175,12 @@ def test_a_malformed_key_file_is_an_error_naming_it(
         AuditKeys.load(config, create=True)
 
 
+def test_a_keys_folder_that_cannot_be_made_is_an_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file where the folder would be")
+    with pytest.raises(AuditKeyError, match=f"{tmp_path / 'taken'}: cannot make"):
+        AuditKeys.load(AuditConfig(keys_dir=tmp_path / "taken"), create=True)
+
+
 def test_a_signing_key_of_another_kind_is_refused(tmp_path: Path) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -337,9 +343,7 @@ def test_commitments_and_leaves_hold_after_the_round_trip(chain_url: str) -> Non
     run_on(chain_url, work)
 
 
-@pytest.mark.parametrize(
-    "command", [["serve"], ["keys", "revoke", "key_0001"]]
-)
+@pytest.mark.parametrize("command", [["serve"], ["keys", "revoke", "key_0001"]])
 def test_a_bad_key_file_stops_a_start_or_a_command_with_one_line_naming_it(
     tmp_path: Path, command: list[str]
 ) -> None:
