@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 from sqlalchemy import ColumnElement, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.audit import events
 from gateway.audit.chain import AuditChain
@@ -33,6 +34,7 @@ from gateway.db.models import Exchange, PolicyRevision
 from gateway.db.session import Sessions
 from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.store import PolicyStore
+from gateway.records.entries import describe
 from gateway.records.erasure import Eraser, Who
 
 log = logging.getLogger("gateway.records")
@@ -127,9 +129,15 @@ class Retention:
 
     async def run(self, interval: float, policies: PolicyStore) -> None:
         """A pass now and every ``interval`` seconds after, over what ``policies`` serves
-        then, until cancelled; an error ends it for its supervisor to restart."""
+        then, until cancelled. A database that is away only skips a pass (the gateway stays
+        ready, as its recorder does); any other error ends it for its supervisor."""
         while True:
-            for done in await self.once(policies.all()):
+            try:
+                finished = await self.once(policies.all())
+            except (SQLAlchemyError, OSError, TimeoutError) as exc:
+                log.warning("retention pass skipped, the database is away: %s", describe(exc))
+                finished = []
+            for done in finished:
                 if done.erased:
                     log.info(
                         "retention: erased the content of %d exchanges of %s (%s)",

@@ -234,3 +234,24 @@ async def _until_erased(sessions: Sessions, exchange_id: str) -> None:
         await asyncio.sleep(0.02)
     raise AssertionError(f"{exchange_id} was never erased")
 
+
+
+def test_a_pass_the_database_refuses_is_skipped_not_fatal(tmp_path: Path) -> None:
+    """The gateway stays ready while its database is away: the pass waits for the next."""
+    aged = policy_file(tmp_path / "policies", "away", "{content: full, retention_days: 1}")
+    store = PolicyStore([tmp_path / "policies"], default_registry(), ["test-small"])
+    store.refresh()
+    unmigrated = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"  # no tables: every query fails
+
+    async def main() -> None:
+        async with sessions_on(unmigrated) as sessions:
+            retention = Retention(sessions, Eraser(sessions, None), events.GATEWAY)
+            task = asyncio.create_task(retention.run(0.01, store))
+            await asyncio.sleep(0.2)
+            assert not task.done()  # several passes failed, the task goes on
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    assert aged.context == "away"
+    asyncio.run(main())
