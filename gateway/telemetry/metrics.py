@@ -25,12 +25,12 @@ from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry
 
 from gateway.config.observe import TelemetryConfig
 from gateway.policy.actions import Enforced
 from gateway.policy.decision import Decision
+from gateway.telemetry.tracing import resource
 from gateway.version import __version__
 
 #: the GenAI conventions' advisory buckets (seconds; tokens)
@@ -87,9 +87,7 @@ class Metrics:
         self.last_taken_end: float | None = None
         self._provider = MeterProvider(
             metric_readers=chosen,
-            resource=Resource.create(
-                {"service.name": "situate-gateway", "service.version": __version__}
-            ),
+            resource=resource(),  # the traces' own: OTEL_SERVICE_NAME and the rest win
             shutdown_on_exit=False,
         )
         self._meter = self._provider.get_meter("situate.gateway", __version__)
