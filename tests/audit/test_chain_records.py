@@ -15,12 +15,13 @@ from typing import Any
 import openai
 import pytest
 import yaml
+from sqlalchemy import event
 
 from gateway.audit.chain import AuditChain
 from gateway.audit.keys import AuditKeys
 from gateway.config import RecordingConfig
 from gateway.config.observe import AuditConfig
-from gateway.db.session import Sessions
+from gateway.db.session import Sessions, create_engine, create_sessions
 from gateway.pipeline.context import ExchangeRecord
 from gateway.records.entries import Entry, insert_entries
 from gateway.records.recorder import ExchangeRecorder
@@ -191,3 +192,40 @@ def test_import_spill_chains_each_record_once_however_often_it_runs(tmp_path: Pa
         assert [e.ref for e in await entries_of(sessions, "gateway")] == ["spilled-2", "spilled-3"]
 
     run_on(url, check)
+
+
+def test_a_batch_takes_the_chains_lock_once_however_many_records_it_holds(
+    tmp_path: Path,
+) -> None:
+    url = upgrade(f"sqlite+aiosqlite:///{tmp_path / 'b.db'}")
+    chain = AuditChain("batched", KEYS)
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(" ".join(statement.split()[:3]))
+
+    async def main() -> None:
+        engine = create_engine(url)
+        event.listen(engine.sync_engine, "before_cursor_execute", seen)
+        sessions = create_sessions(engine)
+        await insert_entries(sessions, _entries(_records("batch", 50)), chain)
+        await insert_entries(sessions, _entries(_records("more", 50)), chain)
+        await assert_rows_chained(sessions, chain.chain_id, KEYS, [])
+        await engine.dispose()
+
+    in_a_thread(lambda: asyncio.run(main()))
+    writes = [s for s in statements if s.split()[0] in ("INSERT", "UPDATE")]
+    # per batch: its exchanges, the chain's row locked (made first, the first time), its
+    # entries, the head moved on
+    assert writes == [
+        "INSERT INTO exchanges",
+        "UPDATE audit_chains SET",
+        "INSERT INTO audit_chains",
+        "UPDATE audit_chains SET",
+        "INSERT INTO audit_entries",
+        "UPDATE audit_chains SET",
+        "INSERT INTO exchanges",
+        "UPDATE audit_chains SET",
+        "INSERT INTO audit_entries",
+        "UPDATE audit_chains SET",
+    ]
