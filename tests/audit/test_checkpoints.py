@@ -349,6 +349,29 @@ def test_receipts_from_frontiers_check_out_offline(chain_url: str, tmp_path: Pat
     assert json.loads(json.dumps(receipts[0])) == receipts[0]
 
 
+def test_receipts_asked_at_once_share_one_checkpoint(chain_url: str, tmp_path: Path) -> None:
+    chain = chain_of()
+    ids = [f"req_{chain.chain_id}_{n}" for n in range(8)]
+
+    async def one(sessions: Sessions, checkpointer: Checkpointer,
+                  request_id: str) -> dict[str, Any] | None:
+        async with sessions() as session:
+            where = await locate(session, request_id)
+        assert where is not None
+        return await receipt(sessions, checkpointer, request_id, where, VKEY)
+
+    async def work(sessions: Sessions) -> list[dict[str, Any] | None]:
+        for request_id in ids:  # each call's record in its own batch
+            await _exchanges(sessions, chain, [request_id])
+        checkpointer = Checkpointer(chain, sessions, _config(tmp_path))
+        made = await asyncio.gather(*(one(sessions, checkpointer, i) for i in ids))
+        assert await _stored(sessions, chain) == [8]
+        return made
+
+    for made in run_on(chain_url, work):
+        assert made is not None and verify_receipt(made, VKEY).checkpoint.size == 8
+
+
 def _changed(made: dict[str, Any], what: str) -> dict[str, Any]:
     changed = dict(made)
     if what == "leaf":
