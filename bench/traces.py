@@ -18,7 +18,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -32,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.databases import make_keys, upgrade
 from tests.servers import free_port, process
+from tests.telemetry.serving import threaded
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = """\
@@ -59,18 +59,6 @@ class _Drop(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
-
-
-@contextmanager
-def receiver() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Drop)
-    server.exports = 0  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
 
 
 @contextmanager
@@ -127,7 +115,9 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-traces-"))
     try:
         with ExitStack() as stack:
-            sink = stack.enter_context(receiver())
+            sink = ThreadingHTTPServer(("127.0.0.1", 0), _Drop)
+            sink.exports = 0  # type: ignore[attr-defined]
+            sink_url = stack.enter_context(threaded(sink))
             port = free_port()
             mock = ["mock-upstream", "--port", str(port)]
             upstream = f"http://127.0.0.1:{port}"
@@ -135,7 +125,7 @@ def main() -> None:
             off_env = {"OTEL_TRACES_EXPORTER": "none"}
             on_env = {
                 "OTEL_TRACES_EXPORTER": "otlp",
-                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url,
             }
             off = stack.enter_context(gateway(folder / "off", upstream, off_env))
             on = stack.enter_context(gateway(folder / "on", upstream, on_env))

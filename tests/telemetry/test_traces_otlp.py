@@ -5,7 +5,6 @@ opentelemetry-proto's ExportTraceServiceRequest."""
 from __future__ import annotations
 
 import gzip
-import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +22,7 @@ from tests.telemetry.serving import (
     database_file,
     gateway_config,
     scripted_upstream,
+    threaded,
     trace_id_of,
     traced_gateway,
 )
@@ -89,13 +89,8 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with threaded(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_spans_reach_an_otlp_receiver_named_by_the_environment(
