@@ -226,7 +226,8 @@ def _start_background(config: GatewayConfig, services: Services) -> None:
         recorder.task.get_name(), recorder.task, stop=partial(_stop_recorder, recorder)
     )
     services.supervisor.restarting(
-        "policy-watch", lambda: policies.watch(config.policy_reload_seconds, revisions.save)
+        "policy-watch",
+        lambda: policies.watch(config.policy_reload_seconds, revisions.save, revisions.refused),
     )
     retention = Retention.by_gateway(services.sessions, services.audit)
     services.supervisor.restarting(

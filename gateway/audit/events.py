@@ -54,9 +54,10 @@ ERASED_FIELDS = (
     "decision.responses.admitted_input",
     "review_items.alternative",
 )
-#: where a policy revision that took effect came from: its file, or (the file refused at a
-#: start) its last good revision in the database
-Source = Literal["file", "database"]
+#: where a policy revision that took effect came from: its file; (the file refused at a
+#: start) its last good revision in the database; or (an edit of the file refused) the
+#: revision that keeps serving
+Source = Literal["file", "database", "kept"]
 
 
 def cli_actor() -> str:
@@ -88,7 +89,8 @@ def policy_revision(
 ) -> AuditEvent:
     """A revision of ``context`` took effect in this process. detail: ``context``,
     ``revision`` (the full content hash), ``path`` (its file), ``source``; ``refused``: why
-    the file was refused when ``source`` is ``database`` (the error names file and line)."""
+    the file was refused when ``source`` is ``database`` or ``kept`` (the error names file
+    and line)."""
     detail: dict[str, Any] = {
         "context": context,
         "revision": revision,
@@ -96,8 +98,8 @@ def policy_revision(
         "source": source,
     }
     reason = None
-    if source == "database":
-        reason = "the policy file is refused: its last good revision serves"
+    if source != "file":
+        reason = f"the policy file is refused: its last good revision serves ({source})"
         detail["refused"] = refused
     return AuditEvent(POLICY_REVISION, GATEWAY, context, reason, detail)
 

@@ -45,6 +45,15 @@ class RevisionRepository:
         self._unsaved[policy.revision] = (policy, event or (waiting[1] if waiting else None))
         await self.flush()
 
+    async def refused(self, serving: CompiledPolicy, error: str) -> None:
+        """An edit of ``serving``'s file was refused: the revision keeps serving (an event,
+        kept for a retry as ``save`` keeps its own)."""
+        event = events.policy_revision(
+            serving.context, serving.revision, str(serving.path), "kept", error
+        )
+        self._unsaved[event.id] = (serving, event)
+        await self.flush()
+
     async def flush(self) -> None:
         for revision, (policy, event) in list(self._unsaved.items()):
             try:

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.policy")
 
 OnLoad = Callable[[CompiledPolicy], Awaitable[None]]
+#: a refused edit of a served context's file: the revision that keeps serving, and why
+OnRefuse = Callable[[CompiledPolicy, str], Awaitable[None]]
 _PACKAGE = Path(__file__).resolve().parent.parent
 #: the example policies that ship with the gateway: in the wheel, or in a source checkout
 SHIPPED_POLICIES = next(
@@ -66,6 +68,7 @@ class PolicyStore:
         self._files: dict[Path, FileState | None] = {}
         self._contexts_of: dict[Path, str] = {}
         self._restored: set[str] = set()
+        self._refusals: list[Path] = []
         self.errors: dict[Path, str] = {}
 
     def get(self, context: str) -> CompiledPolicy | None:
@@ -121,6 +124,7 @@ class PolicyStore:
             compiled = load_policy(path, self._registry, self._aliases)
         except Exception as exc:  # any failure to compile is this file's problem, no one else's
             self.errors[path] = compile_problem(path, exc)
+            self._refusals.append(path)
             serving = self._contexts_of.get(path)
             log.error(
                 "policy %s refused%s:\n%s",
@@ -202,10 +206,15 @@ class PolicyStore:
         )
         return compiled
 
-    async def watch(self, interval: float, on_load: OnLoad) -> None:
+    async def watch(
+        self, interval: float, on_load: OnLoad, on_refuse: OnRefuse | None = None
+    ) -> None:
         """Poll the folders for changes until cancelled. When ``on_load`` fails (the database
         is down), the files not yet handed over are forgotten so the next poll loads them
-        again, and the error ends the watch for its supervisor to report and restart."""
+        again, and the error ends the watch for its supervisor to report and restart.
+        ``on_refuse`` hears of each refused edit of a served context's file (the files
+        refused before the watch began are ``restore``'s)."""
+        self._refusals.clear()
         while True:
             await asyncio.sleep(interval)
             loaded = self.refresh()
@@ -216,6 +225,15 @@ class PolicyStore:
                     for unsaved in loaded[done:]:
                         self._files.pop(unsaved.path, None)
                     raise
+            refused, self._refusals = self._refusals, []
+            if on_refuse is not None:
+                await self._tell_refused(refused, on_refuse)
+
+    async def _tell_refused(self, refused: list[Path], on_refuse: OnRefuse) -> None:
+        for path in refused:
+            serving = self._policies.get(self._contexts_of.get(path, ""))
+            if serving is not None and path in self.errors:
+                await on_refuse(serving, self.errors[path])
 
 
 def compile_problem(path: Path, exc: Exception) -> str:

@@ -207,7 +207,8 @@ def test_a_command_export_is_an_event(gateway: Gateway, tmp_path: Path) -> None:
 
 
 def test_a_policy_taking_effect_is_an_event_each_time(gateway: Gateway) -> None:
-    """The gateway's start, then an edit the watcher loads: one event per revision."""
+    """The gateway's start, then an edit the watcher loads: one event per revision; a
+    broken edit is one too (the revision before keeps serving)."""
     url = gateway.database_url
     started = events_about(url, events.POLICY_REVISION, "plain-context")
     assert started and started[0]["actor"] == "gateway"
@@ -225,10 +226,17 @@ def test_a_policy_taking_effect_is_an_event_each_time(gateway: Gateway) -> None:
             lambda: [e for e in events_about(url, events.POLICY_REVISION, context)
                      if e["detail"]["revision"] != first["detail"]["revision"]]
         )
+        path.write_text(path.read_text().replace("models:", "models: [broken"))
+        kept = _eventually(
+            lambda: [e for e in events_about(url, events.POLICY_REVISION, context)
+                     if e["detail"]["source"] == "kept"]
+        )
     finally:
         path.unlink()
     assert later["detail"]["context"] == context and later["detail"]["source"] == "file"
-    assert len(events_about(url, events.POLICY_REVISION, context)) == 2
+    assert kept["detail"]["revision"] == later["detail"]["revision"]  # it keeps serving
+    assert f"{context}.yaml" in kept["detail"]["refused"] and kept["reason"]
+    assert len(events_about(url, events.POLICY_REVISION, context)) == 3
 
 
 def test_a_broken_file_at_start_serves_its_last_good_revision_as_an_event(
