@@ -121,7 +121,9 @@ async def _unchained(connection: AsyncConnection, chains: list[str]) -> list[Pro
     since = await _chain_began(connection, chains)
     if since is None:
         return []
-    chained = exists().where(ENTRIES.c.ref == EXCHANGES.c.id, ENTRIES.c.kind == "exchange")
+    # kind || '' : the planner must probe by ref (SQLite took the kind index: n squared)
+    chained = exists().where(ENTRIES.c.ref == EXCHANGES.c.id,
+                             (ENTRIES.c.kind + "") == "exchange")
     query = (
         select(EXCHANGES.c.id, EXCHANGES.c.received_at)
         .where(EXCHANGES.c.received_at >= since, ~chained)

@@ -117,7 +117,7 @@ def exchange(index: int, *, key_id: str | None = None, context: str = "bank",
     return Entry(row, findings)
 
 
-def _key(index: int) -> dict[str, Any]:
+def key_row(index: int) -> dict[str, Any]:
     return {"id": f"key_{index:04d}", "digest": f"{index:064x}", "display": f"sk-gw-…{index:04d}",
             "context": "bank", "name": f"caller {index}", "created_at": START,
             "expires_at": None, "revoked_at": None, "limits": None}
@@ -143,7 +143,7 @@ async def build(sessions: Sessions, chain: AuditChain, count: int, *, first: int
     """``count`` exchanges chained through ``insert_entries``, an event every so often."""
     if first == 0:
         async with sessions.begin() as session:
-            await session.execute(insert(ApiKey), [_key(i) for i in range(KEYS)])
+            await session.execute(insert(ApiKey), [key_row(i) for i in range(KEYS)])
     for start in range(first, first + count, batch):
         entries = [exchange(i) for i in range(start, min(start + batch, first + count))]
         await insert_entries(sessions, entries, chain)
