@@ -26,10 +26,10 @@ from gateway.db.models import Reviewer as ReviewerRow
 from gateway.db.session import Sessions
 from gateway.policy.loader import load_policy
 from gateway.policy.revisions import RevisionRepository
-from tests.databases import in_a_thread, run_on, sessions_on, upgrade
-from tests.records.fixtures import config_for, serve_on
+from tests.databases import in_a_thread, run_on, sessions_on
+from tests.inprocess import config_for, running, write_policy
 from tests.reviewing import Reviewer
-from tests.servers import ADMIN_TOKEN, Gateway, Upstream
+from tests.servers import ADMIN_TOKEN, Gateway
 from tests.webpage import Browserless
 
 CLI_ACTOR = f"cli:{getpass.getuser()}"
@@ -240,24 +240,20 @@ def test_a_policy_taking_effect_is_an_event_each_time(gateway: Gateway) -> None:
 
 
 def test_a_broken_file_at_start_serves_its_last_good_revision_as_an_event(
-    upstream: Upstream, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
-    """A gateway of its own (SQLite: the start is what is tested, not the dialect)."""
-    url = upgrade(f"sqlite+aiosqlite:///{tmp_path / 'events.db'}")
-    policies = tmp_path / "policies"
-    config_for(upstream, tmp_path)  # the tests' policies copied beside the config
-    aliases = ["test-small", "test-large"]
-    good = load_policy(policies / "plain-context.yaml", default_registry(), aliases)
-    run_on(url, lambda s: RevisionRepository(s).save(good))
-    (policies / "plain-context.yaml").write_text("context: plain-context\nmodels: [broken\n")
-    with serve_on(upstream, url, tmp_path) as served:
-        assert served.admin("/policies").status_code == 200
-    (event,) = [
-        e for e in events_about(url, events.POLICY_REVISION, "plain-context")
-        if e["detail"]["source"] == "database"
-    ]
+    """The app's own start, in this process (the start is what is tested, not a server)."""
+    config = config_for(tmp_path, audit={"keys_dir": str(tmp_path / "keys")})
+    path = write_policy(tmp_path / "policies", "restored")
+    good = load_policy(path, default_registry(), ["test-small"])
+    run_on(config.database_url, lambda s: RevisionRepository(s).save(good))
+    path.write_text("context: restored\nmodels: [broken\n")
+    with running(config) as (_, state):
+        assert state.services.policies.served_from("restored") == "database"
+    (event,) = events_about(config.database_url, events.POLICY_REVISION, "restored")
+    assert event["detail"]["source"] == "database"
     assert event["detail"]["revision"] == good.revision
-    assert "plain-context.yaml" in event["detail"]["refused"]
+    assert "restored.yaml" in event["detail"]["refused"]
     assert event["reason"] and event["actor"] == "gateway"
 
 
