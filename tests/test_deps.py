@@ -19,6 +19,8 @@ from gateway.config import default_config
 from gateway.deps import APP_STATE, AppState, app_state
 from gateway.pipeline.run import Pipeline
 from gateway.services import Services
+from gateway.telemetry.asgi import TRACING_STATE
+from gateway.telemetry.tracing import Tracing
 from gateway.web.deps import WEB_STATE, WebState, web_state
 from gateway.web.sessions import WebSessions
 from tests.inprocess import config_for, running, write_policy
@@ -61,7 +63,7 @@ def test_every_route_and_dependency_is_async() -> None:
 
 def test_the_lifespan_state_is_typed_and_its_keys_are_the_deps() -> None:
     hints = get_type_hints(LifespanState)
-    assert hints == {APP_STATE: AppState, WEB_STATE: WebState}
+    assert hints == {APP_STATE: AppState, WEB_STATE: WebState, TRACING_STATE: Tracing | None}
     assert get_type_hints(AppState) == {"services": Services, "pipeline": Pipeline}
     assert get_type_hints(WebState) == {"sign_ins": WebSessions}
 
