@@ -62,12 +62,6 @@ def exchange(index: int, *, key_id: str | None = None, context: str = "bank",
     at = START + timedelta(seconds=index * 0.37)
     exchange_id = f"ex_{index:010d}"
     question, answer = _QUESTIONS[index % 4], _ANSWERS[index % 4]
-    messages = [
-        {"role": "system", "content": "You are the bank's assistant. Be brief."},
-        {"role": "user", "content": question},
-        {"role": "assistant", "content": "Let me check that for you."},
-        {"role": "user", "content": f"{question} (reference {index})"},
-    ]
     row: dict[str, Any] = {
         "id": exchange_id,
         "endpoint": endpoint,
@@ -89,22 +83,10 @@ def exchange(index: int, *, key_id: str | None = None, context: str = "bank",
         "prompt_tokens": 40 + index % 13,
         "completion_tokens": 12 + index % 5,
         "total_tokens": 52 + index % 13 + index % 5,
-        "request_body": {"model": "test-small", "messages": messages, "temperature": 0.2},
-        "response_body": {
-            "id": f"chatcmpl-{index}",
-            "object": "chat.completion",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": answer}}],
-            "usage": {"prompt_tokens": 40 + index % 13, "completion_tokens": 12 + index % 5},
-        },
+        **_content(index, question, answer),
         "gateway_version": "0.14.0",
         "decision_id": f"dec_{index:010d}",
         "policy_revision": "rev_5f1c0a",
-        "decision": {
-            "action": "flag" if index % 5 == 0 else "allow",
-            "rules": [{"rule": "pii-iban", "verdict": "flag"}] if index % 5 == 0 else [],
-            "responses": {"admitted_input": question},
-        },
         "attempts": [{"backend": "mock", "status": 200, "seconds": 0.412}],
         "cost": 0.000123 * (1 + index % 3),
         "currency": "EUR",
@@ -121,6 +103,32 @@ def key_row(index: int) -> dict[str, Any]:
     return {"id": f"key_{index:04d}", "digest": f"{index:064x}", "display": f"sk-gw-…{index:04d}",
             "context": "bank", "name": f"caller {index}", "created_at": START,
             "expires_at": None, "revoked_at": None, "limits": None}
+
+
+def _content(index: int, question: str, answer: str) -> dict[str, Any]:
+    """The request, the answer and the decision of exchange ``index``."""
+    messages = [
+        {"role": "system", "content": "You are the bank's assistant. Be brief."},
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": "Let me check that for you."},
+        {"role": "user", "content": f"{question} (reference {index})"},
+    ]
+    flagged = index % 5 == 0
+    return {
+        "request_body": {"model": "test-small", "messages": messages, "temperature": 0.2},
+        "response_body": {
+            "id": f"chatcmpl-{index}",
+            "object": "chat.completion",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": answer}}],
+            "usage": {"prompt_tokens": 40 + index % 13, "completion_tokens": 12 + index % 5},
+        },
+        "decision": {
+            "action": "flag" if flagged else "allow",
+            "rules": [{"rule": "pii-iban", "verdict": "flag"}] if flagged else [],
+            "responses": {"admitted_input": question},
+        },
+    }
 
 
 def _finding(row: dict[str, Any], rule: str) -> dict[str, Any]:
