@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.audit import events
+from gateway.audit.chain import AuditChain
 from gateway.checks.registry import default_registry
 from gateway.clock import now
 from gateway.db.session import Sessions
@@ -29,7 +30,8 @@ from tests.audit.erasing import (
     verified,
     write,
 )
-from tests.databases import sessions_on
+from tests.databases import in_a_thread, sessions_on
+from tests.inprocess import config_for, eventually, running
 
 __all__ = ["chain_url", "postgres_chain_url", "sqlite_chain_url"]  # the fixtures, used by name
 
@@ -255,3 +257,30 @@ def test_a_pass_the_database_refuses_is_skipped_not_fatal(tmp_path: Path) -> Non
 
     assert aged.context == "away"
     asyncio.run(main())
+
+
+def test_the_gateway_runs_the_pass_every_purge_seconds(tmp_path: Path) -> None:
+    """The app's lifespan starts the pass (in this process: the wiring is what is tested)."""
+    config = config_for(
+        tmp_path, audit={"keys_dir": str(tmp_path / "keys"), "purge_seconds": 0.05}
+    )
+    policy = policy_file(tmp_path / "policies", "purged", "{content: full, retention_days: 1}")
+    chain = AuditChain.from_config(config.audit)
+
+    async def old_record() -> str:
+        async with sessions_on(config.database_url) as sessions:
+            key = await new_key(sessions, chain, policy.context)
+            (made,) = await write(
+                sessions, chain, [record(policy, key, now() - timedelta(days=2), "old")]
+            )
+            return made
+
+    exchange_id = asyncio.run(old_record())
+    async def erased_at() -> object:
+        async with sessions_on(config.database_url) as sessions:
+            return (await rows(sessions, [exchange_id]))[exchange_id].erased_at
+
+    with running(config) as (_, state):
+        eventually(lambda: in_a_thread(lambda: asyncio.run(erased_at())))
+        status = state.services.supervisor.status()["retention"]
+        assert status["running"] and status["error"] is None
