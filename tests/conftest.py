@@ -16,7 +16,15 @@ import yaml
 from sqlalchemy.engine import make_url
 
 from tests.databases import make_keys, postgres_database, upgrade
-from tests.servers import ADMIN_TOKEN, UPSTREAM_SECRET, Gateway, Upstream, free_port, process
+from tests.servers import (
+    ADMIN_TOKEN,
+    UPSTREAM_SECRET,
+    Gateway,
+    Upstream,
+    free_port,
+    mock_upstream,
+    process,
+)
 
 pytest_plugins = ["tests.webpage", "tests.scoped"]  # the web page's fixtures, the scoped gateway
 
@@ -26,11 +34,9 @@ POSTGRES_ENV = "GATEWAY_TEST_POSTGRES_URL"
 
 @pytest.fixture(scope="session")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
-    port = free_port()
     log = tmp_path_factory.mktemp("upstream") / "upstream.log"
-    args = ["mock-upstream", "--port", str(port), "--script", str(HERE / "upstream_script.yaml")]
-    with process(args, f"http://127.0.0.1:{port}/healthz", log):
-        yield Upstream(f"http://127.0.0.1:{port}")
+    with mock_upstream(HERE / "upstream_script.yaml", log) as served:
+        yield served
 
 
 @pytest.fixture(scope="session")
@@ -156,11 +162,15 @@ def plain(gateway: Gateway) -> Iterator[openai.OpenAI]:
         yield sdk
 
 
-# Files that take longest, first: xdist's ``--dist loadfile`` hands files out in collection
-# order, so a long file collected last leaves the other worker idle at the end. Measured on
-# the CI machine (``--durations``); a file not named keeps its place after these.
+# Files that take longest, first: xdist hands the work units (a file, or the scoped gateway's
+# files together) out in collection order, so a long one collected last leaves the other worker
+# idle at the end. Measured on the CI machine (``--durations``); a file not named keeps its
+# place after these.
+SCOPED_GROUP = "scoped"  # one work unit: the files that share tests/scoped.py's gateway
+SCOPED_USERS = ("tools/", "clients/", "responses/", "web/test_tool_page.py")
 LONGEST_FIRST = (
     "test_readme.py",
+    SCOPED_GROUP,
     "test_export_formats.py",
     "test_web_browser.py",
     "test_admin_and_cli.py",
@@ -192,4 +202,15 @@ LONGEST_FIRST = (
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+    items.sort(key=lambda item: rank.get(_unit(item), len(rank)))
+
+
+def _unit(item: pytest.Item) -> str:
+    """The name LONGEST_FIRST knows a test's work unit by: the scoped group's, or its file's."""
+    path = item.path.relative_to(HERE.parent).as_posix()
+    return SCOPED_GROUP if unit_of(path) == SCOPED_GROUP else item.path.name
+
+
+def unit_of(path: str) -> str:
+    """The xdist work unit of a test file's path (from the rootdir): its own, or the group's."""
+    return SCOPED_GROUP if path.removeprefix("tests/").startswith(SCOPED_USERS) else path

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.clients import served as clients
-from tests.conftest import HERE, gateway_config
+from tests.conftest import HERE, gateway_config, unit_of
 from tests.responses import responses_gateway as responses
 from tests.responses import stream_gateway as streams
 from tests.servers import (
@@ -31,9 +31,6 @@ from tests.servers import (
 )
 from tests.tools import served as tools
 from tests.web import tool_desk
-
-#: the files whose tests use the scoped gateway: conftest puts them in one xdist group
-USERS = ("tests/tools/", "tests/clients/", "tests/responses/", "tests/web/test_tool_page.py")
 
 
 @dataclass(frozen=True)
@@ -131,3 +128,20 @@ def another_process(scoped: Scoped, contexts: list[str]) -> Iterator[Scoped]:
 def scoped_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scoped]:
     with serve_scoped(tmp_path_factory.mktemp("scoped")) as served:
         yield served
+
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile``, except that every file using the scoped gateway is one work unit,
+    so that process starts on one worker. (``loadgroup`` marks cannot do it: xdist 3.8 renames
+    a node by its ``_nodeid``, which pytest 9 no longer reads.)"""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling  # type: ignore[import-untyped]
+
+    class Scheduling(LoadFileScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(str(super()._split_scope(nodeid)))
+
+    return Scheduling(config, log)
