@@ -3,8 +3,10 @@ through the recorder's path with a chain, the events a chain holds, and the veri
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ from gateway.policy.compiled import CompiledPolicy
 from gateway.policy.loader import load_policy
 from gateway.records.entries import insert_entries
 from gateway.records.status import Status
+from tests.databases import sessions_on
 
 ALIASES = ["test-small"]
 
@@ -101,3 +104,15 @@ async def rows(sessions: Sessions, ids: list[str]) -> dict[str, Exchange]:
 
 async def verified(url: str, audit: AuditConfig) -> Report:
     return await verify(Verification(url, audit, chain=audit.chain_id, workers=1))
+
+
+def then_verified(url: str, setup: Chained, work: Callable[[Sessions], Awaitable[None]]) -> None:
+    """``work`` on the database at ``url``, then the verifier's word on the chain: clean."""
+
+    async def main() -> None:
+        async with sessions_on(url) as sessions:
+            await work(sessions)
+        report = await verified(url, setup.audit)
+        assert report.ok, report.to_json()
+
+    asyncio.run(main())

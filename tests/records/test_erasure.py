@@ -27,7 +27,7 @@ from tests.audit.erasing import (
     policy_file,
     record,
     rows,
-    verified,
+    then_verified,
     write,
 )
 from tests.databases import in_a_thread, sessions_on
@@ -50,35 +50,32 @@ def test_erasing_by_id_keeps_the_record_and_the_chain_verifies(
     setup = chained(keys_dir)
     policy = policy_file(tmp_path, "erase-ids", "{content: full}")
 
-    async def main() -> None:
-        async with sessions_on(chain_url) as sessions:
-            key = await new_key(sessions, setup.chain, policy.context)
-            ids = await write(
-                sessions,
-                setup.chain,
-                [record(policy, key, now(), f"my phone is 0176 {i}") for i in range(3)],
-            )
-            erased = await Eraser(sessions, setup.chain).exchanges([ids[0], ids[1], "nope"], WHO)
-            assert erased == 2
-            found = await rows(sessions, ids)
-            for gone in ids[:2]:
-                assert found[gone].request_body is None and found[gone].response_body is None
-                assert found[gone].erased_at is not None
-                assert found[gone].status == "ok" and found[gone].key_id == key
-            assert found[ids[2]].request_body is not None and found[ids[2]].erased_at is None
-            (event,) = await events_of(sessions, setup.chain.chain_id, events.ERASURE)
-            assert event["actor"] == WHO.actor and event["reason"] == WHO.reason
-            assert event["detail"]["scope"] == {"exchanges": sorted(ids[:2])}
-            assert event["detail"]["count"] == 2
-            assert "request_body" in event["detail"]["fields"]
-            assert "0176" not in event["leaf"]
-            # asked again: nothing left to erase, and no event says otherwise
-            assert await Eraser(sessions, setup.chain).exchanges(ids[:2], WHO) == 0
-            assert len(await events_of(sessions, setup.chain.chain_id, events.ERASURE)) == 1
-        report = await verified(chain_url, setup.audit)
-        assert report.ok, report.to_json()
+    async def work(sessions: Sessions) -> None:
+        key = await new_key(sessions, setup.chain, policy.context)
+        ids = await write(
+            sessions,
+            setup.chain,
+            [record(policy, key, now(), f"my phone is 0176 {i}") for i in range(3)],
+        )
+        erased = await Eraser(sessions, setup.chain).exchanges([ids[0], ids[1], "nope"], WHO)
+        assert erased == 2
+        found = await rows(sessions, ids)
+        for gone in ids[:2]:
+            assert found[gone].request_body is None and found[gone].response_body is None
+            assert found[gone].erased_at is not None
+            assert found[gone].status == "ok" and found[gone].key_id == key
+        assert found[ids[2]].request_body is not None and found[ids[2]].erased_at is None
+        (event,) = await events_of(sessions, setup.chain.chain_id, events.ERASURE)
+        assert event["actor"] == WHO.actor and event["reason"] == WHO.reason
+        assert event["detail"]["scope"] == {"exchanges": sorted(ids[:2])}
+        assert event["detail"]["count"] == 2
+        assert "request_body" in event["detail"]["fields"]
+        assert "0176" not in event["leaf"]
+        # asked again: nothing left to erase, and no event says otherwise
+        assert await Eraser(sessions, setup.chain).exchanges(ids[:2], WHO) == 0
+        assert len(await events_of(sessions, setup.chain.chain_id, events.ERASURE)) == 1
 
-    asyncio.run(main())
+    then_verified(chain_url, setup, work)
 
 
 def test_erasing_a_key_in_batches_one_event_each(
@@ -87,26 +84,23 @@ def test_erasing_a_key_in_batches_one_event_each(
     setup = chained(keys_dir)
     policy = policy_file(tmp_path, "erase-key", "{content: full}")
 
-    async def main() -> None:
-        async with sessions_on(chain_url) as sessions:
-            key = await new_key(sessions, setup.chain, policy.context)
-            other = await new_key(sessions, setup.chain, policy.context)
-            mine = [record(policy, key, now(), f"mine {i}") for i in range(5)]
-            kept = [record(policy, other, now(), "someone else")]
-            await write(sessions, setup.chain, [*mine, *kept])
-            erased = await Eraser(sessions, setup.chain, batch=2).key(key, WHO)
-            assert erased == 5
-            found = await rows(sessions, [r.id for r in [*mine, *kept]])
-            assert all(found[r.id].request_body is None for r in mine)
-            assert found[kept[0].id].request_body is not None
-            batches = await events_of(sessions, setup.chain.chain_id, events.ERASURE)
-            assert [e["detail"]["count"] for e in batches] == [2, 2, 1]
-            assert {e["subject"] for e in batches} == {key}
-            assert all(e["detail"]["scope"] == {"key_id": key} for e in batches)
-        report = await verified(chain_url, setup.audit)
-        assert report.ok, report.to_json()
+    async def work(sessions: Sessions) -> None:
+        key = await new_key(sessions, setup.chain, policy.context)
+        other = await new_key(sessions, setup.chain, policy.context)
+        mine = [record(policy, key, now(), f"mine {i}") for i in range(5)]
+        kept = [record(policy, other, now(), "someone else")]
+        await write(sessions, setup.chain, [*mine, *kept])
+        erased = await Eraser(sessions, setup.chain, batch=2).key(key, WHO)
+        assert erased == 5
+        found = await rows(sessions, [r.id for r in [*mine, *kept]])
+        assert all(found[r.id].request_body is None for r in mine)
+        assert found[kept[0].id].request_body is not None
+        batches = await events_of(sessions, setup.chain.chain_id, events.ERASURE)
+        assert [e["detail"]["count"] for e in batches] == [2, 2, 1]
+        assert {e["subject"] for e in batches} == {key}
+        assert all(e["detail"]["scope"] == {"key_id": key} for e in batches)
 
-    asyncio.run(main())
+    then_verified(chain_url, setup, work)
 
 
 def test_a_responses_record_loses_its_admitted_input_and_still_verifies(
@@ -115,27 +109,24 @@ def test_a_responses_record_loses_its_admitted_input_and_still_verifies(
     setup = chained(keys_dir)
     policy = policy_file(tmp_path, "erase-notes", "{content: full}")
 
-    async def main() -> None:
-        async with sessions_on(chain_url) as sessions:
-            key = await new_key(sessions, setup.chain, policy.context)
-            made = record(
-                policy,
-                key,
-                now(),
-                "call me on 0176 555",
-                endpoint="responses",
-                response_id="resp_" + key,
-                response_notes={"content": "full", "admitted_input": [{"text": "0176 555"}]},
-            )
-            (exchange_id,) = await write(sessions, setup.chain, [made])
-            assert await Eraser(sessions, setup.chain).exchanges([exchange_id], WHO) == 1
-            row = (await rows(sessions, [exchange_id]))[exchange_id]
-            assert row.decision["responses"] == {"content": "full"}
-            assert "0176" not in str(row.decision)
-        report = await verified(chain_url, setup.audit)
-        assert report.ok, report.to_json()
+    async def work(sessions: Sessions) -> None:
+        key = await new_key(sessions, setup.chain, policy.context)
+        made = record(
+            policy,
+            key,
+            now(),
+            "call me on 0176 555",
+            endpoint="responses",
+            response_id="resp_" + key,
+            response_notes={"content": "full", "admitted_input": [{"text": "0176 555"}]},
+        )
+        (exchange_id,) = await write(sessions, setup.chain, [made])
+        assert await Eraser(sessions, setup.chain).exchanges([exchange_id], WHO) == 1
+        row = (await rows(sessions, [exchange_id]))[exchange_id]
+        assert row.decision["responses"] == {"content": "full"}
+        assert "0176" not in str(row.decision)
 
-    asyncio.run(main())
+    then_verified(chain_url, setup, work)
 
 
 def test_retention_erases_what_each_policy_no_longer_keeps(
@@ -151,45 +142,42 @@ def test_retention_erases_what_each_policy_no_longer_keeps(
     redacting = policy_file(tmp_path / "e", "now-redacted", "{content: redacted}")
     old, recent = now() - timedelta(days=31), now() - timedelta(days=29)
 
-    async def main() -> None:
-        async with sessions_on(chain_url) as sessions:
-            revisions = RevisionRepository(sessions, setup.chain)
-            for compiled in (aged, was_full, now_none, full_then, redacting):
-                await revisions.save(compiled)
-            keys = {
-                p.context: await new_key(sessions, setup.chain, p.context)
-                for p in (aged, now_none, redacting)
-            }
-            written = {
-                "old": record(aged, keys["keep-30-days"], old, "old"),
-                "recent": record(aged, keys["keep-30-days"], recent, "recent"),
-                "was-full": record(was_full, keys["now-none"], recent, "full once"),
-                "full": record(full_then, keys["now-redacted"], recent, "full once"),
-                "redacted": record(redacting, keys["now-redacted"], recent, "[phone]"),
-            }
-            await write(sessions, setup.chain, list(written.values()))
-            retention = Retention(sessions, Eraser(sessions, setup.chain), events.GATEWAY)
-            planned = await retention.plan([aged, now_none, redacting])
-            assert [await retention.count(step) for step in planned] == [1, 1, 1]
-            done = await retention.once([aged, now_none, redacting])
-            assert [d.erased for d in done] == [1, 1, 1]
-            found = await rows(sessions, [r.id for r in written.values()])
-            content = {name: found[r.id].request_body is not None for name, r in written.items()}
-            assert content == {
-                "old": False, "recent": True, "was-full": False, "full": False, "redacted": True
-            }
-            erasures = await events_of(sessions, setup.chain.chain_id, events.ERASURE)
-            scopes = {e["subject"]: e["detail"]["scope"] for e in erasures}
-            assert scopes["keep-30-days"]["context"] == "keep-30-days"
-            assert scopes["keep-30-days"]["received_before"] > old.isoformat()
-            assert scopes["now-none"] == {"exchanges": [written["was-full"].id]}
-            assert scopes["now-redacted"] == {"exchanges": [written["full"].id]}
-            assert {e["actor"] for e in erasures} == {"gateway"}
-            assert (await retention.once([aged, now_none, redacting]))[0].erased == 0
-        report = await verified(chain_url, setup.audit)
-        assert report.ok, report.to_json()
+    async def work(sessions: Sessions) -> None:
+        revisions = RevisionRepository(sessions, setup.chain)
+        for compiled in (aged, was_full, now_none, full_then, redacting):
+            await revisions.save(compiled)
+        keys = {
+            p.context: await new_key(sessions, setup.chain, p.context)
+            for p in (aged, now_none, redacting)
+        }
+        written = {
+            "old": record(aged, keys["keep-30-days"], old, "old"),
+            "recent": record(aged, keys["keep-30-days"], recent, "recent"),
+            "was-full": record(was_full, keys["now-none"], recent, "full once"),
+            "full": record(full_then, keys["now-redacted"], recent, "full once"),
+            "redacted": record(redacting, keys["now-redacted"], recent, "[phone]"),
+        }
+        await write(sessions, setup.chain, list(written.values()))
+        retention = Retention(sessions, Eraser(sessions, setup.chain), events.GATEWAY)
+        planned = await retention.plan([aged, now_none, redacting])
+        assert [await retention.count(step) for step in planned] == [1, 1, 1]
+        done = await retention.once([aged, now_none, redacting])
+        assert [d.erased for d in done] == [1, 1, 1]
+        found = await rows(sessions, [r.id for r in written.values()])
+        content = {name: found[r.id].request_body is not None for name, r in written.items()}
+        assert content == {
+            "old": False, "recent": True, "was-full": False, "full": False, "redacted": True
+        }
+        erasures = await events_of(sessions, setup.chain.chain_id, events.ERASURE)
+        scopes = {e["subject"]: e["detail"]["scope"] for e in erasures}
+        assert scopes["keep-30-days"]["context"] == "keep-30-days"
+        assert scopes["keep-30-days"]["received_before"] > old.isoformat()
+        assert scopes["now-none"] == {"exchanges": [written["was-full"].id]}
+        assert scopes["now-redacted"] == {"exchanges": [written["full"].id]}
+        assert {e["actor"] for e in erasures} == {"gateway"}
+        assert (await retention.once([aged, now_none, redacting]))[0].erased == 0
 
-    asyncio.run(main())
+    then_verified(chain_url, setup, work)
 
 
 def test_the_periodic_pass_runs_until_cancelled(
