@@ -10,7 +10,6 @@ import re
 from collections.abc import Collection, Iterable
 from typing import Any, Literal
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SLUG = r"^[a-z0-9][a-z0-9_.-]{0,127}$"
@@ -302,6 +301,8 @@ class Tools(_Strict):
 
 def schema_problem(schema: dict[str, Any]) -> str | None:
     """What is wrong with a JSON Schema, or None when it is valid."""
+    import jsonschema  # lazily: see gateway.policy.tools._compile
+
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:

@@ -22,8 +22,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import jsonschema
-
 from gateway.policy.actions import Action, Stage
 from gateway.policy.decision import Decision, Evidence, Outcome
 from gateway.policy.schema import Tools
@@ -94,7 +92,9 @@ class ToolScope:
         if value is _UNREADABLE:
             detail = f"the call to '{name}' has arguments that are not JSON"
             return ToolVerdict(name, "unreadable_arguments", detail)
-        error = jsonschema.exceptions.best_match(allowed.validator.iter_errors(value))
+        from jsonschema.exceptions import best_match  # imported once a schema is compiled
+
+        error = best_match(allowed.validator.iter_errors(value))
         if error is None:
             return ToolVerdict(name)
         where = ".".join(str(p) for p in error.absolute_path) or "arguments"
@@ -175,6 +175,10 @@ def _arguments(arguments: str | dict[str, Any] | None) -> Any:
 def _compile(name: str, schema: dict[str, Any] | None) -> _Allowed:
     validator = None
     if schema is not None:
+        # jsonschema loads its format checkers (1.2 s with rfc3987-syntax installed): only
+        # where a policy constrains a tool's arguments, not at every command's start
+        import jsonschema
+
         validator = jsonschema.validators.validator_for(schema)(schema)
     return _Allowed(re.compile(fnmatch.translate(name)), name, validator)
 
