@@ -6,7 +6,6 @@ an error naming the file: a gateway never makes a new key over one it could not 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
@@ -45,7 +44,7 @@ class AuditKeys:
         if value is None:
             return None
         data = stored_canonical(value)
-        return hmac.new(self.hmac_key, data, hashlib.sha256).hexdigest()
+        return hmac.digest(self.hmac_key, data, "sha256").hex()
 
     @property
     def public_key(self) -> Ed25519PublicKey:

@@ -69,6 +69,9 @@ NOT_CHAINED: tuple[str, ...] = (
 FINDING_FIELDS: tuple[str, ...] = ("rule", "detector", "stage", "action", "enforced")
 _FLOATS = frozenset({"cost"})
 _JSON = frozenset({"attempts"})
+_CONVERTED = _FLOATS | _JSON
+#: the types of a value the leaf has as it is, in any other column
+_AS_IS = frozenset({str, int, bool})
 
 
 def iso(value: datetime) -> str:
@@ -77,8 +80,6 @@ def iso(value: datetime) -> str:
 
 
 def _value(name: str, value: Any) -> Any:
-    if value is None:
-        return None
     if isinstance(value, datetime):
         return iso(value)
     if name in _FLOATS:
@@ -92,7 +93,13 @@ def exchange_body(
     row: Mapping[str, Any], findings: Sequence[Mapping[str, Any]], keys: AuditKeys
 ) -> dict[str, Any]:
     """An exchange's leaf body, from its row and its findings (as written or as read back)."""
-    body = {name: _value(name, row.get(name)) for name in EXCHANGE_FIELDS}
+    get = row.get
+    body = {}
+    for name in EXCHANGE_FIELDS:  # a text, an int or None is as it is, in all but two
+        value = get(name)
+        if value is not None and (name in _CONVERTED or type(value) not in _AS_IS):
+            value = _value(name, value)
+        body[name] = value
     listed = [[f.get(name) for name in FINDING_FIELDS] for f in findings]
     body["findings"] = sorted(listed, key=lambda item: [str(part) for part in item])
     body["commit"] = {
