@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.audit.chain import AuditChain
 from gateway.audit.checkpoint_files import CheckpointFiles, missing
 from gateway.audit.merkle import Frontier
-from gateway.audit.note import checkpoint_body, sign, vkey
+from gateway.audit.note import NoteError, checkpoint_body, open_checkpoint, sign, vkey
 from gateway.clock import now
 from gateway.config.observe import AuditConfig
 from gateway.db.models import AuditChain as ChainRow
@@ -60,6 +60,26 @@ class Stored:
     def of(cls, row: AuditCheckpoint) -> Stored:
         return cls(row.chain_id, row.size, bytes.fromhex(row.root), row.note,
                    Frontier.from_json(row.frontier))
+
+
+def signed_frontier(stored: Stored, verifier_key: str) -> Frontier:
+    """A copy of the stored checkpoint's compact range, to go on from, once it is shown to
+    be the tree that was signed: the note opens with ``verifier_key`` and its root and size
+    are the range's. An edited row fails here (ChainBroken) rather than have a false root
+    signed or proved against."""
+    where = f"audit chain {stored.chain_id!r}: the checkpoint at size {stored.size}"
+    try:
+        signed = open_checkpoint(stored.note, verifier_key)
+    except NoteError as exc:
+        raise ChainBroken(f"{where} does not verify ({exc}); run `gateway audit verify`") from exc
+    frontier = stored.frontier.copy()
+    if signed.size != stored.size or frontier.size != stored.size:
+        raise ChainBroken(f"{where} is stored with a range of {frontier.size} entries, its note "
+                          f"says {signed.size}; run `gateway audit verify`")
+    if frontier.root() != signed.root:
+        raise ChainBroken(f"{where} is stored with a range whose root is not the one signed; "
+                          "run `gateway audit verify`")
+    return frontier
 
 
 def origin_of(config: AuditConfig, chain_id: str) -> str:
@@ -240,7 +260,7 @@ class Checkpointer:
         last = await latest(session, chain_id)
         if size == 0 or (last is not None and last.size >= size):
             return last
-        frontier = last.frontier.copy() if last is not None else Frontier()
+        frontier = Frontier() if last is None else signed_frontier(last, self.verifier_key)
         await extend(session, chain_id, frontier, size)
         root = frontier.root()
         keys = self.chain.keys

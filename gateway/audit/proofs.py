@@ -23,6 +23,7 @@ from gateway.audit.checkpoints import (
     entry_hashes,
     extend,
     first_covering,
+    signed_frontier,
 )
 from gateway.audit.merkle import Frontier, inclusion_proof_after
 from gateway.db.models import AuditCheckpoint, AuditEntry
@@ -51,15 +52,16 @@ async def locate(session: AsyncSession, exchange_id: str) -> Located | None:
     return None if row is None else Located(str(row[0]), int(row[1]), str(row[2]), str(row[3]))
 
 
-async def before(session: AsyncSession, chain_id: str, seq: int) -> Frontier:
+async def before(session: AsyncSession, chain_id: str, seq: int,
+                 verifier_key: str) -> Frontier:
     """The compact range of the chain's first ``seq`` entries: the last checkpoint's at or
-    before ``seq``, grown with the entries after it."""
+    before ``seq`` (once shown to be the signed one), grown with the entries after it."""
     row = await session.scalar(
-        select(AuditCheckpoint.frontier)
+        select(AuditCheckpoint)
         .where(AuditCheckpoint.chain_id == chain_id, AuditCheckpoint.size <= seq)
         .order_by(AuditCheckpoint.size.desc()).limit(1)
     )
-    frontier = Frontier() if row is None else Frontier.from_json(row)
+    frontier = Frontier() if row is None else signed_frontier(Stored.of(row), verifier_key)
     await extend(session, chain_id, frontier, seq)
     return frontier
 
@@ -72,7 +74,7 @@ async def receipt(sessions: Sessions, checkpointer: Checkpointer | None, request
     if stored is None:
         return None
     async with sessions() as session:
-        left = await before(session, where.chain_id, where.seq)
+        left = await before(session, where.chain_id, where.seq, verifier_key)
         right = await entry_hashes(session, where.chain_id, where.seq, stored.size)
     proof = await asyncio.to_thread(inclusion_proof_after, left, right)
     return {
