@@ -25,6 +25,7 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit.chain import AuditChain
+from gateway.audit.keys import AuditKeys
 from gateway.audit.leaf import AuditEvent
 from gateway.audit.leaf import iso as leaf_iso
 from gateway.db.models import ApiKey, Reviewer
@@ -172,18 +173,33 @@ def erasure(
     actor: str,
     reason: str,
     scope: Mapping[str, Any],
-    count: int,
+    erased: Mapping[str, str | None],
+    keys: AuditKeys,
     subject: str | None = None,
 ) -> AuditEvent:
-    """Content erased. detail: ``scope`` (one of ``{"exchanges": [ids]}``, ``{"key_id":
-    id}``, ``{"context": c, "received_before": iso}``: the records it may have touched),
-    ``fields`` (what was removed), ``count`` (how many records were erased)."""
-    detail = {"scope": dict(scope), "fields": list(ERASED_FIELDS), "count": count}
+    """Content erased. detail: ``scope`` (for people: what was asked, ``{"by": "exchange
+    id"}``, ``{"key_id": id}``, ``{"context": c, "received_before": iso}`` or ``{"context":
+    c, "decided_by": revisions}``), ``exchanges`` (each id erased and the commitment to its
+    decision as the erasure left it: what the verifier excuses, and only that), ``fields``
+    (what was removed), ``count``, and ``mac``: the HMAC of the rest under the chain's HMAC
+    key, so an erasure event made without the key excuses nothing."""
+    detail: dict[str, Any] = {
+        "scope": dict(scope),
+        "exchanges": dict(sorted(erased.items())),
+        "fields": list(ERASED_FIELDS),
+        "count": len(erased),
+    }
+    detail["mac"] = erasure_mac(keys, detail)
     return AuditEvent(ERASURE, actor, subject, reason, detail)
 
 
-def exchanges_scope(ids: Sequence[str]) -> dict[str, Any]:
-    return {"exchanges": sorted(ids)}
+def erasure_mac(keys: AuditKeys, detail: Mapping[str, Any]) -> str:
+    """An erasure event's ``mac``: the commitment to its detail without the mac."""
+    return str(keys.commit({name: value for name, value in detail.items() if name != "mac"}))
+
+
+def ids_scope() -> dict[str, Any]:
+    return {"by": "exchange id"}
 
 
 def key_scope(key_id: str) -> dict[str, Any]:
@@ -192,6 +208,10 @@ def key_scope(key_id: str) -> dict[str, Any]:
 
 def retention_scope(context: str, before: datetime) -> dict[str, Any]:
     return {"context": context, "received_before": iso(before)}
+
+
+def policy_scope(context: str, revisions: Sequence[str] | None) -> dict[str, Any]:
+    return {"context": context, "decided_by": None if revisions is None else sorted(revisions)}
 
 
 def response_deleted(actor: str, response_id: str, exchange_id: str, context: str) -> AuditEvent:

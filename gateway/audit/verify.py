@@ -15,6 +15,7 @@ follow it in the report.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import multiprocessing
 import os
@@ -27,6 +28,8 @@ from typing import cast
 from sqlalchemy import Table, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.audit.events import erasure_mac
+from gateway.audit.keys import AuditKeys
 from gateway.audit.verify_diff import Erasures, Problem, erasures_of
 from gateway.audit.verify_notes import NoteSource, default_vkey, route_notes
 from gateway.audit.verify_receipts import Held, ReceiptSource, open_receipts
@@ -82,17 +85,32 @@ async def _chains(connection: AsyncConnection, only: str | None) -> list[ChainSt
     return [ChainState(n, heads.get(n), *stats.get(n, (0, 0))) for n in names]
 
 
-async def _erasures(connection: AsyncConnection) -> Erasures:
-    query = select(ENTRIES.c.leaf).where(ENTRIES.c.kind == "erasure")
-    bodies = []
-    for (leaf,) in await connection.execute(query):
+async def _erasures(connection: AsyncConnection, keys: AuditKeys
+                    ) -> tuple[Erasures, list[Problem]]:
+    """The erasures events of every chain vouch for, and the events whose mac does not
+    verify with the HMAC key (made without it: they excuse nothing)."""
+    query = select(ENTRIES.c.chain_id, ENTRIES.c.seq, ENTRIES.c.leaf).where(
+        ENTRIES.c.kind == "erasure")
+    details, forged = [], []
+    for chain_id, seq, leaf in await connection.execute(query):
         try:
-            body = json.loads(leaf).get("body")
-        except (ValueError, AttributeError):
+            detail = json.loads(leaf)["body"]["detail"]
+        except (ValueError, KeyError, TypeError):
             continue  # the scan says the entry is broken
-        if isinstance(body, dict):
-            bodies.append(body)
-    return erasures_of(bodies)
+        if _vouched(keys, detail):
+            details.append(detail)
+        else:
+            forged.append(Problem("erasure_forged", chain_id, int(seq), None,
+                                  "an erasure event whose mac does not verify with the HMAC "
+                                  "key (made without it): it excuses nothing"))
+    return erasures_of(details), forged
+
+
+def _vouched(keys: AuditKeys, detail: object) -> bool:
+    if not isinstance(detail, dict) or not isinstance(detail.get("exchanges"), dict):
+        return False
+    mac = detail.get("mac")
+    return isinstance(mac, str) and hmac.compare_digest(mac, erasure_mac(keys, detail))
 
 
 async def _chain_began(connection: AsyncConnection, chains: list[str]) -> datetime | None:
@@ -157,11 +175,12 @@ class Verification:
 async def verify(job: Verification, progress: Progress | None = None) -> Report:
     """Recompute everything ``job`` names; the report says what broke, first."""
     started = asyncio.get_running_loop().time()
+    keys = AuditKeys.load(job.audit, create=False)
     engine = create_engine(job.url)
     try:
         async with engine.connect() as connection:
             chains = await _chains(connection, job.chain)
-            erasures = await _erasures(connection)
+            erasures, forged = await _erasures(connection, keys)
             stored = await _stored_notes(connection)
             unchained = await _unchained(connection, [c.chain_id for c in chains])
     finally:
@@ -178,7 +197,7 @@ async def verify(job: Verification, progress: Progress | None = None) -> Report:
         mine = [receipt for receipt in held if receipt.chain == name]
         notes = stored.get(name, []) + routed.get(name, []) + [r.note for r in mine]
         found = chain_report(job.audit, key, chain, results[name], notes, mine)
-        found.problems = sorted(found.problems + [p for p in bad if p.chain == name],
+        found.problems = sorted(found.problems + [p for p in bad + forged if p.chain == name],
                                 key=lambda p: (p.seq is None, p.seq or 0))
         report.chains.append(found)
     report.problems.extend(unchained)

@@ -5,8 +5,8 @@ compared part by part: its position (a leaf naming another sequence number is ou
 reordered, or its neighbours removed or inserted), its link to the previous entry, its chain
 and kind, each field of the exchange row, and the commitments to its content. A commitment
 that no longer matches is excused only by an erasure (docs/audit.md "Retention and
-erasure"): the body is gone (a request or response) or it is the decision, whose text-bearing
-notes an erasure removes, and some erasure event on any chain covers the exchange.
+erasure") whose event names the exchange: a request or response whose body is gone, or a
+decision whose commitment now is the one the event recorded as the erasure left it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from gateway.audit.leaf import LEAF_VERSION
@@ -48,56 +47,28 @@ class Problem:
 
 @dataclass(frozen=True)
 class Erasures:
-    """Which exchanges the erasure events (of every chain) cover, by their scopes."""
+    """The exchanges erasure events (of every chain, each with a mac that verifies) erased,
+    and per exchange the commitments to its decision as each erasure left it."""
 
-    ids: frozenset[str] = frozenset()
-    key_ids: frozenset[str] = frozenset()
-    #: (context, received before): exchanges of that context received earlier
-    contexts: tuple[tuple[str, datetime], ...] = ()
-    #: erasure events whose scope could not be read (said, never trusted)
-    unreadable: tuple[str, ...] = field(default=())
+    decisions: Mapping[str, frozenset[str | None]] = field(default_factory=dict)
 
-    def cover(self, row: Mapping[str, Any]) -> bool:
-        if row.get("id") in self.ids:
-            return True
-        if row.get("key_id") is not None and row.get("key_id") in self.key_ids:
-            return True
-        context, received = row.get("context"), row.get("received_at")
-        if context is None or not isinstance(received, datetime):
-            return False
-        return any(context == c and received < before for c, before in self.contexts)
+    def cover(self, exchange_id: str) -> bool:
+        return exchange_id in self.decisions
+
+    def left(self, exchange_id: str, decision: Any) -> bool:
+        """The decision (its commitment now) is the one an erasure of it left."""
+        return decision in self.decisions.get(exchange_id, frozenset())
 
 
-def erasures_of(bodies: Sequence[Mapping[str, Any]]) -> Erasures:
-    """The scopes of erasure events' bodies (``event_body``), as ``Erasures``."""
-    ids: set[str] = set()
-    key_ids: set[str] = set()
-    contexts: list[tuple[str, datetime]] = []
-    unreadable: list[str] = []
-    for body in bodies:
-        detail = body.get("detail")
-        scope = detail.get("scope") if isinstance(detail, dict) else None
-        try:
-            _scope_into(scope, ids, key_ids, contexts)
-        except (TypeError, ValueError, KeyError):
-            unreadable.append(str(body.get("id")))
-    return Erasures(frozenset(ids), frozenset(key_ids), tuple(contexts), tuple(unreadable))
-
-
-def _scope_into(scope: Any, ids: set[str], key_ids: set[str],
-                contexts: list[tuple[str, datetime]]) -> None:
-    if not isinstance(scope, dict):
-        raise TypeError("no scope")
-    if "exchanges" in scope:
-        ids.update(str(item) for item in scope["exchanges"])
-    elif "key_id" in scope:
-        key_ids.add(str(scope["key_id"]))
-    elif "context" in scope:
-        before = datetime.fromisoformat(str(scope["received_before"]))
-        before = before.replace(tzinfo=UTC) if before.tzinfo is None else before
-        contexts.append((str(scope["context"]), before))
-    else:
-        raise KeyError("scope")
+def erasures_of(details: Sequence[Mapping[str, Any]]) -> Erasures:
+    """The erased exchanges of erasure events' details (their macs checked by the caller):
+    ``exchanges`` maps each id to the commitment to its decision as the erasure left it."""
+    decisions: dict[str, set[str | None]] = {}
+    for detail in details:
+        for exchange_id, decision in dict(detail["exchanges"]).items():
+            decisions.setdefault(str(exchange_id), set()).add(
+                decision if isinstance(decision, str) else None)
+    return Erasures({name: frozenset(found) for name, found in decisions.items()})
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -173,8 +144,10 @@ def _content(chain: str, erasures: Erasures, seq: int, row: Mapping[str, Any], s
         if stored.get(part) == now.get(part):
             continue
         value = row.get(column)
-        covered = erasures.cover(row)
-        if (value is None or part == "decision") and covered:
+        if part == "decision":
+            if erasures.left(ref, now.get(part)):
+                continue
+        elif value is None and erasures.cover(ref):
             continue
         if value is None:
             return Problem("content_erased_without_record", chain, seq, ref,

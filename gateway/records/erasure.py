@@ -4,18 +4,20 @@ keeps less (docs/audit.md "Retention and erasure").
 An erasure removes the request and answer bodies, the decision's text-bearing notes (a
 Responses record's ``admitted_input``) and its review items' alternative answers (asked with
 the same prompt), sets ``erased_at``, and appends one erasure event in
-the same transaction, saying who, why, which records it may have touched (its scope) and how
-many it erased. Everything else stays: ids, times, status, usage, the decision with its
-offsets, and the record's entry on the audit chain, whose commitments to the erased content
-the verifier accepts once an erasure event covers the record.
+the same transaction, saying who, why, what was asked (its scope), each exchange it erased
+with the commitment to its decision as left, and a mac under the chain's HMAC key.
+Everything else stays: ids, times, status, usage, the decision with its offsets, and the
+record's entry on the audit chain, whose commitments to the erased content the verifier
+accepts for exactly the exchanges an erasure event with a good mac names.
 
-Large erasures go in batches (``batch`` records a transaction, one event each, each with its
-scope), so a retention pass over 100,000 records never holds one long transaction.
+Large erasures go in batches (``batch`` records a transaction, one event each), so a
+retention pass over 100,000 records never holds one long transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,13 +32,12 @@ from gateway.db.models import Exchange, ReviewItem
 from gateway.db.session import Sessions
 from gateway.records.responses import ENDPOINT, NOTES
 
+log = logging.getLogger("gateway.records.erasure")
+
 #: records erased in one transaction (and said by one event)
 BATCH = 500
 #: the decision's notes that carry text of the exchange (the input as the rules left it)
 TEXT_NOTES = ("admitted_input",)
-
-Scope = Callable[[Sequence[str]], dict[str, Any]]
-
 
 def has_body(column: Any) -> ColumnElement[bool]:
     """The body is there: neither SQL NULL nor JSON null (both mean none was kept)."""
@@ -59,7 +60,11 @@ class Who:
 
 
 class Eraser:
-    """Erase by exchange ids, by key, by retention, or what a context's policy no longer keeps."""
+    """Erase by exchange ids, by key, by retention, or what a context's policy no longer keeps.
+
+    A person's request (ids, a key) waits for rows another transaction holds and erases every
+    one that matches; the retention pass skips locked rows, says how many it left, and the
+    next pass takes them."""
 
     def __init__(self, sessions: Sessions, audit: AuditChain | None, batch: int = BATCH) -> None:
         self._sessions = sessions
@@ -67,39 +72,34 @@ class Eraser:
         self._batch = batch
 
     async def exchanges(self, ids: Sequence[str], who: Who) -> int:
-        """A person's request by exchange id; the scope names the ids erased."""
+        """A person's request by exchange id."""
         wanted = sorted(set(ids))
         total = 0
         for start in range(0, len(wanted), self._batch):
             chunk = wanted[start : start + self._batch]
-            total += await self._until_done(
-                [Exchange.id.in_(chunk)], events.exchanges_scope, who, None
-            )
+            job = _Job([Exchange.id.in_(chunk)], events.ids_scope(), who, None, wait=True)
+            total += await self._until_done(job)
         return total
 
     async def key(self, key_id: str, who: Who) -> int:
         """Everything a key's callers sent and got back."""
-        return await self._until_done(
-            [Exchange.key_id == key_id], lambda _ids: events.key_scope(key_id), who, key_id
-        )
+        job = _Job([Exchange.key_id == key_id], events.key_scope(key_id), who, key_id, wait=True)
+        return await self._until_done(job)
 
     async def received_before(self, context: str, before: datetime, who: Who) -> int:
         """A context's records received before ``before`` (its retention_days)."""
+        where = [Exchange.context == context, Exchange.received_at < before]
         scope = events.retention_scope(context, before)
-        return await self._until_done(
-            [Exchange.context == context, Exchange.received_at < before],
-            lambda _ids: scope,
-            who,
-            context,
-        )
+        return await self._until_done(_Job(where, scope, who, context, wait=False))
 
     async def decided_by(self, context: str, revisions: Sequence[str] | None, who: Who) -> int:
         """A context's records with content decided by one of ``revisions`` (None: any), as
-        when its policy now keeps less; the scope names the ids erased."""
+        when its policy now keeps less."""
         where = [Exchange.context == context]
         if revisions is not None:
             where.append(Exchange.policy_revision.in_(list(revisions)))
-        return await self._until_done(where, events.exchanges_scope, who, context)
+        scope = events.policy_scope(context, revisions)
+        return await self._until_done(_Job(where, scope, who, context, wait=False))
 
     async def count(self, where: Sequence[ColumnElement[bool]]) -> int:
         """How many records an erasure over ``where`` would touch now."""
@@ -109,32 +109,27 @@ class Eraser:
             )
         return found or 0
 
-    async def _until_done(
-        self, where: list[ColumnElement[bool]], scope: Scope, who: Who, subject: str | None
-    ) -> int:
+    async def _until_done(self, job: _Job) -> int:
         total = 0
         while True:
             async with self._sessions.begin() as session:
-                done = await self._one_batch(session, where, scope, who, subject)
+                done = await self._one_batch(session, job)
             total += done
             if done < self._batch:
-                return total
+                break
+        if not job.wait and (left := await self.count(job.where)):
+            log.warning("erasure of %s: %d records left for the next pass (locked by another "
+                        "transaction, or written meanwhile)", job.scope, left)
+        return total
 
-    async def _one_batch(
-        self,
-        session: AsyncSession,
-        where: list[ColumnElement[bool]],
-        scope: Scope,
-        who: Who,
-        subject: str | None,
-    ) -> int:
+    async def _one_batch(self, session: AsyncSession, job: _Job) -> int:
         rows = (
             await session.execute(
                 select(Exchange.id, Exchange.endpoint)
-                .where(erasable(), *where)
+                .where(erasable(), *job.where)
                 .order_by(Exchange.received_at, Exchange.id)
                 .limit(self._batch)
-                .with_for_update(skip_locked=True)
+                .with_for_update(skip_locked=not job.wait)
             )
         ).all()
         if not rows:
@@ -153,9 +148,28 @@ class Eraser:
             .where(ReviewItem.exchange_id.in_(ids), has_body(ReviewItem.alternative))
             .values(alternative=null())
         )
-        event = events.erasure(who.actor, who.reason, scope(ids), len(ids), subject)
-        await events.append(self._audit, session, event)
+        if self._audit is not None and self._audit.enabled:
+            keys = self._audit.keys
+            left = await session.execute(
+                select(Exchange.id, Exchange.decision).where(Exchange.id.in_(ids))
+            )
+            erased = {row.id: keys.commit(row.decision) for row in left}
+            event = events.erasure(job.who.actor, job.who.reason, job.scope, erased, keys,
+                                   job.subject)
+            await events.append(self._audit, session, event)
         return len(ids)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One erasure: which records, the scope said on its events, who, the events' subject,
+    and whether it waits for locked rows (a person's request) or leaves them (retention)."""
+
+    where: list[ColumnElement[bool]]
+    scope: dict[str, Any]
+    who: Who
+    subject: str | None
+    wait: bool
 
 
 async def _drop_text_notes(session: AsyncSession, ids: Sequence[str]) -> None:

@@ -27,7 +27,7 @@ from tests.audit.verifying import (
     audit_config,
     chained,
     checkpoint,
-    erasure_event,
+    erasure_of,
     exchange,
     seq_of,
     verified,
@@ -107,7 +107,7 @@ def test_edited_content_stays_tampering_even_under_an_erasure_event(
     chain = AuditChain.from_config(audit, create_keys=False)
     edited = {"choices": [{"message": {"role": "assistant", "content": "Approved."}}]}
     sql(url, update(Exchange).where(row_of(9)).values(response_body=edited))
-    _append_event(url, chain, erasure_event({"exchanges": [exchange(9).id]}))
+    _append_event(url, chain, erasure_of(chain.keys, 9))
     kind, _, exchange_id, _ = first(verified(url, audit))
     assert (kind, exchange_id) == ("content_edited", exchange(9).id)
 
@@ -123,7 +123,7 @@ def test_content_removed_without_an_erasure_event_is_said(url: str, audit: Audit
 def test_content_removed_with_an_erasure_event_verifies(url: str, audit: AuditConfig) -> None:
     chain = AuditChain.from_config(audit, create_keys=False)
     sql(url, update(Exchange).where(row_of(30)).values(request_body=None, response_body=None))
-    _append_event(url, chain, erasure_event({"exchanges": [exchange(30).id]}))
+    _append_event(url, chain, erasure_of(chain.keys, 30))
     assert verified(url, audit).ok
 
 

@@ -11,10 +11,9 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 
-from gateway.audit import merkle, note
+from gateway.audit import events, merkle, note
 from gateway.audit.chain import AuditChain
 from gateway.audit.checkpoints import origin_of
-from gateway.audit.events import ERASURE
 from gateway.audit.keys import AuditKeys
 from gateway.audit.leaf import AuditEvent
 from gateway.audit.verify import Report, Verification, verify
@@ -167,11 +166,19 @@ async def wipe(sessions: Sessions) -> None:
             await session.execute(delete(model))
 
 
-def erasure_event(scope: dict[str, Any]) -> AuditEvent:
-    """An erasure event as EVENTS writes one, for SQL-made erasures."""
-    return AuditEvent(ERASURE, "cli:tests", None, "a person's request",
-                      {"scope": scope, "fields": ["request_body", "response_body"],
-                       "count": 1})
+def erasure_event(keys: AuditKeys, erased: dict[str, Any],
+                  scope: dict[str, Any] | None = None) -> AuditEvent:
+    """An erasure event as the eraser writes one, for SQL-made erasures: ``erased`` maps each
+    exchange id to its decision as the erasure left it."""
+    return events.erasure("cli:tests", "a person's request", scope or events.ids_scope(),
+                          {name: keys.commit(decision) for name, decision in erased.items()},
+                          keys)
+
+
+def erasure_of(keys: AuditKeys, *indexes: int) -> AuditEvent:
+    """The event of erasing the bodies of these exchanges (of ``exchange``), their decisions
+    left as they are."""
+    return erasure_event(keys, {exchange(i).id: exchange(i).row["decision"] for i in indexes})
 
 
 def verified(url: str, audit: AuditConfig, *, notes: tuple[NoteSource, ...] = (),

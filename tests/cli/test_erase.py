@@ -58,7 +58,8 @@ def test_erase_by_id_says_so_everywhere_the_record_is_read(
     (event,) = erasure_events(gateway, exchange_id)
     assert event["actor"].startswith("cli:")
     assert event["reason"] == "GDPR Art. 17 request #4711 (asked by the data subject)"
-    assert event["detail"]["scope"] == {"exchanges": [exchange_id]}
+    assert event["detail"]["scope"] == {"by": "exchange id"}
+    assert list(event["detail"]["exchanges"]) == [exchange_id]
     assert "0176" not in event["leaf"]
 
     shown = desk.get(f"/items/{item['id']}").json()["exchange"]

@@ -67,7 +67,8 @@ def test_erasing_by_id_keeps_the_record_and_the_chain_verifies(
         assert found[ids[2]].request_body is not None and found[ids[2]].erased_at is None
         (event,) = await events_of(sessions, setup.chain.chain_id, events.ERASURE)
         assert event["actor"] == WHO.actor and event["reason"] == WHO.reason
-        assert event["detail"]["scope"] == {"exchanges": sorted(ids[:2])}
+        assert event["detail"]["scope"] == {"by": "exchange id"}
+        assert sorted(event["detail"]["exchanges"]) == sorted(ids[:2])
         assert event["detail"]["count"] == 2
         assert "request_body" in event["detail"]["fields"]
         assert "0176" not in event["leaf"]
@@ -99,6 +100,7 @@ def test_erasing_a_key_in_batches_one_event_each(
         assert [e["detail"]["count"] for e in batches] == [2, 2, 1]
         assert {e["subject"] for e in batches} == {key}
         assert all(e["detail"]["scope"] == {"key_id": key} for e in batches)
+        assert {i for e in batches for i in e["detail"]["exchanges"]} == {r.id for r in mine}
 
     then_verified(chain_url, setup, work)
 
@@ -172,8 +174,11 @@ def test_retention_erases_what_each_policy_no_longer_keeps(
         scopes = {e["subject"]: e["detail"]["scope"] for e in erasures}
         assert scopes["keep-30-days"]["context"] == "keep-30-days"
         assert scopes["keep-30-days"]["received_before"] > old.isoformat()
-        assert scopes["now-none"] == {"exchanges": [written["was-full"].id]}
-        assert scopes["now-redacted"] == {"exchanges": [written["full"].id]}
+        assert scopes["now-none"] == {"context": "now-none", "decided_by": None}
+        erased = {e["subject"]: list(e["detail"]["exchanges"]) for e in erasures}
+        assert erased["now-none"] == [written["was-full"].id]
+        assert erased["now-redacted"] == [written["full"].id]
+        assert erased["keep-30-days"] == [written["old"].id]
         assert {e["actor"] for e in erasures} == {"gateway"}
         assert (await retention.once([aged, now_none, redacting]))[0].erased == 0
 
