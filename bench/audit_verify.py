@@ -39,7 +39,7 @@ from gateway.audit.keys import AuditKeys
 from gateway.audit.leaf import ZERO_HASH, entry_hash, exchange_body, leaf_text
 from gateway.audit.verify import Verification, verify
 from gateway.config.observe import AuditConfig
-from gateway.db import migrate
+from gateway.db import migrate, safe_json
 from gateway.db.models import ApiKey, AuditChain, AuditEntry, Exchange, Finding
 from gateway.db.session import create_engine, create_sessions
 from tests.audit.verifying import KEYS, START, audit_config, exchange, key_row
@@ -59,8 +59,9 @@ def _table(model: Any) -> Table:
 
 
 def _params(table: Table, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """The rows as the engine binds them (its type processors: times and JSON as stored)."""
-    dialect = sqlite.dialect()
+    """The rows as the gateway's engine binds them (its dialect's type processors and JSON
+    serializer: times and JSON text as the recorder stores them)."""
+    dialect = sqlite.dialect(json_serializer=safe_json.dumps)
     processors = [(column.key, column.type.bind_processor(dialect)) for column in table.c]
     return [tuple(value if process is None else process(value)
                   for key, process in processors for value in (row.get(key),))
