@@ -13,6 +13,7 @@ records per second and the peak memory of the verifier and its workers.
 
     python bench/audit_verify.py              # 1,000,000 exchanges, 3 runs
     python bench/audit_verify.py --count 100000 --runs 1
+    python bench/audit_verify.py --folder /tmp/audit-1m   # kept: verify again without a build
 """
 
 from __future__ import annotations
@@ -156,31 +157,51 @@ async def run(url: str, audit: AuditConfig) -> tuple[float, float, int]:
     return time.perf_counter() - started, _cpu() - cpu, report.entries
 
 
+def _prepare(folder: Path, count: int) -> tuple[str, AuditConfig]:
+    """The database in ``folder``, built unless it is there (a ``--folder`` kept from a
+    run before), and the audit section with its keys."""
+    database = folder / "audit.db"
+    url = f"sqlite+aiosqlite:///{database}"
+    if database.exists():
+        print(f"verifying the database already in {folder}")
+        return url, audit_config(folder)
+    migrate.upgrade(url)
+    audit = audit_config(folder)
+    print(f"building {count:,} chained exchanges on SQLite:")
+    built = build(database, audit, count)
+    size = database.stat().st_size / 2**20
+    print(f"built in {built:.1f} s ({count / built:,.0f}/s), {size:,.0f} MiB")
+    return url, audit
+
+
+def _verify_runs(url: str, audit: AuditConfig, runs: int) -> None:
+    times = []
+    for number in range(runs):
+        seconds, cpu, entries = asyncio.run(run(url, audit))
+        times.append(seconds)
+        print(f"  verify run {number + 1}: {seconds:.1f} s ({entries / seconds:,.0f}/s), "
+              f"{cpu:.1f} CPU s ({cpu / entries * 1e6:.0f} µs a record)", flush=True)
+    median = statistics.median(times)
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"verify: median {median:.1f} s over {runs} runs, {entries / median:,.0f} "
+          f"records/s; peak memory {own:,.0f} MiB (this process), {workers:,.0f} MiB "
+          "(the largest worker, the builder's included)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--folder", type=Path, default=None,
+                        help="build in this folder and keep it; verify only when it has one")
     args = parser.parse_args()
+    if args.folder is not None:
+        args.folder.mkdir(parents=True, exist_ok=True)
+        _verify_runs(*_prepare(args.folder, args.count), args.runs)
+        return
     with tempfile.TemporaryDirectory() as folder:
-        url = f"sqlite+aiosqlite:///{folder}/audit.db"
-        migrate.upgrade(url)
-        audit = audit_config(Path(folder))
-        print(f"building {args.count:,} chained exchanges on SQLite:")
-        built = build(Path(folder) / "audit.db", audit, args.count)
-        size = Path(f"{folder}/audit.db").stat().st_size / 2**20
-        print(f"built in {built:.1f} s ({args.count / built:,.0f}/s), {size:,.0f} MiB")
-        times = []
-        for number in range(args.runs):
-            seconds, cpu, entries = asyncio.run(run(url, audit))
-            times.append(seconds)
-            print(f"  verify run {number + 1}: {seconds:.1f} s ({entries / seconds:,.0f}/s), "
-                  f"{cpu:.1f} CPU s ({cpu / entries * 1e6:.0f} µs a record)")
-        median = statistics.median(times)
-        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"verify: median {median:.1f} s over {args.runs} runs, "
-              f"{args.count / median:,.0f} records/s; peak memory {own:,.0f} MiB "
-              f"(this process), {workers:,.0f} MiB (the largest worker)")
+        _verify_runs(*_prepare(Path(folder), args.count), args.runs)
 
 
 if __name__ == "__main__":
