@@ -156,6 +156,16 @@ async def _unchained(connection: AsyncConnection, chains: list[str]) -> list[Pro
     ]
 
 
+async def _no_chain(connection: AsyncConnection) -> list[Problem]:
+    """Exchange rows and no chain at all: the chain was removed (or never began)."""
+    rows = (await connection.execute(select(func.count()).select_from(EXCHANGES))).scalar()
+    if not rows:
+        return []
+    return [Problem("missing_chain", None, None, None,
+                    f"{rows:,} exchange rows and no audit chain: the chains were deleted "
+                    "(or the gateway never started on this database)")]
+
+
 @dataclass(frozen=True)
 class Verification:
     """What to verify: the database, the audit section (keys, origin), a chain or all,
@@ -183,6 +193,8 @@ async def verify(job: Verification, progress: Progress | None = None) -> Report:
             erasures, forged = await _erasures(connection, keys)
             stored = await _stored_notes(connection)
             unchained = await _unchained(connection, [c.chain_id for c in chains])
+            if not chains:
+                unchained += await _no_chain(connection)
     finally:
         await engine.dispose()
     key = job.vkey or default_vkey(job.audit)
@@ -222,21 +234,25 @@ async def _stored_notes(connection: AsyncConnection) -> dict[str, list[NoteSourc
 
 
 def _tasks(job: Verification, chain: ChainState, erasures: Erasures) -> list[RangeTask]:
-    return [
-        RangeTask(job.url, job.audit, chain.chain_id, start, min(start + job.span, chain.end),
-                  erasures)
-        for start in range(0, chain.end, job.span)
-    ]
+    """Ranges of ``span`` entries by the entry count, the last one open to the highest seq:
+    a gap in seq (a forged entry far out) is one range's ``deleted`` problem, never a
+    range for each ``span`` of the gap."""
+    if chain.count == 0:
+        return []
+    starts = list(range(0, chain.count, job.span))
+    ends = [*starts[1:], chain.end]
+    return [RangeTask(job.url, job.audit, chain.chain_id, start, max(end, start), erasures)
+            for start, end in zip(starts, ends, strict=True)]
 
 
 async def _scan(job: Verification, chains: list[ChainState], erasures: Erasures,
                 progress: Progress | None) -> dict[str, list[RangeResult]]:
     tasks = {c.chain_id: _tasks(job, c, erasures) for c in chains}
-    total = sum(c.end for c in chains)
+    total = sum(c.count for c in chains)
     done = [0]
 
     def count(result: RangeResult) -> RangeResult:
-        done[0] += result.end - result.start
+        done[0] += result.count
         if progress is not None:
             progress(done[0], total)
         return result
