@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from gateway.audit.checkpoint_files import SUFFIX
 from gateway.audit.keys import AuditKeyError
 from gateway.audit.note import NoteError, Verifier
 from gateway.audit.verify import (
@@ -22,8 +23,11 @@ from gateway.audit.verify import (
 )
 from gateway.cli.common import ConfigOption, config_or_exit, database, fail
 from gateway.config import GatewayConfig
+from gateway.config.observe import AuditConfig
 
 CHECKPOINT_HELP = "A signed checkpoint kept outside the gateway (a file); repeat for more."
+FILES_HELP = ("Leave out the checkpoint files the gateway wrote (audit.checkpoint_dir/<chain>/"
+              "*.checkpoint), read by default.")
 RECEIPT_HELP = "A caller's receipt (JSON from GET /v1/receipts/{id}); repeat for more."
 KEY_HELP = (
     "The verifier key (name+id+key) the checkpoints must be signed with; default: the one "
@@ -56,13 +60,23 @@ class _Progress:
 
 
 def _notes(paths: list[Path]) -> list[NoteSource]:
-    found = []
+    found: dict[str, NoteSource] = {}
     for path in paths:
         try:
-            found.append(NoteSource(str(path), path.read_text(encoding="utf-8")))
+            text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise fail(f"{path}: cannot read the checkpoint: {exc}", 2) from exc
-    return found
+        found.setdefault(text, NoteSource(str(path), text))  # latest is also <size>
+    return list(found.values())
+
+
+def _written(audit: AuditConfig, chain: str | None) -> list[Path]:
+    """The checkpoint files the gateway wrote, ``audit.checkpoint_dir/<chain>/*.checkpoint``:
+    every chain's, or the one asked for."""
+    root = audit.checkpoint_dir
+    folders = [root / chain] if chain is not None else sorted(
+        path for path in root.glob("*") if path.is_dir())
+    return sorted(path for folder in folders for path in folder.glob("*" + SUFFIX))
 
 
 def _receipts(paths: list[Path]) -> list[ReceiptSource]:
@@ -119,13 +133,16 @@ def verify_command(
         [], "--receipt", help=RECEIPT_HELP, exists=True, dir_okay=False
     ),
     key: str | None = typer.Option(None, "--key", help=KEY_HELP),
+    no_files: bool = typer.Option(False, "--no-checkpoint-files", help=FILES_HELP),
     as_json: bool = typer.Option(False, "--json", help="The report as one JSON object."),
 ) -> None:
     """Recompute every chain from the tables and report the first broken place; check
     checkpoints and receipts kept outside against the log. Exit 0 when the record is whole,
     1 when something was changed, 2 when it cannot be checked."""
     settings = config_or_exit(config)
-    job = Verification(settings.database_url, settings.audit, chain, _notes(checkpoint),
+    written = [] if no_files else _written(settings.audit, chain)
+    job = Verification(settings.database_url, settings.audit, chain,
+                       _notes([*checkpoint, *written]),
                        _key(key), _receipts(receipt))
     progress = _Progress()
     try:

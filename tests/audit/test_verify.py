@@ -40,12 +40,14 @@ def audit(tmp_path_factory: pytest.TempPathFactory) -> AuditConfig:
 
 @pytest.fixture
 def command(audit: AuditConfig, chain_url: str, tmp_path: Path) -> Any:  # noqa: F811
-    """``gateway audit verify ARGS`` on the module's database, with the audit section."""
+    """``gateway audit verify ARGS`` on the module's database, with the audit section (the
+    checkpoint files the command reads in a folder of the test's own)."""
     config = tmp_path / "gateway.yaml"
     config.write_text(yaml.safe_dump({
         "backends": {"mock": {"base_url": "http://127.0.0.1:9/v1"}},
         "models": {"test-small": {"backend": "mock", "model": "mock-small"}},
-        "audit": {"keys_dir": str(audit.keys_dir), "checkpoint_dir": str(audit.checkpoint_dir)},
+        "audit": {"keys_dir": str(audit.keys_dir),
+                  "checkpoint_dir": str(tmp_path / "checkpoints")},
     }))
 
     def run(*args: str) -> Any:
