@@ -157,7 +157,7 @@ async def _services(
     http = create_http_client(config.upstream)
     router = ModelRouter(config, base_urls)
     spans = ExchangeSpans(tracing, base_urls, _kinds(config)) if tracing is not None else None
-    measured = Metrics(config.telemetry, metric_readers)
+    measured = Metrics(config.telemetry, metric_readers, aliases=router.aliases)
     recorder = ExchangeRecorder(
         sessions,
         config.recording,

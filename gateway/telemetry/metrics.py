@@ -11,13 +11,15 @@ up to two readers:
 
 Counters and histograms are recorded from each exchange's record (``exchange``), in the
 recorder's writer task, off the request path. The gauges (``gateway.telemetry.gauges``) read
-values a periodic task keeps fresh. Labels are low-cardinality: never a request id or key id.
+values a periodic task keeps fresh. Labels are low-cardinality: never a request id or key id,
+nor a string the caller chose (``/metrics`` is open): the model is the configured alias the
+router took, ``_other`` for a model it did not know or the policy refused.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +48,10 @@ OPERATION = {
     "responses": "chat",
 }
 _ERRORS = ("upstream_error", "gateway_error")
+#: the model label of a call whose model was not an alias the router took
+OTHER_MODEL = "_other"
+#: the error of a model the router does not know or the caller's policy does not allow
+MODEL_REFUSED = "model_not_found"
 
 Gauge = Callable[[], Iterable[tuple[float, Mapping[str, str]]]]
 
@@ -72,8 +78,12 @@ class Metrics:
         config: TelemetryConfig,
         readers: Sequence[MetricReader] = (),
         env: Mapping[str, str] | None = None,
+        *,
+        aliases: Collection[str] = (),
     ) -> None:
         environ = os.environ if env is None else env
+        #: the configured model aliases: the only models a label names
+        self._aliases = frozenset(aliases)
         #: this app's own registry, which ``GET /metrics`` renders
         self.registry = CollectorRegistry(auto_describe=True)
         chosen = list(readers)
@@ -187,7 +197,7 @@ class Metrics:
         labels: dict[str, str] = {
             "gen_ai.operation.name": OPERATION.get(row["endpoint"], row["endpoint"]),
             "gen_ai.provider.name": row["backend"] or "unknown",
-            "gen_ai.request.model": row["requested_model"],
+            "gen_ai.request.model": self._model(row),
         }
         if row["http_status"] >= 400 or row["status"] in _ERRORS:
             labels["error.type"] = row["error_type"] or str(row["http_status"])
@@ -200,6 +210,14 @@ class Metrics:
         for kind, column in (("input", "prompt_tokens"), ("output", "completion_tokens")):
             if row[column] is not None:
                 self._tokens.record(row[column], {**labels, "gen_ai.token.type": kind})
+
+    def _model(self, row: Mapping[str, Any]) -> str:
+        """The alias asked for when it is one the router knows and the policy did not refuse
+        (``model_not_found``, the refusal of both), else ``_other``."""
+        model = row["requested_model"]
+        if model not in self._aliases or row["error_type"] == MODEL_REFUSED:
+            return OTHER_MODEL
+        return str(model)
 
     def shutdown(self) -> None:
         """Flush the OTLP reader (a last export) and unregister from this app's registry."""

@@ -4,15 +4,19 @@ gauges the periodic refresher reads from the database."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
+import openai
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from gateway.config.observe import TelemetryConfig
 from gateway.telemetry.gauges import gauge_refresher
-from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.metrics import OTHER_MODEL, Metrics
+from tests.inprocess import ADMIN, eventually
 from tests.servers import Upstream
 from tests.telemetry.metrics_app import (
     CONTEXT,
@@ -67,7 +71,7 @@ def test_the_genai_client_instruments(gateway: MeteredGateway) -> None:
     durations = gateway.points("gen_ai.client.operation.duration")
     ok = [p for a, p in durations if "error.type" not in a and a["gen_ai.provider.name"] == "mock"]
     assert sum(p.count for p in ok) >= 2 and all(p.sum > 0 for p in ok)
-    assert {a["gen_ai.request.model"] for a, _ in durations} == {"test-small"}
+    assert {a["gen_ai.request.model"] for a, _ in durations} - {OTHER_MODEL} == {"test-small"}
     failed = [a for a, _ in durations if "error.type" in a]
     assert failed and all(set(a) <= GENAI for a in failed)
 
@@ -162,3 +166,26 @@ def test_the_database_gauges_after_a_refresh(gateway: MeteredGateway) -> None:
     assert _one(probe.points("gateway.review.oldest_age"), **queue).value >= 0
     assert probe.unit("gateway.review.oldest_age") == "s"
     own.shutdown()
+
+
+def test_random_model_names_add_no_series(gateway: MeteredGateway) -> None:
+    """Any number of models the router does not know make one ``_other`` series (with the
+    refusal's error.type), whatever ran before."""
+    refused_series = {"gen_ai.request.model": OTHER_MODEL, "error.type": "model_not_found"}
+    durations = gateway.points("gen_ai.client.operation.duration")
+    seen = [p.count for a, p in durations if refused_series.items() <= a.items()]
+    before = len(durations) - len(seen)
+    sdk = gateway.sdk()
+    ids = []
+    for n in range(12):
+        with pytest.raises(openai.NotFoundError) as refused:
+            sdk.chat.completions.create(model=f"made-up-{n}-{uuid.uuid4().hex}",
+                                        messages=[{"role": "user", "content": "hi"}])
+        ids.append(refused.value.response.headers["x-request-id"])
+    for request_id in ids:
+        path = f"/admin/exchanges/{request_id}"
+        eventually(partial(lambda p: gateway.client.get(p, headers=ADMIN).is_success, path))
+    durations = gateway.points("gen_ai.client.operation.duration")
+    assert {a["gen_ai.request.model"] for a, _ in durations} == {"test-small", OTHER_MODEL}
+    assert len(durations) == before + 1
+    assert _one(durations, **refused_series).count == sum(seen) + 12
