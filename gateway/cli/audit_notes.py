@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from gateway.audit.checkpoints import Checkpointer, Stored
+from gateway.audit.keys import HMAC_FILE, SIGNING_FILE
 from gateway.audit.note import vkey
 from gateway.audit.receipt import ReceiptError, verify_receipt
 from gateway.cli.common import ConfigOption, audit_chain, config_or_exit, fail, run_with_db
@@ -20,9 +21,13 @@ ORIGIN_HELP = "The checkpoints' origin the operator publishes (audit.origin); ch
 
 def key(config_path: ConfigOption = None) -> None:
     """Print the verifier key of this gateway's checkpoints, to publish: with it anyone checks
-    a checkpoint or a caller's receipt offline."""
+    a checkpoint or a caller's receipt offline. Missing keys are made (and it says so)."""
     config = config_or_exit(config_path)
-    keys = audit_chain(config).keys
+    folder = config.audit.keys_dir
+    missing = [name for name in (HMAC_FILE, SIGNING_FILE) if not (folder / name).exists()]
+    keys = audit_chain(config, create_keys=True).keys
+    if missing:
+        typer.echo(f"made {' and '.join(missing)} in {folder}: new keys, back them up", err=True)
     typer.echo(vkey(keys.name, keys.public_key))
 
 

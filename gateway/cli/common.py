@@ -45,12 +45,13 @@ def config_or_exit(path: Path | None) -> GatewayConfig:
         raise fail(str(exc), 2) from exc
 
 
-def audit_chain(config: GatewayConfig) -> AuditChain:
+def audit_chain(config: GatewayConfig, *, create_keys: bool = False) -> AuditChain:
     """The chain a command appends its events (and imported records) to: the config's, as the
-    gateway's; its keys made when missing (a command run before the first start), a key file
-    it cannot use a clear error."""
+    gateway's. Its keys are made when missing only with ``create_keys`` (``gateway serve``,
+    ``gateway audit key``): any other command finding none says so in one line, exit 2,
+    rather than commit content under a key no one else has."""
     try:
-        return AuditChain.from_config(config.audit)
+        return AuditChain.from_config(config.audit, create_keys=create_keys)
     except ConfigError as exc:
         raise fail(str(exc), 2) from exc
 

@@ -32,7 +32,8 @@ def serve(
     from gateway.telemetry.logs import configure
 
     settings = config_or_exit(config)
-    audit_chain(settings)  # a key file it cannot use: one line naming it, before anything starts
+    # the keys made when missing; a key file it cannot use: one line naming it, before anything
+    audit_chain(settings, create_keys=True)
     configure(settings.logging)  # JSON lines by default; one access line per request, ours
     if is_sqlite(settings.database_url):
         migrate.upgrade(settings.database_url)
