@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import delete, update
+from sqlalchemy import delete, insert, update
 
 from gateway.audit.chain import AuditChain
 from gateway.audit.leaf import AuditEvent, event_body, leaf_text
@@ -80,7 +80,7 @@ def test_an_entry_forged_far_beyond_the_head_is_one_gap(
     far = 10**12
     event = AuditEvent("key.revoked", "cli:mallory", "key_0001", None, {"context": "bank"})
     leaf = leaf_text(chain.chain_id, far, _hash_at(url, SIZE - 1), "event", event_body(event))
-    sql(url, AuditEntry.__table__.insert().values(
+    sql(url, insert(AuditEntry).values(
         _entry(chain.chain_id, far, event.type, event.id, leaf)))
     report = verified(url, audit, span=10)
     (found,) = report.chains
