@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -99,20 +100,20 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[LifespanState]:
         # The tracing outlives the services: the recorder's last writes still make spans.
-        with tracing_for(config.telemetry, span_exporter) as tracing:
-            async with _services(
-                config, base_urls, stopping, metric_readers, tracing=tracing
-            ) as services:
-                sign_ins = WebSessions(
-                    services.sessions,
-                    services.reviewers,
-                    timedelta(hours=config.review_page.session_hours),
-                )
-                yield LifespanState(
-                    gateway=AppState(services, Pipeline(services)),
-                    web=WebState(sign_ins),
-                    tracing=tracing,
-                )
+        async with (
+            tracing_for(config.telemetry, span_exporter) as tracing,
+            _services(config, base_urls, stopping, metric_readers, tracing=tracing) as services,
+        ):
+            sign_ins = WebSessions(
+                services.sessions,
+                services.reviewers,
+                timedelta(hours=config.review_page.session_hours),
+            )
+            yield LifespanState(
+                gateway=AppState(services, Pipeline(services)),
+                web=WebState(sign_ins),
+                tracing=tracing,
+            )
 
     app = FastAPI(
         title="Situate gateway",
@@ -200,7 +201,7 @@ async def _services(
             await checkpoints.close()
         await services.quota.close()
         detectors.close()
-        measured.shutdown()
+        await asyncio.to_thread(measured.shutdown)  # a last OTLP export: not on the loop
         await http.aclose()
         await engine.dispose()
 

@@ -4,6 +4,7 @@ environment chooses, and the resource OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUT
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -110,8 +111,12 @@ def test_the_environment_chooses_the_exporters(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     assert exporters(TelemetryConfig(exporter="otlp")) == []
-    with tracing_for(TelemetryConfig(exporter="otlp")) as tracing:
-        assert tracing is None  # no provider, no thread, no cost
+
+    async def off() -> None:
+        async with tracing_for(TelemetryConfig(exporter="otlp")) as tracing:
+            assert tracing is None  # no provider, no thread, no cost
+
+    asyncio.run(off())
 
 
 def test_the_service_is_named_as_the_operator_says(monkeypatch: pytest.MonkeyPatch) -> None:

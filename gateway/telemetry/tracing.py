@@ -12,9 +12,10 @@ and ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES`` (which win over the def
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
@@ -79,12 +80,13 @@ def _exporter(name: str) -> SpanExporter:
     return OTLPSpanExporter()  # endpoint, headers, timeout: OTEL_EXPORTER_OTLP_* as the SDK reads
 
 
-@contextmanager
-def tracing_for(
+@asynccontextmanager
+async def tracing_for(
     config: TelemetryConfig, exporter: SpanExporter | None = None
-) -> Iterator[Tracing | None]:
-    """The app's tracing (None: off), shut down (its queue exported) on leaving.
-    ``exporter`` is the tests' hook: it replaces whatever the config and environment say."""
+) -> AsyncIterator[Tracing | None]:
+    """The app's tracing (None: off), shut down on leaving: its queue exported on a thread,
+    not the event loop. ``exporter`` is the tests' hook: it replaces whatever the config and
+    environment say."""
     chosen = [exporter] if exporter is not None else [_exporter(n) for n in exporters(config)]
     if not chosen:
         yield None
@@ -93,7 +95,7 @@ def tracing_for(
     try:
         yield tracing
     finally:
-        tracing.shutdown()
+        await asyncio.to_thread(tracing.shutdown)
 
 
 def current_span_context() -> SpanContext | None:
