@@ -29,6 +29,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.proxy import load, start_servers
+from gateway.audit.keys import AuditKeys
+from gateway.config.observe import AuditConfig
 
 
 def _audit_section(config: Path, enabled: bool) -> None:
@@ -48,6 +50,8 @@ def one_run(enabled: bool, duration: float) -> tuple[float, int, int]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         os.environ["GATEWAY_AUDIT_KEYS_DIR"] = str(folder / "audit")  # the CLI's keys too
+        # made first: the CLI's `keys create` chains its event and makes no keys itself
+        AuditKeys.load(AuditConfig(keys_dir=folder / "audit"), create=True)
         contexts, _, gateway = start_servers(folder, "aiohttp")
         _audit_section(gateway.config, enabled)  # read when the gateway starts, below
         with contexts[0], contexts[1]:  # type: ignore[attr-defined]
