@@ -178,6 +178,7 @@ def test_import_spill_chains_each_record_once_however_often_it_runs(tmp_path: Pa
         await insert_entries(sessions, records[2:4], AuditChain("gateway", KEYS))
 
     run_on(url, two_there)
+    assert in_process(["audit", "key"], env).returncode == 0  # the operator's keys, made
     first = in_process(["exchanges", "import-spill", str(spill)], env)
     assert first.returncode == 0, first.stderr
     assert "imported 4 records" in first.stderr and "skipped 2" in first.stderr

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import delete, insert, update
 
 from gateway.audit.chain import AuditChain
@@ -27,8 +26,8 @@ from tests.audit.test_tamper import (  # noqa: F401
     sql,
     url,
 )
+from tests.audit.test_verify import command  # noqa: F401
 from tests.audit.verifying import checkpoint, verified
-from tests.servers import in_process
 
 SIZE = COUNT + 2
 
@@ -45,7 +44,7 @@ def test_every_chain_deleted_with_exchanges_left_is_missing_chain(
 
 
 def test_a_truncated_tail_is_caught_by_the_checkpoint_files_by_default(
-    url: str, audit: AuditConfig, tmp_path: Path  # noqa: F811
+    url: str, audit: AuditConfig, tmp_path: Path, command: Any  # noqa: F811
 ) -> None:
     """The gateway's files in audit.checkpoint_dir/<chain>/ are read without --checkpoint:
     a tail cut with its head rewound and the stored checkpoints deleted is caught."""
@@ -62,7 +61,6 @@ def test_a_truncated_tail_is_caught_by_the_checkpoint_files_by_default(
         update(ChainRow).values(size=SIZE - 5, head=_hash_at(url, SIZE - 6)),
         delete(AuditCheckpoint),
     )
-    command = _command(url, audit, tmp_path)
     done = command()
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"first broken place: truncated at chain {audit.chain_id}, seq {SIZE - 5}" in (
@@ -88,19 +86,3 @@ def test_an_entry_forged_far_beyond_the_head_is_one_gap(
     assert [(p.seq, p.detail) for p in gaps] == [
         (SIZE, f"entries {SIZE}..{far - 1} missing from the chain")]
     assert found.events == 3 and found.exchanges == COUNT
-
-
-def _command(url: str, audit: AuditConfig, tmp_path: Path) -> Any:  # noqa: F811
-    config = tmp_path / "gateway.yaml"
-    config.write_text(yaml.safe_dump({
-        "backends": {"mock": {"base_url": "http://127.0.0.1:9/v1"}},
-        "models": {"test-small": {"backend": "mock", "model": "mock-small"}},
-        "audit": {"keys_dir": str(audit.keys_dir),
-                  "checkpoint_dir": str(tmp_path / "checkpoints")},
-    }))
-
-    def run(*args: str) -> Any:
-        env = {"GATEWAY_DATABASE_URL": url, "GATEWAY_CONFIG": str(config)}
-        return in_process(["audit", "verify", *args], env)
-
-    return run
