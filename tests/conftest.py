@@ -199,6 +199,17 @@ LONGEST_FIRST = (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The default audit keys (``data/audit``) made once, before any worker starts, as an
+    operator's first ``gateway serve`` or ``gateway audit key`` makes them: the tests' commands
+    run on the shared config, and a command makes none."""
+    if not hasattr(config, "workerinput"):
+        from gateway.audit.keys import AuditKeys
+        from gateway.config.observe import AuditConfig
+
+        AuditKeys.load(AuditConfig(), create=True)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
