@@ -89,10 +89,12 @@ class ExchangeRecorder:
         self._observers = tuple(observers)
         self.spool = Spool(config.spill_dir)
         self._replayer = Replayer(
-            sessions, self.spool, self.stats, config.batch_size, self._quarantine, chain
+            sessions, self.spool, self.stats, config.batch_size, self._quarantine, chain,
+            written=self._written,
         )
         self._open: set[str] = set()
-        #: begun and not yet written (nor spooled): a receipt asked for one is pending
+        #: begun and not yet in the database (queued, or in the spool until the replay writes
+        #: it): a receipt asked for one is pending
         self._unwritten: set[str] = set()
         self._none_open = asyncio.Event()
         self._none_open.set()
@@ -165,8 +167,13 @@ class ExchangeRecorder:
         self._none_open.clear()
 
     def holds(self, record_id: str) -> bool:
-        """Whether the exchange has begun and its rows are not written (nor spooled) yet."""
+        """Whether the exchange has begun and its rows are not in the database yet (queued or
+        spooled; never for one quarantined, logged only or unbuildable: it will not come)."""
         return record_id in self._unwritten
+
+    def _written(self, entries: Sequence[Entry]) -> None:
+        """These records are in the database, or will never be: no receipt waits for them."""
+        self._unwritten.difference_update(entry.id for entry in entries)
 
     def submit(self, record: Recordable) -> None:
         """Hand a finished record over. Never blocks; beyond the queue limit it spills."""
@@ -175,7 +182,6 @@ class ExchangeRecorder:
             entry = self._entry(record)
             if entry is not None:
                 self._spill([entry], "after the shutdown" if self._stopped else "queue full")
-            self._unwritten.discard(getattr(record, "id", None))
             return
         self._queue.put_nowait(record)
 
@@ -191,9 +197,13 @@ class ExchangeRecorder:
         of its batch."""
         try:
             entry = record.entry().fitted()
-        except Exception:
+        except Exception as exc:  # logged without the record: its bodies stay out of the log
             self.stats.unbuildable += 1
-            log.exception("an exchange record could not be turned into rows: %r", record)
+            record_id = getattr(record, "id", None)
+            self._unwritten.discard(record_id)
+            log.error("exchange record %s (%s) could not be turned into rows: %s: %s",
+                      record_id, getattr(record, "endpoint", None), type(exc).__name__,
+                      str(exc)[:500])
             return None
         for observe in self._observers:
             try:
@@ -264,7 +274,6 @@ class ExchangeRecorder:
                 entries = [e for e in map(self._entry, records) if e is not None]
                 if entries:
                     await self._write(entries)
-                self._unwritten.difference_update(getattr(r, "id", None) for r in records)
 
     async def _write(self, batch: list[Entry]) -> None:
         if self.stats.failing:  # the database is down: the replay brings these back
@@ -321,6 +330,7 @@ class ExchangeRecorder:
             log.warning("writing %d exchange records failed: %s", len(entries), describe(exc))
             return exc
         self.stats.written += len(entries)
+        self._written(entries)
         return None
 
     async def _reachable(self) -> bool:
@@ -334,6 +344,7 @@ class ExchangeRecorder:
         return False
 
     async def _quarantine(self, entry: Entry, why: str) -> None:
+        self._written([entry])
         if await self.spool.quarantine(entry, why):
             self.stats.quarantined += 1
             log.error("exchange record %s quarantined: %s", entry.id, why)
@@ -347,6 +358,7 @@ class ExchangeRecorder:
             log.warning("spooled %d exchange records (%s)", len(entries), reason)
             return
         self.stats.logged += len(entries)
+        self._written(entries)
         to_log(entries, f"{reason}; the spool cannot be written: {self.spool.broken}")
 
     async def _keep(self) -> None:

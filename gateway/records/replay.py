@@ -25,6 +25,8 @@ from gateway.records.spool import Spool, read_batches
 log = logging.getLogger("gateway.recorder")
 
 Quarantine = Callable[[Entry, str], Awaitable[None]]
+#: told of the records a replay found in the database, written now or before
+Written = Callable[[list[Entry]], None]
 
 #: replays in a row a record may fail alone, with an error called the database's, while the
 #: database answers, before it is quarantined: a failure misread as transient (or a trigger's
@@ -42,7 +44,7 @@ class RecorderStats:
     #: replay writes it
     failing: bool = False
     last_error: str | None = None
-    #: records whose rows could not be built at all (each logged with the record)
+    #: records whose rows could not be built at all (each logged: its id, endpoint and error)
     unbuildable: int = 0
     #: records the database refused on their own, kept in a quarantine file
     quarantined: int = 0
@@ -64,8 +66,11 @@ class Replayer:
         batch_size: int,
         quarantine: Quarantine,
         chain: AuditChain | None = None,
+        *,
+        written: Written | None = None,
     ) -> None:
         self._sessions = sessions
+        self._written = written
         self._chain = chain
         self._spool = spool
         self._stats = stats
@@ -134,6 +139,8 @@ class Replayer:
             if alone is None:
                 return False
             inserted, skipped = alone
+        else:
+            self._tell(chunk)
         self._stuck.pop(("chunk", chunk[0].id), None)
         self._stats.replayed += inserted
         self._stats.replay_skipped += skipped
@@ -159,8 +166,13 @@ class Replayer:
                 await self._quarantine(entry, why)
                 continue
             self._stuck.pop(("entry", entry.id), None)
+            self._tell([entry])
             inserted, skipped = inserted + done, skipped + seen
         return inserted, skipped
+
+    def _tell(self, entries: list[Entry]) -> None:
+        if self._written is not None:
+            self._written(entries)
 
     def _stuck_again(self, kind: str, key: str) -> bool:
         """Count one more transient failure in a row; True once there were STUCK_REPLAYS."""

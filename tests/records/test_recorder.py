@@ -239,7 +239,7 @@ def test_one_record_that_cannot_become_rows_costs_nothing_else(tmp_path: Path) -
         return recorder
 
     recorder = asyncio.run(main())
-    assert recorder.stats.unbuildable == 1  # logged with the record, the writer carried on
+    assert recorder.stats.unbuildable == 1  # logged (its id, not its bodies), the writer went on
     assert asyncio.run(count(url)) == 4  # the three good ones and the broken row's fallback
 
     async def broken() -> Exchange | None:
@@ -253,3 +253,67 @@ def test_one_record_that_cannot_become_rows_costs_nothing_else(tmp_path: Path) -
     assert row is not None and row.status == "gateway_error"
     assert row.error_type == "record_unbuildable"
     assert "the redaction view broke" in (row.error_message or "")
+
+
+class _Unrenderable(ExchangeRecord):
+    """An exchange whose rows cannot be built at all, fallback included."""
+
+    def entry(self) -> Entry:
+        raise RuntimeError("no rows for this one")
+
+
+def test_an_unbuildable_record_is_logged_without_its_bodies(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'l.db'}"
+    migrate.upgrade(url)
+    record = _Unrenderable(id="req_unbuilt", endpoint="embeddings",
+                           request_body={"input": "SECRET-PROMPT"},
+                           response_body={"data": "SECRET-ANSWER"})
+
+    async def main() -> None:
+        engine = create_engine(url)
+        recorder = ExchangeRecorder(create_sessions(engine), RecordingConfig(spill_dir=tmp_path))
+        recorder.start()
+        recorder.begin(record.id)
+        recorder.submit(record)
+        await recorder.stop()
+        assert not recorder.holds(record.id)  # it will never come: no receipt waits for it
+        await engine.dispose()
+
+    with caplog.at_level("INFO", logger="gateway.recorder"):
+        asyncio.run(main())
+    (line,) = [r for r in caplog.records if "could not be turned into rows" in r.getMessage()]
+    said = line.getMessage()
+    assert "req_unbuilt" in said and "embeddings" in said
+    assert "RuntimeError: no rows for this one" in said
+    assert "SECRET" not in caplog.text
+
+
+def test_a_spooled_record_is_pending_until_the_replay_writes_it(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'late.db'}"  # no schema yet: the writes fail
+    records = logs(3, "s")
+
+    async def main() -> tuple[list[bool], list[bool]]:
+        engine = create_engine(url)
+        recorder = ExchangeRecorder(
+            create_sessions(engine), RecordingConfig(retries=1, spill_dir=tmp_path / "spill")
+        )
+        recorder.start()
+        for record in records:
+            recorder.begin(record.id)
+            recorder.submit(record)
+        while recorder.stats.spilled < len(records):
+            await asyncio.sleep(0.01)
+        spooled = [recorder.holds(r.id) for r in records]
+        await asyncio.to_thread(migrate.upgrade, url)  # the database is back
+        await recorder.replay()
+        replayed = [recorder.holds(r.id) for r in records]
+        await recorder.stop()
+        await engine.dispose()
+        return spooled, replayed
+
+    spooled, replayed = asyncio.run(main())
+    assert spooled == [True, True, True]  # in the spool: a receipt is pending, not unknown
+    assert replayed == [False, False, False]
+    assert asyncio.run(count(url)) == 3
