@@ -41,6 +41,9 @@ def test_the_defaults_are_the_values_that_were_hard_coded() -> None:
     config = default_config()
     assert (config.database.pool_size, config.database.max_overflow) == (10, 10)
     assert config.review.claim_lease_minutes == 15
+    # checkpoints outside the keys' folder: a read-only keys mount, a backup without secrets
+    assert config.audit.checkpoint_dir == Path("data/checkpoints")
+    assert not config.audit.checkpoint_dir.is_relative_to(config.audit.keys_dir)
 
 
 def test_good_values_are_read(tmp_path: Path) -> None:

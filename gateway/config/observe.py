@@ -42,7 +42,9 @@ class AuditConfig(_Strict):
         description="the signer's name in each checkpoint's signature line",
     )
     checkpoint_dir: Path = Field(
-        Path("data/audit/checkpoints"), description="where signed checkpoints are written"
+        Path("data/checkpoints"),
+        description="where signed checkpoints are written: outside keys_dir, so a read-only "
+        "mount of the keys leaves it writable and a copy of the checkpoints carries no secret",
     )
     checkpoint_every: int = Field(1000, ge=1, description="records between two checkpoints")
     checkpoint_seconds: float = Field(
