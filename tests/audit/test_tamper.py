@@ -209,13 +209,7 @@ def test_a_truncated_tail_is_caught_by_a_checkpoint(
     kept = checkpoint(url, audit, size)
     note = tmp_path / "checkpoint.txt"
     note.write_text(kept)
-    refs = _refs_from(url, size - 5)
-    sql(
-        url,
-        delete(Exchange).where(Exchange.id.in_(refs)),
-        delete(AuditEntry).where(AuditEntry.seq >= size - 5),
-        update(ChainRow).values(size=size - 5, head=_hash_at(url, size - 6)),
-    )
+    cut_tail(url, size - 5)
     assert verified(url, audit).ok  # nothing in the database tells
     notes = (NoteSource(str(note), note.read_text()),)
     kind, seq, _, detail = first(verified(url, audit, notes=notes))
@@ -259,6 +253,19 @@ def test_checkpoints_of_the_log_verify(url: str, audit: AuditConfig) -> None:
     report = verified(url, audit, notes=(outside,))
     assert report.ok, report.to_json()
     assert report.chains[0].checkpoints == 3
+
+
+def cut_tail(url: str, keep: int, *more: Any) -> None:
+    """The entries from ``keep`` on and their exchange rows deleted, the head row rewound
+    (and ``more`` statements in the same transaction)."""
+    refs = _refs_from(url, keep)
+    sql(
+        url,
+        delete(Exchange).where(Exchange.id.in_(refs)),
+        delete(AuditEntry).where(AuditEntry.seq >= keep),
+        update(ChainRow).values(size=keep, head=_hash_at(url, keep - 1)),
+        *more,
+    )
 
 
 def _append_event(url: str, chain: AuditChain, event: AuditEvent) -> None:
