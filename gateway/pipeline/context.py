@@ -80,6 +80,8 @@ class ExchangeRecord:
     #: what the exchange cost and in which currency (None: no price for its alias)
     cost: float | None = None
     currency: str | None = None
+    #: why the backend's token counts are recorded as unknown (out of range), in the decision
+    usage_unknown: str | None = None
     #: the Responses API's id of the answer (``resp_…``), for ``GET /v1/responses/{id}``
     response_id: str | None = None
     #: what the record says about its response (``gateway.records.responses``): in the
@@ -105,11 +107,19 @@ class ExchangeRecord:
         self.status, self.error_type, self.error_message = status, error_type, message
 
     def take_usage(self, usage: Any) -> None:
+        """The backend's token counts; all unknown (None, as when it sends none) when one is
+        negative or past what JSON holds exactly (2**53 - 1): the record's chain entry could
+        not be written with it, and the count is no count. The decision says why."""
         if not isinstance(usage, dict):
             return
-        self.prompt_tokens = _int_or_none(usage.get("prompt_tokens"))
-        self.completion_tokens = _int_or_none(usage.get("completion_tokens"))
-        self.total_tokens = _int_or_none(usage.get("total_tokens"))
+        counts = [_int_or_none(usage.get(name)) for name in _USAGE]
+        wrong = [name for name, n in zip(_USAGE, counts, strict=True)
+                 if n is not None and not 0 <= n <= MAX_COUNT]
+        if wrong:
+            self.usage_unknown = (f"the backend's usage is out of range ({', '.join(wrong)}): "
+                                  "recorded as unknown")
+            counts = [None] * len(_USAGE)
+        self.prompt_tokens, self.completion_tokens, self.total_tokens = counts
 
     def entry(self) -> Entry:
         """The rows to write: built by the recorder's task, not on the request path. Should
@@ -190,6 +200,8 @@ class ExchangeRecord:
             values["decision"]["made_for"] = self.made_for
         if self.stale_key_seconds is not None:
             values["decision"]["key_checked_seconds_ago"] = round(self.stale_key_seconds, 1)
+        if self.usage_unknown is not None:
+            values["decision"]["usage_unknown"] = self.usage_unknown
         content = ctx.policy.policy.record.content
         if content == "none":
             values["request_body"] = values["response_body"] = None
@@ -231,6 +243,12 @@ class ExchangeRecord:
             }
             for o in decision.outcomes
         ]
+
+
+#: the usage's counts, as the record's columns name them
+_USAGE = ("prompt_tokens", "completion_tokens", "total_tokens")
+#: the largest count JSON (RFC 8785, the chain's entries) writes exactly
+MAX_COUNT = 2**53 - 1
 
 
 def _int_or_none(value: Any) -> int | None:
