@@ -7,8 +7,10 @@ an error naming the file: a gateway never makes a new key over one it could not 
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from gateway.audit.canonical import stored_canonical
 from gateway.config import ConfigError
 from gateway.config.observe import AuditConfig
+
+log = logging.getLogger("gateway.audit.keys")
 
 HMAC_FILE = "hmac.key"
 SIGNING_FILE = "signing.key"
@@ -81,27 +85,55 @@ def _folder(folder: Path) -> None:
 
 
 def _create(path: Path, make: Any) -> None:
-    """Write a new key file, readable by its owner only, unless one is there (two processes
-    starting at once: the first one's file stands)."""
+    """Write a new key file, readable by its owner only, unless one is there. Whole or not at
+    all: written to a temporary file beside it (0600) and fsynced, then linked to its name,
+    which fails when another process (a replica on the same volume) linked its key first:
+    that one stands. A crash leaves a stray temporary file, never an empty key."""
     if path.exists():
         return
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(make())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(temporary, path)
+            _sync_folder(path.parent)
+        finally:
+            temporary.unlink(missing_ok=True)
+    except FileExistsError:  # linked by another process meanwhile: its key stands
         return
     except OSError as exc:
         raise AuditKeyError(f"{path}: cannot create the audit key: {exc.strerror}") from exc
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(make())
+
+
+def _sync_folder(folder: Path) -> None:
+    """The new name made durable: the folder's entry fsynced."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _read(path: Path) -> bytes:
     try:
+        _warn_when_shared(path)
         return path.read_bytes()
     except FileNotFoundError as exc:
         raise AuditKeyError(f"{path}: no audit key there (the gateway makes one on start)") from exc
     except OSError as exc:
         raise AuditKeyError(f"{path}: cannot read the audit key: {exc.strerror}") from exc
+
+
+def _warn_when_shared(path: Path) -> None:
+    """A key file its group or others may read (or write) is logged: it should be 0600."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.warning("%s: the audit key's mode is %04o, readable beyond its owner: chmod 600 it",
+                    path, mode)
 
 
 def _read_hmac(path: Path) -> bytes:
