@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from gateway.audit.canonical import stored_canonical
+from gateway.audit.checkpoint_files import fsync_folder
 from gateway.config import ConfigError
 from gateway.config.observe import AuditConfig
 
@@ -100,22 +101,13 @@ def _create(path: Path, make: Any) -> None:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.link(temporary, path)
-            _sync_folder(path.parent)
+            fsync_folder(path.parent)
         finally:
             temporary.unlink(missing_ok=True)
     except FileExistsError:  # linked by another process meanwhile: its key stands
         return
     except OSError as exc:
         raise AuditKeyError(f"{path}: cannot create the audit key: {exc.strerror}") from exc
-
-
-def _sync_folder(folder: Path) -> None:
-    """The new name made durable: the folder's entry fsynced."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _read(path: Path) -> bytes:
