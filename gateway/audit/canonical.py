@@ -142,33 +142,30 @@ def _dumps(value: Any, kind: int) -> bytes | None:
         return None
 
 
+def _fast(value: Any, *, text: bool) -> bytes | None:
+    """The JCS bytes by orjson or by the walk and ``json.dumps``; None when neither can
+    vouch for them. With ``text``, only where ``json_value`` changes nothing (orjson's NUL
+    is suspect, and cleaning changes nothing else it passes)."""
+    written = _orjson(value)
+    if written is not None:
+        return written
+    kind = _scan(value, text=text)
+    return None if kind == _SLOW else _dumps(value, kind)
+
+
 def canonical(value: Any) -> bytes:
     """The RFC 8785 bytes of ``value``; raises ``rfc8785.CanonicalizationError`` (a
     ``ValueError``) for what JCS cannot write (NaN, infinities, an integer beyond 2**53,
     a lone surrogate, a key that is not a string)."""
-    written = _orjson(value)
-    if written is not None:
-        return written
-    kind = _scan(value, text=False)
-    if kind != _SLOW:
-        written = _dumps(value, kind)
-        if written is not None:
-            return written
-    return rfc8785.dumps(value)
+    written = _fast(value, text=False)
+    return rfc8785.dumps(value) if written is None else written
 
 
 def stored_canonical(value: Any) -> bytes:
     """``canonical(json_value(value))``, in one walk of the value when nothing in it needs
     normalising (the common case): what content commitments hash."""
-    written = _orjson(value)  # NUL is suspect there, and cleaning changes nothing else it passes
-    if written is not None:
-        return written
-    kind = _scan(value, text=True)
-    if kind != _SLOW:
-        written = _dumps(value, kind)
-        if written is not None:
-            return written
-    return canonical(json_value(value))
+    written = _fast(value, text=True)
+    return canonical(json_value(value)) if written is None else written
 
 
 def _number(value: int) -> float | str:
