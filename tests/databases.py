@@ -5,12 +5,16 @@ fixture costs milliseconds instead of a ``python -m gateway`` subprocess each.""
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 import asyncpg
+import pytest
 from sqlalchemy.engine import make_url
 
 from gateway.auth.keys import KeyService, NewKey
@@ -19,6 +23,8 @@ from gateway.db.session import Sessions, create_engine, create_sessions
 from gateway.review.reviewers import ReviewerService, Role
 
 T = TypeVar("T")
+
+POSTGRES_ENV = "GATEWAY_TEST_POSTGRES_URL"
 
 
 def _asyncpg_dsn(url: str) -> str:
@@ -42,6 +48,21 @@ def postgres_database(base: str, name: str) -> Iterator[str]:
     finally:
         drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
         in_a_thread(lambda: asyncio.run(_admin_sql(base, drop)))
+
+
+@contextmanager
+def empty_database_of(dialect: str, folder: Path, label: str) -> Iterator[str]:
+    """An empty database of a test's own on ``dialect`` (``sqlite`` in ``folder``, or a new
+    PostgreSQL database, dropped afterwards): its URL. PostgreSQL skips, saying why, without
+    GATEWAY_TEST_POSTGRES_URL."""
+    if dialect == "sqlite":
+        yield f"sqlite+aiosqlite:///{folder / f'{label}.db'}"
+        return
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV}")
+    with postgres_database(base, f"situate_{label}_{secrets.token_hex(4)}") as url:
+        yield url
 
 
 def in_a_thread(work: Callable[[], T]) -> T:

@@ -6,8 +6,6 @@ import-spill``. Each exchange's leaf is what its row and findings, read back, ma
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,8 +27,7 @@ from gateway.records.replay import RecorderStats, Replayer
 from gateway.records.spool import Spool
 from gateway.records.status import Status
 from tests.audit.chained import KEYS, assert_rows_chained, entries_of
-from tests.conftest import POSTGRES_ENV
-from tests.databases import in_a_thread, postgres_database, run_on, sessions_on, upgrade
+from tests.databases import empty_database_of, in_a_thread, run_on, sessions_on, upgrade
 from tests.servers import Gateway, in_process
 
 # -- through a running gateway ----------------------------------------------------------------
@@ -75,13 +72,7 @@ def test_exchanges_served_are_chained_as_the_database_gives_them_back(
 @pytest.fixture(params=["sqlite", "postgres"])
 def away_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database without its schema yet: records go to the spool until it is migrated."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'away.db'}"
-        return
-    base = os.environ.get(POSTGRES_ENV)
-    if not base:
-        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV}")
-    with postgres_database(base, f"situate_away_{secrets.token_hex(4)}") as url:
+    with empty_database_of(request.param, tmp_path, "away") as url:
         yield url
 
 

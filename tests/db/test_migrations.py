@@ -5,8 +5,6 @@ and the migrations go down to nothing and back up to the same schema."""
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,21 +21,13 @@ import gateway.db.models  # noqa: F401  (registers the tables)
 from gateway.db import migrate
 from gateway.db.base import Base
 from gateway.db.session import create_engine
-from tests.databases import postgres_database
-
-POSTGRES_ENV = "GATEWAY_TEST_POSTGRES_URL"
+from tests.databases import empty_database_of
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database of this test's own, with nothing in it yet (never the shared one)."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'drift.db'}"
-        return
-    base = os.environ.get(POSTGRES_ENV)
-    if not base:
-        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV}")
-    with postgres_database(base, f"situate_drift_{secrets.token_hex(4)}") as url:
+    with empty_database_of(request.param, tmp_path, "drift") as url:
         yield url
 
 
