@@ -49,7 +49,7 @@ from typing import TypeVar
 
 import anyio
 
-from gateway.config import DetectorsConfig
+from gateway.config.sections import DetectorsConfig
 from gateway.detectors.model import ModelNeeded, TextModel, need_model, try_cached
 
 T = TypeVar("T")

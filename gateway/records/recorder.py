@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from gateway.audit.chain import AuditChain
-from gateway.config import RecordingConfig
+from gateway.config.sections import RecordingConfig
 from gateway.db.session import Sessions
 from gateway.records.entries import (
     Entry,

@@ -17,8 +17,8 @@ from sqlalchemy import event
 
 from gateway.audit.chain import AuditChain
 from gateway.audit.keys import AuditKeys
-from gateway.config import RecordingConfig
 from gateway.config.observe import AuditConfig
+from gateway.config.sections import RecordingConfig
 from gateway.db.session import Sessions, create_engine, create_sessions
 from gateway.pipeline.context import ExchangeRecord
 from gateway.records.entries import Entry, insert_entries

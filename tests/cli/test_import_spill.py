@@ -9,7 +9,7 @@ import json
 import math
 from pathlib import Path
 
-from gateway.config import RecordingConfig
+from gateway.config.sections import RecordingConfig
 from gateway.pipeline.context import ExchangeRecord
 from gateway.records.recorder import ExchangeRecorder
 from gateway.records.status import Status

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from gateway.checks.registry import default_registry
-from gateway.config import RecordingConfig
+from gateway.config.sections import RecordingConfig
 from gateway.db import migrate
 from gateway.db.models import Exchange
 from gateway.db.session import create_engine, create_sessions

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from gateway.config import RecordingConfig
+from gateway.config.sections import RecordingConfig
 from gateway.db import migrate
 from gateway.db.session import create_engine, create_sessions
 from gateway.pipeline.context import ExchangeRecord

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import RecordingConfig
+from gateway.config.sections import RecordingConfig
 from gateway.db import migrate
 from gateway.db.session import create_engine, create_sessions
 from gateway.pipeline.context import ExchangeRecord

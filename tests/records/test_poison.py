@@ -14,7 +14,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from gateway.config import RecordingConfig
+from gateway.config.sections import RecordingConfig
 from gateway.pipeline.context import ExchangeRecord
 from gateway.records.entries import TRUNCATED, existing_ids, read_spill
 from gateway.records.recorder import ExchangeRecorder

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from gateway.auth.keys import KeyService, Principal
 from gateway.checks.registry import default_registry
-from gateway.config import RecordingConfig
+from gateway.config.sections import RecordingConfig
 from gateway.db import migrate
 from gateway.db.models import Exchange
 from gateway.db.session import create_engine, create_sessions

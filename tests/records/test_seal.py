@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import InterfaceError
 
-from gateway.config import RecordingConfig
+from gateway.config.sections import RecordingConfig
 from gateway.db import migrate
 from gateway.db.session import Sessions, create_engine, create_sessions
 from gateway.pipeline.context import ExchangeRecord
