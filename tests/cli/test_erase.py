@@ -41,7 +41,7 @@ def test_erase_by_id_says_so_everywhere_the_record_is_read(
     gateway: Gateway, tmp_path: Path
 ) -> None:
     desk = Reviewer(gateway, "Erin", queues=((CONTEXT, QUEUE),))
-    exchange_id = ask(gateway, gateway.keys[CONTEXT], "forget me: I am on 0176 5550101")
+    exchange_id = ask(gateway, gateway.keys[CONTEXT], "forget me: I am Wilhelmina Quirk on 0176 5550101")
     item = item_of(desk, CONTEXT, QUEUE, exchange_id)
     assert item["exchange"]["erased_at"] is None
 
@@ -60,7 +60,7 @@ def test_erase_by_id_says_so_everywhere_the_record_is_read(
     assert event["reason"] == "GDPR Art. 17 request #4711 (asked by the data subject)"
     assert event["detail"]["scope"] == {"by": "exchange id"}
     assert list(event["detail"]["exchanges"]) == [exchange_id]
-    assert "0176" not in event["leaf"]
+    assert "Wilhelmina" not in event["leaf"] and "0176 5550101" not in event["leaf"]
 
     shown = desk.get(f"/items/{item['id']}").json()["exchange"]
     assert shown["erased_at"] == record["erased_at"] and shown["content_kept"] is False
@@ -71,7 +71,7 @@ def test_erase_by_id_says_so_everywhere_the_record_is_read(
         page.close()
     assert "The content of this exchange was erased" in html
     assert "The answer was erased with the rest of the content." in html
-    assert "No answer was recorded" not in html and "0176" not in html
+    assert "No answer was recorded" not in html and "Wilhelmina" not in html
 
     since = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
     judged(desk, item)
