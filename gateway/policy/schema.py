@@ -6,8 +6,11 @@ that editors can use.
 
 from __future__ import annotations
 
+import importlib
 import re
+import sys
 from collections.abc import Collection, Iterable
+from types import ModuleType
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -299,9 +302,30 @@ class Tools(_Strict):
         return data
 
 
+def load_jsonschema() -> ModuleType:
+    """``jsonschema``, imported on first use, without the IRI format checkers.
+
+    Importing jsonschema imports ``rfc3987_syntax`` where it is installed (guardrails-ai's
+    ``jsonschema[format-nongpl]`` installs it), and that compiles some forty Earley grammars at
+    import: 2.6 s on this machine, at every process's first policy with a tool schema (``gateway
+    serve``, every command that reads the policies). The gateway never checks formats (a tool's
+    arguments are validated without a format checker; a schema's own check needs ``uri`` and
+    ``regex``, not ``iri``), so the import runs with that module hidden: its ``iri`` and
+    ``iri-reference`` checkers are left out, nothing else changes. Where jsonschema or
+    rfc3987_syntax is already imported (by guardrails, say), it is used as it is.
+    """
+    if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
+        return importlib.import_module("jsonschema")
+    sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]  # import raises ImportError
+    try:
+        return importlib.import_module("jsonschema")
+    finally:
+        del sys.modules["rfc3987_syntax"]
+
+
 def schema_problem(schema: dict[str, Any]) -> str | None:
     """What is wrong with a JSON Schema, or None when it is valid."""
-    import jsonschema  # lazily: see gateway.policy.tools._compile
+    jsonschema = load_jsonschema()  # lazily: see gateway.policy.tools._compile
 
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)

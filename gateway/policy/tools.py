@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from gateway.policy.actions import Action, Stage
 from gateway.policy.decision import Decision, Evidence, Outcome
-from gateway.policy.schema import Tools
+from gateway.policy.schema import Tools, load_jsonschema
 
 DECLARED = "tools.declared"
 CALLED = "tools.call"
@@ -175,10 +175,8 @@ def _arguments(arguments: str | dict[str, Any] | None) -> Any:
 def _compile(name: str, schema: dict[str, Any] | None) -> _Allowed:
     validator = None
     if schema is not None:
-        # jsonschema loads its format checkers (1.2 s with rfc3987-syntax installed): only
-        # where a policy constrains a tool's arguments, not at every command's start
-        import jsonschema
-
+        # only where a policy constrains a tool's arguments, not at every command's start
+        jsonschema = load_jsonschema()
         validator = jsonschema.validators.validator_for(schema)(schema)
     return _Allowed(re.compile(fnmatch.translate(name)), name, validator)
 
