@@ -2,7 +2,7 @@
 
 The request id is the one each answer carries (``x-request-id``; the OpenAI SDKs show it as
 ``_request_id``). Only the key that made the exchange gets its receipt: any other key, like an
-unknown id, gets the same 404. A record still in the recorder's queue gives 404
+unknown id, gets the same 404. A record of this key still in the recorder's queue gives 404
 ``receipt_pending`` with a ``Retry-After``. When no checkpoint covers the exchange yet, one is
 signed now. What the receipt holds and how to check it offline: docs/audit.md.
 """
@@ -51,7 +51,9 @@ async def get_receipt(
     request_id: str, services: ServicesDep, authorization: str | None = Header(None)
 ) -> dict[str, Any]:
     principal = await services.authenticator.authenticate(authorization)
-    queued = services.recorder.holds(request_id)  # before the read: a write may end between
+    # before the read: a write may end between; only for the key that made it (any other key,
+    # like an unknown id, gets the same 404)
+    queued = services.recorder.holds_for(request_id, principal.key_id)
     async with services.sessions() as session:
         key_id = await session.scalar(select(Exchange.key_id).where(Exchange.id == request_id))
         where = await locate(session, request_id) if key_id is not None else None

@@ -118,6 +118,7 @@ class Pipeline:
             principal = await authenticate(
                 self.s.authenticator, request.headers.get("authorization"), record
             )
+            recorder.made_by(record.id, principal.key_id)  # its receipt is pending for this key
             ctx = snapshot(self.s.policies, principal, record)
             body = await read_json(request, max_depth=self.s.config.max_json_depth)
             record.request_body = body

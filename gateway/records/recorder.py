@@ -94,8 +94,8 @@ class ExchangeRecorder:
         )
         self._open: set[str] = set()
         #: begun and not yet in the database (queued, or in the spool until the replay writes
-        #: it): a receipt asked for one is pending
-        self._unwritten: set[str] = set()
+        #: it), with the key that made it once it is known: a receipt its key asks for is pending
+        self._unwritten: dict[str, str | None] = {}
         self._none_open = asyncio.Event()
         self._none_open.set()
         #: stopped: a record handed over later (past the shutdown's wait) goes to the spool
@@ -163,17 +163,27 @@ class ExchangeRecorder:
     def begin(self, record_id: str) -> None:
         """An exchange has begun: shutdown waits for its record (``submit`` ends it)."""
         self._open.add(record_id)
-        self._unwritten.add(record_id)
+        self._unwritten[record_id] = None
         self._none_open.clear()
+
+    def made_by(self, record_id: str, key_id: str) -> None:
+        """The begun exchange's caller is authenticated: its key may wait for the receipt."""
+        if record_id in self._unwritten:
+            self._unwritten[record_id] = key_id
 
     def holds(self, record_id: str) -> bool:
         """Whether the exchange has begun and its rows are not in the database yet (queued or
         spooled; never for one quarantined, logged only or unbuildable: it will not come)."""
         return record_id in self._unwritten
 
+    def holds_for(self, record_id: str, key_id: str) -> bool:
+        """``holds``, for an exchange this key made: another key learns nothing of it."""
+        return self._unwritten.get(record_id) == key_id
+
     def _written(self, entries: Sequence[Entry]) -> None:
         """These records are in the database, or will never be: no receipt waits for them."""
-        self._unwritten.difference_update(entry.id for entry in entries)
+        for entry in entries:
+            self._unwritten.pop(entry.id, None)
 
     def submit(self, record: Recordable) -> None:
         """Hand a finished record over. Never blocks; beyond the queue limit it spills."""
@@ -200,7 +210,8 @@ class ExchangeRecorder:
         except Exception as exc:  # logged without the record: its bodies stay out of the log
             self.stats.unbuildable += 1
             record_id = getattr(record, "id", None)
-            self._unwritten.discard(record_id)
+            if isinstance(record_id, str):
+                self._unwritten.pop(record_id, None)
             log.error("exchange record %s (%s) could not be turned into rows: %s: %s",
                       record_id, getattr(record, "endpoint", None), type(exc).__name__,
                       str(exc)[:500])

@@ -173,7 +173,15 @@ def test_a_record_not_yet_written_is_pending(tmp_path: Path,
                            json={"context": "pending-context", "name": "t"}).json()
         headers = {"authorization": f"Bearer {made['key']}"}
         request_id = "req_" + "a" * 32
-        state.services.recorder.begin(request_id)  # begun: its record is still to come
+        other = client.post("/admin/keys", headers=ADMIN,
+                            json={"context": "pending-context", "name": "other"}).json()
+        recorder = state.services.recorder
+        recorder.begin(request_id)  # begun: its record is still to come
+        recorder.made_by(request_id, made["id"])  # authenticated: this key made it
+        elsewhere = client.get(f"/v1/receipts/{request_id}",
+                               headers={"authorization": f"Bearer {other['key']}"})
+        assert elsewhere.status_code == 404  # another key learns nothing of it, pending or not
+        assert elsewhere.json()["error"]["code"] != "receipt_pending", elsewhere.text
         pending = client.get(f"/v1/receipts/{request_id}", headers=headers)
         assert pending.status_code == 404
         assert pending.json()["error"]["code"] == "receipt_pending"
