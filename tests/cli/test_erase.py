@@ -41,7 +41,8 @@ def test_erase_by_id_says_so_everywhere_the_record_is_read(
     gateway: Gateway, tmp_path: Path
 ) -> None:
     desk = Reviewer(gateway, "Erin", queues=((CONTEXT, QUEUE),))
-    exchange_id = ask(gateway, gateway.keys[CONTEXT], "forget me: I am Wilhelmina Quirk on 0176 5550101")
+    said = "forget me: I am Wilhelmina Quirk on 0176 5550101"
+    exchange_id = ask(gateway, gateway.keys[CONTEXT], said)
     item = item_of(desk, CONTEXT, QUEUE, exchange_id)
     assert item["exchange"]["erased_at"] is None
 

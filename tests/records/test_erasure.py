@@ -55,7 +55,7 @@ def test_erasing_by_id_keeps_the_record_and_the_chain_verifies(
         ids = await write(
             sessions,
             setup.chain,
-            [record(policy, key, now(), f"Wilhelmina here, my phone is 0176 {i}") for i in range(3)],
+            [record(policy, key, now(), f"Wilhelmina, my phone is 0176 {i}") for i in range(3)],
         )
         erased = await Eraser(sessions, setup.chain).exchanges([ids[0], ids[1], "nope"], WHO)
         assert erased == 2
@@ -120,7 +120,8 @@ def test_a_responses_record_loses_its_admitted_input_and_still_verifies(
             "call Wilhelmina on 0176 555",
             endpoint="responses",
             response_id="resp_" + key,
-            response_notes={"content": "full", "admitted_input": [{"text": "Wilhelmina on 0176 555"}]},
+            response_notes={"content": "full",
+                            "admitted_input": [{"text": "Wilhelmina on 0176 555"}]},
         )
         (exchange_id,) = await write(sessions, setup.chain, [made])
         assert await Eraser(sessions, setup.chain).exchanges([exchange_id], WHO) == 1
